@@ -1,0 +1,26 @@
+# The two commands of the README: `make demo` (the main job on the embedded default)
+# and `make test` (the whole suite). Both install what they need first.
+.PHONY: bootstrap demo test test-fast lint ui stop screenshots bench
+
+PY := .venv/bin/python
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+demo: bootstrap
+	@.venv/bin/run-proof plan
+
+test: bootstrap
+	@scripts/test.sh
+
+test-fast: bootstrap
+	@scripts/test.sh -m "not slow and not browser"
+
+lint: bootstrap
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+ui: bootstrap
+	@.venv/bin/run-proof ui
+
+stop:
+	@.venv/bin/run-proof db stop

@@ -1,0 +1,1 @@
+"""The `run-proof` command line."""

@@ -1,0 +1,173 @@
+"""`run-proof`: manage the store, seed demo data, verify runs and check test vectors.
+
+Kept free of Dagster imports: `run-proof verify` is a whole process whose start-up counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from run_proof_pipeline.cli.errors import CommandError, handled
+from run_proof_pipeline.cli.exit_codes import STATUS_EXIT, ExitCode
+from run_proof_pipeline.store.engine import ResolvedDatabase, async_engine, resolve_database
+
+app = typer.Typer(
+    help="Prove that AI-agent run traces in PostgreSQL have not been altered.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="The trace store: migrations and the embedded default server.")
+app.add_typer(db_app, name="db")
+
+
+def _database(*, machine_output: bool = False) -> ResolvedDatabase:
+    resolved = resolve_database()
+    # First line of output, so nobody mistakes the demo database for theirs; on stderr when
+    # stdout must stay machine-readable.
+    print(resolved.banner(), file=sys.stderr if machine_output else sys.stdout)
+    return resolved
+
+
+@db_app.command("upgrade")
+@handled
+def db_upgrade() -> None:
+    """Apply the trace store's migrations (idempotent)."""
+    from run_proof_pipeline.store.migrate import head_revision, upgrade
+
+    resolved = _database()
+    upgrade(resolved.url)
+    print(f"trace store at revision {head_revision()}")
+
+
+@db_app.command("start")
+@handled
+def db_start() -> None:
+    """Start the embedded default PostgreSQL (reused if already running)."""
+    from run_proof_pipeline.store.engine import embedded_database_url
+
+    url = embedded_database_url()
+    print(f"embedded PostgreSQL running: {url.redacted()}")
+
+
+@db_app.command("stop")
+@handled
+def db_stop() -> None:
+    """Stop the embedded default PostgreSQL."""
+    from run_proof_pipeline.local_postgres import embedded_default
+
+    server = embedded_default()
+    was_running = server.is_running()
+    server.stop()
+    print("embedded PostgreSQL stopped" if was_running else "embedded PostgreSQL was not running")
+
+
+@db_app.command("url")
+@handled
+def db_url(
+    reveal: bool = typer.Option(False, help="Print the password too (for DATABASE_URL)."),
+) -> None:
+    """Print the embedded default's URL (password hidden unless --reveal)."""
+    from run_proof_pipeline.store.engine import embedded_database_url
+
+    url = embedded_database_url()
+    print(url.libpq() if reveal else url.redacted())
+
+
+@app.command()
+@handled
+def demo(
+    runs: int = typer.Option(12, min=1, help="How many runs to seed."),
+    force: bool = typer.Option(False, help="Seed even when the store already has traces."),
+) -> None:
+    """Seed realistic demo traces through the recorder."""
+    from run_proof_pipeline.demo import seed_demo, store_is_empty
+    from run_proof_pipeline.store.migrate import upgrade
+
+    resolved = _database()
+    upgrade(resolved.url)
+
+    async def run() -> None:
+        engine = async_engine(resolved.url)
+        try:
+            if not force and not await store_is_empty(engine):
+                print("the store already has traces; nothing seeded (use --force to add more)")
+                return
+            summary = await seed_demo(engine, runs=runs)
+            print(
+                f"seeded {summary.traces} traces with {summary.steps} steps; "
+                f"latest run {summary.latest_run_id}, still running: {summary.running_run_id}"
+            )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+@app.command()
+@handled
+def verify(
+    tenant_id: str = typer.Option(..., "--tenant-id", help="Tenant of the run."),
+    run_id: str = typer.Option(..., "--run-id", help="Run to prove."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Prove one run: prints the seed's Step 3 fields and the verdict."""
+    from run_proof_pipeline.coordinator import get_run_proof_coordinator
+    from run_proof_pipeline.store.engine import session_scope
+
+    resolved = _database(machine_output=as_json)
+
+    async def run():  # noqa: ANN202 - local coroutine
+        async with session_scope(resolved.url) as session:
+            return await get_run_proof_coordinator().get_run_proof(
+                session, tenant_id, run_id, step_summary_limit=0
+            )
+
+    result = asyncio.run(run())
+    integrity = result.integrity
+    if as_json:
+        print(result.model_dump_json())
+    else:
+        print("integrity_model:", integrity.model)
+        print("verification_status:", integrity.verification_status)
+        print("chain_length:", integrity.chain_length)
+        print("root_hash:", integrity.root_hash)
+        print("trace_count:", len(result.aos_traces))
+        print("step_count:", result.steps_read)
+        if integrity.failure_reason:
+            print("failure_reason:", integrity.failure_reason)
+    raise typer.Exit(int(STATUS_EXIT[integrity.verification_status]))
+
+
+@app.command()
+@handled
+def vectors(path: Path = typer.Argument(..., help="A vectors file in the v1 format.")) -> None:
+    """Recompute every case of a hash-chain vectors file; exit 0 only if all match."""
+    from run_proof_pipeline.integrity.vectors import check_vectors
+
+    if not path.is_file():
+        raise CommandError(f"no vectors file at {path}", ExitCode.USAGE)
+    try:
+        report = check_vectors(path)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CommandError(f"{path} is not a v1 vectors file: {exc}", ExitCode.USAGE) from None
+    if report.ok:
+        print(f"all {report.cases_checked} cases match ({path})")
+        return
+    case, field, expected, computed = report.first_mismatch  # type: ignore[misc]
+    print(
+        json.dumps({"case": case, "field": field, "expected": expected, "computed": computed}),
+    )
+    raise CommandError(
+        f"case {case!r}, field {field!r}: expected {expected!r}, computed {computed!r}",
+        ExitCode.FAILED,
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,347 @@
+"""RFC 8785 (JCS) canonical JSON, exact, at close to orjson speed.
+
+orjson does the structural work: its string escaping is byte-identical to JCS (checked for
+every code point in the tests) and, for keys without astral characters, its key order
+(code points) equals JCS's UTF-16 order.  What orjson prints differently -- every float,
+and on the read path integers beyond 2^53 -- is pre-rendered here as an `orjson.Fragment`.
+A dict whose keys hold astral characters is rendered by the pure-Python path, because
+UTF-16 puts surrogate pairs (U+D800..) before U+E000..U+FFFF while code point order does not.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "MAX_SAFE_INTEGER",
+    "CanonicalizationError",
+    "canonicalize",
+    "es6_number",
+    "parse_stored_json",
+]
+
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_SORT = orjson.OPT_SORT_KEYS
+_Fragment = orjson.Fragment
+_dumps = orjson.dumps
+_ASTRAL = "\U00010000"
+
+
+class CanonicalizationError(ValueError):
+    """A value cannot be represented in RFC 8785 canonical JSON (the message names its path)."""
+
+
+def es6_number(value: float) -> str:
+    """ECMAScript Number::toString of a finite double, as RFC 8785 requires.
+
+    repr() already yields the shortest round-tripping digits (the same digit string ES6
+    picks); only the layout differs: ES6 switches to exponent form at 1e21 / 1e-7, Python
+    at 1e16 / 1e-5, and ES6 writes no ".0" and no leading zeros in the exponent.
+    """
+    if value == 0.0:
+        return "0"  # also -0.0: JCS serializes negative zero as 0
+    r = repr(value)
+    if "e" not in r:
+        if r.endswith(".0"):
+            return r[:-2]
+        if r[0] in "in":  # "inf" / "nan"; repr never has 'e' for these
+            raise CanonicalizationError(f"{r} is not a finite number")
+        return r
+    mantissa, _, exp_text = r.partition("e")
+    sign = ""
+    if mantissa[0] == "-":
+        sign = "-"
+        mantissa = mantissa[1:]
+    int_part, _, frac_part = mantissa.partition(".")
+    digits = (int_part + frac_part).rstrip("0") or "0"
+    k = len(digits)
+    n = int(exp_text) + len(int_part)  # value = 0.digits * 10^n
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * (-n) + digits
+    e = n - 1
+    exp_sign = "+" if e >= 0 else "-"
+    if k == 1:
+        return f"{sign}{digits}e{exp_sign}{abs(e)}"
+    return f"{sign}{digits[0]}.{digits[1:]}e{exp_sign}{abs(e)}"
+
+
+def _float_text(value: float) -> str:
+    if value != value or value in (math.inf, -math.inf):
+        raise _Invalid
+    return es6_number(value)
+
+
+def _float_fragment(value: float) -> Any:
+    return _Fragment(_float_text(value))
+
+
+class _Invalid(Exception):
+    """Internal signal: the fast walk met something it will not encode; diagnose slowly."""
+
+
+def _prepare(value: Any, strict: bool) -> Any:
+    """Return `value` with every number orjson would misprint replaced by a Fragment.
+
+    Containers are copied only when something inside them changed.  Strings are not
+    inspected here: orjson rejects lone surrogates itself, and U+0000 is found afterwards
+    by a byte search of the output.  Anything unexpected raises _Invalid.
+    """
+    t = type(value)
+    if t is str or value is None or t is bool:
+        return value
+    if t is float:
+        return _float_fragment(value)
+    if t is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return value
+        if strict:
+            raise _Invalid
+        return _big_int_fragment(value)
+    if t is dict:
+        changed: dict[str, Any] | None = None
+        for k, v in value.items():
+            if type(k) is not str:
+                raise _Invalid
+            if not k.isascii() and max(k) >= _ASTRAL:
+                return _Fragment(_encode_py(value, strict))
+            tv = type(v)
+            if tv is str or v is None or tv is bool:
+                continue
+            if tv is int and -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
+                continue
+            nv = _prepare(v, strict)
+            if nv is not v:
+                if changed is None:
+                    changed = dict(value)
+                changed[k] = nv
+        return value if changed is None else changed
+    if t is list or t is tuple:
+        out: list[Any] | None = None
+        for i, v in enumerate(value):
+            tv = type(v)
+            if tv is str or v is None or tv is bool:
+                continue
+            if tv is int and -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
+                continue
+            nv = _prepare(v, strict)
+            if nv is not v:
+                if out is None:
+                    out = list(value)
+                out[i] = nv
+        if out is None:
+            return value
+        return out
+    return _prepare(_coerce_subclass(value, strict), strict)
+
+
+def _big_int_text(value: int) -> str:
+    # Read path: the stored integer denotes a double (jsonb keeps 1e21 as 10^21).
+    try:
+        as_float = float(value)
+    except OverflowError:
+        raise _Invalid from None
+    return es6_number(as_float)
+
+
+def _big_int_fragment(value: int) -> Any:
+    return _Fragment(_big_int_text(value))
+
+
+def _coerce_subclass(value: Any, strict: bool) -> Any:
+    """Plain-type view of subclasses (str enums, OrderedDict, ...); _Invalid for other types.
+
+    Decimal is accepted on the read path only: PostgreSQL numeric columns arrive as
+    Decimal, and on read every number is taken as the double it denotes.
+    """
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if not strict and isinstance(value, Decimal):
+        if not value.is_finite():
+            raise _Invalid
+        return float(value)
+    raise _Invalid
+
+
+def canonicalize(value: object, *, strict: bool = True) -> bytes:
+    """RFC 8785 canonical JSON of `value` as UTF-8 bytes.
+
+    strict=True is the write path: values JCS cannot represent exactly are rejected.
+    strict=False is the read path (values parsed back from jsonb): any integer is taken as
+    the double it denotes; non-finite numbers are still rejected.
+    """
+    try:
+        prepared = _prepare(value, strict)
+        out = _dumps(prepared, option=_SORT)
+    except (_Invalid, TypeError, RecursionError, CanonicalizationError):
+        # Either the value is invalid (diagnose names the path and raises) or orjson
+        # refused something valid (nesting deeper than its 254 levels): pure Python then.
+        _diagnose(value, strict, "")
+        return _encode_py(value, strict)
+    if strict and b"\\u0000" in out:
+        _diagnose(value, strict, "")
+    return out
+
+
+# --- pure-Python path ---------------------------------------------------------------------
+
+
+def _utf16_key(key: str) -> bytes:
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _encode_py(value: Any, strict: bool) -> bytes:
+    parts: list[bytes] = []
+    try:
+        _emit(value, strict, parts)
+    except (_Invalid, TypeError, RecursionError) as exc:
+        _diagnose(value, strict, "")
+        raise CanonicalizationError(f"cannot canonicalize value: {exc}") from exc
+    return b"".join(parts)
+
+
+def _emit(value: Any, strict: bool, parts: list[bytes]) -> None:
+    t = type(value)
+    if t is str or value is None or t is bool:
+        parts.append(_dumps(value))
+    elif t is float:
+        parts.append(_float_text(value).encode())
+    elif t is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            parts.append(b"%d" % value)
+        elif strict:
+            raise _Invalid
+        else:
+            parts.append(_big_int_text(value).encode())
+    elif t is dict:
+        for k in value:
+            if type(k) is not str:
+                raise _Invalid
+        parts.append(b"{")
+        first = True
+        for k in sorted(value, key=_utf16_key):
+            if not first:
+                parts.append(b",")
+            first = False
+            parts.append(_dumps(k))
+            parts.append(b":")
+            _emit(value[k], strict, parts)
+        parts.append(b"}")
+    elif t is list or t is tuple:
+        parts.append(b"[")
+        for i, v in enumerate(value):
+            if i:
+                parts.append(b",")
+            _emit(v, strict, parts)
+        parts.append(b"]")
+    else:
+        _emit(_coerce_subclass(value, strict), strict, parts)
+
+
+# --- diagnosis: slow, only runs once something has already gone wrong ----------------------
+
+
+def _join(path: str, key: str) -> str:
+    if key.isidentifier():
+        return f"{path}.{key}" if path else key
+    return f"{path}[{json.dumps(key, ensure_ascii=True)}]"
+
+
+def _where(path: str) -> str:
+    return path or "(root)"
+
+
+def _check_str(s: str, strict: bool, path: str, what: str) -> None:
+    if strict and "\x00" in s:
+        raise CanonicalizationError(f"{_where(path)}: {what} contains U+0000")
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CanonicalizationError(
+            f"{_where(path)}: {what} contains a lone surrogate (not valid Unicode text)"
+        ) from None
+
+
+def _diagnose(value: Any, strict: bool, path: str) -> None:
+    """Raise CanonicalizationError naming the first invalid value's path; return if none."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        v, p = stack.pop()
+        if v is None or isinstance(v, bool):
+            continue
+        if isinstance(v, str):
+            _check_str(v, strict, p, "string")
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                raise CanonicalizationError(f"{_where(p)}: {v!r} is not a finite number")
+        elif isinstance(v, int):
+            if strict and not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
+                raise CanonicalizationError(
+                    f"{_where(p)}: integer {v} is outside +-(2^53-1) and would lose precision"
+                )
+            if not strict:
+                try:
+                    float(v)
+                except OverflowError:
+                    raise CanonicalizationError(
+                        f"{_where(p)}: integer {v} is not a finite double"
+                    ) from None
+        elif isinstance(v, dict):
+            children: list[tuple[Any, str]] = []
+            for k, child in v.items():
+                if not isinstance(k, str):
+                    raise CanonicalizationError(
+                        f"{_where(p)}: object key {k!r} is a {type(k).__name__}, not a string"
+                    )
+                _check_str(k, strict, p, f"key {k!r}")
+                children.append((child, _join(p, k)))
+            stack.extend(reversed(children))
+        elif isinstance(v, (list, tuple)):
+            stack.extend(reversed([(child, f"{p}[{i}]") for i, child in enumerate(v)]))
+        elif not strict and isinstance(v, Decimal):
+            if not v.is_finite():
+                raise CanonicalizationError(f"{_where(p)}: {v} is not a finite number")
+        else:
+            raise CanonicalizationError(
+                f"{_where(p)}: unsupported type {type(v).__name__} (JSON values only)"
+            )
+
+
+# --- read path ----------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_stored_json(text: str | bytes) -> object:
+    """Parse JSON text as PostgreSQL returns it (jsonb text output).
+
+    orjson handles nearly everything (it reads integers beyond 64 bits as doubles, which is
+    what they denote).  When it refuses -- an overflowing number such as 1e400, or an
+    escaped lone surrogate -- the standard library parses it, and canonicalize() then
+    rejects the value, so the step is reported as unverifiable instead of crashing the read.
+    """
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text, parse_constant=_reject_constant)

@@ -1,0 +1,1 @@
+"""The trace store: schema, migrations, the write path (recorder) and the snapshot reader."""

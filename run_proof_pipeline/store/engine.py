@@ -1,0 +1,76 @@
+"""Connections to the trace store: which database, and sessions on it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from run_proof_pipeline.settings import DatabaseUrl, Settings, load_settings
+
+EMBEDDED_DATABASE = "run_proof"
+
+
+@dataclass(frozen=True)
+class ResolvedDatabase:
+    url: DatabaseUrl
+    embedded: bool
+
+    def banner(self) -> str:
+        """The first line CLI commands print, so nobody mistakes the demo database for theirs."""
+        if self.embedded:
+            return (
+                f"Using the embedded default PostgreSQL ({self.url.redacted()}); "
+                "set DATABASE_URL to use your own database."
+            )
+        return f"Using DATABASE_URL={self.url.redacted()}"
+
+
+def embedded_database_url() -> DatabaseUrl:
+    """Start (or reuse) the project's own PostgreSQL server and return its trace database."""
+    from run_proof_pipeline.local_postgres import embedded_default
+
+    server = embedded_default()
+    server.ensure_initialized()
+    server.start()
+    return DatabaseUrl.parse(server.create_database(EMBEDDED_DATABASE, exist_ok=True))
+
+
+def resolve_database(settings: Settings | None = None) -> ResolvedDatabase:
+    settings = settings or load_settings()
+    url = settings.database_url()
+    if url is not None:
+        return ResolvedDatabase(url, embedded=False)
+    return ResolvedDatabase(embedded_database_url(), embedded=True)
+
+
+def async_engine(url: DatabaseUrl) -> AsyncEngine:
+    # NullPool: async connections are bound to the event loop that opened them, and callers
+    # (Dagster ops, the CLI) each run their own loop; a pool would hand out dead connections.
+    return create_async_engine(url.sqlalchemy(), poolclass=NullPool)
+
+
+def sync_engine(url: DatabaseUrl) -> Engine:
+    return create_engine(url.sqlalchemy(), poolclass=NullPool)
+
+
+@asynccontextmanager
+async def session_scope(url: DatabaseUrl) -> AsyncIterator[AsyncSession]:
+    engine = async_engine(url)
+    try:
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def get_session() -> AsyncIterator[AsyncSession]:
+    """The seed's `app.db.get_session`: a session on DATABASE_URL (or the embedded default)."""
+    async with session_scope(resolve_database().url) as session:
+        yield session

@@ -1,0 +1,27 @@
+"""Alembic environment: runs our migrations on the URL the caller put in the config."""
+
+from alembic import context
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from run_proof_pipeline.store.migrate import MIGRATION_LOCK_KEY, VERSION_TABLE
+
+url = context.config.get_main_option("sqlalchemy.url")
+engine = create_engine(url, poolclass=NullPool)
+with engine.connect() as connection:
+    # Two processes upgrading at once (CI, the sensor, a developer) must not interleave DDL.
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    connection.commit()
+    try:
+        context.configure(
+            connection=connection,
+            version_table=VERSION_TABLE,
+            transaction_per_migration=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+    finally:
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        connection.commit()
+engine.dispose()

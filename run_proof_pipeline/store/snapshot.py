@@ -1,0 +1,100 @@
+"""Read one trace in one consistent snapshot, streaming its steps in index order.
+
+Everything a proof reads happens inside one REPEATABLE READ transaction (spec), so a
+concurrent append or seal cannot produce a false verdict. Steps arrive through COPY in
+text format and are never held whole: a run of a million steps costs a batch of memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+TRACE_COLUMNS = (
+    "trace_id, run_id, tenant_id, agent_id, plan_id, plan, status, started_at, completed_at,"
+    " genesis_hash, root_hash, chain_length, seal_seq"
+)
+
+# Column order of a streamed step row; numbers and JSON travel as text so that no value is
+# converted twice (the integrity core parses them exactly as the spec says).
+STEP_COLUMNS = (
+    "step_index",
+    "tenant_id",
+    "run_id",
+    "skill_id",
+    "skill_name",
+    "params",
+    "status",
+    "outcome_category",
+    "outcome_code",
+    "outcome_data",
+    "cost_cents",
+    "duration_ms",
+    "retry_count",
+    "timestamp",
+    "prev_hash",
+    "step_hash",
+)
+_STEP_SELECT = ", ".join(f'"{c}"' for c in STEP_COLUMNS)
+
+
+@dataclass(frozen=True)
+class TraceRow:
+    trace_id: str
+    run_id: str
+    tenant_id: str
+    agent_id: str | None
+    plan_id: str | None
+    plan: Any
+    status: str
+    started_at: datetime
+    completed_at: datetime | None
+    genesis_hash: str | None
+    root_hash: str | None
+    chain_length: int | None
+    seal_seq: int | None
+
+
+async def begin_snapshot(conn: AsyncConnection) -> None:
+    """Make `conn`'s transaction a REPEATABLE READ snapshot with UTC timestamps."""
+    await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+    await conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
+
+
+async def read_trace(conn: AsyncConnection, tenant_id: str, run_id: str) -> TraceRow | None:
+    # The tenant is part of the key: another tenant's run reads exactly like a missing one.
+    row = (
+        await conn.execute(
+            text(
+                f"SELECT {TRACE_COLUMNS} FROM aos_traces"  # noqa: S608 - constant column list
+                " WHERE tenant_id = :tenant_id AND run_id = :run_id"
+            ),
+            {"tenant_id": tenant_id, "run_id": run_id},
+        )
+    ).first()
+    return None if row is None else TraceRow(**row._mapping)
+
+
+async def stream_step_rows(
+    conn: AsyncConnection, trace_id: str
+) -> AsyncIterator[tuple[str | None, ...]]:
+    """Yield the trace's step rows in `step_index` order as tuples of text (None for NULL)."""
+    raw = await conn.get_raw_connection()
+    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    async with driver.cursor() as cursor:
+        # psycopg merges the parameter client-side with proper quoting (COPY takes no
+        # server-side parameters); the statement text itself is constant.
+        async with cursor.copy(
+            f"COPY (SELECT {_STEP_SELECT} FROM aos_trace_steps"  # noqa: S608
+            " WHERE trace_id = %s ORDER BY step_index) TO STDOUT",
+            (trace_id,),
+        ) as copy:
+            copy.set_types(["text"] * len(STEP_COLUMNS))
+            async for row in copy.rows():
+                yield row

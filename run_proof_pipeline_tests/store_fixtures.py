@@ -1,0 +1,116 @@
+"""Fixtures for tests that need a migrated trace store on the throwaway server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+
+from run_proof_pipeline.coordinator import RunProofResult, get_run_proof_coordinator
+from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.engine import async_engine, session_scope
+from run_proof_pipeline.store.migrate import upgrade
+from run_proof_pipeline.store.recorder import StepAppend, TraceRecorder, TraceStart
+
+T = TypeVar("T")
+BASE = datetime(2026, 2, 9, 10, 0, tzinfo=UTC)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def make_step(index: int, *, at: datetime | None = None, **overrides: Any) -> StepAppend:
+    fields: dict[str, Any] = {
+        "skill_id": "skill.http_call",
+        "skill_name": "http_call",
+        "params": {"url": "https://example.invalid/api", "attempt": index, "note": "café ✓"},
+        "status": "succeeded",
+        "outcome_category": "success",
+        "outcome_code": "200",
+        "outcome_data": {"bytes": 1000 + index, "ok": True, "ratio": 0.1 * index},
+        "cost_cents": 0.5,
+        "duration_ms": 227.6,
+        "retry_count": 0,
+        "timestamp": at or BASE + timedelta(seconds=index, microseconds=123456),
+    }
+    fields.update(overrides)
+    return StepAppend(**fields)
+
+
+async def record_run_async(
+    url: DatabaseUrl,
+    tenant_id: str,
+    run_id: str,
+    *,
+    steps: int = 3,
+    seal: bool = True,
+    started_at: datetime = BASE,
+    status: str = "succeeded",
+) -> str:
+    engine = async_engine(url)
+    try:
+        recorder = TraceRecorder(engine)
+        trace_id = await recorder.start_trace(
+            TraceStart(
+                tenant_id=tenant_id,
+                run_id=run_id,
+                trace_id=f"trace-{run_id}",
+                agent_id="agent-7",
+                plan_id="plan-42",
+                plan={"goal": "fetch and summarize"},
+                started_at=started_at,
+            )
+        )
+        for index in range(steps):
+            await recorder.append_step(
+                tenant_id, run_id, make_step(index, at=started_at + timedelta(seconds=index))
+            )
+        if seal:
+            await recorder.seal(
+                tenant_id, run_id, status=status, completed_at=started_at + timedelta(hours=1)
+            )
+        return trace_id
+    finally:
+        await engine.dispose()
+
+
+def record_run(url: DatabaseUrl, tenant_id: str, run_id: str, **kwargs: Any) -> str:
+    return run(record_run_async(url, tenant_id, run_id, **kwargs))
+
+
+def prove(url: DatabaseUrl, tenant_id: str, run_id: str, **kwargs: Any) -> RunProofResult:
+    async def go() -> RunProofResult:
+        async with session_scope(url) as session:
+            return await get_run_proof_coordinator().get_run_proof(
+                session, tenant_id, run_id, **kwargs
+            )
+
+    return run(go())
+
+
+def owner_sql(url: DatabaseUrl, sql: str, params: tuple[Any, ...] = (), *, table: str) -> int:
+    """Run a tampering statement as the table owner with the append-only trigger of `table`
+    disabled, the way an owner could; returns the number of rows it touched."""
+    triggers = {
+        "aos_trace_steps": "aos_trace_steps_append_only",
+        "aos_traces": "aos_traces_seal_once",
+    }
+    with psycopg.connect(url.libpq()) as conn:
+        conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER {triggers[table]}")
+        cursor = conn.execute(sql, params)
+        touched = cursor.rowcount
+        conn.execute(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {triggers[table]}")
+    return touched
+
+
+@pytest.fixture
+def store(new_database: Any) -> Iterator[DatabaseUrl]:
+    """A new database with the trace store migrated to head."""
+    url = DatabaseUrl.parse(new_database("store"))
+    upgrade(url)
+    yield url
