@@ -37,6 +37,15 @@ def redact(text: str) -> str:
     return _PASSWORD_IN_URL.sub(lambda m: f"{m.group('head')}***@", text)
 
 
+def _redact_unparsed(raw: str) -> str:
+    """A value too broken to parse: whatever sits between the first ':' and the last '@'
+    may be a password."""
+    if "@" not in raw or ":" not in raw.split("@")[0]:
+        return redact(raw)
+    head, _, tail = raw.rpartition("@")
+    return f"{head.split(':', 1)[0]}:***@{tail}"
+
+
 @dataclass(frozen=True)
 class DatabaseUrl:
     """A validated PostgreSQL URL, rendered for each driver that needs it."""
@@ -49,6 +58,7 @@ class DatabaseUrl:
         try:
             url = make_url(raw.strip())
         except ArgumentError:
+            shown = _redact_unparsed(raw)
             raise ConfigError(
                 f"{variable}={shown!r} is not a valid database URL; expected "
                 "postgresql://user:password@host:port/dbname"

@@ -42,3 +42,7 @@ def new_database(pg_server: LocalPostgres) -> NewDatabase:
         return pg_server.create_database(f"{prefix}_{uuid.uuid4().hex[:12]}", exist_ok=False)
 
     return create
+
+
+# Store-level fixtures (a migrated trace store per test) live beside their helpers.
+pytest_plugins = ["run_proof_pipeline_tests.store_fixtures"]

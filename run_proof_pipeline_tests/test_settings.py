@@ -28,7 +28,9 @@ def test_postgres_urls_are_normalised_for_the_driver(raw: str, expected: str) ->
         "sqlite:///traces.db",
         "sqlite+aiosqlite:///:memory:",
         "mysql://root:s3cret@db/traces",
-        "not a url at all s3cret",
+        "not a url at all",
+        "not-a-url:s3cret@host",
+        "postgresql//u:s3cret@host/db",
         "postgresql://u:s3cret@db",  # no database
     ],
 )

@@ -78,13 +78,22 @@ class RunProofCoordinator:
                     summaries.append(step.summary(include_payloads))
                 else:
                     truncated = True
-                if verifier.feed_decoded(step) is not None:
+                failure = (
+                    verifier.feed_unverifiable(step.step_index, step.error)
+                    if step.error is not None or step.canonical is None
+                    else verifier.feed_canonical(
+                        step.step_index, step.canonical, step.prev_hash, step.step_hash
+                    )
+                )
+                if failure is not None:
                     # First failure is the verdict; reading on would only cost time.
                     break
                 if progress is not None and steps_read % self._progress_every == 0:
                     progress(steps_read, trace.chain_length)
-            verdict = verifier.finish(await self._anchor(conn, trace))
-        return _result(trace, _integrity(verdict), summaries, steps_read, truncated, started)
+            anchor = await self._anchor(conn, trace)
+            verdict = verifier.finish(anchor)
+        integrity = _integrity(verdict, anchored=anchor is not None)
+        return _result(trace, integrity, summaries, steps_read, truncated, started)
 
     async def _anchor(self, conn: AsyncConnection, trace: TraceRow) -> Anchor | None:
         """Rule 5: the root recorded outside the trace tables (none until the ledger exists)."""
@@ -133,7 +142,7 @@ def _stored_trace(trace: TraceRow) -> StoredTrace:
     )
 
 
-def _integrity(verdict: Verdict) -> IntegrityVerificationResult:
+def _integrity(verdict: Verdict, *, anchored: bool) -> IntegrityVerificationResult:
     failure = verdict.failure
     return IntegrityVerificationResult(
         model=verdict.model.value,
@@ -154,7 +163,7 @@ def _integrity(verdict: Verdict) -> IntegrityVerificationResult:
         sealed=verdict.sealed,
         genesis_hash=verdict.genesis_hash,
         head_hash=verdict.head_hash,
-        anchored=verdict.status is VerificationStatus.VERIFIED and verdict.anchored,
+        anchored=anchored and verdict.status is VerificationStatus.VERIFIED,
     )
 
 

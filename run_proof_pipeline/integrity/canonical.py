@@ -21,6 +21,7 @@ __all__ = [
     "MAX_SAFE_INTEGER",
     "CanonicalizationError",
     "canonicalize",
+    "canonicalize_at",
     "es6_number",
     "parse_stored_json",
 ]
@@ -189,16 +190,21 @@ def canonicalize(value: object, *, strict: bool = True) -> bytes:
     strict=False is the read path (values parsed back from jsonb): any integer is taken as
     the double it denotes; non-finite numbers are still rejected.
     """
+    return canonicalize_at(value, strict=strict, path="")
+
+
+def canonicalize_at(value: object, *, strict: bool, path: str) -> bytes:
+    """canonicalize() of a value that sits at `path` in a larger record (for error messages)."""
     try:
         prepared = _prepare(value, strict)
         out = _dumps(prepared, option=_SORT)
     except (_Invalid, TypeError, RecursionError, CanonicalizationError):
         # Either the value is invalid (diagnose names the path and raises) or orjson
         # refused something valid (nesting deeper than its 254 levels): pure Python then.
-        _diagnose(value, strict, "")
+        _diagnose(value, strict, path)
         return _encode_py(value, strict)
     if strict and b"\\u0000" in out:
-        _diagnose(value, strict, "")
+        _diagnose(value, strict, path)
     return out
 
 
@@ -310,7 +316,7 @@ def _diagnose(value: Any, strict: bool, path: str) -> None:
             for k, child in v.items():
                 if not isinstance(k, str):
                     raise CanonicalizationError(
-                        f"{_where(p)}: object key {k!r} is a {type(k).__name__}, not a string"
+                        f"{_where(p)}: object key {k!r} ({type(k).__name__}) is not a string"
                     )
                 _check_str(k, strict, p, f"key {k!r}")
                 children.append((child, _join(p, k)))

@@ -15,8 +15,7 @@ import orjson
 
 from run_proof_pipeline.integrity.canonical import (
     MAX_SAFE_INTEGER,
-    CanonicalizationError,
-    canonicalize,
+    canonicalize_at,
     es6_number,
 )
 from run_proof_pipeline.integrity.timestamps import canonical_timestamp
@@ -91,11 +90,11 @@ def step_record(
         "run_id": _text(run_id),
         "step_index": step_index,
         "skill_id": _text(skill_id),
-        "skill_name": skill_name,
+        "skill_name": _text(skill_name),
         "params": params,
-        "status": status,
-        "outcome_category": outcome_category,
-        "outcome_code": outcome_code,
+        "status": _text(status),
+        "outcome_category": _text(outcome_category),
+        "outcome_code": _text(outcome_code),
         "outcome_data": outcome_data,
         "cost_cents": cost_cents,
         "duration_ms": duration_ms,
@@ -117,7 +116,7 @@ def seal_record(
         "kind": "seal",
         "tenant_id": _text(tenant_id),
         "run_id": _text(run_id),
-        "status": status,
+        "status": _text(status),
         "completed_at": _ts(completed_at),
         "chain_length": chain_length,
     }
@@ -126,14 +125,14 @@ def seal_record(
 _dumps = orjson.dumps
 
 
-def _scalar(value: Any) -> bytes:
+def _field(name: str, value: Any) -> bytes:
     """Read-path encoding of one scalar field, identical to canonicalize(strict=False)."""
     t = type(value)
     if t is str:
         try:
             return _dumps(value)
         except TypeError:
-            return canonicalize(value, strict=False)  # raises, naming the lone surrogate
+            return canonicalize_at(value, strict=False, path=name)  # raises: lone surrogate
     if value is None:
         return b"null"
     if t is float:
@@ -141,23 +140,13 @@ def _scalar(value: Any) -> bytes:
             return es6_number(value).encode()
     elif t is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
         return b"%d" % value
-    return canonicalize(_text(value), strict=False)
-
-
-def _field(name: str, value: Any) -> bytes:
-    try:
-        return _scalar(value)
-    except CanonicalizationError as exc:
-        raise CanonicalizationError(f"{name}: {exc}") from None
+    return canonicalize_at(_text(value), strict=False, path=name)
 
 
 def _nested(name: str, value: Any) -> bytes:
     if value is None:
         return b"null"
-    try:
-        return canonicalize(value, strict=False)
-    except CanonicalizationError as exc:
-        raise CanonicalizationError(f"{name}.{exc}" if str(exc)[:1] != "[" else f"{name}{exc}")
+    return canonicalize_at(value, strict=False, path=name)
 
 
 def step_canonical_bytes(

@@ -1,0 +1,511 @@
+"""Streaming verification of stored hash-chain v1 rows (spec rules 1-5), constant memory.
+
+Usage: ChainVerifier(trace), then feed() each stored step in step_index order, then
+finish(anchor).  The first failure is final: feed() keeps returning it without doing any
+more work, so the caller can stop reading rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from run_proof_pipeline.integrity.canonical import CanonicalizationError, canonicalize
+from run_proof_pipeline.integrity.chain import is_hex_hash
+from run_proof_pipeline.integrity.records import (
+    header_record,
+    seal_record,
+    step_canonical_bytes,
+)
+from run_proof_pipeline.integrity.timestamps import InvalidTimestamp
+
+__all__ = [
+    "LEGACY_TRACE_REASON",
+    "Anchor",
+    "ChainVerifier",
+    "IntegrityFailure",
+    "IntegrityModel",
+    "StoredStep",
+    "StoredTrace",
+    "Verdict",
+    "VerificationStatus",
+]
+
+LEGACY_TRACE_REASON = "legacy trace without a format-v1 genesis hash"
+
+_sha256 = hashlib.sha256
+
+
+class VerificationStatus(StrEnum):
+    VERIFIED = "VERIFIED"
+    UNSEALED = "UNSEALED"
+    FAILED = "FAILED"
+    UNSUPPORTED = "UNSUPPORTED"
+
+
+class IntegrityModel(StrEnum):
+    HASH_CHAIN = "HASH_CHAIN"
+    MERKLE_TREE = "MERKLE_TREE"
+    NONE = "NONE"
+
+
+@dataclass(frozen=True)
+class StoredTrace:
+    """One aos_traces row as read back (hashes exactly as stored, unvalidated)."""
+
+    tenant_id: Any
+    run_id: Any
+    trace_id: Any
+    agent_id: Any
+    plan_id: Any
+    plan: Any
+    started_at: str | datetime
+    status: Any
+    completed_at: str | datetime | None
+    genesis_hash: str | None
+    root_hash: str | None
+    chain_length: int | None
+
+
+@dataclass(frozen=True)
+class StoredStep:
+    """One aos_trace_steps row as read back.  tenant_id/run_id come from the trace, so a
+    step moved in from another run or tenant hashes differently and fails."""
+
+    step_index: int
+    skill_id: Any
+    skill_name: Any
+    params: Any
+    status: Any
+    outcome_category: Any
+    outcome_code: Any
+    outcome_data: Any
+    cost_cents: Any
+    duration_ms: Any
+    retry_count: Any
+    timestamp: str | datetime | None
+    prev_hash: str | None
+    step_hash: str | None
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A root recorded outside the trace tables earlier (rule 5), e.g. in the ledger."""
+
+    root_hash: str
+    chain_length: int
+    source: str = "ledger"
+
+
+@dataclass(frozen=True)
+class IntegrityFailure:
+    """The first thing that did not verify: where, which rule, expected against found."""
+
+    location: str  # "header" | "step" | "seal" | "ledger"
+    step_index: int | None
+    rule: int
+    expected: str | None
+    found: str | None
+    reason: str
+    field: str | None = None  # the stored column that disagrees, when there is one
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: VerificationStatus
+    model: IntegrityModel
+    chain_length: int
+    genesis_hash: str | None
+    head_hash: str | None
+    root_hash: str | None
+    sealed: bool
+    failure: IntegrityFailure | None = None
+    unsupported_reason: str | None = None
+
+    @property
+    def failure_reason(self) -> str | None:
+        if self.failure is not None:
+            return self.failure.reason
+        return self.unsupported_reason
+
+
+def _shown(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return repr(value)
+
+
+def _found_text(value: object) -> str:
+    if value is None:
+        return "null"
+    if is_hex_hash(value):
+        return str(value)
+    return f"{value!r}, not 64 lowercase hex characters"
+
+
+def _where(location: str, step_index: int | None) -> str:
+    return f"step {step_index}" if location == "step" else location
+
+
+def _mismatch(
+    location: str, step_index: int | None, rule: int, field: str, expected: str, found: object
+) -> IntegrityFailure:
+    return IntegrityFailure(
+        location=location,
+        step_index=step_index,
+        rule=rule,
+        expected=expected,
+        found=_shown(found),
+        reason=(
+            f"{_where(location, step_index)}: {field} mismatch "
+            f"(expected {expected}, found {_found_text(found)})"
+        ),
+        field=field,
+    )
+
+
+class ChainVerifier:
+    __slots__ = (
+        "_trace",
+        "_legacy",
+        "_failure",
+        "_genesis_hex",
+        "_prev",
+        "_prev_hex",
+        "_next_index",
+        "_seen",
+        "_sealed_length",
+        "_head_at_sealed_length",
+    )
+
+    def __init__(self, trace: StoredTrace) -> None:
+        self._trace = trace
+        self._legacy = trace.genesis_hash is None
+        self._failure: IntegrityFailure | None = None
+        self._genesis_hex: str | None = None
+        self._prev = b""
+        self._prev_hex = ""
+        self._next_index = 0
+        self._seen = 0
+        length = trace.chain_length
+        # Only a plausible stored count is used to spot extra steps; a bad one fails at finish.
+        self._sealed_length = (
+            length if type(length) is int and length >= 0 and trace.root_hash is not None else None
+        )
+        self._head_at_sealed_length: bytes | None = None
+        if self._legacy:
+            return
+        try:
+            canonical = canonicalize(
+                header_record(
+                    tenant_id=trace.tenant_id,
+                    run_id=trace.run_id,
+                    trace_id=trace.trace_id,
+                    agent_id=trace.agent_id,
+                    plan_id=trace.plan_id,
+                    plan=trace.plan,
+                    started_at=trace.started_at,
+                ),
+                strict=False,
+            )
+        except (CanonicalizationError, InvalidTimestamp) as exc:
+            self._failure = IntegrityFailure(
+                location="header",
+                step_index=None,
+                rule=1,
+                expected=None,
+                found=None,
+                reason=f"header: stored values cannot be hashed ({exc})",
+            )
+            return
+        genesis = _sha256(canonical).digest()
+        self._genesis_hex = genesis.hex()
+        self._prev = genesis
+        self._prev_hex = self._genesis_hex
+        if self._sealed_length == 0:
+            self._head_at_sealed_length = genesis
+        if trace.genesis_hash != self._genesis_hex:
+            self._failure = _mismatch(
+                "header", None, 1, "genesis_hash", self._genesis_hex, trace.genesis_hash
+            )
+
+    @property
+    def failure(self) -> IntegrityFailure | None:
+        return self._failure
+
+    def feed(self, step: StoredStep) -> IntegrityFailure | None:
+        """Check one stored step (rules 2-3); returns the first failure so far, if any."""
+        if self._failure is not None or self._legacy:
+            self._seen += 1
+            return self._failure
+        trace = self._trace
+        try:
+            canonical = step_canonical_bytes(
+                tenant_id=trace.tenant_id,
+                run_id=trace.run_id,
+                step_index=step.step_index,
+                skill_id=step.skill_id,
+                skill_name=step.skill_name,
+                params=step.params,
+                status=step.status,
+                outcome_category=step.outcome_category,
+                outcome_code=step.outcome_code,
+                outcome_data=step.outcome_data,
+                cost_cents=step.cost_cents,
+                duration_ms=step.duration_ms,
+                retry_count=step.retry_count,
+                timestamp=step.timestamp,
+            )
+        except (CanonicalizationError, InvalidTimestamp) as exc:
+            return self.feed_unverifiable(step.step_index, str(exc))
+        return self.feed_canonical(step.step_index, canonical, step.prev_hash, step.step_hash)
+
+    def feed_unverifiable(self, step_index: int, error: str) -> IntegrityFailure:
+        """Record a step whose stored values cannot be canonicalized (e.g. a number that is
+        not a finite double): FAILED, naming the step."""
+        self._seen += 1
+        if self._failure is None and not self._legacy:
+            self._failure = self._index_failure(step_index) or IntegrityFailure(
+                location="step",
+                step_index=step_index,
+                rule=3,
+                expected=None,
+                found=None,
+                reason=f"step {step_index}: stored values cannot be hashed ({error})",
+            )
+        return self._failure  # type: ignore[return-value]
+
+    def feed_canonical(
+        self,
+        step_index: int,
+        canonical: bytes,
+        prev_hash: str | None,
+        step_hash: str | None,
+    ) -> IntegrityFailure | None:
+        """feed() for callers that already hold C(step) (e.g. from step_canonical_bytes)."""
+        self._seen += 1
+        if self._failure is not None or self._legacy:
+            return self._failure
+        index = self._next_index
+        if step_index != index:
+            self._failure = self._index_failure(step_index)
+            return self._failure
+        if prev_hash != self._prev_hex:
+            self._failure = _mismatch("step", index, 3, "prev_hash", self._prev_hex, prev_hash)
+            return self._failure
+        digest = _sha256(self._prev + canonical).digest()
+        digest_hex = digest.hex()
+        if step_hash != digest_hex:
+            self._failure = _mismatch("step", index, 3, "step_hash", digest_hex, step_hash)
+            return self._failure
+        self._prev = digest
+        self._prev_hex = digest_hex
+        self._next_index = index + 1
+        if index + 1 == self._sealed_length:
+            self._head_at_sealed_length = digest
+        return None
+
+    def _index_failure(self, step_index: object) -> IntegrityFailure | None:
+        expected = self._next_index
+        if step_index == expected and type(step_index) is int:
+            return None
+        if type(step_index) is int and step_index > expected:
+            what = "step_index gap"
+        elif type(step_index) is int:
+            what = "duplicate or out-of-order step_index"
+        else:
+            what = "step_index is not an integer"
+        return IntegrityFailure(
+            location="step",
+            step_index=expected,
+            rule=2,
+            expected=str(expected),
+            found=str(step_index),
+            reason=f"step {expected}: {what} (expected {expected}, found {step_index})",
+            field="step_index",
+        )
+
+    # --- seal and anchor -------------------------------------------------------------------
+
+    def _seal_root(self, head: bytes, chain_length: int) -> str:
+        trace = self._trace
+        seal = seal_record(
+            tenant_id=trace.tenant_id,
+            run_id=trace.run_id,
+            status=trace.status,
+            completed_at=trace.completed_at,
+            chain_length=chain_length,
+        )
+        return _sha256(head + canonicalize(seal, strict=False)).hexdigest()
+
+    def _verdict(
+        self,
+        status: VerificationStatus,
+        *,
+        root: str | None = None,
+        failure: IntegrityFailure | None = None,
+    ) -> Verdict:
+        sealed = self._trace.root_hash is not None
+        return Verdict(
+            status=status,
+            model=IntegrityModel.HASH_CHAIN,
+            chain_length=self._seen,
+            genesis_hash=self._genesis_hex,
+            head_hash=None if failure is not None else self._prev_hex,
+            root_hash=root if sealed else None,
+            sealed=sealed,
+            failure=failure,
+        )
+
+    def finish(self, anchor: Anchor | None = None) -> Verdict:
+        """Rules 4 (seal) and 5 (anchor) once every step has been fed."""
+        trace = self._trace
+        if self._legacy:
+            return Verdict(
+                status=VerificationStatus.UNSUPPORTED,
+                model=IntegrityModel.NONE,
+                chain_length=self._seen,
+                genesis_hash=None,
+                head_hash=None,
+                root_hash=None,
+                sealed=trace.root_hash is not None,
+                unsupported_reason=LEGACY_TRACE_REASON,
+            )
+        if self._failure is not None:
+            return self._verdict(VerificationStatus.FAILED, failure=self._failure)
+        root, failure = self._check_seal()
+        if failure is None and anchor is not None:
+            failure = self._check_anchor(anchor, root)
+        if failure is not None:
+            self._failure = failure
+            return self._verdict(VerificationStatus.FAILED, root=root, failure=failure)
+        if root is None:
+            return self._verdict(VerificationStatus.UNSEALED)
+        return self._verdict(VerificationStatus.VERIFIED, root=root)
+
+    def _seal_failure(
+        self, field: str | None, expected: str | None, found: object, why: str
+    ) -> IntegrityFailure:
+        return IntegrityFailure(
+            location="seal",
+            step_index=None,
+            rule=4,
+            expected=expected,
+            found=_shown(found),
+            reason=f"seal: {why}",
+            field=field,
+        )
+
+    def _check_seal(self) -> tuple[str | None, IntegrityFailure | None]:
+        trace = self._trace
+        stored_root, stored_length = trace.root_hash, trace.chain_length
+        if stored_root is None and stored_length is None:
+            return None, None
+        if stored_length is None:
+            return None, self._seal_failure(
+                "chain_length", None, None, "root_hash is set but chain_length is not"
+            )
+        if stored_root is None:
+            return None, self._seal_failure(
+                "root_hash",
+                None,
+                None,
+                f"chain_length is set ({stored_length}) but root_hash is not",
+            )
+        n = self._next_index
+        if type(stored_length) is not int or stored_length < 0:
+            return None, self._seal_failure(
+                "chain_length",
+                str(n),
+                stored_length,
+                f"chain_length mismatch (expected {n}, found {stored_length!r})",
+            )
+        try:
+            root = self._seal_root(self._prev, n)
+            if stored_length == n:
+                if stored_root != root:
+                    return root, _mismatch("seal", None, 4, "root_hash", root, stored_root)
+                return root, None
+            if stored_length < n and self._head_at_sealed_length is not None:
+                sealed_prefix_root = self._seal_root(self._head_at_sealed_length, stored_length)
+                if sealed_prefix_root == stored_root:
+                    # The seal is intact for its first chain_length steps: the rest were added.
+                    return root, IntegrityFailure(
+                        location="step",
+                        step_index=stored_length,
+                        rule=2,
+                        expected=f"chain_length {stored_length}",
+                        found=f"step_index {stored_length}",
+                        reason=(
+                            f"step {stored_length}: extra step beyond the sealed chain "
+                            f"(expected {stored_length} steps, found {n})"
+                        ),
+                        field="step_index",
+                    )
+            if stored_length > n and stored_root != root:
+                # A seal that does not match the shorter chain: steps are missing at the end.
+                return root, IntegrityFailure(
+                    location="step",
+                    step_index=n,
+                    rule=2,
+                    expected=f"step_index {n}",
+                    found="end of steps",
+                    reason=(
+                        f"step {n}: missing (the seal has chain_length {stored_length}, "
+                        f"found {n} steps)"
+                    ),
+                    field="step_index",
+                )
+        except (CanonicalizationError, InvalidTimestamp) as exc:
+            return None, self._seal_failure(
+                None, None, None, f"stored values cannot be hashed ({exc})"
+            )
+        return root, self._seal_failure(
+            "chain_length",
+            str(n),
+            stored_length,
+            f"chain_length mismatch (expected {n}, found {stored_length})",
+        )
+
+    def _check_anchor(self, anchor: Anchor, root: str | None) -> IntegrityFailure | None:
+        n = self._next_index
+        where = f"ledger ({anchor.source})" if anchor.source != "ledger" else "ledger"
+        if root is None:
+            return IntegrityFailure(
+                location="ledger",
+                step_index=None,
+                rule=5,
+                expected=anchor.root_hash,
+                found=None,
+                reason=(
+                    f"{where}: root_hash mismatch (expected the anchored {anchor.root_hash}, "
+                    "found an unsealed trace)"
+                ),
+                field="root_hash",
+            )
+        if anchor.root_hash != root:
+            return IntegrityFailure(
+                location="ledger",
+                step_index=None,
+                rule=5,
+                expected=anchor.root_hash,
+                found=root,
+                reason=f"{where}: root_hash mismatch (expected {anchor.root_hash}, found {root})",
+                field="root_hash",
+            )
+        if anchor.chain_length != n:
+            return IntegrityFailure(
+                location="ledger",
+                step_index=None,
+                rule=5,
+                expected=str(anchor.chain_length),
+                found=str(n),
+                reason=(
+                    f"{where}: chain_length mismatch (expected {anchor.chain_length}, found {n})"
+                ),
+                field="chain_length",
+            )
+        return None

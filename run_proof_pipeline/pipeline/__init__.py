@@ -1,0 +1,1 @@
+"""The seed's test plan as a Dagster job: one op per plan step, gated."""

@@ -1,0 +1,85 @@
+"""The trace store asset and the checks every proof records against it."""
+
+from __future__ import annotations
+
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
+    AssetSpec,
+    MetadataValue,
+)
+
+from run_proof_pipeline.coordinator.models import RunProofResult
+from run_proof_pipeline.plan.queries import TraceRef
+
+TRACE_STORE = AssetKey("aos_traces")
+HASH_CHAIN_CHECK = "hash_chain_integrity"
+CHAIN_LENGTH_CHECK = "chain_length_matches_step_count"
+SEAL_CHECK = "seal_present"
+
+CHECK_DESCRIPTIONS = {
+    HASH_CHAIN_CHECK: "Every hash of the proven run recomputes from its rows (format v1).",
+    CHAIN_LENGTH_CHECK: "The proof's chain length equals the step rows counted in the DB.",
+    SEAL_CHECK: "The proven run is sealed: its root hash and chain length are recorded.",
+}
+
+trace_store_spec = AssetSpec(
+    TRACE_STORE,
+    description="AI-agent run traces in PostgreSQL (aos_traces, aos_trace_steps).",
+    group_name="run_proof",
+    kinds={"postgres"},
+)
+
+
+def _short(value: str | None) -> str:
+    return "—" if not value else f"{value[:12]}…"
+
+
+CHECK_SPECS = [
+    AssetCheckSpec(name, asset=TRACE_STORE, description=description)
+    for name, description in CHECK_DESCRIPTIONS.items()
+]
+
+
+def proof_check_evaluations(
+    trace: TraceRef, step_count: int, result: RunProofResult
+) -> list[AssetCheckEvaluation]:
+    integrity = result.integrity
+    failure = integrity.failure
+    metadata: dict[str, object] = {
+        "tenant_id": trace.tenant_id,
+        "run_id": trace.run_id,
+        "chain_length": integrity.chain_length,
+        "step_count": step_count,
+        "verification_status": integrity.verification_status,
+        "root_hash": integrity.root_hash or "—",
+        "root_hash_short": _short(integrity.root_hash),
+        "elapsed_seconds": MetadataValue.float(round(result.elapsed_seconds, 4)),
+        "first_bad": "—"
+        if failure is None
+        else (f"step {failure.step_index}" if failure.location == "step" else failure.location),
+        "expected": (failure.expected if failure else None) or "—",
+        "found": (failure.found if failure else None) or "—",
+    }
+    if integrity.failure_reason:
+        metadata["failure_reason"] = integrity.failure_reason
+    outcomes = {
+        HASH_CHAIN_CHECK: integrity.model == "HASH_CHAIN"
+        and integrity.verification_status in ("VERIFIED", "UNSEALED"),
+        CHAIN_LENGTH_CHECK: integrity.chain_length == step_count,
+        SEAL_CHECK: integrity.sealed,
+    }
+    return [
+        AssetCheckEvaluation(
+            asset_key=TRACE_STORE,
+            check_name=name,
+            passed=passed,
+            severity=AssetCheckSeverity.ERROR,
+            metadata=metadata,  # type: ignore[arg-type]
+            description=CHECK_DESCRIPTIONS[name],
+        )
+        for name, passed in outcomes.items()
+    ]
+

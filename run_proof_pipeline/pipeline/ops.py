@@ -1,0 +1,289 @@
+"""One op per step of the seed's test plan; each runs only when the ones before it passed.
+
+A stopped step raises `Failure` with its evidence as metadata: the Dagster run fails (so
+`dagster job execute` exits non-zero) and the ops after it do not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from dagster import Failure, MetadataValue, OpExecutionContext, op
+from pydantic import Field
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dagster import Config
+from run_proof_pipeline.coordinator import RunProofResult, get_run_proof_coordinator
+from run_proof_pipeline.pipeline.checks import proof_check_evaluations
+from run_proof_pipeline.pipeline.resources import TraceStoreResource
+from run_proof_pipeline.plan import messages
+from run_proof_pipeline.plan.coordinator_tests import (
+    PytestOutcome,
+    project_root,
+    resolve_tests_path,
+    run_coordinator_tests,
+)
+from run_proof_pipeline.plan.expectations import check_expectations, describe_misses
+from run_proof_pipeline.plan.queries import TraceRef, latest_trace, step_count, target_trace
+from run_proof_pipeline.plan.report import OutputReport
+from run_proof_pipeline.plan.state import PlanState
+from run_proof_pipeline.settings import ConfigError, DatabaseUrl, redact
+from run_proof_pipeline.store.engine import async_engine, get_session, session_scope
+from run_proof_pipeline.store.migrate import missing_schema
+
+T = TypeVar("T")
+SKIPPED_BY_CONFIGURATION = "skipped by configuration"
+
+
+class TargetConfig(Config):
+    run_id: str = Field(default="", description="Run to prove; empty: the latest trace (Step 1)")
+    tenant_id: str = Field(default="", description="Tenant of run_id (required with run_id)")
+
+
+class CoordinatorTestsConfig(Config):
+    enabled: bool = Field(default=True, description="Run the coordinator tests (Step 5)")
+    tests_path: str = Field(default="", description="Test file; empty: the project's own")
+
+
+class ReportConfig(Config):
+    report_dir: str = Field(default="", description="Directory for the report file")
+
+
+def _db_failure(step: str, exc: BaseException) -> Failure:
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    message = f"{step}: database error: {detail[0] if detail else type(exc).__name__}"
+    return Failure(description=redact(message), metadata={"error": redact(str(exc))})
+
+
+def _run_on(
+    step: str, url: DatabaseUrl, work: Callable[[AsyncConnection], Awaitable[T]]
+) -> T:
+    async def go() -> T:
+        engine = async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return await work(conn)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(go())
+    except (DBAPIError, OSError) as exc:
+        raise _db_failure(step, exc) from None
+
+
+@op(description="Preconditions of the seed: DATABASE_URL reachable PostgreSQL, "
+    "USE_POSTGRES_TRACES=true, trace store schema present.")
+def preconditions(context: OpExecutionContext, trace_store: TraceStoreResource) -> PlanState:
+    try:
+        settings = trace_store.settings()
+        settings.require_postgres_traces(unset_means_true=False)
+        url = trace_store.url()
+    except ConfigError as exc:
+        raise Failure(description=f"Preconditions: {exc}") from None
+
+    async def probe(conn: AsyncConnection) -> str:
+        return str((await conn.exec_driver_sql("SELECT version()")).scalar_one())
+
+    version = _run_on("Preconditions", url, probe)
+    if "PostgreSQL" not in version:
+        raise Failure(description=f"Preconditions: {url.redacted()} is not PostgreSQL: {version}")
+    try:
+        missing = missing_schema(url)
+    except DBAPIError as exc:
+        raise _db_failure("Preconditions", exc) from None
+    if missing:
+        raise Failure(
+            description="Preconditions: trace store schema missing: " + ", ".join(missing),
+            metadata={"db_url": url.redacted(), "missing": ", ".join(missing)},
+        )
+    context.add_output_metadata({"db_url": url.redacted(), "server": version})
+    return PlanState(db_url=url.redacted())
+
+
+@op(description="Step 1: the latest trace in aos_traces (or the configured run).")
+def step_1_latest_trace(
+    context: OpExecutionContext,
+    config: TargetConfig,
+    trace_store: TraceStoreResource,
+    state: PlanState,
+) -> PlanState:
+    if bool(config.run_id) != bool(config.tenant_id):
+        raise Failure(description="Step 1: run_id and tenant_id must be given together")
+
+    async def find(conn: AsyncConnection) -> TraceRef | None:
+        if config.run_id:
+            return await target_trace(conn, config.run_id, config.tenant_id)
+        return await latest_trace(conn)
+
+    trace = _run_on("Step 1", trace_store.url(), find)
+    if trace is None:
+        raise Failure(
+            description=messages.NO_TRACE_DATA,
+            metadata={"db_url": state.db_url, "run_id": config.run_id or "(latest)"},
+        )
+    context.instance.add_run_tags(
+        context.run_id, {"run_proof/tenant_id": trace.tenant_id, "run_proof/run_id": trace.run_id}
+    )
+    context.add_output_metadata(
+        {
+            "run_id": trace.run_id,
+            "tenant_id": trace.tenant_id,
+            "started_at": trace.started_at.isoformat(),
+            "status": trace.status,
+        }
+    )
+    return state.with_(trace=trace)
+
+
+@op(description="Step 2: count the trace's steps in aos_trace_steps.")
+def step_2_step_count(
+    context: OpExecutionContext, trace_store: TraceStoreResource, state: PlanState
+) -> PlanState:
+    trace = state.found
+    count = _run_on("Step 2", trace_store.url(), lambda conn: step_count(conn, trace.run_id))
+    if count == 0:
+        raise Failure(
+            description=messages.NO_STEPS,
+            metadata={"run_id": trace.run_id, "tenant_id": trace.tenant_id, "step_count": 0},
+        )
+    context.add_output_metadata({"step_count": count})
+    return state.with_(step_count=count)
+
+
+@op(description="Step 3: the RunProofCoordinator's proof of the run (production path).")
+def step_3_coordinator_proof(
+    context: OpExecutionContext, trace_store: TraceStoreResource, state: PlanState
+) -> PlanState:
+    trace = state.found
+    url = trace_store.url()
+    started = time.perf_counter()
+
+    def progress(done: int, total: int | None) -> None:
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        of = f"/{total}" if total else ""
+        context.log.info(f"Step 3: verified {done}{of} steps ({rate:,.0f} steps/s)")
+
+    async def prove() -> RunProofResult:
+        # The seed's production path; an explicit resource URL overrides the environment.
+        sessions = get_session() if trace_store.database_url is None else session_scope(url)
+        async with sessions as session:
+            return await get_run_proof_coordinator().get_run_proof(
+                session, trace.tenant_id, trace.run_id, step_summary_limit=1000,
+                progress=progress,
+            )
+
+    try:
+        result = asyncio.run(prove())
+    except (DBAPIError, OSError) as exc:
+        raise _db_failure("Step 3", exc) from None
+    integrity = result.integrity
+    context.add_output_metadata(
+        {
+            "integrity_model": integrity.model,
+            "verification_status": integrity.verification_status,
+            "chain_length": integrity.chain_length,
+            "root_hash": integrity.root_hash or "None",
+            "trace_count": len(result.aos_traces),
+            "step_count": result.steps_read,
+            "elapsed_seconds": MetadataValue.float(round(result.elapsed_seconds, 4)),
+        }
+    )
+    return state.with_(proof=result)
+
+
+@op(description="Step 4: HASH_CHAIN, VERIFIED, chain_length == step_count, trace_count >= 1.")
+def step_4_integrity_expectations(context: OpExecutionContext, state: PlanState) -> PlanState:
+    trace, step_count, proof = state.found, state.counted, state.proven
+    for evaluation in proof_check_evaluations(trace, step_count, proof):
+        context.log_event(evaluation)
+    expectations = check_expectations(proof, step_count)
+    misses = [e for e in expectations if not e.passed]
+    table = "\n".join(
+        f"| {e.name} | `{e.expected}` | `{e.found}` | {'pass' if e.passed else 'MISS'} |"
+        for e in expectations
+    )
+    evidence = MetadataValue.md(f"| expectation | expected | found | |\n|---|---|---|---|\n{table}")
+    if misses:
+        failure = proof.integrity.failure
+        metadata: dict[str, object] = {"expectations": evidence}
+        if failure is not None:
+            metadata.update(
+                {
+                    "first_bad": f"step {failure.step_index}"
+                    if failure.location == "step"
+                    else failure.location,
+                    "expected_hash": failure.expected or "—",
+                    "found_hash": failure.found or "—",
+                }
+            )
+        raise Failure(description=describe_misses(proof, misses), metadata=metadata)  # type: ignore[arg-type]
+    context.add_output_metadata({"expectations": evidence})
+    return state
+
+
+@op(description="Step 5: the coordinator's own tests, in a subprocess on a throwaway server.")
+def step_5_coordinator_tests(
+    context: OpExecutionContext, config: CoordinatorTestsConfig, state: PlanState
+) -> PlanState:
+    if not config.enabled:
+        context.log.info("Step 5 skipped by configuration")
+        return state.with_(pytest_result=SKIPPED_BY_CONFIGURATION)
+    path = resolve_tests_path(config.tests_path or None)
+    try:
+        outcome: PytestOutcome = run_coordinator_tests(path)
+    except FileNotFoundError as exc:
+        raise Failure(description=f"Step 5: {exc}") from None
+    metadata = {
+        "command": outcome.command,
+        "summary": outcome.summary,
+        "exit_code": outcome.exit_code,
+        **{f"count_{k}": v for k, v in outcome.counts.items()},
+    }
+    if not outcome.passed:
+        raise Failure(
+            description=f"Step 5: coordinator tests failed: {outcome.describe()}",
+            metadata={**metadata, "errors": "\n".join(outcome.errors) or "—"},
+        )
+    context.add_output_metadata(metadata)
+    return state.with_(pytest_result=outcome.describe())
+
+
+@op(description="The seed's Output Report: every field, as Markdown metadata and a file.")
+def output_report(
+    context: OpExecutionContext,
+    config: ReportConfig,
+    state: PlanState,
+) -> str:
+    trace, step_count, proof = state.found, state.counted, state.proven
+    integrity = proof.integrity
+    report = OutputReport(
+        db_url=state.db_url,
+        run_id=trace.run_id,
+        tenant_id=trace.tenant_id,
+        started_at=trace.started_at.isoformat(),
+        status=trace.status,
+        step_count=step_count,
+        integrity_model=integrity.model,
+        verification_status=integrity.verification_status,
+        chain_length=integrity.chain_length,
+        root_hash=integrity.root_hash,
+        trace_count=len(proof.aos_traces),
+        coordinator_step_count=proof.steps_read,
+        pytest_result=state.pytest_result or "not run",
+    )
+    directory = Path(
+        config.report_dir or os.environ.get("RUN_PROOF_REPORT_DIR") or project_root() / "reports"
+    )
+    path = report.write(directory, f"run-proof-report-{context.run_id}")
+    context.log.info("Output Report\n" + report.text())
+    context.add_output_metadata(
+        {"report": MetadataValue.md(report.markdown()), "report_path": MetadataValue.path(str(path))}
+    )
+    return str(path)

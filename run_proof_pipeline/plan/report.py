@@ -1,0 +1,62 @@
+"""The seed's section 4 Output Report: every field, DB URL with its password redacted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from run_proof_pipeline.settings import redact
+
+REPORT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("db_url", "DB URL"),
+    ("run_id", "Run ID"),
+    ("tenant_id", "Tenant ID"),
+    ("started_at", "Trace started_at"),
+    ("status", "Trace status"),
+    ("step_count", "Trace step_count (DB)"),
+    ("integrity_model", "Coordinator integrity_model"),
+    ("verification_status", "Coordinator verification_status"),
+    ("chain_length", "Coordinator chain_length"),
+    ("root_hash", "Coordinator root_hash"),
+    ("trace_count", "Coordinator trace_count"),
+    ("coordinator_step_count", "Coordinator step_count"),
+    ("pytest_result", "Pytest result"),
+)
+
+
+class OutputReport(BaseModel):
+    db_url: str
+    run_id: str
+    tenant_id: str
+    started_at: str
+    status: str
+    step_count: int
+    integrity_model: str
+    verification_status: str
+    chain_length: int
+    root_hash: str | None
+    trace_count: int
+    coordinator_step_count: int
+    pytest_result: str
+
+    def values(self) -> list[tuple[str, str]]:
+        data = self.model_dump()
+        return [(label, redact(str(data[key]))) for key, label in REPORT_FIELDS]
+
+    def markdown(self) -> str:
+        """The seed's report as a Markdown table (run metadata and the report file)."""
+        rows = "\n".join(f"| **{label}** | `{value}` |" for label, value in self.values())
+        return f"## Run Proof Output Report\n\n| Field | Value |\n|---|---|\n{rows}\n"
+
+    def text(self) -> str:
+        return "\n".join(f"{label}: {value}" for label, value in self.values())
+
+    def write(self, directory: Path, name: str) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{name}.md"
+        path.write_text(self.markdown(), encoding="utf-8")
+        path.with_suffix(".json").write_text(
+            redact(self.model_dump_json(indent=2)), encoding="utf-8"
+        )
+        return path
