@@ -169,8 +169,11 @@ def test_concurrent_appenders_never_fork_or_gap(store: DatabaseUrl) -> None:
     run(go())
 
     with psycopg.connect(store.libpq()) as conn:
-        indexes = [r[0] for r in conn.execute(
-            "SELECT step_index FROM aos_trace_steps WHERE run_id = 'run-busy' ORDER BY 1"
-        )]
+        indexes = [
+            r[0]
+            for r in conn.execute(
+                "SELECT step_index FROM aos_trace_steps WHERE run_id = 'run-busy' ORDER BY 1"
+            )
+        ]
     assert indexes == list(range(20))
     assert prove(store, "tenant-a", "run-busy").integrity.verification_status == "VERIFIED"

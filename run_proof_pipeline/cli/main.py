@@ -122,7 +122,7 @@ def verify(
 
     resolved = _database(machine_output=as_json)
 
-    async def run():  # noqa: ANN202 - local coroutine
+    async def run():
         async with session_scope(resolved.url) as session:
             return await get_run_proof_coordinator().get_run_proof(
                 session, tenant_id, run_id, step_summary_limit=0
@@ -168,6 +168,121 @@ def vectors(path: Path = typer.Argument(..., help="A vectors file in the v1 form
         ExitCode.FAILED,
     )
 
+
+def _embedded_store_ready(resolved: ResolvedDatabase) -> None:
+    """The embedded default is ours: migrate it and seed demo traces when it is empty.
+    A user's own database is never migrated or seeded implicitly."""
+    from run_proof_pipeline.demo import seed_demo, store_is_empty
+    from run_proof_pipeline.store.migrate import upgrade
+
+    upgrade(resolved.url)
+
+    async def seed() -> None:
+        engine = async_engine(resolved.url)
+        try:
+            if await store_is_empty(engine):
+                summary = await seed_demo(engine)
+                print(f"seeded {summary.traces} demo traces ({summary.steps} steps)")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(seed())
+
+
+@app.command()
+@handled
+def plan(
+    tenant_id: str = typer.Option("", "--tenant-id", help="Tenant of --run-id."),
+    run_id: str = typer.Option("", "--run-id", help="Run to prove; default: the latest trace."),
+    coordinator_tests: bool = typer.Option(True, help="Run Step 5 (the coordinator tests)."),
+) -> None:
+    """Run the seed's test plan (Dagster job run_proof_plan) and print its Output Report."""
+    import subprocess
+    import time
+
+    from run_proof_pipeline.cli.dagster_env import dagster_environment
+
+    resolved = _database()
+    if resolved.embedded:
+        _embedded_store_ready(resolved)
+    environment = dagster_environment(resolved)
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        "job",
+        "execute",
+        "-m",
+        "run_proof_pipeline.definitions",
+        "-j",
+        "run_proof_plan",
+    ]
+    config = _plan_config(tenant_id, run_id, coordinator_tests)
+    if config:
+        command += ["--config-json", json.dumps(config)]
+    print(f"DAGSTER_HOME={environment.home}; running: dagster job execute -j run_proof_plan")
+    started = time.time()
+    completed = subprocess.run(command, env=environment.env, check=False)
+    reports = sorted(
+        (
+            p
+            for p in environment.report_dir.glob("run-proof-report-*.md")
+            if p.stat().st_mtime >= started
+        ),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if reports:
+        print()
+        print(reports[-1].read_text(encoding="utf-8"))
+        print(f"(report written to {reports[-1]})")
+    if completed.returncode != 0:
+        raise CommandError(
+            "the run-proof plan stopped: see the failed step above "
+            f"(dagster exit code {completed.returncode})",
+            ExitCode.FAILED,
+        )
+
+
+def _plan_config(tenant_id: str, run_id: str, coordinator_tests: bool) -> dict[str, object]:
+    if bool(tenant_id) != bool(run_id):
+        raise CommandError("--tenant-id and --run-id go together", ExitCode.USAGE)
+    ops: dict[str, object] = {}
+    if run_id:
+        ops["step_1_latest_trace"] = {"config": {"run_id": run_id, "tenant_id": tenant_id}}
+    if not coordinator_tests:
+        ops["step_5_coordinator_tests"] = {"config": {"enabled": False}}
+    return {"ops": ops} if ops else {}
+
+
+@app.command()
+@handled
+def ui(
+    port: int = typer.Option(3000, help="Port of the Dagster UI (loopback only)."),
+) -> None:
+    """Start the Dagster UI and daemon (dagster dev) on the PostgreSQL-backed instance."""
+    import subprocess
+
+    from run_proof_pipeline.cli.dagster_env import dagster_environment
+    from run_proof_pipeline.plan.coordinator_tests import project_root
+
+    resolved = _database()
+    if resolved.embedded:
+        _embedded_store_ready(resolved)
+    environment = dagster_environment(resolved)
+    print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={environment.home})")
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        "dev",
+        "-w",
+        str(project_root() / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    raise typer.Exit(subprocess.run(command, env=environment.env, check=False).returncode)
+
+
+# --- command modules: each domain registers its own commands on `app` here, one line each.
+# (end of command modules)
 
 if __name__ == "__main__":
     app()

@@ -1,17 +1,22 @@
 """The trace store asset and the checks every proof records against it."""
 
-from __future__ import annotations
+from collections.abc import Iterator
 
 from dagster import (
     AssetCheckEvaluation,
+    AssetCheckExecutionContext,
+    AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetKey,
     AssetSpec,
     MetadataValue,
+    multi_asset_check,
 )
 
 from run_proof_pipeline.coordinator.models import RunProofResult
+from run_proof_pipeline.pipeline.resources import TraceStoreResource
+from run_proof_pipeline.plan.latest_sealed import prove_latest_sealed
 from run_proof_pipeline.plan.queries import TraceRef
 
 TRACE_STORE = AssetKey("aos_traces")
@@ -83,3 +88,31 @@ def proof_check_evaluations(
         for name, passed in outcomes.items()
     ]
 
+
+@multi_asset_check(
+    specs=CHECK_SPECS,
+    description="Prove the latest sealed trace now (the plan records the same checks per run).",
+)
+def trace_store_checks(
+    context: AssetCheckExecutionContext, trace_store: TraceStoreResource
+) -> Iterator[AssetCheckResult]:
+    latest = prove_latest_sealed(trace_store.url())
+    if latest is None:
+        for name in CHECK_DESCRIPTIONS:
+            yield AssetCheckResult(
+                asset_key=TRACE_STORE,
+                check_name=name,
+                passed=False,
+                severity=AssetCheckSeverity.WARN,
+                metadata={"reason": "no sealed trace in aos_traces"},
+            )
+        return
+    for evaluation in proof_check_evaluations(latest.trace, latest.step_count, latest.proof):
+        yield AssetCheckResult(
+            asset_key=evaluation.asset_key,
+            check_name=evaluation.check_name,
+            passed=evaluation.passed,
+            severity=evaluation.severity,
+            metadata=evaluation.metadata,
+            description=evaluation.description,
+        )

@@ -1,7 +1,5 @@
 """The job `run_proof_plan`: the seed's five steps and its report, in the seed's order."""
 
-from __future__ import annotations
-
 from dagster import in_process_executor, job
 
 from run_proof_pipeline.pipeline.ops import (

@@ -4,8 +4,6 @@ A stopped step raises `Failure` with its evidence as metadata: the Dagster run f
 `dagster job execute` exits non-zero) and the ops after it do not run.
 """
 
-from __future__ import annotations
-
 import asyncio
 import os
 import time
@@ -13,12 +11,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from dagster import Failure, MetadataValue, OpExecutionContext, op
+from dagster import Config, Failure, MetadataValue, OpExecutionContext, op
 from pydantic import Field
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dagster import Config
 from run_proof_pipeline.coordinator import RunProofResult, get_run_proof_coordinator
 from run_proof_pipeline.pipeline.checks import proof_check_evaluations
 from run_proof_pipeline.pipeline.resources import TraceStoreResource
@@ -61,9 +58,7 @@ def _db_failure(step: str, exc: BaseException) -> Failure:
     return Failure(description=redact(message), metadata={"error": redact(str(exc))})
 
 
-def _run_on(
-    step: str, url: DatabaseUrl, work: Callable[[AsyncConnection], Awaitable[T]]
-) -> T:
+def _run_on(step: str, url: DatabaseUrl, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
     async def go() -> T:
         engine = async_engine(url)
         try:
@@ -78,8 +73,10 @@ def _run_on(
         raise _db_failure(step, exc) from None
 
 
-@op(description="Preconditions of the seed: DATABASE_URL reachable PostgreSQL, "
-    "USE_POSTGRES_TRACES=true, trace store schema present.")
+@op(
+    description="Preconditions of the seed: DATABASE_URL reachable PostgreSQL, "
+    "USE_POSTGRES_TRACES=true, trace store schema present."
+)
 def preconditions(context: OpExecutionContext, trace_store: TraceStoreResource) -> PlanState:
     try:
         settings = trace_store.settings()
@@ -175,7 +172,10 @@ def step_3_coordinator_proof(
         sessions = get_session() if trace_store.database_url is None else session_scope(url)
         async with sessions as session:
             return await get_run_proof_coordinator().get_run_proof(
-                session, trace.tenant_id, trace.run_id, step_summary_limit=1000,
+                session,
+                trace.tenant_id,
+                trace.run_id,
+                step_summary_limit=1000,
                 progress=progress,
             )
 
@@ -284,6 +284,9 @@ def output_report(
     path = report.write(directory, f"run-proof-report-{context.run_id}")
     context.log.info("Output Report\n" + report.text())
     context.add_output_metadata(
-        {"report": MetadataValue.md(report.markdown()), "report_path": MetadataValue.path(str(path))}
+        {
+            "report": MetadataValue.md(report.markdown()),
+            "report_path": MetadataValue.path(str(path)),
+        }
     )
     return str(path)

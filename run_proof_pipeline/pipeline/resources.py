@@ -28,8 +28,7 @@ class TraceStoreResource(ConfigurableResource):
     def settings(self) -> Settings:
         return Settings(
             DATABASE_URL=self.database_url or os.environ.get("DATABASE_URL"),
-            USE_POSTGRES_TRACES=self.use_postgres_traces
-            or os.environ.get("USE_POSTGRES_TRACES"),
+            USE_POSTGRES_TRACES=self.use_postgres_traces or os.environ.get("USE_POSTGRES_TRACES"),
         )
 
     def url(self) -> DatabaseUrl:

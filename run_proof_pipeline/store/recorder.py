@@ -199,7 +199,7 @@ class TraceRecorder:
                 text(
                     "INSERT INTO aos_trace_steps (trace_id, run_id, tenant_id, step_index,"
                     " skill_id, skill_name, params, status, outcome_category, outcome_code,"
-                    " outcome_data, cost_cents, duration_ms, retry_count, \"timestamp\","
+                    ' outcome_data, cost_cents, duration_ms, retry_count, "timestamp",'
                     " prev_hash, step_hash)"
                     " VALUES (:trace_id, :run_id, :tenant_id, :step_index, :skill_id,"
                     " :skill_name, CAST(:params AS jsonb), :status, :outcome_category,"

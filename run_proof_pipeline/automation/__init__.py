@@ -1,0 +1,1 @@
+"""When proofs run by themselves: the nightly schedule and the sensors."""

@@ -1,0 +1,62 @@
+"""The environment Dagster commands run in: DAGSTER_HOME, its PostgreSQL storage, and the
+seed's variables. Imports no Dagster itself (the CLI starts Dagster as a subprocess)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from run_proof_pipeline.plan.coordinator_tests import project_root
+from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.engine import ResolvedDatabase
+
+DAGSTER_DATABASE = "dagster"
+
+
+@dataclass(frozen=True)
+class DagsterEnvironment:
+    home: Path
+    storage_url: DatabaseUrl
+    report_dir: Path
+    env: dict[str, str]
+
+
+def dagster_home(root: Path | None = None) -> Path:
+    """A DAGSTER_HOME whose dagster.yaml is the project's own (linked, so there is one copy)."""
+    root = root or project_root()
+    home = Path(os.environ.get("DAGSTER_HOME") or root / ".run-proof" / "dagster_home")
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.symlink_to(root / "dagster.yaml")
+    return home
+
+
+def dagster_storage_url() -> DatabaseUrl:
+    """DAGSTER_PG_URL if set, else the embedded server's own `dagster` database."""
+    configured = os.environ.get("DAGSTER_PG_URL")
+    if configured:
+        return DatabaseUrl.parse(configured, variable="DAGSTER_PG_URL")
+    from run_proof_pipeline.local_postgres import embedded_default
+
+    server = embedded_default(project_root())
+    server.ensure_initialized()
+    server.start()
+    return DatabaseUrl.parse(server.create_database(DAGSTER_DATABASE, exist_ok=True))
+
+
+def dagster_environment(database: ResolvedDatabase) -> DagsterEnvironment:
+    root = project_root()
+    home = dagster_home(root)
+    storage = dagster_storage_url()
+    report_dir = Path(os.environ.get("RUN_PROOF_REPORT_DIR") or root / "reports")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_URL": storage.psycopg2(),
+        "DATABASE_URL": database.url.libpq(),
+        "USE_POSTGRES_TRACES": "true",
+        "RUN_PROOF_REPORT_DIR": str(report_dir),
+    }
+    return DagsterEnvironment(home, storage, report_dir, env)
