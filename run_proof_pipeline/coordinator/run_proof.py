@@ -20,20 +20,10 @@ from run_proof_pipeline.coordinator.models import (
     TraceStepSummary,
     TraceSummary,
 )
-from run_proof_pipeline.integrity import (
-    Anchor,
-    ChainVerifier,
-    StoredTrace,
-    Verdict,
-    VerificationStatus,
-)
-from run_proof_pipeline.store.snapshot import (
-    TraceRow,
-    begin_snapshot,
-    read_trace,
-    stream_step_rows,
-)
-from run_proof_pipeline.store.step_rows import StepRowDecoder
+from run_proof_pipeline.integrity import Verdict, VerificationStatus
+from run_proof_pipeline.proof.stream import prove_trace
+from run_proof_pipeline.store.snapshot import TraceRow, begin_snapshot, read_trace
+from run_proof_pipeline.store.step_rows import DecodedStep
 
 NO_TRACE_REASON = "No trace found for run"
 LEGACY_REASON = (
@@ -66,38 +56,24 @@ class RunProofCoordinator:
                 return _not_found(tenant_id, run_id, started)
             if trace.genesis_hash is None:
                 return _result(trace, _legacy_integrity(), [], 0, False, started)
-            verifier = ChainVerifier(_stored_trace(trace))
-            decoder = StepRowDecoder()
             summaries: list[TraceStepSummary] = []
-            steps_read = 0
             truncated = False
-            async for row in stream_step_rows(conn, trace.trace_id):
-                step = decoder.decode(row)
-                steps_read += 1
+            seen = 0
+
+            def observe(step: DecodedStep) -> None:
+                nonlocal truncated, seen
+                seen += 1
                 if step_summary_limit is None or len(summaries) < step_summary_limit:
                     summaries.append(step.summary(include_payloads))
                 else:
                     truncated = True
-                failure = (
-                    verifier.feed_unverifiable(step.step_index, step.error)
-                    if step.error is not None or step.canonical is None
-                    else verifier.feed_canonical(
-                        step.step_index, step.canonical, step.prev_hash, step.step_hash
-                    )
-                )
-                if failure is not None:
-                    # First failure is the verdict; reading on would only cost time.
-                    break
-                if progress is not None and steps_read % self._progress_every == 0:
-                    progress(steps_read, trace.chain_length)
-            anchor = await self._anchor(conn, trace)
-            verdict = verifier.finish(anchor)
-        integrity = _integrity(verdict, anchored=anchor is not None)
-        return _result(trace, integrity, summaries, steps_read, truncated, started)
+                if progress is not None and seen % self._progress_every == 0:
+                    progress(seen, trace.chain_length)
 
-    async def _anchor(self, conn: AsyncConnection, trace: TraceRow) -> Anchor | None:
-        """Rule 5: the root recorded outside the trace tables (none until the ledger exists)."""
-        return None
+            streamed = await prove_trace(conn, trace, observe=observe)
+        integrity = _integrity(streamed.verdict, anchored=streamed.anchored)
+        steps_read = streamed.steps_read
+        return _result(trace, integrity, summaries, steps_read, truncated, started)
 
 
 def get_run_proof_coordinator() -> RunProofCoordinator:
@@ -123,23 +99,6 @@ async def _snapshot(session: AsyncSession) -> AsyncIterator[AsyncConnection]:
             yield conn
         finally:
             await conn.rollback()
-
-
-def _stored_trace(trace: TraceRow) -> StoredTrace:
-    return StoredTrace(
-        tenant_id=trace.tenant_id,
-        run_id=trace.run_id,
-        trace_id=trace.trace_id,
-        agent_id=trace.agent_id,
-        plan_id=trace.plan_id,
-        plan=trace.plan,
-        started_at=trace.started_at,
-        status=trace.status,
-        completed_at=trace.completed_at,
-        genesis_hash=trace.genesis_hash,
-        root_hash=trace.root_hash,
-        chain_length=trace.chain_length,
-    )
 
 
 def _integrity(verdict: Verdict, *, anchored: bool) -> IntegrityVerificationResult:
