@@ -71,7 +71,9 @@ class RunProofCoordinator:
                     progress(seen, trace.chain_length)
 
             streamed = await prove_trace(conn, trace, observe=observe)
-        integrity = _integrity(streamed.verdict, anchored=streamed.anchored)
+        integrity = _integrity(streamed.verdict, anchored=streamed.anchored).model_copy(
+            update={"adopted_at": trace.adopted_at}
+        )
         steps_read = streamed.steps_read
         return _result(trace, integrity, summaries, steps_read, truncated, started)
 

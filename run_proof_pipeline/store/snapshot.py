@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 TRACE_COLUMNS = (
     "trace_id, run_id, tenant_id, agent_id, plan_id, plan, status, started_at, completed_at,"
-    " genesis_hash, root_hash, chain_length, seal_seq"
+    " genesis_hash, root_hash, chain_length, seal_seq, adopted_at"
 )
 
 # Column order of a streamed step row; numbers and JSON travel as text so that no value is
@@ -59,6 +59,8 @@ class TraceRow:
     root_hash: str | None
     chain_length: int | None
     seal_seq: int | None
+    # Set when a legacy trace was adopted: its proof covers changes since then, not the run.
+    adopted_at: datetime | None = None
 
 
 async def begin_snapshot(conn: AsyncConnection) -> None:

@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS aos_traces (
     genesis_hash text,
     root_hash text,
     chain_length integer,
-    seal_seq bigint
+    seal_seq bigint,
+    adopted_at timestamptz
 );
 CREATE UNIQUE INDEX IF NOT EXISTS aos_traces_run_id_key ON aos_traces (run_id);
 CREATE INDEX IF NOT EXISTS aos_traces_started_at_idx ON aos_traces (started_at DESC);
