@@ -36,11 +36,20 @@ def _database(*, machine_output: bool = False) -> ResolvedDatabase:
 
 @db_app.command("upgrade")
 @handled
-def db_upgrade() -> None:
-    """Apply the trace store's migrations (idempotent)."""
+def db_upgrade(
+    check: bool = typer.Option(
+        False, "--check", help="Print what the upgrade would change; change nothing."
+    ),
+) -> None:
+    """Apply the trace store's migrations (idempotent); AOS's own tables are upgraded in place."""
     from run_proof_pipeline.store.migrate import head_revision, upgrade
 
     resolved = _database()
+    if check:
+        from run_proof_pipeline.legacy.upgrade_check import upgrade_plan
+
+        print("\n".join(upgrade_plan(resolved.url).lines()))
+        return
     upgrade(resolved.url)
     print(f"trace store at revision {head_revision()}")
 

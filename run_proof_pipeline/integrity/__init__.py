@@ -18,6 +18,17 @@ from run_proof_pipeline.integrity.chain import (
     sha256_hex,
     step_hash,
 )
+from run_proof_pipeline.integrity.merkle import (
+    MerkleAccumulator,
+    ProofError,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    node_hash,
+    root_from_leaves,
+    verify_consistency,
+    verify_inclusion,
+)
 from run_proof_pipeline.integrity.records import (
     FORMAT_VERSION,
     header_record,
@@ -30,6 +41,7 @@ from run_proof_pipeline.integrity.timestamps import (
     canonical_timestamp,
     parse_timestamp,
 )
+from run_proof_pipeline.integrity.vectors import VectorReport, check_vectors
 from run_proof_pipeline.integrity.verdicts import (
     LEGACY_TRACE_REASON,
     Anchor,
@@ -46,6 +58,8 @@ __all__ = [
     "FORMAT_VERSION",
     "LEGACY_TRACE_REASON",
     "MAX_SAFE_INTEGER",
+    "MerkleAccumulator",
+    "ProofError",
     "Anchor",
     "CanonicalizationError",
     "ChainHashes",
@@ -55,17 +69,24 @@ __all__ = [
     "InvalidTimestamp",
     "StoredStep",
     "StoredTrace",
+    "VectorReport",
     "Verdict",
     "VerificationStatus",
     "canonical_timestamp",
     "canonicalize",
+    "check_vectors",
     "compute_chain",
+    "consistency_proof",
     "es6_number",
     "genesis_hash",
     "header_record",
+    "inclusion_proof",
     "is_hex_hash",
+    "leaf_hash",
+    "node_hash",
     "parse_stored_json",
     "parse_timestamp",
+    "root_from_leaves",
     "root_hash",
     "seal_record",
     "sha256",
@@ -73,4 +94,6 @@ __all__ = [
     "step_canonical_bytes",
     "step_hash",
     "step_record",
+    "verify_consistency",
+    "verify_inclusion",
 ]

@@ -2,10 +2,11 @@
 
 orjson does the structural work: its string escaping is byte-identical to JCS (checked for
 every code point in the tests) and, for keys without astral characters, its key order
-(code points) equals JCS's UTF-16 order.  What orjson prints differently -- every float,
-and on the read path integers beyond 2^53 -- is pre-rendered here as an `orjson.Fragment`.
-A dict whose keys hold astral characters is rendered by the pure-Python path, because
-UTF-16 puts surrogate pairs (U+D800..) before U+E000..U+FFFF while code point order does not.
+(code points) equals JCS's UTF-16 order.  A Python walk replaces only the numbers orjson
+prints differently from ES6 -- integral floats (`1.0`, `1e16`), fractions in [1e-6, 1e-5),
+and on the read path integers beyond 2^53 -- by an int or an `orjson.Fragment`.  A dict
+whose keys hold astral characters is rendered by the pure-Python path, because UTF-16 puts
+surrogate pairs (U+D800..) before U+E000..U+FFFF while code point order does not.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ import orjson
 __all__ = [
     "MAX_SAFE_INTEGER",
     "CanonicalizationError",
+    "FastPathRefused",
     "canonicalize",
     "canonicalize_at",
+    "needs_utf16_key_order",
+    "prepare_for_orjson",
     "es6_number",
     "parse_stored_json",
 ]
@@ -49,13 +53,11 @@ def es6_number(value: float) -> str:
     """
     if value == 0.0:
         return "0"  # also -0.0: JCS serializes negative zero as 0
+    if value - value != 0.0:  # nan for both infinities and nan
+        raise CanonicalizationError(f"{value!r} is not a finite number")
     r = repr(value)
     if "e" not in r:
-        if r.endswith(".0"):
-            return r[:-2]
-        if r[0] in "in":  # "inf" / "nan"; repr never has 'e' for these
-            raise CanonicalizationError(f"{r} is not a finite number")
-        return r
+        return r[:-2] if r.endswith(".0") else r
     mantissa, _, exp_text = r.partition("e")
     sign = ""
     if mantissa[0] == "-":
@@ -78,14 +80,15 @@ def es6_number(value: float) -> str:
     return f"{sign}{digits[0]}.{digits[1:]}e{exp_sign}{abs(e)}"
 
 
+class FastPathRefused(Exception):
+    """Internal signal: the fast walk met something it will not encode; take the slow path
+    (which either encodes it exactly or raises CanonicalizationError naming its path)."""
+
+
 def _float_text(value: float) -> str:
-    if value != value or value in (math.inf, -math.inf):
-        raise _Invalid
+    if value - value != 0.0:
+        raise FastPathRefused
     return es6_number(value)
-
-
-class _Invalid(Exception):
-    """Internal signal: the fast walk met something it will not encode; diagnose slowly."""
 
 
 def _orjson_prints_fractions_like_es6() -> bool:
@@ -94,7 +97,7 @@ def _orjson_prints_fractions_like_es6() -> bool:
     tests).  Should another orjson version differ on any probe, every float becomes a
     Fragment instead: slower, still exact."""
     probes = [0.5, -0.5, 227.6, 0.1, 1.25, 123456789.125, 1e15 + 0.5, 4503599627370495.5]
-    probes += [0.00001, 0.000015, -2.5e-5, 0.0001, 0.001, 9.999999999999999e-6 * 10]
+    probes += [0.00001, 0.000015, -2.5e-5, 0.0001, 0.001, 0.00009999999999999999]
     probes += [1e-7, 9.99e-7, 1.5e-7, 5e-324, 2.2250738585072014e-308, -1e-300, 3.14159e-100]
     probes += [x / 7 for x in range(1, 200)] + [10.0**e / 3 for e in range(-4, 16)]
     return all(_dumps(p) == es6_number(p).encode() for p in probes if not p.is_integer())
@@ -113,21 +116,25 @@ def _float_value(value: float) -> Any:
     return _Fragment(_float_text(value))
 
 
-def _prepare(value: Any, strict: bool, check_keys: bool) -> Any:
+def prepare_for_orjson(value: Any, strict: bool, check_keys: bool = False) -> Any:
     """Return `value` with every number orjson would misprint replaced (int or Fragment).
+
+    Also used by encoders in this package that assemble a larger value around `value`:
+    they dump the result with OPT_SORT_KEYS, check the output with needs_utf16_key_order(),
+    and on FastPathRefused or TypeError fall back to canonicalize() of the whole record.
 
     Containers are copied only when something inside them changed.  Strings and keys are
     not inspected unless check_keys: orjson rejects non-str keys and lone surrogates itself,
     and canonicalize() looks at its output for U+0000 and for astral characters (only then
     is the walk repeated with check_keys, to find dicts that need UTF-16 key order).
-    Anything else unexpected raises _Invalid.
+    Anything else unexpected raises FastPathRefused.
     """
     t = type(value)
     if t is dict:
         if check_keys:
             for k in value:
                 if type(k) is not str:
-                    raise _Invalid
+                    raise FastPathRefused
                 if not k.isascii() and max(k) >= _ASTRAL:
                     return _Fragment(_encode_py(value, strict))
         changed: dict[str, Any] | None = None
@@ -142,7 +149,7 @@ def _prepare(value: Any, strict: bool, check_keys: bool) -> Any:
                 a = -v if v < 0.0 else v
                 if (_LOW <= a < 1e16 or 0.0 < a < _TINY) and not v.is_integer():
                     continue
-            nv = _prepare(v, strict, check_keys)
+            nv = prepare_for_orjson(v, strict, check_keys)
             if nv is not v:
                 if changed is None:
                     changed = dict(value)
@@ -161,7 +168,7 @@ def _prepare(value: Any, strict: bool, check_keys: bool) -> Any:
                 a = -v if v < 0.0 else v
                 if (_LOW <= a < 1e16 or 0.0 < a < _TINY) and not v.is_integer():
                     continue
-            nv = _prepare(v, strict, check_keys)
+            nv = prepare_for_orjson(v, strict, check_keys)
             if nv is not v:
                 if out is None:
                     out = list(value)
@@ -180,9 +187,9 @@ def _prepare(value: Any, strict: bool, check_keys: bool) -> Any:
         if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             return value
         if strict:
-            raise _Invalid
+            raise FastPathRefused
         return _big_int_fragment(value)
-    return _prepare(_coerce_subclass(value, strict), strict, check_keys)
+    return prepare_for_orjson(_coerce_subclass(value, strict), strict, check_keys)
 
 
 def _big_int_text(value: int) -> str:
@@ -190,7 +197,7 @@ def _big_int_text(value: int) -> str:
     try:
         as_float = float(value)
     except OverflowError:
-        raise _Invalid from None
+        raise FastPathRefused from None
     return es6_number(as_float)
 
 
@@ -199,7 +206,7 @@ def _big_int_fragment(value: int) -> Any:
 
 
 def _coerce_subclass(value: Any, strict: bool) -> Any:
-    """Plain-type view of subclasses (str enums, OrderedDict, ...); _Invalid for other types.
+    """Plain-type view of subclasses (str enums, OrderedDict, ...); FastPathRefused for other types.
 
     Decimal is accepted on the read path only: PostgreSQL numeric columns arrive as
     Decimal, and on read every number is taken as the double it denotes.
@@ -218,9 +225,14 @@ def _coerce_subclass(value: Any, strict: bool) -> Any:
         return list(value)
     if not strict and isinstance(value, Decimal):
         if not value.is_finite():
-            raise _Invalid
+            raise FastPathRefused
         return float(value)
-    raise _Invalid
+    raise FastPathRefused
+
+
+def needs_utf16_key_order(out: bytes) -> bool:
+    """True when orjson output holds astral characters, so some key order may be wrong."""
+    return not out.isascii() and _ASTRAL_UTF8.search(out) is not None
 
 
 def canonicalize(value: object, *, strict: bool = True) -> bytes:
@@ -236,11 +248,11 @@ def canonicalize(value: object, *, strict: bool = True) -> bytes:
 def canonicalize_at(value: object, *, strict: bool, path: str) -> bytes:
     """canonicalize() of a value that sits at `path` in a larger record (for error messages)."""
     try:
-        out = _dumps(_prepare(value, strict, False), option=_SORT)
-        if not out.isascii() and _ASTRAL_UTF8.search(out) is not None:
+        out = _dumps(prepare_for_orjson(value, strict, False), option=_SORT)
+        if needs_utf16_key_order(out):
             # An astral character somewhere: keys holding one need UTF-16 order.
-            out = _dumps(_prepare(value, strict, True), option=_SORT)
-    except (_Invalid, TypeError, RecursionError, CanonicalizationError):
+            out = _dumps(prepare_for_orjson(value, strict, True), option=_SORT)
+    except (FastPathRefused, TypeError, RecursionError, CanonicalizationError):
         # Either the value is invalid (diagnose names the path and raises) or orjson
         # refused something valid (nesting deeper than its 254 levels): pure Python then.
         _diagnose(value, strict, path)
@@ -261,7 +273,7 @@ def _encode_py(value: Any, strict: bool) -> bytes:
     parts: list[bytes] = []
     try:
         _emit(value, strict, parts)
-    except (_Invalid, TypeError, RecursionError) as exc:
+    except (FastPathRefused, TypeError, RecursionError) as exc:
         _diagnose(value, strict, "")
         raise CanonicalizationError(f"cannot canonicalize value: {exc}") from exc
     return b"".join(parts)
@@ -277,13 +289,13 @@ def _emit(value: Any, strict: bool, parts: list[bytes]) -> None:
         if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             parts.append(b"%d" % value)
         elif strict:
-            raise _Invalid
+            raise FastPathRefused
         else:
             parts.append(_big_int_text(value).encode())
     elif t is dict:
         for k in value:
-            if type(k) is not str:
-                raise _Invalid
+            if not isinstance(k, str):
+                raise FastPathRefused
         parts.append(b"{")
         first = True
         for k in sorted(value, key=_utf16_key):

@@ -1,9 +1,8 @@
 """The three hashed records of hash-chain v1 (header, step, seal), and a fast step encoder.
 
 Records are plain dicts so that anyone can canonicalize them with any JCS encoder.
-step_canonical_bytes() exists for the read path, where it runs once per stored step: the key
-order of a step record is fixed, so its bytes are a template with the values spliced in,
-equal to canonicalize(step_record(...), strict=False) (the tests hold it to that).
+step_canonical_bytes() exists for the read path, where it runs once per stored step; it
+equals canonicalize(step_record(...), strict=False) byte for byte (the tests hold it to that).
 """
 
 from __future__ import annotations
@@ -14,9 +13,10 @@ from uuid import UUID
 import orjson
 
 from run_proof_pipeline.integrity.canonical import (
-    MAX_SAFE_INTEGER,
-    canonicalize_at,
-    es6_number,
+    FastPathRefused,
+    canonicalize,
+    needs_utf16_key_order,
+    prepare_for_orjson,
 )
 from run_proof_pipeline.integrity.timestamps import canonical_timestamp
 
@@ -123,30 +123,7 @@ def seal_record(
 
 
 _dumps = orjson.dumps
-
-
-def _field(name: str, value: Any) -> bytes:
-    """Read-path encoding of one scalar field, identical to canonicalize(strict=False)."""
-    t = type(value)
-    if t is str:
-        try:
-            return _dumps(value)
-        except TypeError:
-            return canonicalize_at(value, strict=False, path=name)  # raises: lone surrogate
-    if value is None:
-        return b"null"
-    if t is float:
-        if value - value == 0.0:  # finite (inf - inf and nan - nan are nan)
-            return es6_number(value).encode()
-    elif t is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-        return b"%d" % value
-    return canonicalize_at(_text(value), strict=False, path=name)
-
-
-def _nested(name: str, value: Any) -> bytes:
-    if value is None:
-        return b"null"
-    return canonicalize_at(value, strict=False, path=name)
+_SORT = orjson.OPT_SORT_KEYS
 
 
 def step_canonical_bytes(
@@ -166,39 +143,56 @@ def step_canonical_bytes(
     retry_count: Any,
     timestamp: Any,
 ) -> bytes:
-    """canonicalize(step_record(...), strict=False), without building and sorting a dict."""
-    ts = b"null" if timestamp is None else b'"%s"' % canonical_timestamp(timestamp).encode()
-    # Keys in UTF-16 order: the record's key set never changes.
-    return b"".join(
-        (
-            b'{"cost_cents":',
-            _field("cost_cents", cost_cents),
-            b',"duration_ms":',
-            _field("duration_ms", duration_ms),
-            b',"kind":"step","outcome_category":',
-            _field("outcome_category", outcome_category),
-            b',"outcome_code":',
-            _field("outcome_code", outcome_code),
-            b',"outcome_data":',
-            _nested("outcome_data", outcome_data),
-            b',"params":',
-            _nested("params", params),
-            b',"retry_count":',
-            _field("retry_count", retry_count),
-            b',"run_id":',
-            _field("run_id", run_id),
-            b',"skill_id":',
-            _field("skill_id", skill_id),
-            b',"skill_name":',
-            _field("skill_name", skill_name),
-            b',"status":',
-            _field("status", status),
-            b',"step_index":',
-            _field("step_index", step_index),
-            b',"tenant_id":',
-            _field("tenant_id", tenant_id),
-            b',"timestamp":',
-            ts,
-            b',"v":1}',
+    """canonicalize(step_record(...), strict=False), with one orjson call and no Python walk
+    over the record's own keys (they are fixed, ASCII, and already in UTF-16 order)."""
+    ts = None if timestamp is None else canonical_timestamp(timestamp)
+    try:
+        for text in (tenant_id, run_id, skill_id, skill_name, status, outcome_category):
+            if type(text) is not str and text is not None:
+                raise FastPathRefused
+        if type(outcome_code) is not str and outcome_code is not None:
+            raise FastPathRefused
+        out = _dumps(
+            {
+                "cost_cents": prepare_for_orjson(cost_cents, False),
+                "duration_ms": prepare_for_orjson(duration_ms, False),
+                "kind": "step",
+                "outcome_category": outcome_category,
+                "outcome_code": outcome_code,
+                "outcome_data": prepare_for_orjson(outcome_data, False),
+                "params": prepare_for_orjson(params, False),
+                "retry_count": prepare_for_orjson(retry_count, False),
+                "run_id": run_id,
+                "skill_id": skill_id,
+                "skill_name": skill_name,
+                "status": status,
+                "step_index": prepare_for_orjson(step_index, False),
+                "tenant_id": tenant_id,
+                "timestamp": ts,
+                "v": FORMAT_VERSION,
+            },
+            option=_SORT,
         )
+        if not needs_utf16_key_order(out):
+            return out
+    except (FastPathRefused, TypeError, RecursionError):
+        pass
+    # Unusual values (UUIDs, astral keys, deep nesting, invalid numbers): the general path,
+    # which also names the offending field when there is one.
+    record = step_record(
+        tenant_id=tenant_id,
+        run_id=run_id,
+        step_index=step_index,
+        skill_id=skill_id,
+        skill_name=skill_name,
+        params=params,
+        status=status,
+        outcome_category=outcome_category,
+        outcome_code=outcome_code,
+        outcome_data=outcome_data,
+        cost_cents=cost_cents,
+        duration_ms=duration_ms,
+        retry_count=retry_count,
+        timestamp=ts,
     )
+    return canonicalize(record, strict=False)

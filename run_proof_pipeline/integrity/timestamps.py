@@ -24,7 +24,11 @@ _fromisoformat = datetime.fromisoformat
 # +HH:MM:SS (PostgreSQL prints seconds for historical local-mean-time offsets).
 _GENERAL = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?"
-    r"(?:([Zz])|([+-])(\d{2})(?::?(\d{2})(?::?(\d{2}))?)?)"
+    r"(?:([Zz])|([+-])(\d{2})(?::?(\d{2})(?::?(\d{2}))?)?)",
+    re.ASCII,
+)
+_FAST = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?(?:\+00|Z)", re.ASCII
 )
 _ZEROS = "000000"
 
@@ -32,41 +36,19 @@ _ZEROS = "000000"
 def _fast(value: str) -> str | None:
     """Canonical form of `...SS[.f{1,6}]+00` / `...SS[.f{1,6}]Z` strings, else None.
 
-    The date and time part is validated by datetime.fromisoformat (C, calendar-aware); the
-    layout checks here make sure it saw exactly the fixed-width part we slice.
+    The regex fixes the layout; datetime.fromisoformat (C, calendar-aware) then rejects
+    impossible dates and times such as February 30th or 24:00:00.
     """
-    n = len(value)
-    if value[-1:] == "Z":
-        body_end = n - 1
-    elif value[-3:] == "+00":
-        body_end = n - 3
-    else:
+    m = _FAST.fullmatch(value)
+    if m is None:
         return None
-    if body_end < 19 or value[10] not in "T " or not value.isascii():
-        return None
-    head = value[:19]
-    if head[4] != "-" or head[7] != "-" or head[13] != ":" or head[16] != ":":
-        return None
-    if body_end == 19:
-        frac = _ZEROS
-    else:
-        if value[19] != "." or body_end > 26 or body_end == 20:
-            return None
-        digits = value[20:body_end]
-        if not digits.isdigit():
-            return None
-        frac = digits + _ZEROS[len(digits) :]
-    if not (head[:4].isdigit() and head[5:7].isdigit() and head[8:10].isdigit()):
-        return None
-    if not (head[11:13].isdigit() and head[14:16].isdigit() and head[17:19].isdigit()):
-        return None
-    if head[:4] == "0000":
-        return None
+    date, time, frac = m.groups()
+    head = f"{date}T{time}"
     try:
         _fromisoformat(head)
     except ValueError:
         return None
-    return f"{head[:10]}T{head[11:]}.{frac}Z"
+    return f"{head}.{_ZEROS if frac is None else frac + _ZEROS[len(frac) :]}Z"
 
 
 def _parse_text(value: str) -> datetime:

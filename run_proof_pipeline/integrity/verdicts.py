@@ -263,7 +263,7 @@ class ChainVerifier:
             return self.feed_unverifiable(step.step_index, str(exc))
         return self.feed_canonical(step.step_index, canonical, step.prev_hash, step.step_hash)
 
-    def feed_unverifiable(self, step_index: int, error: str) -> IntegrityFailure:
+    def feed_unverifiable(self, step_index: int, error: str) -> IntegrityFailure | None:
         """Record a step whose stored values cannot be canonicalized (e.g. a number that is
         not a finite double): FAILED, naming the step."""
         self._seen += 1
@@ -276,7 +276,7 @@ class ChainVerifier:
                 found=None,
                 reason=f"step {step_index}: stored values cannot be hashed ({error})",
             )
-        return self._failure  # type: ignore[return-value]
+        return self._failure  # None only for a legacy trace, which is not verified at all
 
     def feed_canonical(
         self,

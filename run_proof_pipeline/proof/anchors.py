@@ -1,7 +1,9 @@
-"""Rule 5 of the spec: the root recorded outside the trace tables.
+"""Rule 5 of the spec: the root recorded outside the trace tables, in the ledger.
 
-Until a ledger exists in the database there is no anchor to compare with: every lookup
-answers "no anchor, no failure", and verdicts say they were not anchored.
+A run's ledger entry is its anchor. A sealed trace with no entry, a trace whose seal was
+cleared while its entry remains, a run sealed twice, or an entry whose fields no longer match
+its leaf hash is FAILED at "ledger". When a signed checkpoint covers the entry, the entry must
+also be proven included under the checkpoint's signed head (RFC 9162 inclusion proof).
 """
 
 from __future__ import annotations
@@ -11,7 +13,21 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from run_proof_pipeline.integrity import Anchor, IntegrityFailure
+from run_proof_pipeline.ledger.checkpoint import CheckpointProblem
+from run_proof_pipeline.ledger.entry import EntryKind, LedgerEntry
+from run_proof_pipeline.ledger.merkle import verify_inclusion
+from run_proof_pipeline.ledger.queries import (
+    database_name,
+    entries_for_run,
+    ledger_present,
+    read_entries,
+)
+from run_proof_pipeline.ledger.settings import load_ledger_settings
+from run_proof_pipeline.ledger.signed_head import load_signed_head
+from run_proof_pipeline.ledger.tree import LedgerTree
 from run_proof_pipeline.store.snapshot import TraceRow
+
+_ANCHORING_KINDS = {EntryKind.SEAL.value, EntryKind.ADOPTION.value}
 
 
 @dataclass(frozen=True)
@@ -21,5 +37,114 @@ class AnchorLookup:
     failure: IntegrityFailure | None = None
 
 
+def _ledger_failure(
+    reason: str, *, expected: str | None = None, found: str | None = None, field: str | None = None
+) -> AnchorLookup:
+    return AnchorLookup(
+        failure=IntegrityFailure(
+            location="ledger",
+            step_index=None,
+            rule=5,
+            expected=expected,
+            found=found,
+            reason=f"ledger: {reason}",
+            field=field,
+        )
+    )
+
+
 async def lookup_anchor(conn: AsyncConnection, trace: TraceRow) -> AnchorLookup:
-    return AnchorLookup()
+    if trace.genesis_hash is None:
+        return AnchorLookup()  # legacy trace: UNSUPPORTED whatever the ledger says
+    if not await ledger_present(conn):
+        return _ledger_failure(
+            "the ledger table run_proof_ledger is missing (run `run-proof db upgrade`)"
+        )
+    entries = [
+        e
+        for e in await entries_for_run(conn, trace.tenant_id, trace.run_id)
+        if e.kind in _ANCHORING_KINDS
+    ]
+    if not entries:
+        if trace.root_hash is None and trace.chain_length is None:
+            return AnchorLookup()  # still being written: nothing recorded yet
+        return _ledger_failure(
+            f"the trace is sealed (root {trace.root_hash}) but has no ledger entry: its seal "
+            "was written with the ledger trigger off, or its entry was removed",
+            expected="a ledger entry",
+            found=None,
+        )
+    entry = entries[0]
+    if len(entries) > 1:
+        seqs = ", ".join(str(e.seq) for e in entries)
+        return _ledger_failure(
+            f"the run was sealed more than once (ledger entries {seqs}): its seal was cleared "
+            "and rewritten",
+            expected=f"one entry ({entry.root_hash})",
+            found=entries[1].root_hash,
+            field="root_hash",
+        )
+    problem = _entry_problem(entry, trace)
+    if problem is not None:
+        return problem
+    signed = await _signed_head_problem(conn, entry)
+    if signed is not None:
+        return signed
+    return AnchorLookup(anchor=Anchor(entry.root_hash, entry.chain_length))
+
+
+def _entry_problem(entry: LedgerEntry, trace: TraceRow) -> AnchorLookup | None:
+    leaf = entry.leaf().hex()
+    if entry.leaf_hash != leaf:
+        return _ledger_failure(
+            f"entry {entry.seq}: leaf_hash mismatch (expected {leaf}, found {entry.leaf_hash}): "
+            "the entry was edited",
+            expected=leaf,
+            found=entry.leaf_hash,
+            field="leaf_hash",
+        )
+    if entry.trace_id != trace.trace_id:
+        return _ledger_failure(
+            f"entry {entry.seq}: trace_id mismatch (expected {entry.trace_id}, "
+            f"found {trace.trace_id})",
+            expected=entry.trace_id,
+            found=trace.trace_id,
+            field="trace_id",
+        )
+    if trace.root_hash is None:
+        return _ledger_failure(
+            f"entry {entry.seq} recorded the seal (root {entry.root_hash}, length "
+            f"{entry.chain_length}) but the trace's seal columns are cleared",
+            expected=entry.root_hash,
+            found=None,
+            field="root_hash",
+        )
+    return None
+
+
+async def _signed_head_problem(conn: AsyncConnection, entry: LedgerEntry) -> AnchorLookup | None:
+    settings = load_ledger_settings()
+    try:
+        head = load_signed_head(settings, await database_name(conn))
+    except CheckpointProblem as exc:
+        return _ledger_failure(str(exc))
+    if head is None or entry.index >= head.size:
+        return None  # sealed after the latest checkpoint: the entry itself is the anchor
+    tree = LedgerTree(await read_entries(conn, upto=head.size))
+    if tree.size < head.size:
+        return _ledger_failure(
+            f"the ledger has {tree.size} entries but checkpoint {head.path} signed "
+            f"{head.size}: it was rolled back",
+            expected=str(head.size),
+            found=str(tree.size),
+        )
+    proof = tree.inclusion(entry.index, head.size)
+    if not verify_inclusion(entry.leaf(), entry.index, head.size, proof, head.root):
+        return _ledger_failure(
+            f"entry {entry.seq} is not included under the signed head of checkpoint "
+            f"{head.path} (size {head.size}): the ledger was rewritten since it was signed "
+            "(run `run-proof checkpoint verify`)",
+            expected=head.root.hex(),
+            found=tree.root(head.size).hex(),
+        )
+    return None

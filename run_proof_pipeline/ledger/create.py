@@ -1,0 +1,67 @@
+"""`checkpoint create`: sign the ledger's current tree head, never over a rewritten history.
+
+The new checkpoint is written only when the ledger is intact (gapless, leaf hashes match
+their fields) and a consistent extension of the previous checkpoint: signing a rolled-back
+or rewritten ledger would bless the tampering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from run_proof_pipeline.ledger.audit import check_extends
+from run_proof_pipeline.ledger.checkpoint import (
+    Checkpoint,
+    CheckpointProblem,
+    SignedCheckpoint,
+    sign_checkpoint,
+)
+from run_proof_pipeline.ledger.checkpoint_files import write_checkpoint
+from run_proof_pipeline.ledger.queries import database_name, ledger_present, read_entries
+from run_proof_pipeline.ledger.settings import LedgerSettings
+from run_proof_pipeline.ledger.signed_head import load_signed_head
+from run_proof_pipeline.ledger.tree import LedgerTree
+from run_proof_pipeline.settings import ConfigError
+
+__all__ = ["CheckpointRefused", "CreatedCheckpoint", "create_checkpoint"]
+
+
+class CheckpointRefused(Exception):
+    """The ledger is not in a state that may be signed; the message says why."""
+
+
+@dataclass(frozen=True)
+class CreatedCheckpoint:
+    path: Path
+    signed: SignedCheckpoint
+    previous_size: int | None
+
+
+async def create_checkpoint(
+    conn: AsyncConnection, settings: LedgerSettings, *, out: Path | None = None
+) -> CreatedCheckpoint:
+    target = out or settings.checkpoint_dir()
+    if target is None:
+        raise ConfigError("RUN_PROOF_CHECKPOINT_DIR is not set (or pass --out)")
+    if not await ledger_present(conn):
+        raise CheckpointRefused("the ledger table run_proof_ledger is missing")
+    name = await database_name(conn)
+    origin = settings.origin(name)
+    key = settings.signing_key(create=True, name=origin)
+    tree = LedgerTree(await read_entries(conn))
+    if tree.problems:
+        raise CheckpointRefused("; ".join(tree.problems))
+    try:
+        previous = load_signed_head(settings, name)
+    except CheckpointProblem as exc:
+        raise CheckpointRefused(f"the previous checkpoint cannot be trusted: {exc}") from None
+    if previous is not None:
+        why = check_extends(tree, previous)
+        if why is not None:
+            raise CheckpointRefused(why)
+    signed = sign_checkpoint(Checkpoint(origin, tree.size, tree.root()), key)
+    path = write_checkpoint(target, signed)
+    return CreatedCheckpoint(path, signed, None if previous is None else previous.size)

@@ -1,0 +1,109 @@
+"""Where checkpoints and their keys live: RUN_PROOF_SIGNING_KEY, RUN_PROOF_PUBLIC_KEY,
+RUN_PROOF_CHECKPOINT_DIR, RUN_PROOF_CHECKPOINT_ORIGIN. Read from the environment each time, so
+a long-lived process (Dagster) sees a changed setting on its next run.
+
+A verify path never creates a key: only `signing_key(create=True)` (checkpoint create) does.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from run_proof_pipeline.ledger.keys import (
+    KeyProblem,
+    SigningKey,
+    VerifierKey,
+    generate_signing_key,
+    load_signing_key,
+    load_verifier_key,
+    write_signing_key,
+)
+from run_proof_pipeline.settings import ConfigError
+
+__all__ = ["LedgerSettings", "default_origin", "load_ledger_settings"]
+
+log = logging.getLogger(__name__)
+
+ORIGIN_HOST = "run-proof.local"
+
+
+def default_origin(database_name: str) -> str:
+    """The checkpoint origin when RUN_PROOF_CHECKPOINT_ORIGIN is unset: one log per database."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", database_name) or "_"
+    return f"{ORIGIN_HOST}/{safe}"
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class LedgerSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    signing_key_path: str | None = Field(
+        default=None, validation_alias=_env("RUN_PROOF_SIGNING_KEY", "signing_key_path")
+    )
+    public_key_value: str | None = Field(
+        default=None, validation_alias=_env("RUN_PROOF_PUBLIC_KEY", "public_key_value")
+    )
+    checkpoint_dir_path: str | None = Field(
+        default=None, validation_alias=_env("RUN_PROOF_CHECKPOINT_DIR", "checkpoint_dir_path")
+    )
+    origin_value: str | None = Field(
+        default=None, validation_alias=_env("RUN_PROOF_CHECKPOINT_ORIGIN", "origin_value")
+    )
+
+    def checkpoint_dir(self) -> Path | None:
+        raw = (self.checkpoint_dir_path or "").strip()
+        return Path(raw).expanduser() if raw else None
+
+    def origin(self, database_name: str) -> str:
+        raw = (self.origin_value or "").strip()
+        return raw or default_origin(database_name)
+
+    def signing_key(self, *, create: bool = False, name: str = "") -> SigningKey:
+        raw = (self.signing_key_path or "").strip()
+        if not raw:
+            raise ConfigError("RUN_PROOF_SIGNING_KEY is not set (the path of the signing key)")
+        path = Path(raw).expanduser()
+        if not path.exists():
+            if not create:
+                raise ConfigError(f"RUN_PROOF_SIGNING_KEY={raw!r}: no key file there")
+            try:
+                key = generate_signing_key(name)
+                write_signing_key(path, key)
+            except (KeyProblem, OSError) as exc:
+                raise ConfigError(f"RUN_PROOF_SIGNING_KEY={raw!r}: cannot create it: {exc}") from None
+            log.warning(
+                "created a new Ed25519 signing key at %s (public key %s): keep it outside the "
+                "database host and give verifiers the public key",
+                path,
+                key.verifier().text(),
+            )
+            return key
+        try:
+            return load_signing_key(path)
+        except KeyProblem as exc:
+            raise ConfigError(f"RUN_PROOF_SIGNING_KEY: {exc}") from None
+
+    def verifier_key(self) -> VerifierKey | None:
+        """RUN_PROOF_PUBLIC_KEY, else the public half of RUN_PROOF_SIGNING_KEY; None if
+        neither is set. Never creates anything."""
+        public = (self.public_key_value or "").strip()
+        if public:
+            try:
+                return load_verifier_key(public)
+            except KeyProblem as exc:
+                raise ConfigError(f"RUN_PROOF_PUBLIC_KEY: {exc}") from None
+        if (self.signing_key_path or "").strip():
+            return self.signing_key(create=False).verifier()
+        return None
+
+
+def load_ledger_settings() -> LedgerSettings:
+    return LedgerSettings()

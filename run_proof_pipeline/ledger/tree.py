@@ -1,0 +1,62 @@
+"""The ledger as a Merkle tree, recomputed from entry fields (never from stored hashes).
+
+Pure: given the entries in seq order, it finds what makes them unusable as a log (a gap in
+the numbering, a stored leaf hash that does not match its fields) and answers roots and
+RFC 9162 proofs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from run_proof_pipeline.ledger.entry import LedgerEntry
+from run_proof_pipeline.ledger.merkle import (
+    consistency_proof,
+    inclusion_proof,
+    root_from_leaves,
+    verify_consistency,
+)
+
+__all__ = ["LedgerTree"]
+
+
+class LedgerTree:
+    def __init__(self, entries: Sequence[LedgerEntry]) -> None:
+        self.entries = list(entries)
+        self.leaves = [e.leaf() for e in self.entries]
+        self.problems: list[str] = []
+        for position, entry in enumerate(self.entries):
+            if entry.seq != position + 1:
+                self.problems.append(
+                    f"ledger entry {position + 1}: numbering departs from 1..n "
+                    f"(found seq {entry.seq}): an entry was removed or inserted"
+                )
+                break
+        for entry, leaf in zip(self.entries, self.leaves, strict=True):
+            if entry.leaf_hash is not None and entry.leaf_hash != leaf.hex():
+                self.problems.append(
+                    f"{entry.names_run()}: leaf_hash mismatch (expected {leaf.hex()}, "
+                    f"found {entry.leaf_hash}): its fields were edited"
+                )
+
+    @property
+    def size(self) -> int:
+        return len(self.leaves)
+
+    def root(self, size: int | None = None) -> bytes:
+        return root_from_leaves(self.leaves if size is None else self.leaves[:size])
+
+    def inclusion(self, index: int, size: int) -> list[bytes]:
+        return inclusion_proof(self.leaves[:size], index)
+
+    def consistency(self, old_size: int) -> list[bytes]:
+        return consistency_proof(self.leaves, old_size)
+
+    def extends(self, old_size: int, old_root: bytes) -> bool:
+        """True when this ledger is a consistent extension of the tree (old_size, old_root),
+        shown by an RFC 9162 consistency proof computed from the current entries."""
+        if old_size > self.size:
+            return False
+        return verify_consistency(
+            old_size, self.size, old_root, self.root(), self.consistency(old_size)
+        )

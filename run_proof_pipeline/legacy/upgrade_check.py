@@ -1,0 +1,82 @@
+"""`run-proof db upgrade --check`: what the pending migrations would change, changing nothing.
+
+A revision that can say what it would do (a module-level `planned_changes(connection)`, as
+0001 does for AOS tables) is asked, inside a READ ONLY transaction that is rolled back;
+later revisions, which would run against a schema that does not exist yet, are named.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store import migrate
+from run_proof_pipeline.store.engine import sync_engine
+
+
+class PlannedRevision(BaseModel):
+    revision: str
+    title: str
+    changes: list[str]
+
+
+class UpgradePlan(BaseModel):
+    current: str | None
+    head: str
+    revisions: list[PlannedRevision]
+
+    def lines(self) -> list[str]:
+        if not self.revisions:
+            return [f"nothing to do: the trace store is at revision {self.head}"]
+        lines = [
+            f"run-proof db upgrade would take the database from "
+            f"{self.current or 'no run-proof revision'} to {self.head}:"
+        ]
+        for planned in self.revisions:
+            lines.append(f"revision {planned.revision}: {planned.title}")
+            lines += [f"  - {change}" for change in planned.changes]
+        lines.append("nothing was changed (--check)")
+        return lines
+
+
+def _scripts() -> ScriptDirectory:
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrate.__file__).with_name("migrations")))
+    return ScriptDirectory.from_config(config)
+
+
+def _title(doc: str | None) -> str:
+    return (doc or "").strip().splitlines()[0] if doc and doc.strip() else "(no description)"
+
+
+def upgrade_plan(url: DatabaseUrl) -> UpgradePlan:
+    scripts = _scripts()
+    current = migrate.current_revision(url)
+    head = migrate.head_revision()
+    pending = list(reversed(list(scripts.iterate_revisions(head, current or "base"))))
+    revisions: list[PlannedRevision] = []
+    engine = sync_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SET TRANSACTION READ ONLY"))
+            for position, script in enumerate(pending):
+                describe = getattr(script.module, "planned_changes", None)
+                changes = (
+                    [c.description for c in describe(connection)]
+                    if position == 0 and describe is not None
+                    else []
+                )
+                revisions.append(
+                    PlannedRevision(
+                        revision=script.revision, title=_title(script.doc), changes=changes
+                    )
+                )
+            connection.rollback()
+    finally:
+        engine.dispose()
+    return UpgradePlan(current=current, head=head, revisions=revisions)
