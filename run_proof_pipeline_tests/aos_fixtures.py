@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from run_proof_pipeline.ledger.snapshot_run import in_snapshot
 from run_proof_pipeline.settings import DatabaseUrl
 
 # Exactly the tables of issue 7 ("Facts about the AOS tables"). Lengths the issue leaves open
@@ -286,14 +287,23 @@ def create_aos_store(url: DatabaseUrl) -> None:
 def table_contents(url: DatabaseUrl, table: str, columns: tuple[str, ...]) -> list[dict[str, Any]]:
     """Every row of `table`, as JSON, restricted to `columns`, in id order."""
     with psycopg.connect(url.libpq()) as conn:
-        rows = conn.execute(
-            f"SELECT to_jsonb(t) FROM {table} t ORDER BY t.id"
-        ).fetchall()
+        rows = conn.execute(f"SELECT to_jsonb(t) FROM {table} t ORDER BY t.id").fetchall()
     return [{c: row[0][c] for c in columns} for row in rows]
 
 
 def all_aos_contents(url: DatabaseUrl) -> dict[str, list[dict[str, Any]]]:
     return {table: table_contents(url, table, cols) for table, cols in AOS_TABLE_COLUMNS.items()}
+
+
+def sql(url: DatabaseUrl, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """One statement in its own committed transaction; its rows, if it returns any."""
+    with psycopg.connect(url.libpq()) as conn:
+        cursor = conn.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+# Readers (count_trace_kinds, the audits) run in a read-only snapshot, as the CLI runs them.
+on = in_snapshot
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """Sensors: prove every newly sealed trace, and alert on every failed proof.
 
-`new_sealed_traces` keeps its cursor on `seal_seq`, a sequence value the database assigns
-when a trace is sealed (producer timestamps arrive out of order). Its first tick only sets
-the cursor to the newest seal: older traces belong to the nightly sweep, not a burst of runs.
+`new_sealed_traces` follows `seal_seq`, a number the database assigns when a trace is sealed
+(producer timestamps arrive out of order); its cursor (`SealCursor`) also remembers numbers
+still unseen, since seals can commit out of number order. Its first tick only sets the cursor
+to the newest seal: older traces belong to the nightly schedule, not a burst of runs.
 Default status STOPPED (opt in from the UI, or RUN_PROOF_SENSORS=running).
 `run_proof_failure_alert` defaults to RUNNING.
 """
@@ -10,9 +11,8 @@ Default status STOPPED (opt in from the UI, or RUN_PROOF_SENSORS=running).
 import asyncio
 import json
 import os
-import urllib.request
+import time
 from dataclasses import dataclass
-from typing import Any
 
 from dagster import (
     AssetObservation,
@@ -20,12 +20,13 @@ from dagster import (
     RunFailureSensorContext,
     SensorEvaluationContext,
     SensorResult,
-    SkipReason,
     run_failure_sensor,
     sensor,
 )
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 
+from run_proof_pipeline.automation.alerts import build_alert, post_webhook, run_stop, step_stop
+from run_proof_pipeline.automation.seal_cursor import SealCursor
 from run_proof_pipeline.automation.targets import plan_run_request
 from run_proof_pipeline.pipeline.checks import TRACE_STORE
 from run_proof_pipeline.pipeline.job import run_proof_plan
@@ -34,12 +35,16 @@ from run_proof_pipeline.settings import redact
 from run_proof_pipeline.store.engine import async_engine
 
 SENSOR_BATCH = 100
-_NEW_SEALS_SQL = """SELECT trace_id, run_id, tenant_id, root_hash, seal_seq
+# Zero-step seals are read too (their numbers must not look missing); the plan would stop at
+# its Step 2 for them, so they get no run.
+_NEW_SEALS_SQL = text(
+    """SELECT trace_id, run_id, tenant_id, root_hash, seal_seq, chain_length
 FROM aos_traces
-WHERE seal_seq > :cursor AND chain_length > 0
+WHERE seal_seq > :high OR seal_seq IN :pending
 ORDER BY seal_seq
 LIMIT :limit"""
-_MAX_SEAL_SQL = "SELECT COALESCE(max(seal_seq), 0) FROM aos_traces"
+).bindparams(bindparam("pending", expanding=True))
+_MAX_SEAL_SQL = text("SELECT COALESCE(max(seal_seq), 0) FROM aos_traces")
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class SealedTrace:
     tenant_id: str
     root_hash: str
     seal_seq: int
+    chain_length: int
 
 
 def _sensor_status() -> DefaultSensorStatus:
@@ -57,23 +63,34 @@ def _sensor_status() -> DefaultSensorStatus:
 
 
 def fetch_new_seals(
-    trace_store: TraceStoreResource, cursor: int | None
-) -> tuple[list[SealedTrace], int]:
-    async def go() -> tuple[list[SealedTrace], int]:
+    trace_store: TraceStoreResource, cursor: SealCursor | None, *, now: float | None = None
+) -> tuple[list[SealedTrace], SealCursor]:
+    """The seals after `cursor` (at most SENSOR_BATCH, in seal order) and the cursor after
+    them; with no cursor yet, none and a cursor at the newest seal."""
+
+    async def go() -> tuple[list[SealedTrace], SealCursor]:
         engine = async_engine(trace_store.url())
         try:
             async with engine.connect() as conn:
                 if cursor is None:
-                    return [], int((await conn.execute(text(_MAX_SEAL_SQL))).scalar_one())
+                    return [], SealCursor(
+                        high=int((await conn.execute(_MAX_SEAL_SQL)).scalar_one())
+                    )
                 rows = (
                     await conn.execute(
-                        text(_NEW_SEALS_SQL), {"cursor": cursor, "limit": SENSOR_BATCH}
+                        _NEW_SEALS_SQL,
+                        {
+                            "high": cursor.high,
+                            "pending": list(cursor.pending),
+                            "limit": SENSOR_BATCH,
+                        },
                     )
                 ).all()
-                seals = [SealedTrace(**row._mapping) for row in rows]
-                return seals, (seals[-1].seal_seq if seals else cursor)
         finally:
             await engine.dispose()
+        seals = [SealedTrace(**row._mapping) for row in rows]
+        seen = (seal.seal_seq for seal in seals)
+        return seals, cursor.advance(seen, time.time() if now is None else now)
 
     return asyncio.run(go())
 
@@ -86,54 +103,33 @@ def fetch_new_seals(
 )
 def new_sealed_traces(
     context: SensorEvaluationContext, trace_store: TraceStoreResource
-) -> SensorResult | SkipReason:
-    cursor = int(context.cursor) if context.cursor else None
-    seals, new_cursor = fetch_new_seals(trace_store, cursor)
+) -> SensorResult:
+    cursor = SealCursor.parse(context.cursor)
+    seals, advanced = fetch_new_seals(trace_store, cursor)
     if cursor is None:
         return SensorResult(
-            skip_reason=SkipReason(f"cursor set at seal_seq {new_cursor}; watching new seals"),
-            cursor=str(new_cursor),
+            skip_reason=f"cursor set at seal_seq {advanced.high}; watching new seals",
+            cursor=advanced.dump(),
         )
-    if not seals:
-        return SkipReason(f"no trace sealed after seal_seq {cursor}")
+    requests = [
+        plan_run_request(
+            seal.tenant_id,
+            seal.run_id,
+            # Never proven twice for the same root, however often a seal is seen.
+            run_key=f"{seal.trace_id}:{seal.root_hash}",
+            coordinator_tests=False,
+            origin="sensor:new_sealed_traces",
+        )
+        for seal in seals
+        if seal.chain_length > 0
+    ]
     return SensorResult(
-        run_requests=[
-            plan_run_request(
-                seal.tenant_id,
-                seal.run_id,
-                # Never proven twice for the same root.
-                run_key=f"{seal.trace_id}:{seal.root_hash}",
-                coordinator_tests=False,
-                origin="sensor:new_sealed_traces",
-            )
-            for seal in seals
-        ],
-        cursor=str(new_cursor),
+        run_requests=requests,
+        skip_reason=None
+        if requests
+        else f"no trace with steps sealed after seal_seq {cursor.high}",
+        cursor=advanced.dump(),
     )
-
-
-def build_alert(
-    run_id: str, tags: dict[str, str], failures: list[tuple[str, str]]
-) -> dict[str, Any]:
-    """The alert for one failed plan run: which trace, which step stopped, and why."""
-    return {
-        "event": "run_proof_failed",
-        "dagster_run_id": run_id,
-        "tenant_id": tags.get("run_proof/tenant_id"),
-        "run_id": tags.get("run_proof/run_id"),
-        "failed_steps": [{"step": step, "error": redact(message)} for step, message in failures],
-    }
-
-
-def post_webhook(url: str, payload: dict[str, Any], *, timeout: float = 10) -> int:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return int(response.status)
 
 
 @run_failure_sensor(
@@ -143,23 +139,21 @@ def post_webhook(url: str, payload: dict[str, Any], *, timeout: float = 10) -> i
     "when RUN_PROOF_ALERT_WEBHOOK is set.",
 )
 def run_proof_failure_alert(context: RunFailureSensorContext) -> None:
-    failures = [
-        (event.step_key or "run", event.message or "")
-        for event in context.get_step_failure_events()
-    ] or [("run", context.failure_event.message or "")]
-    alert = build_alert(context.dagster_run.run_id, dict(context.dagster_run.tags), failures)
+    stops = [step_stop(event) for event in context.get_step_failure_events()] or [
+        run_stop(context.failure_event)
+    ]
+    alert = build_alert(context.dagster_run.run_id, context.dagster_run.tags, stops)
+    metadata = {k: v for k, v in alert.model_dump(mode="json").items() if v is not None}
+    metadata["failed_steps"] = json.dumps(metadata["failed_steps"])
+    webhook = os.environ.get("RUN_PROOF_ALERT_WEBHOOK")
+    if webhook:
+        delivery = post_webhook(webhook, alert)
+        metadata["webhook"] = delivery
+        context.log.info(f"alert posted to {redact(webhook)}: {delivery}")
     context.instance.report_runless_asset_event(
         AssetObservation(
             asset_key=TRACE_STORE,
             description="run-proof alert: a proof failed",
-            metadata={
-                k: json.dumps(v) if not isinstance(v, str) else v
-                for k, v in alert.items()
-                if v is not None
-            },
+            metadata=metadata,
         )
     )
-    webhook = os.environ.get("RUN_PROOF_ALERT_WEBHOOK")
-    if webhook:
-        status = post_webhook(webhook, alert)
-        context.log.info(f"alert posted to {redact(webhook)}: HTTP {status}")

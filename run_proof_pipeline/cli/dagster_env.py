@@ -40,7 +40,9 @@ def dagster_storage_url() -> DatabaseUrl:
         return DatabaseUrl.parse(configured, variable="DAGSTER_PG_URL")
     from run_proof_pipeline.local_postgres import embedded_default
 
-    server = embedded_default(project_root())
+    # Located like the trace store's embedded default (RUN_PROOF_HOME, else the working
+    # directory), so that both live on one server.
+    server = embedded_default()
     server.ensure_initialized()
     server.start()
     return DatabaseUrl.parse(server.create_database(DAGSTER_DATABASE, exist_ok=True))

@@ -207,10 +207,12 @@ def plan(
 ) -> None:
     """Run the seed's test plan (Dagster job run_proof_plan) and print its Output Report."""
     import subprocess
+    import tempfile
     import time
 
     from run_proof_pipeline.cli.dagster_env import dagster_environment
 
+    config = _plan_config(tenant_id, run_id, coordinator_tests)
     resolved = _database()
     if resolved.embedded:
         _embedded_store_ready(resolved)
@@ -224,12 +226,15 @@ def plan(
         "-j",
         "run_proof_plan",
     ]
-    config = _plan_config(tenant_id, run_id, coordinator_tests)
-    if config:
-        command += ["--config-json", json.dumps(config)]
     print(f"DAGSTER_HOME={environment.home}; running: dagster job execute -j run_proof_plan")
     started = time.time()
-    completed = subprocess.run(command, env=environment.env, check=False)
+    with tempfile.TemporaryDirectory(prefix="run-proof-plan-") as scratch:
+        if config:
+            # `dagster job execute` takes run config only as files (-c); JSON is YAML.
+            config_file = Path(scratch) / "run_config.yaml"
+            config_file.write_text(json.dumps(config), encoding="utf-8")
+            command += ["-c", str(config_file)]
+        completed = subprocess.run(command, env=environment.env, check=False)
     reports = sorted(
         (
             p
@@ -291,6 +296,12 @@ def ui(
 
 
 # --- command modules: each domain registers its own commands on `app` here, one line each.
+from run_proof_pipeline.cli import ledger_commands  # noqa: E402
+
+ledger_commands.register(app, db_app)
+from run_proof_pipeline.cli import legacy_commands  # noqa: E402
+
+legacy_commands.register(app, db_app)
 # (end of command modules)
 
 if __name__ == "__main__":

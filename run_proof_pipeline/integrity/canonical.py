@@ -25,6 +25,7 @@ __all__ = [
     "FastPathRefused",
     "canonicalize",
     "canonicalize_at",
+    "canonicalize_stored_json",
     "needs_utf16_key_order",
     "prepare_for_orjson",
     "es6_number",
@@ -405,3 +406,31 @@ def parse_stored_json(text: str | bytes) -> object:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         return json.loads(text, parse_constant=_reject_constant)
+
+
+# Where orjson's output of a parsed JSON value may differ from JCS: an exponent or an
+# integral float (`1e16`, `1.0`, `1e-6`), an integer of 16+ digits (beyond 2^53 it denotes
+# a rounded double), or an astral character (UTF-16 key order).  Strings trip it too (hex
+# ids, "v1.0"); that only costs the exact walk, never a wrong byte.
+_MAYBE_NOT_JCS = re.compile(rb"\d[eE]|\.0(?![0-9])|\d{16}|[\xf0-\xf4]")
+_orjson_loads = orjson.loads
+
+
+def canonicalize_stored_json(text: bytes | str) -> bytes:
+    """canonicalize(parse_stored_json(text), strict=False), for JSON text read from storage.
+
+    A parsed value holds only dict, list, str, int, float, bool and None, so orjson's output
+    is JCS unless it shows one of the forms above; only then does the Python walk run.
+    """
+    try:
+        value = _orjson_loads(text)
+    except orjson.JSONDecodeError:
+        return canonicalize(parse_stored_json(text), strict=False)
+    if _NATIVE_FRACTIONS:
+        try:
+            out = _dumps(value, option=_SORT)
+        except orjson.JSONEncodeError:  # nesting deeper than orjson writes
+            out = None
+        if out is not None and _MAYBE_NOT_JCS.search(out) is None:
+            return out
+    return canonicalize(value, strict=False)

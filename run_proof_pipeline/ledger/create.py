@@ -38,6 +38,7 @@ class CreatedCheckpoint:
     path: Path
     signed: SignedCheckpoint
     previous_size: int | None
+    key_warning: str | None = None  # set when this call created the signing key
 
 
 async def create_checkpoint(
@@ -50,7 +51,7 @@ async def create_checkpoint(
         raise CheckpointRefused("the ledger table run_proof_ledger is missing")
     name = await database_name(conn)
     origin = settings.origin(name)
-    key = settings.signing_key(create=True, name=origin)
+    key, key_warning = settings.ensure_signing_key(origin)
     tree = LedgerTree(await read_entries(conn))
     if tree.problems:
         raise CheckpointRefused("; ".join(tree.problems))
@@ -64,4 +65,4 @@ async def create_checkpoint(
             raise CheckpointRefused(why)
     signed = sign_checkpoint(Checkpoint(origin, tree.size, tree.root()), key)
     path = write_checkpoint(target, signed)
-    return CreatedCheckpoint(path, signed, None if previous is None else previous.size)
+    return CreatedCheckpoint(path, signed, None if previous is None else previous.size, key_warning)

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from run_proof_pipeline.integrity import canonical_timestamp, canonicalize
-from run_proof_pipeline.ledger.merkle import leaf_hash
+from run_proof_pipeline.integrity.merkle import leaf_hash
 
 __all__ = ["ENTRY_VERSION", "EntryKind", "LedgerEntry"]
 

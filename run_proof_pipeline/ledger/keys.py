@@ -67,7 +67,7 @@ class VerifierKey:
 
     @classmethod
     def parse(cls, text: str, *, source: str = "verifier key") -> VerifierKey:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # base64 may hold "+" too
         if len(parts) != 3:
             raise KeyProblem(f"{source} is not a `<name>+<id>+<base64 key>` verifier key")
         name, id_hex, blob = parts
@@ -104,7 +104,7 @@ class SigningKey:
         body = text.strip()
         if not body.startswith(_PRIVATE_PREFIX):
             raise KeyProblem(f"{source} is not a `PRIVATE+KEY+<name>+<id>+<base64>` signing key")
-        parts = body[len(_PRIVATE_PREFIX) :].split("+")
+        parts = body[len(_PRIVATE_PREFIX) :].split("+", 2)
         if len(parts) != 3:
             raise KeyProblem(f"{source} is not a `PRIVATE+KEY+<name>+<id>+<base64>` signing key")
         name, id_hex, blob = parts

@@ -2,12 +2,11 @@
 RUN_PROOF_CHECKPOINT_DIR, RUN_PROOF_CHECKPOINT_ORIGIN. Read from the environment each time, so
 a long-lived process (Dagster) sees a changed setting on its next run.
 
-A verify path never creates a key: only `signing_key(create=True)` (checkpoint create) does.
+A verify path never creates a key: only `ensure_signing_key` (checkpoint create) does.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 
@@ -26,8 +25,6 @@ from run_proof_pipeline.ledger.keys import (
 from run_proof_pipeline.settings import ConfigError
 
 __all__ = ["LedgerSettings", "default_origin", "load_ledger_settings"]
-
-log = logging.getLogger(__name__)
 
 ORIGIN_HOST = "run-proof.local"
 
@@ -66,30 +63,38 @@ class LedgerSettings(BaseSettings):
         raw = (self.origin_value or "").strip()
         return raw or default_origin(database_name)
 
-    def signing_key(self, *, create: bool = False, name: str = "") -> SigningKey:
+    def _signing_key_path(self) -> tuple[str, Path]:
         raw = (self.signing_key_path or "").strip()
         if not raw:
             raise ConfigError("RUN_PROOF_SIGNING_KEY is not set (the path of the signing key)")
-        path = Path(raw).expanduser()
+        return raw, Path(raw).expanduser()
+
+    def signing_key(self) -> SigningKey:
+        """The existing signing key; ConfigError when unset or missing (never creates)."""
+        raw, path = self._signing_key_path()
         if not path.exists():
-            if not create:
-                raise ConfigError(f"RUN_PROOF_SIGNING_KEY={raw!r}: no key file there")
-            try:
-                key = generate_signing_key(name)
-                write_signing_key(path, key)
-            except (KeyProblem, OSError) as exc:
-                raise ConfigError(f"RUN_PROOF_SIGNING_KEY={raw!r}: cannot create it: {exc}") from None
-            log.warning(
-                "created a new Ed25519 signing key at %s (public key %s): keep it outside the "
-                "database host and give verifiers the public key",
-                path,
-                key.verifier().text(),
-            )
-            return key
+            raise ConfigError(f"RUN_PROOF_SIGNING_KEY={raw!r}: no key file there")
         try:
             return load_signing_key(path)
         except KeyProblem as exc:
             raise ConfigError(f"RUN_PROOF_SIGNING_KEY: {exc}") from None
+
+    def ensure_signing_key(self, name: str) -> tuple[SigningKey, str | None]:
+        """For `checkpoint create` only: the signing key, created when missing; the second
+        value is the warning to show when it was created."""
+        raw, path = self._signing_key_path()
+        if path.exists():
+            return self.signing_key(), None
+        try:
+            key = generate_signing_key(name)
+            write_signing_key(path, key)
+        except (KeyProblem, OSError) as exc:
+            raise ConfigError(f"RUN_PROOF_SIGNING_KEY={raw!r}: cannot create: {exc}") from None
+        return key, (
+            f"warning: created a new Ed25519 signing key at {path} (public key "
+            f"{key.verifier().text()}); keep it off the database host and give verifiers "
+            "the public key (RUN_PROOF_PUBLIC_KEY)"
+        )
 
     def verifier_key(self) -> VerifierKey | None:
         """RUN_PROOF_PUBLIC_KEY, else the public half of RUN_PROOF_SIGNING_KEY; None if
@@ -101,7 +106,7 @@ class LedgerSettings(BaseSettings):
             except KeyProblem as exc:
                 raise ConfigError(f"RUN_PROOF_PUBLIC_KEY: {exc}") from None
         if (self.signing_key_path or "").strip():
-            return self.signing_key(create=False).verifier()
+            return self.signing_key().verifier()
         return None
 
 

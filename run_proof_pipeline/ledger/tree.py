@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from run_proof_pipeline.ledger.entry import LedgerEntry
-from run_proof_pipeline.ledger.merkle import (
+from run_proof_pipeline.integrity.merkle import (
+    ProofError,
     consistency_proof,
     inclusion_proof,
     root_from_leaves,
     verify_consistency,
+    verify_inclusion,
 )
+from run_proof_pipeline.ledger.entry import LedgerEntry
 
 __all__ = ["LedgerTree"]
 
@@ -57,6 +59,21 @@ class LedgerTree:
         shown by an RFC 9162 consistency proof computed from the current entries."""
         if old_size > self.size:
             return False
-        return verify_consistency(
-            old_size, self.size, old_root, self.root(), self.consistency(old_size)
-        )
+        try:
+            verify_consistency(
+                old_size, self.size, old_root, self.root(), self.consistency(old_size)
+            )
+        except ProofError:
+            return False
+        return True
+
+    def includes(self, index: int, size: int, root: bytes) -> bool:
+        """True when entry `index` is proven under the tree head (size, root) by an RFC 9162
+        inclusion proof computed from the current entries."""
+        if size > self.size:
+            return False
+        try:
+            verify_inclusion(index, size, self.leaves[index], self.inclusion(index, size), root)
+        except ProofError:
+            return False
+        return True

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from run_proof_pipeline.integrity import Anchor, IntegrityFailure
 from run_proof_pipeline.ledger.checkpoint import CheckpointProblem
 from run_proof_pipeline.ledger.entry import EntryKind, LedgerEntry
-from run_proof_pipeline.ledger.merkle import verify_inclusion
 from run_proof_pipeline.ledger.queries import (
     database_name,
     entries_for_run,
@@ -138,8 +137,7 @@ async def _signed_head_problem(conn: AsyncConnection, entry: LedgerEntry) -> Anc
             expected=str(head.size),
             found=str(tree.size),
         )
-    proof = tree.inclusion(entry.index, head.size)
-    if not verify_inclusion(entry.leaf(), entry.index, head.size, proof, head.root):
+    if not tree.includes(entry.index, head.size, head.root):
         return _ledger_failure(
             f"entry {entry.seq} is not included under the signed head of checkpoint "
             f"{head.path} (size {head.size}): the ledger was rewritten since it was signed "

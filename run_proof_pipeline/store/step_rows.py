@@ -1,33 +1,169 @@
-"""Turn a streamed step row (text columns, as COPY sends them) into what the proof needs."""
+"""Turn a streamed step row (text columns, as COPY sends them) into what the proof needs.
+
+Two entry points share one result type:
+- StepRowDecoder.decode(row) takes a row of text values (None for NULL);
+- StepLineDecoder.decode(line) takes one raw COPY text line as bytes.  It is the proof's hot
+  path (once per stored step, a million times for a long run), so it builds C(step) straight
+  from the row's bytes: repeated values (ids, statuses, numbers) come from small caches, the
+  two JSON columns go through orjson with an exactness check, the timestamp is re-sliced.
+  Anything unusual (a NULL timestamp, an escaped byte it cannot take whole, a number PostgreSQL
+  printed in exponent form) goes to StepRowDecoder, whose output it equals byte for byte.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from datetime import date
 from typing import Any
+
+import orjson
 
 from run_proof_pipeline.coordinator.models import TraceStepSummary
 from run_proof_pipeline.integrity import (
+    MAX_SAFE_INTEGER,
     CanonicalizationError,
     InvalidTimestamp,
+    es6_number,
     parse_stored_json,
     step_canonical_bytes,
 )
+from run_proof_pipeline.integrity.canonical import canonicalize_stored_json
+
+__all__ = ["DecodedStep", "StepLineDecoder", "StepRowDecoder", "unescape_copy_field"]
+
+_UNSET: Any = object()
 
 
-@dataclass(frozen=True, slots=True)
 class DecodedStep:
-    step_index: int
-    canonical: bytes | None
-    prev_hash: str | None
-    step_hash: str | None
-    skill_name: str | None
-    status: str | None
-    duration_ms: float | None
-    cost_cents: float | None
-    params: Any
-    outcome_data: Any
-    # Why the row cannot be canonicalized (a stored value outside the spec): FAILED there.
-    error: str | None = None
+    """One decoded step.  Summary fields (names, numbers, parsed JSON) are decoded on first
+    access when the step came from a raw line: the proof itself needs only the hashes."""
+
+    __slots__ = (
+        "step_index",
+        "canonical",
+        "prev_hash",
+        "step_hash",
+        "error",
+        "_raw",
+        "_skill_name",
+        "_status",
+        "_duration_ms",
+        "_cost_cents",
+        "_params",
+        "_outcome_data",
+    )
+
+    def __init__(
+        self,
+        step_index: int,
+        canonical: bytes | None,
+        prev_hash: str | None,
+        step_hash: str | None,
+        skill_name: str | None = None,
+        status: str | None = None,
+        duration_ms: float | None = None,
+        cost_cents: float | None = None,
+        params: Any = None,
+        outcome_data: Any = None,
+        # Why the row cannot be canonicalized (a stored value outside the spec): FAILED there.
+        error: str | None = None,
+    ) -> None:
+        self.step_index = step_index
+        self.canonical = canonical
+        self.prev_hash = prev_hash
+        self.step_hash = step_hash
+        self.error = error
+        self._raw: tuple[bytes | None, ...] | None = None
+        self._skill_name = skill_name
+        self._status = status
+        self._duration_ms = duration_ms
+        self._cost_cents = cost_cents
+        self._params = params
+        self._outcome_data = outcome_data
+
+    @classmethod
+    def from_line(
+        cls,
+        step_index: int,
+        canonical: bytes,
+        prev_hash: str,
+        step_hash: str,
+        raw: tuple[bytes | None, ...],
+    ) -> DecodedStep:
+        step = cls.__new__(cls)
+        step.step_index = step_index
+        step.canonical = canonical
+        step.prev_hash = prev_hash
+        step.step_hash = step_hash
+        step.error = None
+        # (skill_name, status, duration_ms, cost_cents, params, outcome_data) as stored bytes.
+        step._raw = raw
+        return step
+
+    def _decoded(self) -> None:
+        raw = self._raw
+        if raw is None:
+            return
+        skill_name, status, duration_ms, cost_cents, params, outcome_data = raw
+        self._skill_name = None if skill_name is None else skill_name.decode()
+        self._status = None if status is None else status.decode()
+        self._duration_ms = _number(duration_ms)
+        self._cost_cents = _number(cost_cents)
+        self._params = _json(params)
+        self._outcome_data = _json(outcome_data)
+        self._raw = None
+
+    @property
+    def skill_name(self) -> str | None:
+        self._decoded()
+        return self._skill_name
+
+    @property
+    def status(self) -> str | None:
+        self._decoded()
+        return self._status
+
+    @property
+    def duration_ms(self) -> float | None:
+        self._decoded()
+        return self._duration_ms
+
+    @property
+    def cost_cents(self) -> float | None:
+        self._decoded()
+        return self._cost_cents
+
+    @property
+    def params(self) -> Any:
+        self._decoded()
+        return self._params
+
+    @property
+    def outcome_data(self) -> Any:
+        self._decoded()
+        return self._outcome_data
+
+    def _key(self) -> tuple[Any, ...]:
+        return (
+            self.step_index,
+            self.canonical,
+            self.prev_hash,
+            self.step_hash,
+            self.skill_name,
+            self.status,
+            self.duration_ms,
+            self.cost_cents,
+            self.params,
+            self.outcome_data,
+            self.error,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DecodedStep) and self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable payloads (params) are not hashable
+
+    def __repr__(self) -> str:
+        return f"DecodedStep(step_index={self.step_index}, step_hash={self.step_hash!r})"
 
     def summary(self, include_payloads: bool) -> TraceStepSummary:
         return TraceStepSummary(
@@ -41,11 +177,11 @@ class DecodedStep:
         )
 
 
-def _number(value: str | None) -> float | None:
+def _number(value: str | bytes | None) -> float | None:
     return None if value is None else float(value)
 
 
-def _json(value: str | None) -> Any:
+def _json(value: str | bytes | None) -> Any:
     return None if value is None else parse_stored_json(value)
 
 
@@ -110,3 +246,246 @@ class StepRowDecoder:
             outcome_data=outcome_data,
             error=error,
         )
+
+
+# --- raw COPY lines -----------------------------------------------------------------------
+
+# C(step) with its keys in JCS order; the values are already canonical JSON.
+_TEMPLATE = (
+    b'{"cost_cents":%b,"duration_ms":%b,"kind":"step","outcome_category":%b,'
+    b'"outcome_code":%b,"outcome_data":%b,"params":%b,"retry_count":%b,"run_id":%b,'
+    b'"skill_id":%b,"skill_name":%b,"status":%b,"step_index":%b,"tenant_id":%b,'
+    b'"timestamp":%b,"v":1}'
+)
+_FIELDS = 16
+_CACHE_LIMIT = 50_000  # entries per cache; a cache that grows past it starts over
+_COPY_ESCAPES = {
+    ord("b"): b"\b",
+    ord("f"): b"\f",
+    ord("n"): b"\n",
+    ord("r"): b"\r",
+    ord("t"): b"\t",
+    ord("v"): b"\v",
+    ord("\\"): b"\\",
+}
+_DIGITS = frozenset(b"0123456789")
+
+
+def unescape_copy_field(field: bytes) -> bytes | None:
+    """One field of COPY text format as its bytes (None for NULL).
+
+    PostgreSQL's COPY TO writes backslash, newline, carriage return, tab, backspace, form
+    feed and vertical tab as backslash sequences and NULL as `\\N`; COPY FROM also accepts
+    octal and hex escapes, handled here too.
+    """
+    if field == b"\\N":
+        return None
+    if b"\\" not in field:
+        return field
+    out = bytearray()
+    i, n = 0, len(field)
+    while i < n:
+        c = field[i]
+        if c != 0x5C or i + 1 == n:
+            out.append(c)
+            i += 1
+            continue
+        nxt = field[i + 1]
+        if nxt in _COPY_ESCAPES:
+            out += _COPY_ESCAPES[nxt]
+            i += 2
+        elif 0x30 <= nxt <= 0x37:
+            j = i + 1
+            while j < n and j < i + 4 and 0x30 <= field[j] <= 0x37:
+                j += 1
+            out.append(int(field[i + 1 : j], 8) & 0xFF)
+            i = j
+        elif nxt == ord("x") and i + 2 < n and chr(field[i + 2]) in "0123456789abcdefABCDEF":
+            j = i + 2
+            while j < n and j < i + 4 and chr(field[j]) in "0123456789abcdefABCDEF":
+                j += 1
+            out.append(int(field[i + 2 : j], 16))
+            i = j
+        else:
+            out.append(nxt)  # any other escaped character stands for itself
+            i += 2
+    return bytes(out)
+
+
+def _as_text(field: bytes | None) -> str | None:
+    return None if field is None else field.decode("utf-8")
+
+
+class StepLineDecoder:
+    """Decodes raw COPY text lines in the column order of `snapshot.STEP_COLUMNS`.
+
+    The connection's client encoding must be UTF-8 (the caller checks): the bytes go into
+    the hash as they are.  One decoder per stream: its caches hold values of that stream.
+    """
+
+    def __init__(self) -> None:
+        self._general = StepRowDecoder()
+        # Values that repeat from row to row, as canonical JSON.
+        self._strings: dict[bytes | None, bytes] = {None: b"null"}
+        self._floats: dict[bytes | None, bytes] = {None: b"null"}
+        self._ints: dict[bytes | None, bytes] = {None: b"null"}
+        self._minutes: set[bytes] = set()
+
+    def decode(self, line: bytes) -> DecodedStep:
+        fields: list[bytes] | list[bytes | None] = line.rstrip(b"\n").split(b"\t")
+        if len(fields) != _FIELDS:
+            return self._general.decode(tuple(_as_text(unescape_copy_field(f)) for f in fields))
+        if b"\\" in line:
+            fields = [unescape_copy_field(f) for f in fields]  # type: ignore[arg-type]
+        (
+            index_text,
+            tenant_id,
+            run_id,
+            skill_id,
+            skill_name,
+            params,
+            status,
+            outcome_category,
+            outcome_code,
+            outcome_data,
+            cost_cents,
+            duration_ms,
+            retry_count,
+            timestamp,
+            prev_hash,
+            step_hash,
+        ) = fields
+        strings, floats = self._strings, self._floats
+        try:
+            index = int(index_text)  # type: ignore[arg-type]
+            canonical = _TEMPLATE % (
+                floats[cost_cents],
+                floats[duration_ms],
+                strings[outcome_category],
+                strings[outcome_code],
+                canonicalize_stored_json(outcome_data) if outcome_data is not None else b"null",
+                canonicalize_stored_json(params) if params is not None else b"null",
+                self._ints[retry_count],
+                strings[run_id],
+                strings[skill_id],
+                strings[skill_name],
+                strings[status],
+                b"%d" % index,
+                strings[tenant_id],
+                self._timestamp(timestamp),
+            )
+        except (KeyError, _NotFast):
+            if not self._learn(fields):
+                return self._general.decode(tuple(_as_text(f) for f in fields))
+            return self.decode(line)
+        except (CanonicalizationError, TypeError, ValueError):
+            # The general path says exactly what is wrong (or raises as it always did).
+            return self._general.decode(tuple(_as_text(f) for f in fields))
+        if prev_hash is None or step_hash is None:
+            return self._general.decode(tuple(_as_text(f) for f in fields))
+        return DecodedStep.from_line(
+            index,
+            canonical,
+            prev_hash.decode(),
+            step_hash.decode(),
+            (skill_name, status, duration_ms, cost_cents, params, outcome_data),
+        )
+
+    def _timestamp(self, value: bytes | None) -> bytes:
+        """`YYYY-MM-DD HH:MM:SS[.f{1,6}]+00` (timestamptz under TimeZone UTC, DateStyle ISO)
+        as `"YYYY-MM-DDTHH:MM:SS.ffffffZ"`; _NotFast for anything else."""
+        if value is None:
+            raise _NotFast
+        n = len(value)
+        if not 22 <= n <= 29 or value[n - 3 :] != b"+00" or value[:16] not in self._minutes:
+            raise _NotFast
+        seconds = value[17:19]
+        if value[16] != 0x3A or seconds >= b"60" or not seconds.isdigit():
+            raise _NotFast
+        if n == 22:
+            fraction = b"000000"
+        else:
+            fraction = value[20 : n - 3]
+            if value[19] != 0x2E or not fraction.isdigit():
+                raise _NotFast
+            fraction += b"000000"[len(fraction) :]
+        return b'"%bT%b.%bZ"' % (value[:10], value[11:19], fraction)
+
+    def _learn(self, fields: list[bytes] | list[bytes | None]) -> bool:
+        """Fill the caches for this row's values; False when one needs the general path."""
+        for cache_name, picks in (
+            ("_strings", (1, 2, 3, 4, 6, 7, 8)),
+            ("_floats", (10, 11)),
+            ("_ints", (12,)),
+        ):
+            cache: dict[bytes | None, bytes] = getattr(self, cache_name)
+            for i in picks:
+                value = fields[i]
+                if value in cache:
+                    continue
+                if len(cache) >= _CACHE_LIMIT:
+                    cache.clear()
+                    cache[None] = b"null"
+                encoded = _encoders[cache_name](value)  # type: ignore[arg-type]
+                if encoded is None:
+                    return False
+                cache[value] = encoded
+        timestamp = fields[13]
+        if timestamp is None or len(timestamp) < 16:
+            return False
+        minute = timestamp[:16]
+        if minute not in self._minutes:
+            if not _valid_minute(minute):
+                return False
+            if len(self._minutes) >= _CACHE_LIMIT:
+                self._minutes.clear()
+            self._minutes.add(minute)
+        try:
+            self._timestamp(timestamp)
+        except _NotFast:
+            return False
+        return True
+
+
+class _NotFast(Exception):
+    """Internal: this row leaves the fast path."""
+
+
+def _string(value: bytes) -> bytes | None:
+    try:
+        return orjson.dumps(value.decode("utf-8"))  # orjson's escaping is JCS's
+    except (UnicodeDecodeError, orjson.JSONEncodeError):
+        return None
+
+
+def _float(value: bytes) -> bytes | None:
+    try:
+        return es6_number(float(value)).encode()
+    except (ValueError, CanonicalizationError):
+        return None  # NaN / Infinity: the general path names the step
+
+
+def _int(value: bytes) -> bytes | None:
+    if not value or not set(value.lstrip(b"-")) <= _DIGITS:
+        return None
+    number = int(value)
+    return b"%d" % number if -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER else None
+
+
+_encoders = {"_strings": _string, "_floats": _float, "_ints": _int}
+
+
+def _valid_minute(minute: bytes) -> bool:
+    """`YYYY-MM-DD HH:MM` naming a real calendar minute (years 1-9999)."""
+    if len(minute) != 16 or minute[4] != 0x2D or minute[7] != 0x2D or minute[10] != 0x20:
+        return False
+    if minute[13] != 0x3A:
+        return False
+    digits = minute[:4] + minute[5:7] + minute[8:10] + minute[11:13] + minute[14:16]
+    if not digits.isdigit():
+        return False
+    try:
+        date(int(minute[:4]), int(minute[5:7]), int(minute[8:10]))
+    except ValueError:
+        return False
+    return minute[11:13] < b"24" and minute[14:16] < b"60"

@@ -177,9 +177,7 @@ def test_run_id_without_tenant_is_refused(
 ) -> None:
     record_run(store, "tenant-a", "run-1", steps=1)
 
-    result = run_plan(
-        dagster_instance, trace_store(store), plan_config(report_dir, run_id="run-1")
-    )
+    result = run_plan(dagster_instance, trace_store(store), plan_config(report_dir, run_id="run-1"))
 
     stop = _assert_stopped_at(dagster_instance, result.run_id, "step_1_latest_trace", report_dir)
     assert "run_id and tenant_id must be given together" in stop.description
@@ -213,7 +211,7 @@ def test_altered_step_fails_step_4_naming_the_first_bad_step(
     )
     touched = owner_sql(
         store,
-        "UPDATE aos_trace_steps SET params = '{\"url\": \"https://evil.invalid\"}'"
+        'UPDATE aos_trace_steps SET params = \'{"url": "https://evil.invalid"}\''
         " WHERE run_id = %s AND step_index = 3",
         ("run-x",),
         table="aos_trace_steps",
@@ -338,9 +336,7 @@ def test_preconditions_require_database_url(
 def test_preconditions_refuse_a_sqlite_url(
     dagster_instance: DagsterInstance, report_dir: Path
 ) -> None:
-    result = run_plan(
-        dagster_instance, trace_store("sqlite:///traces.db"), plan_config(report_dir)
-    )
+    result = run_plan(dagster_instance, trace_store("sqlite:///traces.db"), plan_config(report_dir))
 
     stop = _assert_stopped_at(dagster_instance, result.run_id, "preconditions", report_dir)
     assert "is not a PostgreSQL URL" in stop.description

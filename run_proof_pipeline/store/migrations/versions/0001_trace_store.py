@@ -166,6 +166,11 @@ INDEXES = (
 FUNCTIONS = """
 CREATE SEQUENCE IF NOT EXISTS aos_traces_seal_seq;
 
+-- Whether a format-v1 trace may be deleted (or moved to an archive): never, until the
+-- retirement revision (0003) replaces this with "its signed tombstone is in the ledger".
+CREATE OR REPLACE FUNCTION run_proof_trace_retired(p_trace_id text) RETURNS boolean
+LANGUAGE sql STABLE AS $$ SELECT false $$;
+
 -- AOS inserts steps without run_id/tenant_id; the seed's Step 2 counts steps by run_id.
 CREATE OR REPLACE FUNCTION run_proof_fill_step_identity() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -266,7 +271,10 @@ BEGIN
         RETURN NEW;
     END IF;
     IF TG_OP = 'DELETE' THEN
-        RAISE EXCEPTION 'aos_traces is append-only: DELETE rejected (trace % is in format v1)', OLD.trace_id
+        IF run_proof_trace_retired(OLD.trace_id) THEN
+            RETURN OLD;
+        END IF;
+        RAISE EXCEPTION 'aos_traces is append-only: DELETE rejected (trace % is in format v1; retire it first with run-proof retire)', OLD.trace_id
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF OLD.root_hash IS NOT NULL THEN
@@ -520,8 +528,9 @@ def planned_changes(connection: Connection) -> list[Change]:
             changes.append(Change(f"create index {name}", sql))
     changes.append(
         Change(
-            "create functions run_proof_fill_step_identity, run_proof_guard_trace_insert,"
-            " run_proof_guard_step_change, run_proof_guard_trace_change, sequence aos_traces_seal_seq",
+            "create functions run_proof_trace_retired, run_proof_fill_step_identity,"
+            " run_proof_guard_trace_insert, run_proof_guard_step_change,"
+            " run_proof_guard_trace_change, sequence aos_traces_seal_seq",
             FUNCTIONS,
         )
     )

@@ -125,6 +125,23 @@ CREATE TRIGGER aos_traces_ledger_on_insert AFTER INSERT ON {schema}.aos_traces F
     WHEN (NEW.root_hash IS NOT NULL AND NEW.genesis_hash IS NOT NULL)
     EXECUTE FUNCTION {schema}.run_proof_ledger_record_seal();
 
+-- Whichever client writes: no step joins a sealed format-v1 trace (the recorder checks this
+-- too, under its row lock; this covers every other writer).
+CREATE OR REPLACE FUNCTION {schema}.run_proof_reject_step_after_seal() RETURNS trigger
+LANGUAGE plpgsql SET search_path = {schema}, pg_catalog AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM aos_traces WHERE trace_id = NEW.trace_id
+               AND root_hash IS NOT NULL AND genesis_hash IS NOT NULL) THEN
+        RAISE EXCEPTION 'trace % is sealed: no step may be appended', NEW.trace_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END $$;
+DROP TRIGGER IF EXISTS aos_trace_steps_not_after_seal ON {schema}.aos_trace_steps;
+CREATE TRIGGER aos_trace_steps_not_after_seal BEFORE INSERT ON {schema}.aos_trace_steps
+    FOR EACH ROW EXECUTE FUNCTION {schema}.run_proof_reject_step_after_seal();
+ALTER TABLE {schema}.aos_trace_steps ENABLE ALWAYS TRIGGER aos_trace_steps_not_after_seal;
+
 ALTER TABLE {schema}.run_proof_ledger ENABLE ALWAYS TRIGGER run_proof_ledger_append_only;
 ALTER TABLE {schema}.run_proof_ledger ENABLE ALWAYS TRIGGER run_proof_ledger_no_truncate;
 ALTER TABLE {schema}.run_proof_ledger ENABLE ALWAYS TRIGGER run_proof_ledger_assign;

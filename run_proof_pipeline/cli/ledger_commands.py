@@ -1,0 +1,177 @@
+"""`run-proof checkpoint create|verify`, `export`, `verify-bundle` and `db harden`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from run_proof_pipeline.cli.errors import CommandError, handled
+from run_proof_pipeline.cli.exit_codes import ExitCode
+
+checkpoint_app = typer.Typer(
+    help="Signed checkpoints of the ledger of run roots, kept outside the database."
+)
+
+
+def _resolved(*, machine_output: bool = False):  # type: ignore[no-untyped-def]
+    # Deferred: main.py imports this module to register it.
+    from run_proof_pipeline.cli.main import _database
+
+    return _database(machine_output=machine_output)
+
+
+@checkpoint_app.command("create")
+@handled
+def checkpoint_create(
+    out: Path | None = typer.Option(
+        None, "--out", help="Directory or .note file; default: $RUN_PROOF_CHECKPOINT_DIR."
+    ),
+) -> None:
+    """Sign the ledger's current size and tree head (C2SP tlog-checkpoint, Ed25519)."""
+    from run_proof_pipeline.ledger.create import CheckpointRefused, create_checkpoint
+    from run_proof_pipeline.ledger.settings import load_ledger_settings
+    from run_proof_pipeline.ledger.snapshot_run import in_snapshot
+
+    resolved = _resolved()
+    settings = load_ledger_settings()
+    try:
+        created = in_snapshot(resolved.url, lambda conn: create_checkpoint(conn, settings, out=out))
+    except CheckpointRefused as exc:
+        raise CommandError(f"checkpoint refused: {exc}", ExitCode.FAILED) from None
+    checkpoint = created.signed.checkpoint
+    if created.key_warning:
+        print(f"run-proof: {created.key_warning}", file=sys.stderr)
+    print(f"checkpoint written: {created.path}")
+    print(f"origin: {checkpoint.origin}")
+    print(f"tree_size: {checkpoint.size}")
+    print(f"root_hash: {checkpoint.root.hex()}")
+    if created.previous_size is not None:
+        print(f"consistent with the previous checkpoint (tree size {created.previous_size})")
+
+
+@checkpoint_app.command("verify")
+@handled
+def checkpoint_verify(
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="A checkpoint file; default: the latest in the directory."
+    ),
+) -> None:
+    """Check the ledger against the latest signed checkpoint and every run it records."""
+    from run_proof_pipeline.ledger.audit import audit_ledger
+    from run_proof_pipeline.ledger.settings import load_ledger_settings
+    from run_proof_pipeline.ledger.snapshot_run import in_snapshot
+
+    settings = load_ledger_settings()
+    if checkpoint is None and settings.checkpoint_dir() is None:
+        raise CommandError(
+            "RUN_PROOF_CHECKPOINT_DIR is not set (or pass --checkpoint FILE)", ExitCode.USAGE
+        )
+    if checkpoint is not None and not checkpoint.is_file():
+        raise CommandError(f"no checkpoint file at {checkpoint}", ExitCode.USAGE)
+    resolved = _resolved()
+    report = in_snapshot(
+        resolved.url, lambda conn: audit_ledger(conn, settings, checkpoint=checkpoint)
+    )
+    print(f"origin: {report.origin}")
+    print(f"ledger_size: {report.size}")
+    print(f"ledger_root: {report.root.hex()}")
+    if report.checkpoint_path is not None:
+        print(f"checkpoint: {report.checkpoint_path} (tree size {report.checkpoint_size})")
+    for problem in report.problems:
+        print(f"INCONSISTENT: {problem}")
+    if not report.ok:
+        raise CommandError(
+            f"{len(report.problems)} inconsistencies in the ledger (listed above)",
+            ExitCode.FAILED,
+        )
+    if report.checkpoint_path is None:
+        raise CommandError(
+            f"no checkpoint for origin {report.origin!r} yet (run `run-proof checkpoint create`)",
+            ExitCode.NOT_FOUND,
+        )
+    print("ledger consistent with the signed checkpoint; every recorded run is intact")
+
+
+@handled
+def export(
+    tenant_id: str = typer.Option(..., "--tenant-id", help="Tenant of the run."),
+    run_id: str = typer.Option(..., "--run-id", help="Run to export."),
+    out: Path | None = typer.Option(None, "--out", help="Bundle file; default: stdout."),
+) -> None:
+    """Write a run's offline proof bundle (JSON): trace, steps, ledger proof, checkpoint."""
+    from run_proof_pipeline.bundle.export import RunNotFound, export_bundle
+    from run_proof_pipeline.ledger.settings import load_ledger_settings
+    from run_proof_pipeline.ledger.snapshot_run import in_snapshot
+
+    resolved = _resolved(machine_output=out is None)
+    settings = load_ledger_settings()
+    try:
+        bundle = in_snapshot(
+            resolved.url, lambda conn: export_bundle(conn, settings, tenant_id, run_id)
+        )
+    except RunNotFound as exc:
+        raise CommandError(str(exc), ExitCode.NOT_FOUND) from None
+    text = bundle.model_dump_json(indent=2) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+        return
+    out.write_text(text, encoding="utf-8")
+    covered = "with" if bundle.ledger.checkpoint else "WITHOUT"
+    print(f"bundle written: {out} ({len(bundle.steps)} steps, {covered} a signed checkpoint)")
+
+
+@handled
+def verify_bundle(
+    path: Path = typer.Argument(..., help="A bundle written by `run-proof export`."),
+    public_key: str | None = typer.Option(
+        None, "--public-key", help="Verifier key or its file; default: $RUN_PROOF_PUBLIC_KEY."
+    ),
+) -> None:
+    """Verify a proof bundle with no database: chain, ledger entry, checkpoint, inclusion."""
+    from run_proof_pipeline.bundle.verify import verify_bundle_text
+    from run_proof_pipeline.ledger.keys import KeyProblem, load_verifier_key
+
+    key_source = public_key or os.environ.get("RUN_PROOF_PUBLIC_KEY", "").strip()
+    if not key_source:
+        raise CommandError(
+            "a public key is needed: --public-key or RUN_PROOF_PUBLIC_KEY", ExitCode.USAGE
+        )
+    try:
+        key = load_verifier_key(key_source)
+    except KeyProblem as exc:
+        raise CommandError(str(exc), ExitCode.USAGE) from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read bundle {path}: {exc}", ExitCode.USAGE) from None
+    report = verify_bundle_text(text, key)
+    for check in report.checks:
+        print(f"{check.name}: {'ok' if check.ok else 'FAILED'} - {check.detail}")
+    print(f"verification_status: {report.status}")
+    if not report.ok:
+        first = report.failures[0]
+        raise CommandError(f"bundle {path}: {first.name}: {first.detail}", ExitCode.FAILED)
+
+
+@handled
+def db_harden(
+    writer_role: str = typer.Option("run_proof_writer", help="Role for producers."),
+    verifier_role: str = typer.Option("run_proof_verifier", help="Read-only role for proofs."),
+) -> None:
+    """Opt-in: create the writer and verifier roles and tenant row-level security."""
+    from run_proof_pipeline.store.harden import harden
+
+    resolved = _resolved()
+    summary = harden(resolved.url, writer_role=writer_role, verifier_role=verifier_role)
+    for line in summary:
+        print(line)
+
+
+def register(app: typer.Typer, db_app: typer.Typer) -> None:
+    app.add_typer(checkpoint_app, name="checkpoint")
+    app.command("export")(export)
+    app.command("verify-bundle")(verify_bundle)
+    db_app.command("harden")(db_harden)

@@ -1,0 +1,157 @@
+"""`run-proof adopt` and `run-proof retire`: legacy AOS traces into format v1, and runs out
+of the store with a signed tombstone."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from contextlib import nullcontext
+from datetime import UTC, date, datetime
+from typing import Any
+
+import typer
+
+from run_proof_pipeline.cli.errors import CommandError, handled
+from run_proof_pipeline.cli.exit_codes import ExitCode
+
+
+def _resolved():  # type: ignore[no-untyped-def]
+    # Deferred: main.py imports this module to register it.
+    from run_proof_pipeline.cli.main import _database
+
+    return _database()
+
+
+def parse_started_before(value: str) -> datetime | None:
+    """A date (midnight UTC) or an ISO 8601 time with an offset; naive times are refused."""
+    if not value:
+        return None
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CommandError(
+            f"--started-before {value!r} is not a date (YYYY-MM-DD) or ISO 8601 time",
+            ExitCode.USAGE,
+        ) from None
+    if parsed.tzinfo is None:
+        raise CommandError(
+            f"--started-before {value!r} has no UTC offset (write e.g. {value}Z)", ExitCode.USAGE
+        )
+    return parsed
+
+
+def adopt(
+    tenant_id: str = typer.Option("", "--tenant-id", help="Only this tenant's traces."),
+    run_id: str = typer.Option("", "--run-id", help="Only this run."),
+    started_before: str = typer.Option(
+        "", "--started-before", help="Only traces started before this date or time (UTC)."
+    ),
+    batch_size: int = typer.Option(200, "--batch-size", min=1, help="Traces per batch."),
+) -> None:
+    """Adopt finished legacy AOS traces into format v1: hashes from their rows as they stand
+    now, recorded in the ledger. Their proofs then cover changes since adoption."""
+    from run_proof_pipeline.legacy.adoption import (
+        AdoptionSelection,
+        BatchDone,
+        adopt_legacy_traces,
+    )
+    from run_proof_pipeline.store.engine import async_engine
+
+    selection = AdoptionSelection(
+        tenant_id=tenant_id or None,
+        run_id=run_id or None,
+        started_before=parse_started_before(started_before),
+    )
+    resolved = _resolved()
+    interactive = sys.stdout.isatty()
+
+    async def run() -> Any:
+        engine = async_engine(resolved.url)
+        bar = _progress_bar() if interactive else nullcontext(None)
+        try:
+            with bar as progress:
+                task = None if progress is None else progress.add_task("adopting", total=None)
+
+                def report(done: BatchDone) -> None:
+                    if progress is not None:
+                        progress.update(task, advance=done.examined)
+                    else:
+                        print(
+                            f"batch {done.batch}: {done.examined} traces examined; "
+                            f"{done.adopted} adopted, {done.skipped} skipped so far",
+                            flush=True,
+                        )
+
+                return await adopt_legacy_traces(
+                    engine, selection, batch_size=batch_size, progress=report
+                )
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    for trace in report.adopted:
+        print(
+            f"adopted tenant {trace.tenant_id!r}, run {trace.run_id!r}: {trace.chain_length} "
+            f"steps, root {trace.root_hash}, adopted at {trace.adopted_at.isoformat()}"
+        )
+    for skipped in report.skipped:
+        print(
+            f"skipped tenant {skipped.tenant_id!r}, run {skipped.run_id!r} "
+            f"(trace {skipped.trace_id!r}): {skipped.reason}"
+        )
+    print(
+        f"{len(report.adopted)} adopted, {len(report.skipped)} skipped, "
+        f"{report.already_adopted} adopted before"
+    )
+
+
+def _progress_bar() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+
+
+def retire(
+    tenant_id: str = typer.Option(..., "--tenant-id", help="Tenant of the run."),
+    run_id: str = typer.Option(..., "--run-id", help="Run to retire."),
+    reason: str = typer.Option(..., "--reason", help="Why (retention, erasure request...)."),
+) -> None:
+    """Append the run's signed tombstone to the ledger, so that its rows may then be deleted or
+    archived without an alarm. Needs RUN_PROOF_SIGNING_KEY (an existing key)."""
+    from run_proof_pipeline.ledger.settings import load_ledger_settings
+    from run_proof_pipeline.legacy.retirement import RetirementError, retire_run
+    from run_proof_pipeline.store.engine import async_engine
+
+    resolved = _resolved()
+    key = load_ledger_settings().signing_key(create=False)
+
+    async def run() -> Any:
+        engine = async_engine(resolved.url)
+        try:
+            return await retire_run(engine, tenant_id, run_id, reason, key)
+        finally:
+            await engine.dispose()
+
+    try:
+        retirement = asyncio.run(run())
+    except RetirementError as exc:
+        raise CommandError(str(exc), ExitCode.NOT_FOUND) from None
+    tombstone = retirement.tombstone
+    verb = "retired" if retirement.newly_retired else "already retired"
+    print(
+        f"{verb}: tenant {tombstone.tenant_id!r}, run {tombstone.run_id!r} "
+        f"(trace {tombstone.trace_id!r}, {tombstone.chain_length} steps, hash "
+        f"{tombstone.root_hash}); tombstone is ledger entry {retirement.ledger_seq}, "
+        f"signed by {retirement.signer} at {retirement.retired_at.isoformat()}"
+    )
+    print(
+        "its rows may now be deleted (DELETE FROM aos_traces WHERE trace_id = ...) or moved "
+        "to aos_traces_archive; create a checkpoint to cover the tombstone"
+    )
+
+
+def register(app: typer.Typer, db_app: typer.Typer) -> None:
+    app.command("adopt")(handled(adopt))
+    app.command("retire")(handled(retire))

@@ -1,0 +1,1 @@
+"""Browser tests: a real Chromium drives dagster-webserver against a throwaway PostgreSQL."""

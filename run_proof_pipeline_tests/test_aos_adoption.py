@@ -1,0 +1,255 @@
+"""`run-proof adopt`: finished legacy traces get format-v1 hashes from their rows as they stand,
+an 'adoption' ledger entry, and VERIFIED proofs that say since when; nothing else changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from run_proof_pipeline.cli.main import app
+from run_proof_pipeline.coordinator.run_proof import LEGACY_REASON
+from run_proof_pipeline.ledger.queries import ledger_trace_mismatches
+from run_proof_pipeline.legacy.kinds import TraceKindCounts, count_trace_kinds
+from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.migrate import upgrade
+from run_proof_pipeline_tests.aos_fixtures import (
+    AOS_TRACE_COLUMNS,
+    LEGACY_BASE,
+    aos_complete_trace,
+    aos_insert_step,
+    aos_store,  # noqa: F401 - fixture
+    on,
+    sql,
+    table_contents,
+)
+from run_proof_pipeline_tests.dagster_plan.conftest import (  # noqa: F401 - fixtures
+    dagster_instance,
+    dagster_storage,
+)
+from run_proof_pipeline_tests.dagster_plan.plan_runs import (
+    PLAN_STEPS,
+    plan_config,
+    run_plan,
+    stop_of,
+    succeeded_steps,
+    trace_store,
+)
+from run_proof_pipeline_tests.store_fixtures import owner_sql, prove, record_run
+
+# Of the fixture's legacy traces: finished, one trace per run id across all tenants.
+ADOPTABLE = {("acme", "run-a"), ("acme", "run-empty"), ("globex", "run-ü")}
+
+
+def adopt(url: DatabaseUrl, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
+    monkeypatch.setenv("DATABASE_URL", url.libpq())
+    result = CliRunner().invoke(app, ["adopt", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture
+def upgraded(aos_store: DatabaseUrl) -> DatabaseUrl:  # noqa: F811
+    upgrade(aos_store)
+    return aos_store
+
+
+def test_adopt_verifies_finished_legacy_traces_and_says_since_when(
+    upgraded: DatabaseUrl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = {r["trace_id"]: r for r in table_contents(upgraded, "aos_traces", AOS_TRACE_COLUMNS)}
+    steps_before = sql(upgraded, "SELECT count(*) FROM aos_trace_steps")
+    ahead = datetime.now(UTC)
+
+    output = adopt(upgraded, monkeypatch, "--batch-size", "3")
+
+    assert "batch 1: 3 traces examined" in output  # a line per batch when not on a TTY
+    assert "batch 3: 2 traces examined" in output
+    assert "3 adopted, 5 skipped, 0 adopted before" in output
+    assert "(trace 'tr-live'): it is still running" in output
+    assert "run 'run-dup' has 2 traces and format v1 allows one per run" in output
+    for tenant, run_id in ADOPTABLE:
+        result = prove(upgraded, tenant, run_id)
+        integrity = result.integrity
+        assert integrity.verification_status == "VERIFIED", integrity.failure_reason
+        assert integrity.model == "HASH_CHAIN"
+        assert integrity.chain_length == result.steps_read
+        assert integrity.adopted_at is not None and integrity.adopted_at >= ahead
+    # AOS's own root hash moved to aos_root_hash; every other AOS value is as it was.
+    after = {r["trace_id"]: r for r in table_contents(upgraded, "aos_traces", AOS_TRACE_COLUMNS)}
+    moved = dict(sql(upgraded, "SELECT trace_id, aos_root_hash FROM aos_traces"))
+    for trace_id, row in before.items():
+        adopted = moved[trace_id] is not None
+        assert adopted == (trace_id in {"tr-a", "tr-empty", "tr-unicode"})
+        if adopted:
+            assert moved[trace_id] == row["root_hash"] != after[trace_id]["root_hash"]
+        unchanged = {k: v for k, v in row.items() if k != "root_hash" or not adopted}
+        assert {k: after[trace_id][k] for k in unchanged} == unchanged
+    assert sql(upgraded, "SELECT count(*) FROM aos_trace_steps") == steps_before
+    # Every adoption is in the ledger, and the ledger agrees with the traces.
+    entries = sql(
+        upgraded,
+        "SELECT l.tenant_id, l.run_id, l.root_hash = t.root_hash FROM run_proof_ledger l"
+        " JOIN aos_traces t USING (trace_id) WHERE l.kind = 'adoption'",
+    )
+    assert {(t, r) for t, r, _ in entries} == ADOPTABLE
+    assert all(same for _, _, same in entries)
+    assert on(upgraded, ledger_trace_mismatches) == []
+    assert on(upgraded, count_trace_kinds) == TraceKindCounts(
+        legacy=5, legacy_running=1, adopted=3, native=0, retired=0, retired_still_present=0
+    )
+
+
+def test_adoption_is_idempotent(upgraded: DatabaseUrl, monkeypatch: pytest.MonkeyPatch) -> None:
+    adopt(upgraded, monkeypatch)
+    hashes = sql(upgraded, "SELECT trace_id, root_hash, adopted_at FROM aos_traces ORDER BY 1")
+
+    output = adopt(upgraded, monkeypatch)
+
+    assert "0 adopted, 5 skipped, 3 adopted before" in output
+    assert sql(upgraded, "SELECT trace_id, root_hash, adopted_at FROM aos_traces ORDER BY 1") == (
+        hashes
+    )
+    assert sql(upgraded, "SELECT count(*) FROM run_proof_ledger WHERE kind = 'adoption'") == [(3,)]
+
+
+def test_adopt_filters_by_tenant_run_and_start(
+    upgraded: DatabaseUrl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "1 adopted, 1 skipped" in adopt(upgraded, monkeypatch, "--tenant-id", "globex")
+    before_empty = (LEGACY_BASE + timedelta(hours=5)).isoformat()
+    output = adopt(upgraded, monkeypatch, "--tenant-id", "acme", "--started-before", before_empty)
+    assert "1 adopted, 2 skipped, 0 adopted before" in output
+    assert "run 'run-a'" in output
+    assert "1 adopted, 0 skipped, 0 adopted before" in adopt(
+        upgraded, monkeypatch, "--run-id", "run-empty"
+    )
+    adopted = sql(upgraded, "SELECT run_id FROM aos_traces WHERE adopted_at IS NOT NULL")
+    assert sorted(adopted) == [("run-a",), ("run-empty",), ("run-ü",)]
+
+
+def test_started_before_without_offset_is_a_usage_error(
+    upgraded: DatabaseUrl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", upgraded.libpq())
+    result = CliRunner().invoke(app, ["adopt", "--started-before", "2025-11-03T10:00:00"])
+    assert result.exit_code == 2
+    assert "has no UTC offset" in result.output
+    assert sql(upgraded, "SELECT count(*) FROM aos_traces WHERE adopted_at IS NOT NULL") == [(0,)]
+
+
+def test_a_running_trace_is_adopted_once_it_has_finished(
+    upgraded: DatabaseUrl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "0 adopted, 1 skipped" in adopt(upgraded, monkeypatch, "--run-id", "run-live")
+    assert prove(upgraded, "acme", "run-live").integrity.verification_status == "UNSUPPORTED"
+    with psycopg.connect(upgraded.libpq()) as conn:
+        aos_insert_step(conn, trace_id="tr-live", step_index=2, at=LEGACY_BASE)
+        aos_complete_trace(conn, "tr-live", LEGACY_BASE + timedelta(hours=8))
+
+    assert "1 adopted, 0 skipped" in adopt(upgraded, monkeypatch, "--run-id", "run-live")
+
+    result = prove(upgraded, "acme", "run-live")
+    assert result.integrity.verification_status == "VERIFIED"
+    assert result.integrity.chain_length == 3
+
+
+def test_an_adopted_trace_is_append_only_and_tampering_fails(
+    upgraded: DatabaseUrl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adopt(upgraded, monkeypatch, "--run-id", "run-a")
+    with (
+        psycopg.connect(upgraded.libpq()) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        # AOS finishing it again, as it would a legacy trace, is refused now.
+        aos_complete_trace(conn, "tr-a", LEGACY_BASE)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        sql(upgraded, "DELETE FROM aos_traces WHERE trace_id = 'tr-a'")
+
+    touched = owner_sql(
+        upgraded,
+        "UPDATE aos_trace_steps SET outcome_code = '500' WHERE trace_id = %s AND step_index = 1",
+        ("tr-a",),
+        table="aos_trace_steps",
+    )
+
+    assert touched == 1
+    failed = prove(upgraded, "acme", "run-a").integrity
+    assert failed.verification_status == "FAILED"
+    assert failed.failure is not None and failed.failure.step_index == 1
+    assert failed.adopted_at is not None
+
+
+def test_adoption_may_only_add_hashes_and_must_keep_aos_root_hash(upgraded: DatabaseUrl) -> None:
+    fake = "0" * 64
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="aos_root_hash"):
+        sql(
+            upgraded,
+            "UPDATE aos_traces SET genesis_hash = %s, root_hash = %s, chain_length = 3"
+            " WHERE trace_id = 'tr-a'",
+            (fake, fake),
+        )
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only add"):
+        sql(
+            upgraded,
+            "UPDATE aos_traces SET genesis_hash = %s, aos_root_hash = root_hash,"
+            " status = 'failed' WHERE trace_id = 'tr-a'",
+            (fake,),
+        )
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="native"):
+        record_run_with_adopted_at(upgraded)
+
+
+def record_run_with_adopted_at(url: DatabaseUrl) -> None:
+    sql(
+        url,
+        "INSERT INTO aos_traces (trace_id, run_id, tenant_id, status, genesis_hash, adopted_at)"
+        " VALUES ('tr-forged', 'run-forged', 'acme', 'running', %s, now())",
+        ("1" * 64,),
+    )
+
+
+def test_native_and_adopted_kinds_are_counted_side_by_side(
+    upgraded: DatabaseUrl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record_run(upgraded, "acme", "run-native-1", steps=2)
+    record_run(upgraded, "acme", "run-native-2", steps=1, seal=False)
+    adopt(upgraded, monkeypatch, "--run-id", "run-a")
+
+    counts = on(upgraded, count_trace_kinds)
+
+    assert counts == TraceKindCounts(
+        legacy=7, legacy_running=1, adopted=1, native=2, retired=0, retired_still_present=0
+    )
+    assert counts.summary() == (
+        "2 native, 1 adopted, 7 legacy (1 running), 0 retired (0 not yet removed)"
+    )
+
+
+@pytest.mark.slow
+def test_seed_plan_stops_at_step_4_on_legacy_and_passes_once_adopted(
+    upgraded: DatabaseUrl,
+    monkeypatch: pytest.MonkeyPatch,
+    dagster_instance: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    config = plan_config(tmp_path, run_id="run-a", tenant_id="acme")
+    legacy = run_plan(dagster_instance, trace_store(upgraded), config)
+    assert not legacy.success
+    step, data = stop_of(dagster_instance, legacy.run_id)
+    assert step == "step_4_integrity_expectations"
+    assert LEGACY_REASON in str(data)
+
+    adopt(upgraded, monkeypatch, "--run-id", "run-a")
+    adopted = run_plan(dagster_instance, trace_store(upgraded), config)
+
+    assert adopted.success
+    assert succeeded_steps(dagster_instance, adopted.run_id) == PLAN_STEPS
+    proof = adopted.output_for_node("step_3_coordinator_proof")
+    assert proof.proof.integrity.verification_status == "VERIFIED"
+    assert proof.proof.integrity.adopted_at is not None
