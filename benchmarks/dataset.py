@@ -30,7 +30,7 @@ from run_proof_pipeline.integrity import (
 BASE = datetime(2026, 2, 9, 10, 0, tzinfo=UTC)
 STEP_COPY_COLUMNS = (
     "trace_id, run_id, tenant_id, step_index, skill_id, skill_name, params, status,"
-    ' outcome_category, outcome_code, outcome_data, cost_cents, duration_ms, retry_count,'
+    " outcome_category, outcome_code, outcome_data, cost_cents, duration_ms, retry_count,"
     ' "timestamp", prev_hash, step_hash'
 )
 _SKILLS = ("http_call", "llm_complete", "sql_query", "vector_search", "file_read")

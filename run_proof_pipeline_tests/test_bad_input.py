@@ -30,6 +30,12 @@ CLI = str(Path(sys.executable).with_name("run-proof"))
 SECRET = "s3cret-pw"
 
 
+def _slow(*values: object) -> Any:
+    # Each case starts a real `run-proof` process (seconds each): one per exit code stays in
+    # the quick suite, the rest run with the slow ones.
+    return pytest.param(*values, marks=pytest.mark.slow)
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -52,9 +58,11 @@ def _verify(database_url: str, tenant_id: str, run_id: str) -> subprocess.Comple
     ("database_url", "code", "message"),
     [
         ("not a url at all", 2, "is not a valid database URL"),
-        (f"mysql://app:{SECRET}@db.example/aos", 2, "is not a PostgreSQL URL (scheme 'mysql')"),
-        ("sqlite:///traces.db", 2, "is not a PostgreSQL URL (scheme 'sqlite')"),
-        (f"postgresql://app:{SECRET}@127.0.0.1:5432", 2, "names no database"),
+        _slow(
+            f"mysql://app:{SECRET}@db.example/aos", 2, "is not a PostgreSQL URL (scheme 'mysql')"
+        ),
+        _slow("sqlite:///traces.db", 2, "is not a PostgreSQL URL (scheme 'sqlite')"),
+        _slow(f"postgresql://app:{SECRET}@127.0.0.1:5432", 2, "names no database"),
         (f"postgresql://app:{SECRET}@127.0.0.1:{{port}}/aos", 5, "database unreachable"),
     ],
     ids=["malformed", "mysql", "sqlite", "no-database", "closed-port"],
@@ -73,10 +81,10 @@ def test_bad_database_url_is_one_clear_line(database_url: str, code: int, messag
     ("tenant_id", "run_id"),
     [
         ("tenant-a", "run-1' OR '1'='1"),
-        ("tenant-a' --", "run-1"),
-        ("%", "%"),
-        ("tenant-a", "run-1; DROP TABLE aos_traces; --"),
-        ("t" * 10_000, "r" * 10_000),
+        _slow("tenant-a' --", "run-1"),
+        _slow("%", "%"),
+        _slow("tenant-a", "run-1; DROP TABLE aos_traces; --"),
+        _slow("t" * 10_000, "r" * 10_000),
     ],
     ids=["quote-run", "quote-tenant", "percent", "semicolon", "10k-chars"],
 )

@@ -4,6 +4,7 @@ seed's variables. Imports no Dagster itself (the CLI starts Dagster as a subproc
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,29 @@ from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import ResolvedDatabase
 
 DAGSTER_DATABASE = "dagster"
+# Every setting that decides which databases and directories the plan uses (scripts and
+# tests clear them, so that a developer's shell cannot point a check elsewhere).
+LOCATION_VARIABLES = (
+    "DATABASE_URL",
+    "USE_POSTGRES_TRACES",
+    "DAGSTER_HOME",
+    "DAGSTER_PG_URL",
+    "RUN_PROOF_HOME",
+    "RUN_PROOF_REPORT_DIR",
+)
+
+
+def plan_execute_command() -> list[str]:
+    """The plan's CI path: `dagster job execute` with this Python's dagster."""
+    return [
+        str(Path(sys.executable).with_name("dagster")),
+        "job",
+        "execute",
+        "-m",
+        "run_proof_pipeline.definitions",
+        "-j",
+        "run_proof_plan",
+    ]
 
 
 @dataclass(frozen=True)

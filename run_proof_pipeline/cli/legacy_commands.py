@@ -125,7 +125,7 @@ def retire(
     from run_proof_pipeline.store.engine import async_engine
 
     resolved = _resolved()
-    key = load_ledger_settings().signing_key(create=False)
+    key = load_ledger_settings().signing_key()
 
     async def run() -> Any:
         engine = async_engine(resolved.url)

@@ -210,22 +210,14 @@ def plan(
     import tempfile
     import time
 
-    from run_proof_pipeline.cli.dagster_env import dagster_environment
+    from run_proof_pipeline.cli.dagster_env import dagster_environment, plan_execute_command
 
     config = _plan_config(tenant_id, run_id, coordinator_tests)
     resolved = _database()
     if resolved.embedded:
         _embedded_store_ready(resolved)
     environment = dagster_environment(resolved)
-    command = [
-        str(Path(sys.executable).with_name("dagster")),
-        "job",
-        "execute",
-        "-m",
-        "run_proof_pipeline.definitions",
-        "-j",
-        "run_proof_plan",
-    ]
+    command = plan_execute_command()
     print(f"DAGSTER_HOME={environment.home}; running: dagster job execute -j run_proof_plan")
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="run-proof-plan-") as scratch:

@@ -409,11 +409,38 @@ def parse_stored_json(text: str | bytes) -> object:
 
 
 # Where orjson's output of a parsed JSON value may differ from JCS: an exponent or an
-# integral float (`1e16`, `1.0`, `1e-6`), an integer of 16+ digits (beyond 2^53 it denotes
-# a rounded double), or an astral character (UTF-16 key order).  Strings trip it too (hex
-# ids, "v1.0"); that only costs the exact walk, never a wrong byte.
-_MAYBE_NOT_JCS = re.compile(rb"\d[eE]|\.0(?![0-9])|\d{16}|[\xf0-\xf4]")
+# integral float (`1e+16`, `1.0`, `1e-6`), an integer of 16+ digits (beyond 2^53 it denotes
+# a rounded double), or an astral character (UTF-16 key order).  Strings can trip these
+# checks too ("v1.0", "re-3e-5"); that only costs the exact walk, never a wrong byte.
+# One translate() makes the first three plain substring tests: digits become '0', the bytes
+# that can start a number token or an exponent sign become ':', 4-byte UTF-8 leads 0xF0.
+def _token_classes() -> bytes:
+    table = bytearray(range(256))
+    for byte in b"0123456789":
+        table[byte] = ord("0")
+    for byte in b",[-+:":
+        table[byte] = ord(":")
+    for byte in range(0xF0, 0xF5):
+        table[byte] = 0xF0
+    return bytes(table)
+
+
+_CLASSES = _token_classes()
+_EXPONENT = b"0e:0"
+_BIG_INTEGER = b":" + b"0" * 16  # a long fraction follows '.', not ':'
+_INTEGRAL_FLOAT = re.compile(rb"\.0(?![0-9])")
 _orjson_loads = orjson.loads
+
+
+def _orjson_output_is_jcs(out: bytes) -> bool:
+    classes = out.translate(_CLASSES)
+    return (
+        _EXPONENT not in classes
+        and _BIG_INTEGER not in classes
+        and b"\xf0" not in classes
+        and classes[0] != 0x30  # a bare top-level number: let the walk decide
+        and _INTEGRAL_FLOAT.search(out) is None
+    )
 
 
 def canonicalize_stored_json(text: bytes | str) -> bytes:
@@ -430,7 +457,7 @@ def canonicalize_stored_json(text: bytes | str) -> bytes:
         try:
             out = _dumps(value, option=_SORT)
         except orjson.JSONEncodeError:  # nesting deeper than orjson writes
-            out = None
-        if out is not None and _MAYBE_NOT_JCS.search(out) is None:
+            return canonicalize(value, strict=False)
+        if _orjson_output_is_jcs(out):
             return out
     return canonicalize(value, strict=False)

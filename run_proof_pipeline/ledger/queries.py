@@ -10,6 +10,7 @@ from run_proof_pipeline.ledger.entry import EntryKind, LedgerEntry
 __all__ = [
     "database_name",
     "entries_for_run",
+    "ledger_context",
     "ledger_present",
     "ledger_trace_mismatches",
     "read_entries",
@@ -25,6 +26,16 @@ async def ledger_present(conn: AsyncConnection) -> bool:
 
 async def database_name(conn: AsyncConnection) -> str:
     return str(await conn.scalar(text("SELECT current_database()")))
+
+
+async def ledger_context(conn: AsyncConnection) -> tuple[bool, str]:
+    """(ledger table present, database name) in one round trip: it runs once per proof."""
+    row = (
+        await conn.execute(
+            text("SELECT to_regclass('run_proof_ledger') IS NOT NULL, current_database()")
+        )
+    ).one()
+    return bool(row[0]), str(row[1])
 
 
 async def read_entries(conn: AsyncConnection, *, upto: int | None = None) -> list[LedgerEntry]:

@@ -15,12 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from run_proof_pipeline.integrity import Anchor, IntegrityFailure
 from run_proof_pipeline.ledger.checkpoint import CheckpointProblem
 from run_proof_pipeline.ledger.entry import EntryKind, LedgerEntry
-from run_proof_pipeline.ledger.queries import (
-    database_name,
-    entries_for_run,
-    ledger_present,
-    read_entries,
-)
+from run_proof_pipeline.ledger.queries import entries_for_run, ledger_context, read_entries
 from run_proof_pipeline.ledger.settings import load_ledger_settings
 from run_proof_pipeline.ledger.signed_head import load_signed_head
 from run_proof_pipeline.ledger.tree import LedgerTree
@@ -55,7 +50,8 @@ def _ledger_failure(
 async def lookup_anchor(conn: AsyncConnection, trace: TraceRow) -> AnchorLookup:
     if trace.genesis_hash is None:
         return AnchorLookup()  # legacy trace: UNSUPPORTED whatever the ledger says
-    if not await ledger_present(conn):
+    present, database = await ledger_context(conn)
+    if not present:
         return _ledger_failure(
             "the ledger table run_proof_ledger is missing (run `run-proof db upgrade`)"
         )
@@ -86,7 +82,7 @@ async def lookup_anchor(conn: AsyncConnection, trace: TraceRow) -> AnchorLookup:
     problem = _entry_problem(entry, trace)
     if problem is not None:
         return problem
-    signed = await _signed_head_problem(conn, entry)
+    signed = await _signed_head_problem(conn, entry, database)
     if signed is not None:
         return signed
     return AnchorLookup(anchor=Anchor(entry.root_hash, entry.chain_length))
@@ -121,10 +117,12 @@ def _entry_problem(entry: LedgerEntry, trace: TraceRow) -> AnchorLookup | None:
     return None
 
 
-async def _signed_head_problem(conn: AsyncConnection, entry: LedgerEntry) -> AnchorLookup | None:
+async def _signed_head_problem(
+    conn: AsyncConnection, entry: LedgerEntry, database: str
+) -> AnchorLookup | None:
     settings = load_ledger_settings()
     try:
-        head = load_signed_head(settings, await database_name(conn))
+        head = load_signed_head(settings, database)
     except CheckpointProblem as exc:
         return _ledger_failure(str(exc))
     if head is None or entry.index >= head.size:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -14,8 +14,19 @@ from run_proof_pipeline.integrity import (
     VerificationStatus,
 )
 from run_proof_pipeline.proof.anchors import lookup_anchor
-from run_proof_pipeline.store.snapshot import TraceRow, stream_step_rows
-from run_proof_pipeline.store.step_rows import DecodedStep, StepRowDecoder
+from run_proof_pipeline.store.snapshot import (
+    TraceRow,
+    copies_utf8,
+    stream_many_step_lines,
+    stream_step_lines,
+    stream_step_rows,
+)
+from run_proof_pipeline.store.step_rows import (
+    DecodedStep,
+    StepLineDecoder,
+    StepRowDecoder,
+    unescape_copy_field,
+)
 
 # Called with every decoded step (summaries, progress); keep it cheap.
 StepObserver = Callable[[DecodedStep], None]
@@ -45,30 +56,81 @@ def stored_trace(trace: TraceRow) -> StoredTrace:
     )
 
 
+def _feed(verifier: ChainVerifier, step: DecodedStep) -> bool:
+    """Feed one step; True once the verdict is decided (the first failure)."""
+    failure = (
+        verifier.feed_unverifiable(step.step_index, step.error)
+        if step.error is not None or step.canonical is None
+        else verifier.feed_canonical(
+            step.step_index, step.canonical, step.prev_hash, step.step_hash
+        )
+    )
+    return failure is not None
+
+
+async def _finish(
+    conn: AsyncConnection, trace: TraceRow, verifier: ChainVerifier, steps: int
+) -> StreamedProof:
+    lookup = await lookup_anchor(conn, trace)
+    verdict = verifier.finish(lookup.anchor)
+    if lookup.failure is not None and verdict.failure is None:
+        verdict = replace(verdict, status=VerificationStatus.FAILED, failure=lookup.failure)
+    return StreamedProof(verdict, steps, anchored=lookup.anchor is not None)
+
+
 async def prove_trace(
     conn: AsyncConnection, trace: TraceRow, *, observe: StepObserver | None = None
 ) -> StreamedProof:
     """Rules 1-5 for one trace whose row was read in the snapshot `conn` holds."""
     verifier = ChainVerifier(stored_trace(trace))
-    decoder = StepRowDecoder()
     steps_read = 0
-    async for row in stream_step_rows(conn, trace.trace_id):
-        step = decoder.decode(row)
+    async for step in _decoded_steps(conn, trace.trace_id):
         steps_read += 1
         if observe is not None:
             observe(step)
-        failure = (
-            verifier.feed_unverifiable(step.step_index, step.error)
-            if step.error is not None or step.canonical is None
-            else verifier.feed_canonical(
-                step.step_index, step.canonical, step.prev_hash, step.step_hash
-            )
-        )
-        if failure is not None:
+        if _feed(verifier, step):
             # The first failure is the verdict; reading on would only cost time.
             break
-    lookup = await lookup_anchor(conn, trace)
-    verdict = verifier.finish(lookup.anchor)
-    if lookup.failure is not None and verdict.failure is None:
-        verdict = replace(verdict, status=VerificationStatus.FAILED, failure=lookup.failure)
-    return StreamedProof(verdict, steps_read, anchored=lookup.anchor is not None)
+    return await _finish(conn, trace, verifier, steps_read)
+
+
+async def prove_traces(
+    conn: AsyncConnection, traces: Sequence[TraceRow]
+) -> list[tuple[TraceRow, StreamedProof]]:
+    """prove_trace() for a batch of traces read in the snapshot `conn` holds, with one COPY
+    for all their steps (a sweep's many short runs); results in the order of `traces`."""
+    if not await copies_utf8(conn):
+        return [(trace, await prove_trace(conn, trace)) for trace in traces]
+    verifiers = {trace.trace_id: ChainVerifier(stored_trace(trace)) for trace in traces}
+    counts = dict.fromkeys(verifiers, 0)
+    decided: set[str] = set()
+    decoder = StepLineDecoder()
+    current_raw = b""
+    current = ""
+    async for line in stream_many_step_lines(conn, list(verifiers)):
+        raw_id, _, rest = line.partition(b"\t")
+        if raw_id != current_raw:
+            current_raw = raw_id
+            current = (unescape_copy_field(raw_id) or b"").decode()
+        if current in decided:
+            continue  # the rest of a trace that already failed
+        counts[current] += 1
+        if _feed(verifiers[current], decoder.decode(rest)):
+            decided.add(current)
+    # Rule 5 reads the ledger: only once the COPY is over, the connection is free again.
+    return [
+        (trace, await _finish(conn, trace, verifiers[trace.trace_id], counts[trace.trace_id]))
+        for trace in traces
+    ]
+
+
+async def _decoded_steps(conn: AsyncConnection, trace_id: str) -> AsyncIterator[DecodedStep]:
+    if await copies_utf8(conn):
+        lines = StepLineDecoder()
+        async for line in stream_step_lines(conn, trace_id):
+            yield lines.decode(line)
+        return
+    # Another client encoding: let psycopg decode the text first.
+    rows = StepRowDecoder()
+    async for row in stream_step_rows(conn, trace_id):
+        yield rows.decode(row)

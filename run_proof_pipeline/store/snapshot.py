@@ -8,6 +8,7 @@ text format and are never held whole: a run of a million steps costs a batch of 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -83,12 +84,19 @@ async def read_trace(conn: AsyncConnection, tenant_id: str, run_id: str) -> Trac
     return None if row is None else TraceRow(**row._mapping)
 
 
-async def stream_step_rows(
-    conn: AsyncConnection, trace_id: str
-) -> AsyncIterator[tuple[str | None, ...]]:
-    """Yield the trace's step rows in `step_index` order as tuples of text (None for NULL)."""
+async def _driver(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
     raw = await conn.get_raw_connection()
-    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    return raw.driver_connection  # type: ignore[return-value]
+
+
+async def copies_utf8(conn: AsyncConnection) -> bool:
+    """True when COPY text arrives in UTF-8, so raw lines can be hashed as they are."""
+    return (await _driver(conn)).info.encoding == "utf-8"
+
+
+@asynccontextmanager
+async def _step_copy(conn: AsyncConnection, trace_id: str) -> AsyncIterator[psycopg.AsyncCopy]:
+    driver = await _driver(conn)
     async with driver.cursor() as cursor:
         # psycopg merges the parameter client-side with proper quoting (COPY takes no
         # server-side parameters); the statement text itself is constant.
@@ -97,6 +105,42 @@ async def stream_step_rows(
             " WHERE trace_id = %s ORDER BY step_index) TO STDOUT",
             (trace_id,),
         ) as copy:
-            copy.set_types(["text"] * len(STEP_COLUMNS))
-            async for row in copy.rows():
-                yield row
+            yield copy
+
+
+async def stream_step_rows(
+    conn: AsyncConnection, trace_id: str
+) -> AsyncIterator[tuple[str | None, ...]]:
+    """Yield the trace's step rows in `step_index` order as tuples of text (None for NULL)."""
+    async with _step_copy(conn, trace_id) as copy:
+        copy.set_types(["text"] * len(STEP_COLUMNS))
+        async for row in copy.rows():
+            yield row
+
+
+async def stream_step_lines(conn: AsyncConnection, trace_id: str) -> AsyncIterator[bytes]:
+    """Yield the trace's step rows in `step_index` order as raw COPY text lines (one
+    `\\t`-separated line per row, ending in `\\n`): no per-value conversion at all."""
+    async with _step_copy(conn, trace_id) as copy:
+        # PostgreSQL sends one CopyData message per row.
+        async for data in copy:
+            yield bytes(data)
+
+
+async def stream_many_step_lines(
+    conn: AsyncConnection, trace_ids: list[str]
+) -> AsyncIterator[bytes]:
+    """Yield the steps of several traces as raw COPY lines with `trace_id` as an extra first
+    column, each trace's steps together and in `step_index` order: one statement for a batch
+    of small traces instead of one per trace."""
+    driver = await _driver(conn)
+    async with driver.cursor() as cursor:
+        # `= ANY` on the leading column of the (trace_id, step_index) index: the index scan
+        # returns the rows in this order, without a sort.
+        async with cursor.copy(
+            f"COPY (SELECT trace_id, {_STEP_SELECT} FROM aos_trace_steps"  # noqa: S608
+            " WHERE trace_id = ANY(%s) ORDER BY trace_id, step_index) TO STDOUT",
+            (trace_ids,),
+        ) as copy:
+            async for data in copy:
+                yield bytes(data)

@@ -120,9 +120,7 @@ class DagsterUI:
                 return status
             self._assert_alive()
             time.sleep(1)
-        raise DagsterUIError(
-            f"run {run_id} still {status} after {timeout:.0f} s\n{self._logs()}"
-        )
+        raise DagsterUIError(f"run {run_id} still {status} after {timeout:.0f} s\n{self._logs()}")
 
     def _assert_alive(self) -> None:
         for server in self.processes:

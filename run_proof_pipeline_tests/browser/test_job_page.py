@@ -35,5 +35,6 @@ def test_job_page_shows_the_plan_ops_in_the_seeds_order(
         box = node.bounding_box()
         assert box is not None, name
         tops.append(box["y"])
-    assert tops == sorted(tops) and len(set(tops)) == len(tops), dict(zip(PLAN_OPS, tops))
+    positions = dict(zip(PLAN_OPS, tops, strict=True))
+    assert tops == sorted(tops) and len(set(tops)) == len(tops), positions
     screenshots.capture(page, "job-graph.png")

@@ -45,9 +45,11 @@ def test_launchpad_run_proves_the_configured_run_and_shows_the_output_report(
     page.keyboard.insert_text(launchpad_config(target.tenant_id, target.run_id))
     expect(editor).to_contain_text(f"run_id: {target.run_id}")
     expect(page.get_by_text("No errors")).to_be_visible()
+    launch = page.get_by_role("button", name="Launch Run")
+    expect(launch).to_be_enabled()  # once the Launchpad has validated the new config
     screenshots.capture(page, "launchpad.png")
 
-    page.get_by_role("button", name="Launch Run").click()
+    launch.click()
     page.wait_for_url(RUN_URL)
     match = RUN_URL.search(page.url)
     assert match is not None, page.url

@@ -3,7 +3,9 @@ first bad step and shows the ops after it skipped; the check history shows both 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -47,7 +49,7 @@ def proof_pair(dagster_ui: DagsterUI, ui_store: UIStore) -> ProofPair:
     assert dagster_ui.wait_for_run(passed) == "SUCCESS"
     touched = owner_sql(
         ui_store.url,
-        "UPDATE aos_trace_steps SET params = '{\"url\": \"https://evil.invalid\"}'"
+        'UPDATE aos_trace_steps SET params = \'{"url": "https://evil.invalid"}\''
         " WHERE run_id = %s AND step_index = %s",
         (target.run_id, TAMPERED_STEP),
         table="aos_trace_steps",
@@ -68,7 +70,10 @@ def test_tampered_run_fails_step_4_naming_the_first_bad_step_and_skips_the_rest(
     expect(errored).to_be_visible()
     expect(page.get_by_text("Not executed (2)")).to_be_visible()
 
-    failure = page.locator("tr", has=page.get_by_text("STEP_FAILURE", exact=True))
+    # Event log rows are plain divs; the CSS-module class name is the only handle on a row.
+    failure = page.locator('[class*="LogsRowComponents_row"]').filter(
+        has=page.get_by_text("STEP_FAILURE", exact=True)
+    )
     failure.scroll_into_view_if_needed()
     expect(failure).to_contain_text("step_4_integrity_expectations")
     expect(failure).to_contain_text("verification_status = FAILED (expected VERIFIED)")
@@ -98,3 +103,20 @@ def test_check_history_shows_the_passed_then_the_failed_proof(
     assert rows["Failed"] is not None and rows["Passed"] is not None
     assert rows["Failed"]["y"] < rows["Passed"]["y"], "newest first: the failed proof on top"
     screenshots.capture(page, "check-history.png")
+
+
+def test_runs_page_filters_the_proofs_by_their_run_id_tag(
+    page: Page, dagster_ui: DagsterUI, proof_pair: ProofPair, screenshots: Screenshots
+) -> None:
+    target = proof_pair.target
+    page.set_viewport_size({"width": 1440, "height": 520})
+    query = urlencode({"q[]": f"tag:run_proof/run_id={target.run_id}"})
+    page.goto(dagster_ui.url(f"/runs?{query}"))
+    # Only the two proofs of this run: the Launchpad's proof of another run is filtered out.
+    expect(page.get_by_role("link", name=re.compile(r"^run [0-9a-f]{8}$"))).to_have_count(2)
+    for run_id, status in ((proof_pair.passed_run, "Success"), (proof_pair.failed_run, "Failure")):
+        row = page.locator("tr", has=page.locator(f'a[href="/runs/{run_id}"]'))
+        expect(row).to_contain_text(status)
+        expect(row).to_contain_text(f"run_proof/tenant_id: {target.tenant_id}")
+        expect(row).to_contain_text(f"run_proof/run_id: {target.run_id}")
+    screenshots.capture(page, "runs-filtered.png")

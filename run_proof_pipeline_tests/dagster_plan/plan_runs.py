@@ -102,7 +102,9 @@ def output_metadata(instance: DagsterInstance, run_id: str, step: str) -> dict[s
     raise AssertionError(f"{step} recorded no output")
 
 
-def check_outcomes(instance: DagsterInstance, run_id: str) -> dict[str, tuple[bool, dict]]:
+def check_outcomes(
+    instance: DagsterInstance, run_id: str
+) -> dict[str, tuple[bool, dict[str, Any]]]:
     """Asset check evaluations of one run: check name -> (passed, metadata)."""
     outcomes = {}
     for event in stored_events(instance, run_id, DagsterEventType.ASSET_CHECK_EVALUATION):

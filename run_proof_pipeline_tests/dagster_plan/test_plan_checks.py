@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance
@@ -22,9 +23,9 @@ from run_proof_pipeline_tests.store_fixtures import BASE, owner_sql, prove, reco
 
 def _run_checks(
     store: DatabaseUrl, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, tuple[bool, dict]]:
-    """The checks as the UI's "Execute checks" runs them: the Definitions' own resource,
-    configured by the environment."""
+) -> dict[str, tuple[bool, dict[str, Any], AssetCheckSeverity]]:
+    """The checks as the UI's "Execute checks" runs them (the Definitions' own resource,
+    configured by the environment): name -> (passed, metadata, severity)."""
     monkeypatch.setenv("DATABASE_URL", store.libpq())
     monkeypatch.setenv("USE_POSTGRES_TRACES", "true")
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance)

@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from run_proof_pipeline.cli.dagster_env import LOCATION_VARIABLES
 from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
@@ -22,15 +23,6 @@ from run_proof_pipeline_tests.store_fixtures import owner_sql, record_run
 pytestmark = pytest.mark.slow
 
 RUN_PROOF = str(Path(sys.executable).with_name("run-proof"))
-# What the developer's shell may hold that would point the CLI somewhere else.
-_AMBIENT = {
-    "DATABASE_URL",
-    "USE_POSTGRES_TRACES",
-    "DAGSTER_HOME",
-    "DAGSTER_PG_URL",
-    "RUN_PROOF_HOME",
-    "RUN_PROOF_REPORT_DIR",
-}
 
 
 def _plan(
@@ -38,7 +30,7 @@ def _plan(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [RUN_PROOF, "plan", "--no-coordinator-tests", *args],
-        env={**{k: v for k, v in os.environ.items() if k not in _AMBIENT}, **env},
+        env={**{k: v for k, v in os.environ.items() if k not in LOCATION_VARIABLES}, **env},
         cwd=cwd or project_root(),
         capture_output=True,
         text=True,

@@ -1,0 +1,217 @@
+"""Run a sweep: page through the selected traces, prove them in batches, record the results.
+
+With `workers` > 1 the traces are split into that many shards (by a hash of trace_id), each
+proven by its own process on its own connection, so both the Python work and PostgreSQL's
+work spread over the cores.  Progress reaches the caller at most every `progress_every`
+seconds, from whichever process did the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import queue
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from run_proof_pipeline.proof.stream import prove_traces
+from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.engine import async_engine
+from run_proof_pipeline.store.snapshot import begin_snapshot
+from run_proof_pipeline.sweep.report import SweepProgress, SweepReport
+from run_proof_pipeline.sweep.state import (
+    Selection,
+    ensure_state_table,
+    next_page,
+    record,
+    totals,
+)
+
+ProgressCallback = Callable[[SweepProgress], None]
+# Traces per snapshot and per COPY: big enough that per-statement costs vanish, small enough
+# that a page of long runs still streams (memory is per step, never per page).
+PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    full: bool = False
+    tenant_id: str | None = None
+    since: datetime | None = None
+    workers: int = 1
+    progress_every: float = 10.0
+    page_size: int = PAGE_SIZE
+
+    @property
+    def mode(self) -> str:
+        return "full" if self.full else "incremental"
+
+    def selection(self, shard: int = 0) -> Selection:
+        return Selection(
+            full=self.full,
+            tenant_id=self.tenant_id,
+            since=self.since,
+            shards=max(1, self.workers),
+            shard=shard,
+        )
+
+
+def run_sweep(
+    url: DatabaseUrl, options: SweepOptions, progress: ProgressCallback | None = None
+) -> SweepReport:
+    """Verify every trace the options select; the report lists each failed run."""
+    started = time.perf_counter()
+    runs_total, steps_total = asyncio.run(_prepare(url, options.selection()))
+    tracker = _Tracker(runs_total, steps_total, started, options.progress_every, progress)
+    if options.workers <= 1:
+        report = asyncio.run(_sweep_shard(url, options, 0, tracker.add))
+    else:
+        report = _sweep_in_processes(url, options, tracker)
+    report.elapsed_seconds = time.perf_counter() - started
+    tracker.emit(force=True)
+    return report
+
+
+async def _prepare(url: DatabaseUrl, selection: Selection) -> tuple[int, int]:
+    engine = async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await ensure_state_table(conn)
+        async with engine.connect() as conn:
+            return await totals(conn, replace(selection, shards=1, shard=0))
+    finally:
+        await engine.dispose()
+
+
+async def _sweep_shard(
+    url: DatabaseUrl, options: SweepOptions, shard: int, on_page: Callable[[int, int], None]
+) -> SweepReport:
+    selection = options.selection(shard)
+    report = SweepReport(mode=options.mode)
+    engine = async_engine(url)
+    after = ""
+    try:
+        async with engine.connect() as conn:
+            while True:
+                # Each page is proven in its own snapshot; the keyset moves past it.
+                await begin_snapshot(conn)
+                page = await next_page(conn, selection, after, options.page_size)
+                if not page:
+                    await conn.rollback()
+                    break
+                proofs = await prove_traces(conn, page)
+                await conn.rollback()
+                await record(conn, proofs)
+                await conn.commit()
+                for trace, proof in proofs:
+                    report.add(trace, proof)
+                after = page[-1].trace_id
+                on_page(len(page), sum(proof.steps_read for _, proof in proofs))
+    finally:
+        await engine.dispose()
+    return report
+
+
+class _Tracker:
+    def __init__(
+        self,
+        runs_total: int,
+        steps_total: int,
+        started: float,
+        every: float,
+        callback: ProgressCallback | None,
+    ) -> None:
+        self.runs_total, self.steps_total = runs_total, steps_total
+        self.runs = self.steps = 0
+        self.started, self.every, self.callback = started, every, callback
+        self.last = started
+
+    def add(self, runs: int, steps: int) -> None:
+        self.runs += runs
+        self.steps += steps
+        self.emit()
+
+    def emit(self, *, force: bool = False) -> None:
+        now = time.perf_counter()
+        if self.callback is None or (not force and now - self.last < self.every):
+            return
+        self.last = now
+        self.callback(
+            SweepProgress(
+                runs_done=self.runs,
+                # Runs sealed while the sweep goes on can push "done" past the first count.
+                runs_total=max(self.runs_total, self.runs),
+                steps_done=self.steps,
+                steps_total=max(self.steps_total, self.steps),
+                elapsed_seconds=now - self.started,
+            )
+        )
+
+
+def _shard_process(url: DatabaseUrl, options: SweepOptions, shard: int, out: Any) -> None:
+    try:
+        report = asyncio.run(
+            _sweep_shard(
+                url,
+                options,
+                shard,
+                lambda runs, steps: out.put(("page", runs, steps)),
+            )
+        )
+        out.put(("done", report))
+    except BaseException:
+        out.put(("error", traceback.format_exc()))
+
+
+class SweepWorkerError(RuntimeError):
+    """A shard's process failed; the message holds its traceback."""
+
+
+def _sweep_in_processes(url: DatabaseUrl, options: SweepOptions, tracker: _Tracker) -> SweepReport:
+    # fork: the workers need no re-import, and nothing here holds a connection or a loop yet.
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    processes = [
+        context.Process(
+            target=_shard_process,
+            args=(url, options, shard, out),
+            daemon=True,
+        )
+        for shard in range(options.workers)
+    ]
+    for process in processes:
+        process.start()
+    report = SweepReport(mode=options.mode)
+    pending = len(processes)
+    errors: list[str] = []
+    try:
+        while pending:
+            try:
+                message = out.get(timeout=1.0)
+            except queue.Empty:
+                if not any(p.is_alive() for p in processes) and out.empty():
+                    errors.append("a sweep worker exited without a report")
+                    break
+                continue
+            kind = message[0]
+            if kind == "page":
+                tracker.add(message[1], message[2])
+            elif kind == "done":
+                report.merge(message[1])
+                pending -= 1
+            else:
+                errors.append(message[1])
+                pending -= 1
+    finally:
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()  # our own child, by its handle
+                process.join()
+    if errors:
+        raise SweepWorkerError("\n".join(errors))
+    return report

@@ -1,0 +1,113 @@
+"""Step 5 of the plan: the coordinator's own tests, run in a subprocess, gate the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance
+
+from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline_tests.dagster_plan.plan_runs import (
+    PLAN_STEPS,
+    failed_steps,
+    plan_config,
+    run_plan,
+    stop_of,
+    succeeded_steps,
+    trace_store,
+)
+from run_proof_pipeline_tests.store_fixtures import record_run
+
+PASSING = "def test_one():\n    assert 1 + 1 == 2\n"
+FAILING = "def test_good():\n    assert True\n\ndef test_bad():\n    assert 2 + 2 == 5\n"
+ALL_SKIPPED = "import pytest\n\n@pytest.mark.skip(reason='nothing here')\ndef test_x():\n    pass\n"
+
+
+def _tests_file(tmp_path: Path, source: str) -> str:
+    path = tmp_path / "step5_suite" / "test_coordinator_stand_in.py"
+    path.parent.mkdir()
+    path.write_text(source, encoding="utf-8")
+    return str(path)
+
+
+def _report(report_dir: Path, run_id: str) -> dict[str, object]:
+    return json.loads((report_dir / f"run-proof-report-{run_id}.json").read_text("utf-8"))
+
+
+def test_passing_tests_are_recorded_in_the_report(
+    store: DatabaseUrl, dagster_instance: DagsterInstance, report_dir: Path, tmp_path: Path
+) -> None:
+    record_run(store, "tenant-a", "run-1", steps=2)
+    config = plan_config(
+        report_dir, coordinator_tests=True, tests_path=_tests_file(tmp_path, PASSING)
+    )
+
+    result = run_plan(dagster_instance, trace_store(store), config)
+
+    assert result.success
+    assert str(_report(report_dir, result.run_id)["pytest_result"]).startswith("pass (1 passed")
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (FAILING, "Step 5: coordinator tests failed: fail (1 failed, 1 passed"),
+        (ALL_SKIPPED, "Step 5: coordinator tests failed: fail (1 skipped"),
+    ],
+    ids=["a-test-fails", "no-test-ran"],
+)
+def test_failing_or_empty_tests_stop_the_plan_before_the_report(
+    store: DatabaseUrl,
+    dagster_instance: DagsterInstance,
+    report_dir: Path,
+    tmp_path: Path,
+    source: str,
+    expected: str,
+) -> None:
+    record_run(store, "tenant-a", "run-1", steps=2)
+    config = plan_config(
+        report_dir, coordinator_tests=True, tests_path=_tests_file(tmp_path, source)
+    )
+
+    result = run_plan(dagster_instance, trace_store(store), config)
+
+    assert not result.success
+    assert succeeded_steps(dagster_instance, result.run_id) == PLAN_STEPS[:5]
+    assert failed_steps(dagster_instance, result.run_id) == ["step_5_coordinator_tests"]
+    _, stop = stop_of(dagster_instance, result.run_id)
+    assert stop.description.startswith(expected)
+    if source is FAILING:
+        assert "test_bad" in stop.metadata["errors"].value
+    assert not list(report_dir.glob("*"))
+
+
+def test_missing_tests_file_stops_step_5(
+    store: DatabaseUrl, dagster_instance: DagsterInstance, report_dir: Path, tmp_path: Path
+) -> None:
+    record_run(store, "tenant-a", "run-1", steps=1)
+    missing = tmp_path / "no_such_test_file.py"
+    config = plan_config(report_dir, coordinator_tests=True, tests_path=str(missing))
+
+    result = run_plan(dagster_instance, trace_store(store), config)
+
+    step, stop = stop_of(dagster_instance, result.run_id)
+    assert step == "step_5_coordinator_tests"
+    assert stop.description == f"Step 5: coordinator tests not found at {missing}"
+
+
+@pytest.mark.slow
+def test_the_projects_own_coordinator_tests_pass_in_step_5(
+    store: DatabaseUrl, dagster_instance: DagsterInstance, report_dir: Path
+) -> None:
+    record_run(store, "tenant-a", "run-1", steps=3)
+
+    result = run_plan(
+        dagster_instance, trace_store(store), plan_config(report_dir, coordinator_tests=True)
+    )
+
+    assert result.success
+    pytest_result = str(_report(report_dir, result.run_id)["pytest_result"])
+    assert pytest_result.startswith("pass (") and " passed" in pytest_result
+    assert "failed" not in pytest_result

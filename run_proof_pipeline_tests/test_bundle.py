@@ -1,0 +1,226 @@
+"""Offline proof bundles: `export` reads the database once; `verify-bundle` needs none, and
+names exactly what failed in a mutated bundle."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from run_proof_pipeline.bundle.verify import verify_bundle_text
+from run_proof_pipeline.cli.main import app
+from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey, generate_signing_key
+from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline_tests.store_fixtures import record_run
+from run_proof_pipeline_tests.test_ledger_support import (
+    CheckpointEnv,
+    checkpoint_env_fixture,  # noqa: F401 - fixture `checkpoint_env`
+    make_checkpoint,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _export(url: DatabaseUrl, monkeypatch: pytest.MonkeyPatch, out: Path, run_id: str) -> Any:
+    monkeypatch.setenv("DATABASE_URL", url.libpq())
+    result = CliRunner().invoke(
+        app, ["export", "--tenant-id", "tenant-a", "--run-id", run_id, "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def _public(env: CheckpointEnv) -> VerifierKey:
+    return SigningKey.parse(env.signing_key.read_text()).verifier()
+
+
+@pytest.fixture
+def exported(
+    store: DatabaseUrl,
+    checkpoint_env: CheckpointEnv,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> tuple[Path, VerifierKey]:
+    for run_id in ("run-0", "run-1", "run-2", "run-3", "run-4"):
+        record_run(store, "tenant-a", run_id, steps=3)
+    make_checkpoint(store)
+    record_run(store, "tenant-a", "run-late", steps=1)  # after the checkpoint: not covered
+    out = tmp_path / "bundle.json"
+    _export(store, monkeypatch, out, "run-2")
+    return out, _public(checkpoint_env)
+
+
+def test_verify_bundle_needs_no_database(exported: tuple[Path, VerifierKey]) -> None:
+    path, key = exported
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": f"postgresql://x:y@127.0.0.1:{closed}/none"}
+    env.pop("RUN_PROOF_PUBLIC_KEY", None)
+
+    completed = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("run-proof")),
+            "verify-bundle",
+            str(path),
+            "--public-key",
+            key.text(),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert "verification_status: VERIFIED" in completed.stdout
+    for check in ("bundle", "hash chain", "ledger entry", "checkpoint", "inclusion"):
+        assert f"{check}: ok" in completed.stdout
+    assert completed.stderr == ""
+
+
+def _imports_of(module: str) -> set[str]:
+    path = ROOT / (module.replace(".", "/") + ".py")
+    if not path.is_file():
+        path = ROOT / module.replace(".", "/") / "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {m for m in found if m.startswith("run_proof_pipeline")}
+
+
+def test_the_verifier_imports_nothing_from_the_store() -> None:
+    # Statically, module by module: the package's own __init__ (which re-exports the seed's
+    # production-path names) is not part of what the verifier's code depends on.
+    seen: set[str] = set()
+    todo = ["run_proof_pipeline.bundle.verify"]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        todo.extend(_imports_of(module))
+
+    assert "run_proof_pipeline.ledger.checkpoint" in seen
+    assert sorted(m for m in seen if m.startswith("run_proof_pipeline.store")) == []
+
+
+def _mutate(path: Path, change: Callable[[dict[str, Any]], None]) -> str:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    change(data)
+    return json.dumps(data)
+
+
+def _set_step(data: dict[str, Any]) -> None:
+    data["steps"][1]["outcome_data"] = {"forged": True}
+
+
+def _drop_step(data: dict[str, Any]) -> None:
+    del data["steps"][1]
+
+
+def _entry_root(data: dict[str, Any]) -> None:
+    data["ledger"]["entry"]["root_hash"] = "0" * 64
+
+
+def _checkpoint_size(data: dict[str, Any]) -> None:
+    data["ledger"]["checkpoint"] = data["ledger"]["checkpoint"].replace("\n5\n", "\n6\n", 1)
+
+
+def _proof_node(data: dict[str, Any]) -> None:
+    data["ledger"]["inclusion_proof"][0] = "f" * 64
+
+
+def _seal_status(data: dict[str, Any]) -> None:
+    data["trace"]["status"] = "failed"
+
+
+def _not_json(data: dict[str, Any]) -> None:
+    data["steps"] = "nope"
+
+
+@pytest.mark.parametrize(
+    ("change", "check", "detail"),
+    [
+        (_set_step, "hash chain", "step 1: step_hash mismatch"),
+        (_drop_step, "hash chain", "step 1: step_index gap"),
+        (_seal_status, "hash chain", "seal: root_hash mismatch"),
+        (_entry_root, "ledger entry", "leaf_hash mismatch"),
+        (_checkpoint_size, "checkpoint", "does not verify"),
+        (_proof_node, "inclusion", "not included under the signed head"),
+        (_not_json, "bundle", "steps: Input should be a valid array"),
+    ],
+    ids=[
+        "step-edited",
+        "step-dropped",
+        "seal-edited",
+        "entry-edited",
+        "checkpoint-edited",
+        "proof-edited",
+        "malformed",
+    ],
+)
+def test_a_mutated_bundle_names_exactly_what_failed(
+    exported: tuple[Path, VerifierKey], change: Any, check: str, detail: str
+) -> None:
+    path, key = exported
+
+    report = verify_bundle_text(_mutate(path, change), key)
+
+    assert report.status == "FAILED"
+    failed = report.failures
+    assert failed[0].name == check and detail in failed[0].detail, failed
+
+
+def test_a_bundle_checked_with_another_key_fails_at_the_checkpoint(
+    exported: tuple[Path, VerifierKey],
+) -> None:
+    path, _key = exported
+    stranger = generate_signing_key("someone-else").verifier()
+
+    report = verify_bundle_text(path.read_text(encoding="utf-8"), stranger)
+
+    assert [c.name for c in report.failures] == ["checkpoint"]
+
+
+def test_a_run_sealed_after_the_latest_checkpoint_is_not_anchored_offline(
+    exported: tuple[Path, VerifierKey],
+    store: DatabaseUrl,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    _path, key = exported
+    late = _export(store, monkeypatch, tmp_path / "late.json", "run-late")
+
+    report = verify_bundle_text(json.dumps(late), key)
+
+    assert late["ledger"]["checkpoint"] is None
+    assert [(c.name, c.detail) for c in report.failures] == [
+        ("checkpoint", "no signed checkpoint covers the run's ledger entry")
+    ]
+
+
+def test_verify_bundle_cli_reports_the_first_failure_and_exits_1(
+    exported: tuple[Path, VerifierKey], tmp_path: Path
+) -> None:
+    path, key = exported
+    mutated = tmp_path / "mutated.json"
+    mutated.write_text(_mutate(path, _set_step), encoding="utf-8")
+
+    result = CliRunner().invoke(app, ["verify-bundle", str(mutated), "--public-key", key.text()])
+
+    assert result.exit_code == 1
+    assert "hash chain: FAILED - step 1: step_hash mismatch" in result.output
+    assert "verification_status: FAILED" in result.output
