@@ -46,7 +46,8 @@ def step_stop(event: DagsterEvent) -> StepStop:
 
 def run_stop(event: DagsterEvent) -> StepStop:
     """A run that failed outside any step (its run worker died, say): why, as Dagster says."""
-    error = _first_line(event.job_failure_data.error)
+    data = event.job_failure_data  # None when the failure was reported with a message only
+    error = _first_line(data.error) if data is not None else ""
     return StepStop(step="run", error=redact(error or event.message or "run failed"))
 
 

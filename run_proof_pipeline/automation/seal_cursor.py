@@ -45,15 +45,15 @@ class SealCursor(BaseModel):
     def advance(self, seen: Iterable[int], now: float) -> SealCursor:
         """The cursor after a tick that saw the numbers `seen` (every visible seal above `high`
         up to the batch's last, and whichever pending ones turned up)."""
-        seen = set(seen)
-        high = max(seen | {self.high})
+        found = set(seen)
+        high = max(found | {self.high})
         pending = {
             number: since
             for number, since in self.pending.items()
-            if number not in seen and now - since < PENDING_SECONDS
+            if number not in found and now - since < PENDING_SECONDS
         }
         for number in range(max(self.high + 1, high - MAX_PENDING), high):
-            if number not in seen:
+            if number not in found:
                 pending[number] = now
         kept = sorted(pending)[-MAX_PENDING:]
         return SealCursor(high=high, pending={number: pending[number] for number in kept})

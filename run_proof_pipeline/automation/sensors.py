@@ -149,7 +149,8 @@ def run_proof_failure_alert(context: RunFailureSensorContext) -> None:
     if webhook:
         delivery = post_webhook(webhook, alert)
         metadata["webhook"] = delivery
-        context.log.info(f"alert posted to {redact(webhook)}: {delivery}")
+        log = context.log.info if delivery.startswith("HTTP 2") else context.log.warning
+        log(f"alert posted to {redact(webhook)}: {delivery}")
     context.instance.report_runless_asset_event(
         AssetObservation(
             asset_key=TRACE_STORE,

@@ -10,13 +10,14 @@ import typer
 
 from run_proof_pipeline.cli.errors import CommandError, handled
 from run_proof_pipeline.cli.exit_codes import ExitCode
+from run_proof_pipeline.store.engine import ResolvedDatabase
 
 checkpoint_app = typer.Typer(
     help="Signed checkpoints of the ledger of run roots, kept outside the database."
 )
 
 
-def _resolved(*, machine_output: bool = False):  # type: ignore[no-untyped-def]
+def _resolved(*, machine_output: bool = False) -> ResolvedDatabase:
     # Deferred: main.py imports this module to register it.
     from run_proof_pipeline.cli.main import _database
 

@@ -294,6 +294,9 @@ ledger_commands.register(app, db_app)
 from run_proof_pipeline.cli import legacy_commands  # noqa: E402
 
 legacy_commands.register(app, db_app)
+from run_proof_pipeline.cli import sweep_commands  # noqa: E402
+
+sweep_commands.register(app)
 # (end of command modules)
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ A stopped step raises `Failure` with its evidence as metadata: the Dagster run f
 
 import asyncio
 import os
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -46,6 +47,9 @@ class TargetConfig(Config):
 class CoordinatorTestsConfig(Config):
     enabled: bool = Field(default=True, description="Run the coordinator tests (Step 5)")
     tests_path: str = Field(default="", description="Test file; empty: the project's own")
+    timeout_seconds: float = Field(
+        default=600, gt=0, description="Stop the tests (and the plan) after this long"
+    )
 
 
 class ReportConfig(Config):
@@ -237,9 +241,15 @@ def step_5_coordinator_tests(
         return state.with_(pytest_result=SKIPPED_BY_CONFIGURATION)
     path = resolve_tests_path(config.tests_path or None)
     try:
-        outcome: PytestOutcome = run_coordinator_tests(path)
+        outcome: PytestOutcome = run_coordinator_tests(path, timeout=config.timeout_seconds)
     except FileNotFoundError as exc:
         raise Failure(description=f"Step 5: {exc}") from None
+    except subprocess.TimeoutExpired:
+        raise Failure(
+            description=f"Step 5: coordinator tests did not finish within "
+            f"{config.timeout_seconds:g} s (stopped)",
+            metadata={"tests_path": str(path)},
+        ) from None
     metadata = {
         "command": outcome.command,
         "summary": outcome.summary,

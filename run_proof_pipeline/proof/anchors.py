@@ -3,7 +3,8 @@
 A run's ledger entry is its anchor. A sealed trace with no entry, a trace whose seal was
 cleared while its entry remains, a run sealed twice, or an entry whose fields no longer match
 its leaf hash is FAILED at "ledger". When a signed checkpoint covers the entry, the entry must
-also be proven included under the checkpoint's signed head (RFC 9162 inclusion proof).
+also be the leaf at its index in the checkpoint's signed tree (rebuilt from the ledger and
+checked against the signed head once per checkpoint, see ledger/signed_tree.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from run_proof_pipeline.ledger.entry import EntryKind, LedgerEntry
 from run_proof_pipeline.ledger.queries import entries_for_run, ledger_context, read_entries
 from run_proof_pipeline.ledger.settings import load_ledger_settings
 from run_proof_pipeline.ledger.signed_head import load_signed_head
+from run_proof_pipeline.ledger.signed_tree import remember_signed_leaves, signed_leaves
 from run_proof_pipeline.ledger.tree import LedgerTree
 from run_proof_pipeline.store.snapshot import TraceRow
 
@@ -127,20 +129,31 @@ async def _signed_head_problem(
         return _ledger_failure(str(exc))
     if head is None or entry.index >= head.size:
         return None  # sealed after the latest checkpoint: the entry itself is the anchor
-    tree = LedgerTree(await read_entries(conn, upto=head.size))
-    if tree.size < head.size:
+    leaves = signed_leaves(head.path, head.size, head.root)
+    if leaves is None:
+        tree = LedgerTree(await read_entries(conn, upto=head.size))
+        if tree.size < head.size:
+            return _ledger_failure(
+                f"the ledger has {tree.size} entries but checkpoint {head.path} signed "
+                f"{head.size}: it was rolled back",
+                expected=str(head.size),
+                found=str(tree.size),
+            )
+        leaves = remember_signed_leaves(head.path, head.size, head.root, tree.leaves)
+        if leaves is None:
+            return _ledger_failure(
+                f"the ledger's first {head.size} entries no longer hash to the head signed in "
+                f"checkpoint {head.path}: the ledger was rewritten since it was signed "
+                "(run `run-proof checkpoint verify`)",
+                expected=head.root.hex(),
+                found=tree.root(head.size).hex(),
+            )
+    if leaves[entry.index] != entry.leaf():
         return _ledger_failure(
-            f"the ledger has {tree.size} entries but checkpoint {head.path} signed "
-            f"{head.size}: it was rolled back",
-            expected=str(head.size),
-            found=str(tree.size),
-        )
-    if not tree.includes(entry.index, head.size, head.root):
-        return _ledger_failure(
-            f"entry {entry.seq} is not included under the signed head of checkpoint "
-            f"{head.path} (size {head.size}): the ledger was rewritten since it was signed "
-            "(run `run-proof checkpoint verify`)",
-            expected=head.root.hex(),
-            found=tree.root(head.size).hex(),
+            f"entry {entry.seq} is not the entry signed at index {entry.index} in checkpoint "
+            f"{head.path} (size {head.size}): it was rewritten since it was signed",
+            expected=leaves[entry.index].hex(),
+            found=entry.leaf().hex(),
+            field="leaf_hash",
         )
     return None

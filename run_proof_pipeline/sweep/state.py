@@ -52,8 +52,7 @@ WHERE t.genesis_hash IS NOT NULL AND t.root_hash IS NOT NULL
           AND v.seal_seq IS NOT DISTINCT FROM t.seal_seq))
 """
 _PAGE = (
-    f"SELECT {TRACE_COLUMNS} {_SELECTED}"
-    " AND t.trace_id > :after ORDER BY t.trace_id LIMIT :limit"
+    f"SELECT {TRACE_COLUMNS} {_SELECTED} AND t.trace_id > :after ORDER BY t.trace_id LIMIT :limit"
 )
 _TOTALS = f"SELECT count(*), coalesce(sum(t.chain_length), 0) {_SELECTED}"
 

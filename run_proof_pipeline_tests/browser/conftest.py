@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from run_proof_pipeline.demo import seed_demo
 from run_proof_pipeline.local_postgres import LocalPostgres
@@ -116,6 +116,8 @@ def dagster_ui(
 
 @pytest.fixture(scope="session")
 def playwright_session(dagster_ui: DagsterUI) -> Iterator[Playwright]:
+    # expect() has its own 5 s default, too short for a first render on two busy cores.
+    expect.set_options(timeout=PAGE_TIMEOUT_MS)
     # Started after the servers and the seeding (which uses asyncio.run): Playwright's sync
     # API keeps an event loop of its own in this thread from here on.
     with sync_playwright() as playwright:

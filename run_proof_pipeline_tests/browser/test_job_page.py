@@ -24,6 +24,7 @@ PLAN_OPS = [
 def test_job_page_shows_the_plan_ops_in_the_seeds_order(
     page: Page, dagster_ui: DagsterUI, screenshots: Screenshots
 ) -> None:
+    page.set_viewport_size({"width": 1440, "height": 1300})
     page.goto(dagster_ui.url(dagster_ui.job_path))
     expect(page.get_by_text("Run Proof Test Plan v1", exact=False).first).to_be_visible()
 

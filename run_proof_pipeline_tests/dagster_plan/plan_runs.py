@@ -42,13 +42,18 @@ def plan_config(
     tenant_id: str = "",
     coordinator_tests: bool = False,
     tests_path: str = "",
+    tests_timeout: float = 600,
 ) -> dict[str, Any]:
     """Run config for `run_proof_plan`; Step 5 is off unless a test is about it."""
     return {
         "ops": {
             "step_1_latest_trace": {"config": {"run_id": run_id, "tenant_id": tenant_id}},
             "step_5_coordinator_tests": {
-                "config": {"enabled": coordinator_tests, "tests_path": tests_path}
+                "config": {
+                    "enabled": coordinator_tests,
+                    "tests_path": tests_path,
+                    "timeout_seconds": tests_timeout,
+                }
             },
             "output_report": {"config": {"report_dir": str(report_dir)}},
         }

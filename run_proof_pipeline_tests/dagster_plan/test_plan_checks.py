@@ -6,7 +6,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from dagster import AssetCheckSeverity, DagsterInstance
+from dagster import (
+    AssetCheckSeverity,
+    AssetSelection,
+    DagsterInstance,
+    Definitions,
+    define_asset_job,
+)
 
 from run_proof_pipeline.definitions import defs
 from run_proof_pipeline.pipeline.checks import (
@@ -14,11 +20,25 @@ from run_proof_pipeline.pipeline.checks import (
     HASH_CHAIN_CHECK,
     SEAL_CHECK,
     proof_check_evaluations,
+    trace_store_checks,
 )
 from run_proof_pipeline.plan.queries import TraceRef
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline_tests.dagster_plan.plan_runs import check_outcomes
 from run_proof_pipeline_tests.store_fixtures import BASE, owner_sql, prove, record_run
+
+# Exactly these three checks, with the project's Definitions around them (its resource); other
+# assets in the Definitions are not materialized.
+CHECKS_ONLY = Definitions.merge(
+    defs,
+    Definitions(
+        jobs=[
+            define_asset_job(
+                "aos_traces_checks", selection=AssetSelection.checks(trace_store_checks)
+            )
+        ]
+    ),
+)
 
 
 def _run_checks(
@@ -28,7 +48,7 @@ def _run_checks(
     configured by the environment): name -> (passed, metadata, severity)."""
     monkeypatch.setenv("DATABASE_URL", store.libpq())
     monkeypatch.setenv("USE_POSTGRES_TRACES", "true")
-    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance)
+    result = CHECKS_ONLY.resolve_job_def("aos_traces_checks").execute_in_process(instance=instance)
     assert result.success
     severities = {e.check_name: e.severity for e in result.get_asset_check_evaluations()}
     outcomes = check_outcomes(instance, result.run_id)

@@ -58,9 +58,9 @@ def _seal_seqs(store: DatabaseUrl) -> dict[str, int | None]:
         return dict(conn.execute("SELECT run_id, seal_seq FROM aos_traces").fetchall())
 
 
-def _sequence(store: DatabaseUrl, sql: str) -> int:
+def _sequence(store: DatabaseUrl, sql: str, params: tuple[int, ...] = ()) -> int:
     with psycopg.connect(store.libpq()) as conn:
-        return conn.execute(sql).fetchone()[0]
+        return conn.execute(sql, params).fetchone()[0]
 
 
 def test_first_tick_only_sets_the_cursor_at_the_newest_seal(store: DatabaseUrl) -> None:
@@ -111,7 +111,7 @@ def test_seal_committed_after_a_later_numbered_one_is_not_missed(store: Database
     fast = _tick(store, cursor)
     assert _requested(fast) == ["run-fast"]
     assert slow_number in SealCursor.parse(fast.cursor).pending
-    _sequence(store, f"SELECT setval('aos_traces_seal_seq', {slow_number}, false)")
+    _sequence(store, "SELECT setval('aos_traces_seal_seq', %s, false)", (slow_number,))
     _seal_late(store, "run-slow")
     assert _seal_seqs(store)["run-slow"] == slow_number
 
@@ -303,6 +303,22 @@ def test_alert_for_a_stop_before_any_trace_carries_the_seed_message(
         {"step": "step_1_latest_trace", "error": messages.NO_TRACE_DATA, "first_bad": None}
     ]
     assert "run_id" not in observed and "webhook" not in observed
+
+
+def test_alert_for_a_run_that_failed_outside_any_step_says_why(
+    dagster_instance: DagsterInstance,
+) -> None:
+    dagster_run = dagster_instance.create_run_for_job(
+        run_proof_plan, tags={"run_proof/tenant_id": "tenant-a", "run_proof/run_id": "run-9"}
+    )
+    dagster_instance.report_run_failed(dagster_run, message="run worker exited unexpectedly")
+
+    observed = _alert(dagster_instance, dagster_run.run_id)
+
+    assert json.loads(observed["failed_steps"]) == [
+        {"step": "run", "error": "run worker exited unexpectedly", "first_bad": None}
+    ]
+    assert (observed["tenant_id"], observed["run_id"]) == ("tenant-a", "run-9")
 
 
 @pytest.mark.parametrize("status", [500, None])

@@ -22,6 +22,7 @@ from run_proof_pipeline_tests.store_fixtures import record_run
 
 PASSING = "def test_one():\n    assert 1 + 1 == 2\n"
 FAILING = "def test_good():\n    assert True\n\ndef test_bad():\n    assert 2 + 2 == 5\n"
+NEVER_ENDS = "import time\n\ndef test_hangs():\n    time.sleep(3600)\n"
 ALL_SKIPPED = "import pytest\n\n@pytest.mark.skip(reason='nothing here')\ndef test_x():\n    pass\n"
 
 
@@ -95,6 +96,25 @@ def test_missing_tests_file_stops_step_5(
     step, stop = stop_of(dagster_instance, result.run_id)
     assert step == "step_5_coordinator_tests"
     assert stop.description == f"Step 5: coordinator tests not found at {missing}"
+
+
+def test_tests_that_hang_are_stopped_and_stop_the_plan(
+    store: DatabaseUrl, dagster_instance: DagsterInstance, report_dir: Path, tmp_path: Path
+) -> None:
+    record_run(store, "tenant-a", "run-1", steps=1)
+    config = plan_config(
+        report_dir,
+        coordinator_tests=True,
+        tests_path=_tests_file(tmp_path, NEVER_ENDS),
+        tests_timeout=1,
+    )
+
+    result = run_plan(dagster_instance, trace_store(store), config)
+
+    step, stop = stop_of(dagster_instance, result.run_id)
+    assert step == "step_5_coordinator_tests"
+    assert stop.description == "Step 5: coordinator tests did not finish within 1 s (stopped)"
+    assert not list(report_dir.glob("*"))
 
 
 @pytest.mark.slow

@@ -1,0 +1,318 @@
+"""Verification throughput, measured side by side in one run on a server of its own.
+
+    .venv/bin/python -m benchmarks.bench_verify            # 10k/100k/1M steps, 10,000 x 100
+    .venv/bin/python -m benchmarks.bench_verify --quick    # 10k/100k steps, 1,000 x 100
+
+Starts its own PostgreSQL (LocalPostgres, fsync off) in a temporary directory, builds the data
+set through COPY, and measures every verifier as a separate process (wall time and that
+process's peak RSS from wait4):
+- floor: COPY of the rows the verifier reads + SHA-256 of each row (psycopg 3, sync);
+- ours, CLI: `run-proof verify` as a whole process, start-up included;
+- ours, in-process: the coordinator's get_run_proof (prove_trace), imports excluded;
+- naive: SQLAlchemy ORM loads the run, then rfc8785 + SHA-256 (the seed origin's shape);
+- sweep: `run-proof sweep --full` over 10,000 runs x 100 steps, against one COPY of all rows.
+Results go to benchmarks/results/*.json, a markdown table on stdout and a plot under docs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks.dataset import build, run_specs
+from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+RUN_PROOF = Path(sys.executable).with_name("run-proof")
+
+
+@dataclass
+class Measure:
+    """`seconds` is the compared figure: the work itself for the floor, prove_trace and the
+    naive verifier (imports excluded), the whole process for the CLI commands;
+    `process_seconds` is always the child's wall time, start-up included."""
+
+    name: str
+    steps: int
+    seconds: float
+    peak_rss_mb: float
+    process_seconds: float
+    status: str | None = None
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / self.seconds if self.seconds else 0.0
+
+
+def _hwm_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _run(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB, stdout) of one child process.
+
+    Peak RSS is the child's VmHWM, polled until it exits: rusage's ru_maxrss would carry
+    this (bigger) process's RSS over from fork into every child's figure.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=ROOT)
+        peak = 0.0
+        while child.poll() is None:
+            peak = max(peak, _hwm_mb(child.pid) or 0.0)
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        text, errors = out.read().decode(), err.read().decode()
+    if child.returncode != 0:
+        raise RuntimeError(f"{command[:3]} exited {child.returncode}: {errors[-2000:]}")
+    return elapsed, peak, text
+
+
+def _json_line(text: str) -> dict[str, Any]:
+    return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
+
+
+class Bench:
+    def __init__(self, server: LocalPostgres) -> None:
+        self.server = server
+        self.env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        self.env["USE_POSTGRES_TRACES"] = "true"
+        self.env["PYTHONPATH"] = str(ROOT)
+
+    def measure(self, kind: str, name: str, url: DatabaseUrl, *args: str) -> Measure:
+        target = url.libpq() if kind == "floor" else url.sqlalchemy()
+        command = [sys.executable, "-m", "benchmarks._measure", kind, target, *args]
+        wall, rss, text = _run(command, self.env)
+        data = _json_line(text)
+        inner = float(data["inner_seconds"])
+        return Measure(name, int(data["steps"]), inner, rss, wall, data.get("status"))
+
+    def cli(self, name: str, url: DatabaseUrl, *args: str) -> Measure:
+        env = {**self.env, "DATABASE_URL": url.sqlalchemy()}
+        wall, rss, text = _run([str(RUN_PROOF), *args, "--json"], env)
+        data = _json_line(text)
+        steps = int(data.get("steps_read", data.get("steps", 0)))
+        status = data.get("integrity", {}).get("verification_status") or (
+            "VERIFIED" if data.get("failures") == 0 else "FAILED"
+        )
+        return Measure(name, steps, wall, rss, wall, status)
+
+
+def _database(server: LocalPostgres, name: str) -> DatabaseUrl:
+    url = DatabaseUrl.parse(server.create_database(name, exist_ok=True))
+    upgrade(url)
+    return url
+
+
+def run(quick: bool, naive_max: int, repeats: int) -> dict[str, Any]:
+    sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
+    many_runs = 1_000 if quick else 10_000
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m benchmarks.bench_verify" + (" --quick" if quick else ""),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, shared with other work while measured",
+        "growth": [],
+        "many": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="run-proof-bench-") as base:
+        server = LocalPostgres(Path(base), fast=True)
+        try:
+            server.start()
+            bench = Bench(server)
+            long_url = _database(server, "bench_long")
+            specs = []
+            for size in sizes:
+                specs += run_specs(1, size, prefix=f"long{size}")
+            t = time.perf_counter()
+            build(long_url.libpq(), specs)
+            print(f"built {len(specs)} long runs in {time.perf_counter() - t:.0f} s", flush=True)
+            for spec in specs:
+                results["growth"].append(_growth_point(bench, long_url, spec, naive_max, repeats))
+            many_url = _database(server, "bench_many")
+            t = time.perf_counter()
+            build(many_url.libpq(), run_specs(many_runs, 100, tenants=4, prefix="many"))
+            print(f"built {many_runs} x 100 in {time.perf_counter() - t:.0f} s", flush=True)
+            results["many"] = _many(bench, many_url, many_runs, repeats)
+            middle = specs[1]
+            results["profile"] = json.loads(
+                _run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks._measure",
+                        "profile",
+                        long_url.sqlalchemy(),
+                        middle.tenant_id,
+                        middle.run_id,
+                    ],
+                    bench.env,
+                )[2].splitlines()[-1]
+            )
+        finally:
+            server.stop()
+    return results
+
+
+def _best(measures: list[Measure]) -> Measure:
+    return min(measures, key=lambda m: m.seconds)
+
+
+def _growth_point(
+    bench: Bench, url: DatabaseUrl, spec: Any, naive_max: int, repeats: int
+) -> dict[str, Any]:
+    floors, clis, inner = [], [], []
+    for _ in range(repeats):  # interleaved, so that load from elsewhere hits all alike
+        floors.append(bench.measure("floor", "floor", url, spec.trace_id))
+        clis.append(
+            bench.cli(
+                "run-proof verify",
+                url,
+                "verify",
+                "--tenant-id",
+                spec.tenant_id,
+                "--run-id",
+                spec.run_id,
+            )
+        )
+        inner.append(bench.measure("prove", "prove_trace", url, spec.tenant_id, spec.run_id))
+    point: dict[str, Any] = {
+        "steps": spec.steps,
+        "floor": asdict(_best(floors)),
+        "cli": asdict(_best(clis)),
+        "in_process": asdict(_best(inner)),
+    }
+    if spec.steps <= naive_max:
+        point["naive"] = asdict(bench.measure("naive", "naive ORM+rfc8785", url, spec.trace_id))
+    print(json.dumps(point), flush=True)
+    return point
+
+
+def _many(bench: Bench, url: DatabaseUrl, runs: int, repeats: int) -> dict[str, Any]:
+    floors, sweeps2, sweeps1 = [], [], []
+    for _ in range(repeats):
+        floors.append(bench.measure("floor", "floor", url))
+        sweeps2.append(
+            bench.cli("run-proof sweep --workers 2", url, "sweep", "--full", "--workers", "2")
+        )
+        sweeps1.append(
+            bench.cli("run-proof sweep --workers 1", url, "sweep", "--full", "--workers", "1")
+        )
+    out = {
+        "runs": runs,
+        "floor": asdict(_best(floors)),
+        "sweep_2_workers": asdict(_best(sweeps2)),
+        "sweep_1_worker": asdict(_best(sweeps1)),
+    }
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def _table(results: dict[str, Any]) -> str:
+    rows = [
+        "| case | verifier | steps | time (s) | process (s) | steps/s | x floor | peak RSS (MB)"
+        " | verdict |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+
+    def add(case: str, m: dict[str, Any], floor: float) -> None:
+        rows.append(
+            f"| {case} | {m['name']} | {m['steps']:,} | {m['seconds']:.2f} | "
+            f"{m['process_seconds']:.2f} | "
+            f"{m['steps'] / m['seconds']:,.0f} | {m['seconds'] / floor:.2f} | "
+            f"{m['peak_rss_mb']:.0f} | {m.get('status') or '-'} |"
+        )
+
+    for point in results["growth"]:
+        floor = point["floor"]["seconds"]
+        case = f"1 run x {point['steps']:,}"
+        for key in ("floor", "cli", "in_process", "naive"):
+            if key in point:
+                add(case, point[key], floor)
+    many = results["many"]
+    if many:
+        floor = many["floor"]["seconds"]
+        case = f"{many['runs']:,} runs x 100"
+        for key in ("floor", "sweep_2_workers", "sweep_1_worker"):
+            add(case, many[key], floor)
+    return "\n".join(rows)
+
+
+def _plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    labels = {
+        "floor": "floor (COPY + SHA-256)",
+        "cli": "run-proof verify (process)",
+        "in_process": "prove_trace (in process)",
+        "naive": "naive ORM + rfc8785",
+    }
+    for key, label in labels.items():
+        points = [p for p in results["growth"] if key in p]
+        if not points:
+            continue
+        xs = [p["steps"] for p in points]
+        left.plot(xs, [p[key]["seconds"] for p in points], marker="o", label=label)
+        right.plot(xs, [p[key]["peak_rss_mb"] for p in points], marker="o", label=label)
+    for axis, title, unit in ((left, "time", "seconds"), (right, "peak RSS", "MB")):
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("steps in the run")
+        axis.set_ylabel(unit)
+        axis.set_title(f"One run: {title} by length")
+        axis.grid(True, which="both", alpha=0.3)
+    right.axhline(200, color="grey", linestyle="--", linewidth=1)
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10k/100k steps, 1,000 x 100")
+    parser.add_argument(
+        "--naive-max",
+        type=int,
+        default=100_000,
+        help="Longest run the naive verifier gets (it holds the run in memory)",
+    )
+    parser.add_argument("--repeats", type=int, default=2, help="Runs of each fast verifier")
+    args = parser.parse_args()
+    results = run(args.quick, args.naive_max, args.repeats)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "quick" if args.quick else "full"
+    (RESULTS / f"bench-{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot = ROOT / "docs" / ("benchmarks-growth.png" if not args.quick else "benchmarks-quick.png")
+    _plot(results, plot)
+    print(_table(results))
+    print(f"results: {RESULTS / f'bench-{name}.json'}; plot: {plot}")
+
+
+if __name__ == "__main__":
+    main()

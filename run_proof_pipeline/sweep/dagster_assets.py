@@ -1,0 +1,186 @@
+"""The sweep in Dagster: asset `aos_traces_sweep`, one partition per tenant, one check result
+per partition, and the schedules (incremental nightly, full weekly).
+
+Partitioned by tenant (DynamicPartitionsDefinition "tenants"), not by day of started_at: a
+tenant is what a failure is reported to and what the UI should colour red, tenants are few
+and stable while days grow forever, and a late seal of an old run would land in an old day.
+Inside a partition the sweep is incremental by seal (see sweep/state.py).  Each partition
+is its own run, so the run queue runs tenants side by side (both cores here; on a cluster,
+one pod or Celery worker per run), and within a run `workers` processes share a big tenant.
+"""
+
+import os
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    Config,
+    DefaultScheduleStatus,
+    DynamicPartitionsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SkipReason,
+    asset,
+    define_asset_job,
+    schedule,
+)
+from pydantic import Field
+
+from run_proof_pipeline.pipeline.checks import TRACE_STORE
+from run_proof_pipeline.pipeline.resources import TraceStoreResource
+from run_proof_pipeline.sweep.report import SweepProgress, SweepReport
+from run_proof_pipeline.sweep.runner import SweepOptions, run_sweep
+from run_proof_pipeline.sweep.tenants import sealed_tenants
+
+SWEEP_ASSET = AssetKey("aos_traces_sweep")
+SWEEP_CHECK = "sweep_integrity"
+TENANTS = "tenants"
+SWEEP_CRON = os.environ.get("RUN_PROOF_SWEEP_CRON", "30 2 * * *")
+FULL_SWEEP_CRON = os.environ.get("RUN_PROOF_FULL_SWEEP_CRON", "30 3 * * 0")
+SWEEP_TIMEZONE = os.environ.get("RUN_PROOF_TIMEZONE", "UTC")
+# Failed runs listed in one check result (the count is always exact).
+LISTED_IN_CHECK = 200
+
+tenant_partitions = DynamicPartitionsDefinition(name=TENANTS)
+
+
+class SweepConfig(Config):
+    full: bool = Field(
+        default=False,
+        description="Re-verify every sealed run of the tenant (the weekly schedule sets it).",
+    )
+    workers: int = Field(default=2, ge=1, description="Processes proving this tenant's runs.")
+    progress_every_seconds: float = Field(default=30.0, gt=0, description="Progress log period.")
+
+
+def sweep_check_result(report: SweepReport) -> AssetCheckResult:
+    failed = [
+        {"run_id": f.run_id, "first_bad": f.first_bad, "status": f.status, "reason": f.reason}
+        for f in report.failed[:LISTED_IN_CHECK]
+    ]
+    return AssetCheckResult(
+        check_name=SWEEP_CHECK,
+        asset_key=SWEEP_ASSET,
+        passed=report.ok,
+        severity=AssetCheckSeverity.ERROR,
+        description=(
+            f"{report.runs} runs verified, none failed"
+            if report.ok
+            else f"{report.failures} of {report.runs} runs FAILED; first: "
+            f"{report.failed[0].run_id} at {report.failed[0].first_bad}"
+        ),
+        metadata={
+            "mode": report.mode,
+            "runs": report.runs,
+            "steps": report.steps,
+            "failures": report.failures,
+            "steps_per_second": MetadataValue.float(round(report.steps_per_second, 1)),
+            "elapsed_seconds": MetadataValue.float(round(report.elapsed_seconds, 3)),
+            "failed_runs": MetadataValue.json(failed),
+        },
+    )
+
+
+@asset(
+    key=SWEEP_ASSET,
+    deps=[TRACE_STORE],
+    partitions_def=tenant_partitions,
+    check_specs=[
+        AssetCheckSpec(
+            SWEEP_CHECK,
+            asset=SWEEP_ASSET,
+            description="Every swept run of the tenant verifies (hash chain, seal, ledger).",
+        )
+    ],
+    group_name="run_proof",
+    kinds={"postgres"},
+    description="Nightly proof of every sealed run, per tenant: counts, throughput, failed runs.",
+)
+def aos_traces_sweep(
+    context: AssetExecutionContext, config: SweepConfig, trace_store: TraceStoreResource
+) -> MaterializeResult:
+    tenant = context.partition_key
+
+    def log_progress(progress: SweepProgress) -> None:
+        context.log.info(f"sweep of tenant {tenant}: {progress.line()}")
+
+    report = run_sweep(
+        trace_store.url(),
+        SweepOptions(
+            full=config.full,
+            tenant_id=tenant,
+            workers=config.workers,
+            progress_every=config.progress_every_seconds,
+        ),
+        progress=log_progress,
+    )
+    for failed in report.failed[:LISTED_IN_CHECK]:
+        context.log.error(f"run {failed.run_id} FAILED at {failed.first_bad}: {failed.reason}")
+    check = sweep_check_result(report)
+    return MaterializeResult(metadata=dict(check.metadata), check_results=[check])
+
+
+aos_traces_sweep_job = define_asset_job(
+    "aos_traces_sweep_job",
+    selection=[SWEEP_ASSET],
+    partitions_def=tenant_partitions,
+    description="Sweep one tenant's sealed runs (run it per partition or as a backfill).",
+)
+
+
+def _requests(
+    context: ScheduleEvaluationContext, trace_store: TraceStoreResource, *, full: bool
+) -> list[RunRequest] | SkipReason:
+    tenants = sealed_tenants(trace_store.url())
+    if not tenants:
+        return SkipReason("no sealed trace in aos_traces yet")
+    known = set(context.instance.get_dynamic_partitions(TENANTS))
+    new = [t for t in tenants if t not in known]
+    if new:
+        context.instance.add_dynamic_partitions(TENANTS, new)
+    day = (
+        f"{context.scheduled_execution_time:%Y-%m-%d}"
+        if context.scheduled_execution_time
+        else "manual"
+    )
+    mode = "full" if full else "incremental"
+    return [
+        RunRequest(
+            run_key=f"sweep-{mode}-{day}-{tenant}",
+            partition_key=tenant,
+            run_config={"ops": {"aos_traces_sweep": {"config": {"full": full}}}},
+            tags={"run_proof/sweep": mode},
+        )
+        for tenant in tenants
+    ]
+
+
+@schedule(
+    job=aos_traces_sweep_job,
+    cron_schedule=SWEEP_CRON,
+    execution_timezone=SWEEP_TIMEZONE,
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Nightly: every tenant, every sealed run not verified since its seal.",
+)
+def nightly_sweep(
+    context: ScheduleEvaluationContext, trace_store: TraceStoreResource
+) -> list[RunRequest] | SkipReason:
+    return _requests(context, trace_store, full=False)
+
+
+@schedule(
+    job=aos_traces_sweep_job,
+    cron_schedule=FULL_SWEEP_CRON,
+    execution_timezone=SWEEP_TIMEZONE,
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Weekly: re-verify every sealed run (only this catches an edit of an old run).",
+)
+def weekly_full_sweep(
+    context: ScheduleEvaluationContext, trace_store: TraceStoreResource
+) -> list[RunRequest] | SkipReason:
+    return _requests(context, trace_store, full=True)

@@ -1,0 +1,29 @@
+"""Which tenants have sealed traces: the partitions of the nightly sweep."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import text
+
+from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.engine import async_engine
+
+# A loose index scan would be faster on a huge table; the tenant index keeps this cheap.
+_TENANTS = """
+SELECT DISTINCT tenant_id FROM aos_traces
+WHERE genesis_hash IS NOT NULL AND root_hash IS NOT NULL
+ORDER BY tenant_id
+"""
+
+
+def sealed_tenants(url: DatabaseUrl) -> list[str]:
+    async def go() -> list[str]:
+        engine = async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return [row[0] for row in await conn.execute(text(_TENANTS))]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
