@@ -24,3 +24,6 @@ ui: bootstrap
 
 stop:
 	@.venv/bin/run-proof db stop
+
+screenshots: bootstrap
+	@scripts/screenshots.sh

@@ -9,7 +9,9 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,48 +21,60 @@ from typer.testing import CliRunner
 from run_proof_pipeline.bundle.verify import verify_bundle_text
 from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey, generate_signing_key
+from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.store_fixtures import record_run
-from run_proof_pipeline_tests.test_ledger_support import (
-    CheckpointEnv,
-    checkpoint_env_fixture,  # noqa: F401 - fixture `checkpoint_env`
-    make_checkpoint,
-)
+from run_proof_pipeline_tests.test_ledger_support import CheckpointEnv, make_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _export(url: DatabaseUrl, monkeypatch: pytest.MonkeyPatch, out: Path, run_id: str) -> Any:
-    monkeypatch.setenv("DATABASE_URL", url.libpq())
+def _export(url: DatabaseUrl, out: Path, run_id: str) -> Any:
     result = CliRunner().invoke(
-        app, ["export", "--tenant-id", "tenant-a", "--run-id", run_id, "--out", str(out)]
+        app,
+        ["export", "--tenant-id", "tenant-a", "--run-id", run_id, "--out", str(out)],
+        env={"DATABASE_URL": url.libpq()},
     )
     assert result.exit_code == 0, result.output
     return json.loads(out.read_text(encoding="utf-8"))
 
 
-def _public(env: CheckpointEnv) -> VerifierKey:
-    return SigningKey.parse(env.signing_key.read_text()).verifier()
+@dataclass(frozen=True)
+class Exported:
+    path: Path  # the bundle of run-2, covered by the checkpoint
+    late: dict[str, Any]  # the bundle of run-late, sealed after it
+    key: VerifierKey
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def exported(
-    store: DatabaseUrl,
-    checkpoint_env: CheckpointEnv,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> tuple[Path, VerifierKey]:
-    for run_id in ("run-0", "run-1", "run-2", "run-3", "run-4"):
-        record_run(store, "tenant-a", run_id, steps=3)
-    make_checkpoint(store)
-    record_run(store, "tenant-a", "run-late", steps=1)  # after the checkpoint: not covered
-    out = tmp_path / "bundle.json"
-    _export(store, monkeypatch, out, "run-2")
-    return out, _public(checkpoint_env)
+    pg_server: LocalPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Exported]:
+    """One store, checkpoint and export for the whole module: the cases only read them."""
+    base = tmp_path_factory.mktemp("bundle")
+    name = f"bundle_{uuid.uuid4().hex[:12]}"
+    url = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
+    upgrade(url)
+    with pytest.MonkeyPatch.context() as patch:
+        env = CheckpointEnv(base / "checkpoints", base / "keys" / "ledger.key")
+        patch.setenv("RUN_PROOF_CHECKPOINT_DIR", str(env.directory))
+        patch.setenv("RUN_PROOF_SIGNING_KEY", str(env.signing_key))
+        patch.delenv("RUN_PROOF_PUBLIC_KEY", raising=False)
+        patch.delenv("RUN_PROOF_CHECKPOINT_ORIGIN", raising=False)
+        for run_id in ("run-0", "run-1", "run-2", "run-3", "run-4"):
+            record_run(url, "tenant-a", run_id, steps=3)
+        make_checkpoint(url)
+        record_run(url, "tenant-a", "run-late", steps=1)  # after the checkpoint
+        _export(url, base / "bundle.json", "run-2")
+        late = _export(url, base / "late.json", "run-late")
+    key = SigningKey.parse(env.signing_key.read_text()).verifier()
+    yield Exported(base / "bundle.json", late, key)
+    pg_server.drop_database(name)
 
 
-def test_verify_bundle_needs_no_database(exported: tuple[Path, VerifierKey]) -> None:
-    path, key = exported
+def test_verify_bundle_needs_no_database(exported: Exported) -> None:
+    path, key = exported.path, exported.key
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]
@@ -173,9 +187,9 @@ def _not_json(data: dict[str, Any]) -> None:
     ],
 )
 def test_a_mutated_bundle_names_exactly_what_failed(
-    exported: tuple[Path, VerifierKey], change: Any, check: str, detail: str
+    exported: Exported, change: Any, check: str, detail: str
 ) -> None:
-    path, key = exported
+    path, key = exported.path, exported.key
 
     report = verify_bundle_text(_mutate(path, change), key)
 
@@ -185,9 +199,9 @@ def test_a_mutated_bundle_names_exactly_what_failed(
 
 
 def test_a_bundle_checked_with_another_key_fails_at_the_checkpoint(
-    exported: tuple[Path, VerifierKey],
+    exported: Exported,
 ) -> None:
-    path, _key = exported
+    path = exported.path
     stranger = generate_signing_key("someone-else").verifier()
 
     report = verify_bundle_text(path.read_text(encoding="utf-8"), stranger)
@@ -196,26 +210,20 @@ def test_a_bundle_checked_with_another_key_fails_at_the_checkpoint(
 
 
 def test_a_run_sealed_after_the_latest_checkpoint_is_not_anchored_offline(
-    exported: tuple[Path, VerifierKey],
-    store: DatabaseUrl,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    exported: Exported,
 ) -> None:
-    _path, key = exported
-    late = _export(store, monkeypatch, tmp_path / "late.json", "run-late")
+    report = verify_bundle_text(json.dumps(exported.late), exported.key)
 
-    report = verify_bundle_text(json.dumps(late), key)
-
-    assert late["ledger"]["checkpoint"] is None
+    assert exported.late["ledger"]["checkpoint"] is None
     assert [(c.name, c.detail) for c in report.failures] == [
         ("checkpoint", "no signed checkpoint covers the run's ledger entry")
     ]
 
 
 def test_verify_bundle_cli_reports_the_first_failure_and_exits_1(
-    exported: tuple[Path, VerifierKey], tmp_path: Path
+    exported: Exported, tmp_path: Path
 ) -> None:
-    path, key = exported
+    path, key = exported.path, exported.key
     mutated = tmp_path / "mutated.json"
     mutated.write_text(_mutate(path, _set_step), encoding="utf-8")
 

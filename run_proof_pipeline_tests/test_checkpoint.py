@@ -15,7 +15,7 @@ from run_proof_pipeline.ledger.dagster_checkpoint import run_proof_checkpoint
 from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey
 from run_proof_pipeline.pipeline.resources import TraceStoreResource
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.store_fixtures import record_run
+from run_proof_pipeline_tests.store_fixtures import prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
     CheckpointEnv,
     audit,
@@ -182,3 +182,26 @@ def test_the_dagster_job_writes_a_checkpoint(
     written = result.output_for_node("write_ledger_checkpoint")
     assert SignedCheckpoint.parse(open(written, encoding="utf-8").read()).checkpoint.size == 1
     assert audit(store).problems == []
+
+
+def test_verify_of_any_covered_run_fails_once_the_signed_prefix_was_rewritten(
+    store: DatabaseUrl, checkpoint_env: CheckpointEnv
+) -> None:
+    for run_id in ("run-1", "run-2"):
+        record_run(store, "tenant-a", run_id, steps=2)
+    make_checkpoint(store)
+    touched = tamper(
+        store,
+        (
+            "UPDATE run_proof_ledger SET chain_length = 9, leaf_hash = run_proof_ledger_leaf("
+            "kind, tenant_id, run_id, trace_id, 9, root_hash, recorded_at) WHERE run_id = %s",
+            ("run-1",),
+        ),
+    )
+
+    integrity = prove(store, "tenant-a", "run-2").integrity
+
+    assert touched == [1]
+    assert integrity.verification_status == "FAILED"
+    assert integrity.failure is not None and integrity.failure.location == "ledger"
+    assert "first 2 entries no longer hash to the head signed" in integrity.failure_reason

@@ -95,8 +95,7 @@ def test_batched_proofs_equal_one_by_one_proofs(store: DatabaseUrl) -> None:
             async with engine.connect() as conn:
                 await begin_snapshot(conn)
                 traces = [
-                    await read_trace(conn, f"tenant-{'ab'[i % 2]}", r)
-                    for i, r in enumerate(runs)
+                    await read_trace(conn, f"tenant-{'ab'[i % 2]}", r) for i, r in enumerate(runs)
                 ] + [await read_trace(conn, "tenant-a", "run-empty")]
                 batch = await prove_traces(conn, traces)  # type: ignore[arg-type]
                 single = [await prove_trace(conn, t) for t in traces]  # type: ignore[arg-type]

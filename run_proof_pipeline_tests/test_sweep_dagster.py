@@ -9,6 +9,7 @@ from dagster import (
     DagsterInstance,
     RunRequest,
     build_schedule_context,
+    instance_for_test,
     materialize,
 )
 
@@ -75,7 +76,7 @@ def test_schedules_request_one_run_per_tenant_and_add_the_partitions(store: Data
     record_run(store, "tenant-x", "x-1", steps=1)
     record_run(store, "tenant-y", "y-1", steps=1)
     record_run(store, "tenant-z", "z-open", steps=1, seal=False)  # nothing sealed yet
-    with DagsterInstance.ephemeral() as instance:
+    with instance_for_test() as instance:
         context = build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime(2026, 2, 10, 2, 30, tzinfo=UTC),

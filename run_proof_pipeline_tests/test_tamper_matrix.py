@@ -292,7 +292,9 @@ def three_runs(store: DatabaseUrl, checkpoint_env: Any) -> DatabaseUrl:
     return store
 
 
-def test_ledger_rolled_back_is_caught_only_by_the_checkpoint(three_runs: DatabaseUrl) -> None:
+def test_ledger_rolled_back_is_caught_only_by_the_checkpoint(
+    three_runs: DatabaseUrl, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_checkpoint(three_runs)
     # A restore of the database to before run-3: its trace, steps and ledger entry are gone.
     touched = tamper(
@@ -304,10 +306,9 @@ def test_ledger_rolled_back_is_caught_only_by_the_checkpoint(three_runs: Databas
     assert touched == [1, 1]
     rolled_back = [p for p in audit(three_runs).problems if "rolled back" in p]
     assert len(rolled_back) == 1 and "the ledger has 2 entries" in rolled_back[0]
-    integrity = prove(three_runs, TENANT, "run-1").integrity
-    assert integrity.verification_status == "FAILED"
-    assert integrity.failure is not None and integrity.failure.location == "ledger"
-    assert "rolled back" in integrity.failure_reason
+    assert prove(three_runs, TENANT, "run-3").integrity.failure_reason == "No trace found for run"
+    monkeypatch.delenv("RUN_PROOF_CHECKPOINT_DIR")
+    assert audit(three_runs).problems == []  # without the checkpoint nothing is amiss
 
 
 def test_ledger_entry_rewritten_to_match_a_rewritten_run_is_caught_only_by_the_checkpoint(
@@ -315,6 +316,8 @@ def test_ledger_entry_rewritten_to_match_a_rewritten_run_is_caught_only_by_the_c
 ) -> None:
     make_checkpoint(three_runs)
     run = RunShape(TENANT, "run-2", steps=STEPS)
+    # A proof before the change: the signed tree is rebuilt once and then remembered.
+    assert prove(three_runs, TENANT, "run-2").integrity.verification_status == "VERIFIED"
     forged_root = run.chain({1: {"outcome_data": {"forged": True}}}).root_hash
 
     touched = tamper(
@@ -334,7 +337,7 @@ def test_ledger_entry_rewritten_to_match_a_rewritten_run_is_caught_only_by_the_c
     integrity = prove(three_runs, TENANT, "run-2").integrity
     assert integrity.verification_status == "FAILED"
     assert integrity.failure is not None and integrity.failure.location == "ledger"
-    assert "not included under the signed head" in integrity.failure_reason
+    assert "is not the entry signed at index 1" in integrity.failure_reason
     # Without the checkpoint, rules 1-5 all hold: this row needs the signed checkpoint.
     monkeypatch.delenv("RUN_PROOF_CHECKPOINT_DIR")
     assert prove(three_runs, TENANT, "run-2").integrity.verification_status == "VERIFIED"

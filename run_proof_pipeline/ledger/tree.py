@@ -15,7 +15,6 @@ from run_proof_pipeline.integrity.merkle import (
     inclusion_proof,
     root_from_leaves,
     verify_consistency,
-    verify_inclusion,
 )
 from run_proof_pipeline.ledger.entry import LedgerEntry
 
@@ -63,17 +62,6 @@ class LedgerTree:
             verify_consistency(
                 old_size, self.size, old_root, self.root(), self.consistency(old_size)
             )
-        except ProofError:
-            return False
-        return True
-
-    def includes(self, index: int, size: int, root: bytes) -> bool:
-        """True when entry `index` is proven under the tree head (size, root) by an RFC 9162
-        inclusion proof computed from the current entries."""
-        if size > self.size:
-            return False
-        try:
-            verify_inclusion(index, size, self.leaves[index], self.inclusion(index, size), root)
         except ProofError:
             return False
         return True

@@ -128,7 +128,6 @@ def aos_traces_sweep(
 aos_traces_sweep_job = define_asset_job(
     "aos_traces_sweep_job",
     selection=[SWEEP_ASSET],
-    partitions_def=tenant_partitions,
     description="Sweep one tenant's sealed runs (run it per partition or as a backfill).",
 )
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FloatRect, Page, expect
 
 from run_proof_pipeline_tests.browser.chromium import Screenshots
 from run_proof_pipeline_tests.browser.conftest import TraceTarget, UIStore
@@ -66,8 +66,7 @@ def test_tampered_run_fails_step_4_naming_the_first_bad_step_and_skips_the_rest(
     page.set_viewport_size({"width": 1440, "height": 1000})
     page.goto(dagster_ui.url(f"/runs/{proof_pair.failed_run}"))
     expect(page.get_by_text("Failure", exact=True).first).to_be_visible()
-    errored = page.get_by_text("Errored (1)")
-    expect(errored).to_be_visible()
+    expect(page.get_by_text("Errored (1)")).to_be_visible()
     expect(page.get_by_text("Not executed (2)")).to_be_visible()
 
     # Event log rows are plain divs; the CSS-module class name is the only handle on a row.
@@ -93,7 +92,7 @@ def test_check_history_shows_the_passed_then_the_failed_proof(
 ) -> None:
     page.goto(dagster_ui.url(f"/assets/aos_traces?view=checks&checkDetail={CHECK}"))
     page.get_by_role("tab", name="Execution history").click()
-    rows = {}
+    rows: dict[str, FloatRect | None] = {}
     for outcome, run_id in (("Failed", proof_pair.failed_run), ("Passed", proof_pair.passed_run)):
         # Each evaluation's timestamp links to the run that recorded it.
         row = page.locator("tr", has=page.locator(f'a[href^="/runs/{run_id}"]'))

@@ -1,4 +1,6 @@
-"""Step 5 of the plan: the coordinator's own tests, run in a subprocess, gate the report."""
+"""Step 5 of the plan: the coordinator's own tests, run in a subprocess, gate the report.
+
+Each test that lets pytest run to its end starts a whole Python and pytest: marked slow."""
 
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ def _report(report_dir: Path, run_id: str) -> dict[str, object]:
     return json.loads((report_dir / f"run-proof-report-{run_id}.json").read_text("utf-8"))
 
 
+@pytest.mark.slow
 def test_passing_tests_are_recorded_in_the_report(
     store: DatabaseUrl, dagster_instance: DagsterInstance, report_dir: Path, tmp_path: Path
 ) -> None:
@@ -51,6 +54,7 @@ def test_passing_tests_are_recorded_in_the_report(
     assert str(_report(report_dir, result.run_id)["pytest_result"]).startswith("pass (1 passed")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
