@@ -12,8 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from run_proof_pipeline.cli.main import app
+from run_proof_pipeline.ledger.audit import audit_ledger
 from run_proof_pipeline.ledger.keys import SigningKey, generate_signing_key, write_signing_key
 from run_proof_pipeline.ledger.queries import ledger_trace_mismatches
+from run_proof_pipeline.ledger.settings import load_ledger_settings
 from run_proof_pipeline.legacy.kinds import count_trace_kinds
 from run_proof_pipeline.legacy.retirement import Tombstone, audit_tombstones
 from run_proof_pipeline.settings import DatabaseUrl
@@ -188,6 +190,9 @@ def test_a_forged_tombstone_is_still_an_alarm(
 
     assert len(problems) == 1
     assert "run 'run-native'" in problems[0] and "signature does not verify" in problems[0]
+    # The checkpoint audit applies the same check whenever a verifier key is configured.
+    report = on(upgraded, lambda c: audit_ledger(c, load_ledger_settings()))
+    assert any("signature does not verify" in p for p in report.problems)
 
 
 def test_retire_is_idempotent_and_refuses_what_it_cannot_retire(

@@ -50,6 +50,10 @@ class RunProofCoordinator:
         progress: ProgressCallback | None = None,
     ) -> RunProofResult:
         started = time.perf_counter()
+        if "\x00" in tenant_id or "\x00" in run_id:
+            # PostgreSQL text cannot hold U+0000, so no stored run has this id: answer exactly
+            # as for any missing run instead of sending a value the server rejects.
+            return _not_found(tenant_id, run_id, started)
         async with _snapshot(session) as conn:
             trace = await read_trace(conn, tenant_id, run_id)
             if trace is None:

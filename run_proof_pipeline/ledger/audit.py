@@ -81,4 +81,10 @@ async def audit_ledger(
         if why is not None:
             report.problems.append(why)
     report.problems.extend(await ledger_trace_mismatches(conn))
+    key = settings.verifier_key()
+    if key is not None:
+        # A tombstone excuses a deletion only when the key outside the database signed it.
+        from run_proof_pipeline.legacy.retirement import audit_tombstones
+
+        report.problems.extend(await audit_tombstones(conn, key))
     return report

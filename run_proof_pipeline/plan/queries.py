@@ -30,7 +30,7 @@ WHERE run_id = :run_id;"""
 # does not turn the night red.
 LATEST_SEALED_TRACE_SQL = """SELECT run_id, tenant_id, started_at, status
 FROM aos_traces
-WHERE root_hash IS NOT NULL
+WHERE root_hash IS NOT NULL AND genesis_hash IS NOT NULL
 ORDER BY started_at DESC
 LIMIT 1;"""
 
