@@ -143,3 +143,33 @@ def test_harden_is_idempotent(hardened: tuple[DatabaseUrl, str, str]) -> None:
         ("aos_traces", "run_proof_tenant_isolation"),
     ]
     assert forced == [("aos_trace_steps",), ("aos_traces",)]
+
+
+def test_the_recorder_writes_through_row_level_security_as_the_writer(
+    hardened: tuple[DatabaseUrl, str, str],
+) -> None:
+    """The recorder binds its tenant per transaction, so the hardened writer role can use it."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    from run_proof_pipeline.store.recorder import TraceRecorder
+    from run_proof_pipeline_tests.store_fixtures import make_step, prove, run
+
+    url, writer, _verifier = hardened
+
+    async def go() -> None:
+        engine = create_async_engine(
+            url.sqlalchemy(), poolclass=NullPool, connect_args={"options": f"-c role={writer}"}
+        )
+        try:
+            recorder = TraceRecorder(engine)
+            await recorder.append_step("tenant-a", "run-a-open", make_step(1))
+            await recorder.seal(
+                "tenant-a", "run-a-open", status="succeeded", completed_at="2026-02-09T11:00:00Z"
+            )
+        finally:
+            await engine.dispose()
+
+    run(go())
+
+    assert prove(url, "tenant-a", "run-a-open").integrity.verification_status == "VERIFIED"

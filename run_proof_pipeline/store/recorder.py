@@ -132,6 +132,7 @@ class TraceRecorder:
         genesis = genesis_hash(_canonical_checked(header, "trace header")).hex()
         try:
             async with self._engine.begin() as conn:
+                await _bind_tenant(conn, trace.tenant_id)
                 await conn.execute(
                     text(
                         "INSERT INTO aos_traces (trace_id, run_id, tenant_id, agent_id, plan_id,"
@@ -268,7 +269,17 @@ def _canonical_checked(record: dict[str, Any], what: str) -> dict[str, Any]:
     return record
 
 
+async def _bind_tenant(conn: AsyncConnection, tenant_id: str) -> None:
+    """Row-level security (`run-proof db harden`) reads the tenant from this setting; it is
+    transaction-local, so it cannot leak to the next user of a pooled connection."""
+    await conn.execute(
+        text("SELECT set_config('run_proof.tenant_id', :tenant_id, true)"),
+        {"tenant_id": tenant_id},
+    )
+
+
 async def _lock_trace(conn: AsyncConnection, tenant_id: str, run_id: str) -> dict[str, Any]:
+    await _bind_tenant(conn, tenant_id)
     row = (
         await conn.execute(
             text(
