@@ -6,6 +6,10 @@ from dagster import Definitions
 
 from run_proof_pipeline.automation.schedules import nightly_run_proof
 from run_proof_pipeline.automation.sensors import new_sealed_traces, run_proof_failure_alert
+from run_proof_pipeline.ledger.dagster_checkpoint import (
+    run_proof_checkpoint,
+    run_proof_checkpoint_schedule,
+)
 from run_proof_pipeline.pipeline.checks import trace_store_checks, trace_store_spec
 from run_proof_pipeline.pipeline.job import run_proof_plan
 from run_proof_pipeline.pipeline.resources import TraceStoreResource
@@ -13,8 +17,8 @@ from run_proof_pipeline.pipeline.resources import TraceStoreResource
 defs = Definitions(
     assets=[trace_store_spec],
     asset_checks=[trace_store_checks],
-    jobs=[run_proof_plan],
-    schedules=[nightly_run_proof],
+    jobs=[run_proof_plan, run_proof_checkpoint],
+    schedules=[nightly_run_proof, run_proof_checkpoint_schedule],
     sensors=[new_sealed_traces, run_proof_failure_alert],
     resources={"trace_store": TraceStoreResource()},
 )

@@ -253,3 +253,5 @@ def test_seed_plan_stops_at_step_4_on_legacy_and_passes_once_adopted(
     proof = adopted.output_for_node("step_3_coordinator_proof")
     assert proof.proof.integrity.verification_status == "VERIFIED"
     assert proof.proof.integrity.adopted_at is not None
+    report = Path(adopted.output_for_node("output_report")).read_text(encoding="utf-8")
+    assert "adopted at " in report and "not since the run" in report

@@ -18,6 +18,7 @@ from run_proof_pipeline.coordinator.models import RunProofResult
 from run_proof_pipeline.pipeline.resources import TraceStoreResource
 from run_proof_pipeline.plan.latest_sealed import prove_latest_sealed
 from run_proof_pipeline.plan.queries import TraceRef
+from run_proof_pipeline.plan.report import adoption_note
 
 TRACE_STORE = AssetKey("aos_traces")
 HASH_CHAIN_CHECK = "hash_chain_integrity"
@@ -70,6 +71,14 @@ def proof_check_evaluations(
     }
     if integrity.failure_reason:
         metadata["failure_reason"] = integrity.failure_reason
+    adoption = adoption_note(integrity.adopted_at)
+    metadata["adopted_at"] = adoption
+    summary = (
+        f"{integrity.verification_status}: {trace.tenant_id}/{trace.run_id}, "
+        f"chain {integrity.chain_length}/{step_count}"
+        + (f", first bad {metadata['first_bad']}" if failure is not None else "")
+        + ("" if integrity.adopted_at is None else f"; {adoption}")
+    )
     outcomes = {
         HASH_CHAIN_CHECK: integrity.model == "HASH_CHAIN"
         and integrity.verification_status in ("VERIFIED", "UNSEALED"),
@@ -83,7 +92,8 @@ def proof_check_evaluations(
             passed=passed,
             severity=AssetCheckSeverity.ERROR,
             metadata=metadata,  # type: ignore[arg-type]
-            description=CHECK_DESCRIPTIONS[name],
+            # Per result, so rows of the check history tell runs apart at a glance.
+            description=f"{CHECK_DESCRIPTIONS[name]} {summary}",
         )
         for name, passed in outcomes.items()
     ]

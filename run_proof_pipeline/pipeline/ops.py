@@ -29,7 +29,7 @@ from run_proof_pipeline.plan.coordinator_tests import (
 )
 from run_proof_pipeline.plan.expectations import check_expectations, describe_misses
 from run_proof_pipeline.plan.queries import TraceRef, latest_trace, step_count, target_trace
-from run_proof_pipeline.plan.report import OutputReport
+from run_proof_pipeline.plan.report import OutputReport, adoption_note
 from run_proof_pipeline.plan.state import PlanState
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl, redact
 from run_proof_pipeline.store.engine import async_engine, get_session, session_scope
@@ -77,10 +77,7 @@ def _run_on(step: str, url: DatabaseUrl, work: Callable[[AsyncConnection], Await
         raise _db_failure(step, exc) from None
 
 
-@op(
-    description="Preconditions of the seed: DATABASE_URL reachable PostgreSQL, "
-    "USE_POSTGRES_TRACES=true, trace store schema present."
-)
+@op(description="Seed preconditions: PostgreSQL, USE_POSTGRES_TRACES, schema.")
 def preconditions(context: OpExecutionContext, trace_store: TraceStoreResource) -> PlanState:
     try:
         settings = trace_store.settings()
@@ -158,7 +155,7 @@ def step_2_step_count(
     return state.with_(step_count=count)
 
 
-@op(description="Step 3: the RunProofCoordinator's proof of the run (production path).")
+@op(description="Step 3: prove the run via RunProofCoordinator (production).")
 def step_3_coordinator_proof(
     context: OpExecutionContext, trace_store: TraceStoreResource, state: PlanState
 ) -> PlanState:
@@ -202,7 +199,7 @@ def step_3_coordinator_proof(
     return state.with_(proof=result)
 
 
-@op(description="Step 4: HASH_CHAIN, VERIFIED, chain_length == step_count, trace_count >= 1.")
+@op(description="Step 4: HASH_CHAIN, VERIFIED, chain == steps, traces >= 1.")
 def step_4_integrity_expectations(context: OpExecutionContext, state: PlanState) -> PlanState:
     trace, step_count, proof = state.found, state.counted, state.proven
     for evaluation in proof_check_evaluations(trace, step_count, proof):
@@ -232,7 +229,7 @@ def step_4_integrity_expectations(context: OpExecutionContext, state: PlanState)
     return state
 
 
-@op(description="Step 5: the coordinator's own tests, in a subprocess on a throwaway server.")
+@op(description="Step 5: the coordinator's tests, on a throwaway server.")
 def step_5_coordinator_tests(
     context: OpExecutionContext, config: CoordinatorTestsConfig, state: PlanState
 ) -> PlanState:
@@ -265,7 +262,7 @@ def step_5_coordinator_tests(
     return state.with_(pytest_result=outcome.describe())
 
 
-@op(description="The seed's Output Report: every field, as Markdown metadata and a file.")
+@op(description="The seed's Output Report, as Markdown metadata and a file.")
 def output_report(
     context: OpExecutionContext,
     config: ReportConfig,
@@ -287,6 +284,7 @@ def output_report(
         trace_count=len(proof.aos_traces),
         coordinator_step_count=proof.steps_read,
         pytest_result=state.pytest_result or "not run",
+        adopted_at=adoption_note(integrity.adopted_at),
     )
     directory = Path(
         config.report_dir or os.environ.get("RUN_PROOF_REPORT_DIR") or project_root() / "reports"

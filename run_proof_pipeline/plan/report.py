@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -22,7 +23,18 @@ REPORT_FIELDS: tuple[tuple[str, str], ...] = (
     ("trace_count", "Coordinator trace_count"),
     ("coordinator_step_count", "Coordinator step_count"),
     ("pytest_result", "Pytest result"),
+    ("adopted_at", "Trace adopted at"),
 )
+NATIVE = "native (not adopted)"
+
+
+def adoption_note(adopted_at: datetime | None) -> str:
+    """An adopted legacy trace is proven since its adoption, not since the run: say so."""
+    if adopted_at is None:
+        return NATIVE
+    return (
+        f"adopted at {adopted_at.isoformat()}: proves no change since adoption, not since the run"
+    )
 
 
 class OutputReport(BaseModel):
@@ -39,6 +51,7 @@ class OutputReport(BaseModel):
     trace_count: int
     coordinator_step_count: int
     pytest_result: str
+    adopted_at: str = NATIVE
 
     def values(self) -> list[tuple[str, str]]:
         data = self.model_dump()

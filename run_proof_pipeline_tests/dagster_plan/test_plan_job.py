@@ -102,6 +102,7 @@ def test_verified_latest_run_passes_every_step_and_reports_every_field(
         "trace_count": 1,
         "coordinator_step_count": 5,
         "pytest_result": "skipped by configuration",
+        "adopted_at": "native (not adopted)",
     }
     assert "***" in report["db_url"]
     assert pg_server.password not in markdown
