@@ -13,12 +13,23 @@ from run_proof_pipeline.ledger.dagster_checkpoint import (
 from run_proof_pipeline.pipeline.checks import trace_store_checks, trace_store_spec
 from run_proof_pipeline.pipeline.job import run_proof_plan
 from run_proof_pipeline.pipeline.resources import TraceStoreResource
+from run_proof_pipeline.sweep.dagster_assets import (
+    aos_traces_sweep,
+    aos_traces_sweep_job,
+    nightly_sweep,
+    weekly_full_sweep,
+)
 
 defs = Definitions(
-    assets=[trace_store_spec],
+    assets=[trace_store_spec, aos_traces_sweep],
     asset_checks=[trace_store_checks],
-    jobs=[run_proof_plan, run_proof_checkpoint],
-    schedules=[nightly_run_proof, run_proof_checkpoint_schedule],
+    jobs=[run_proof_plan, run_proof_checkpoint, aos_traces_sweep_job],
+    schedules=[
+        nightly_run_proof,
+        nightly_sweep,
+        weekly_full_sweep,
+        run_proof_checkpoint_schedule,
+    ],
     sensors=[new_sealed_traces, run_proof_failure_alert],
     resources={"trace_store": TraceStoreResource()},
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -84,13 +85,15 @@ async def prove_trace(
     """Rules 1-5 for one trace whose row was read in the snapshot `conn` holds."""
     verifier = ChainVerifier(stored_trace(trace))
     steps_read = 0
-    async for step in _decoded_steps(conn, trace.trace_id):
-        steps_read += 1
-        if observe is not None:
-            observe(step)
-        if _feed(verifier, step):
-            # The first failure is the verdict; reading on would only cost time.
-            break
+    # aclosing: leaving early ends the COPY now, before rule 5 needs the connection.
+    async with aclosing(_decoded_steps(conn, trace.trace_id)) as steps:
+        async for step in steps:
+            steps_read += 1
+            if observe is not None:
+                observe(step)
+            if _feed(verifier, step):
+                # The first failure is the verdict; reading on would only cost time.
+                break
     return await _finish(conn, trace, verifier, steps_read)
 
 
@@ -127,10 +130,12 @@ async def prove_traces(
 async def _decoded_steps(conn: AsyncConnection, trace_id: str) -> AsyncIterator[DecodedStep]:
     if await copies_utf8(conn):
         lines = StepLineDecoder()
-        async for line in stream_step_lines(conn, trace_id):
-            yield lines.decode(line)
+        async with aclosing(stream_step_lines(conn, trace_id)) as raw:
+            async for line in raw:
+                yield lines.decode(line)
         return
     # Another client encoding: let psycopg decode the text first.
     rows = StepRowDecoder()
-    async for row in stream_step_rows(conn, trace_id):
-        yield rows.decode(row)
+    async with aclosing(stream_step_rows(conn, trace_id)) as text_rows:
+        async for row in text_rows:
+            yield rows.decode(row)

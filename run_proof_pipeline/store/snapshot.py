@@ -95,17 +95,34 @@ async def copies_utf8(conn: AsyncConnection) -> bool:
 
 
 @asynccontextmanager
-async def _step_copy(conn: AsyncConnection, trace_id: str) -> AsyncIterator[psycopg.AsyncCopy]:
+async def _copy_out(
+    conn: AsyncConnection, statement: str, params: tuple[Any, ...]
+) -> AsyncIterator[psycopg.AsyncCopy]:
+    """A COPY ... TO STDOUT that the reader may leave early (a proof stops at its first
+    failure) without spoiling the snapshot: psycopg then cancels the statement, which aborts
+    the transaction, so the COPY runs in a savepoint that is rolled back in that case.  The
+    snapshot of a REPEATABLE READ transaction survives the rollback to a savepoint."""
     driver = await _driver(conn)
-    async with driver.cursor() as cursor:
-        # psycopg merges the parameter client-side with proper quoting (COPY takes no
-        # server-side parameters); the statement text itself is constant.
-        async with cursor.copy(
-            f"COPY (SELECT {_STEP_SELECT} FROM aos_trace_steps"  # noqa: S608
-            " WHERE trace_id = %s ORDER BY step_index) TO STDOUT",
-            (trace_id,),
-        ) as copy:
-            yield copy
+    await driver.execute("SAVEPOINT run_proof_copy")
+    try:
+        async with driver.cursor() as cursor:
+            # psycopg merges the parameters client-side with proper quoting (COPY takes no
+            # server-side parameters); the statement text itself is constant.
+            async with cursor.copy(statement, params) as copy:
+                yield copy
+    except BaseException:
+        await driver.execute("ROLLBACK TO SAVEPOINT run_proof_copy")
+        raise
+    await driver.execute("RELEASE SAVEPOINT run_proof_copy")
+
+
+def _step_copy(conn: AsyncConnection, trace_id: str) -> Any:
+    return _copy_out(
+        conn,
+        f"COPY (SELECT {_STEP_SELECT} FROM aos_trace_steps"  # noqa: S608
+        " WHERE trace_id = %s ORDER BY step_index) TO STDOUT",
+        (trace_id,),
+    )
 
 
 async def stream_step_rows(
@@ -133,14 +150,13 @@ async def stream_many_step_lines(
     """Yield the steps of several traces as raw COPY lines with `trace_id` as an extra first
     column, each trace's steps together and in `step_index` order: one statement for a batch
     of small traces instead of one per trace."""
-    driver = await _driver(conn)
-    async with driver.cursor() as cursor:
-        # `= ANY` on the leading column of the (trace_id, step_index) index: the index scan
-        # returns the rows in this order, without a sort.
-        async with cursor.copy(
-            f"COPY (SELECT trace_id, {_STEP_SELECT} FROM aos_trace_steps"  # noqa: S608
-            " WHERE trace_id = ANY(%s) ORDER BY trace_id, step_index) TO STDOUT",
-            (trace_ids,),
-        ) as copy:
-            async for data in copy:
-                yield bytes(data)
+    # `= ANY` on the leading column of the (trace_id, step_index) index: the index scan
+    # returns the rows in this order, without a sort.
+    async with _copy_out(
+        conn,
+        f"COPY (SELECT trace_id, {_STEP_SELECT} FROM aos_trace_steps"  # noqa: S608
+        " WHERE trace_id = ANY(%s) ORDER BY trace_id, step_index) TO STDOUT",
+        (trace_ids,),
+    ) as copy:
+        async for data in copy:
+            yield bytes(data)

@@ -60,7 +60,7 @@ def _target(url: DatabaseUrl, where: str, params: tuple[object, ...]) -> TraceTa
     return TraceTarget(str(row[0]), str(row[1]), int(row[2]))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium_executable() -> str:
     found = find_chromium()
     if found is None:
@@ -71,7 +71,7 @@ def chromium_executable() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ui_store(pg_server: LocalPostgres) -> UIStore:
     url = DatabaseUrl.parse(pg_server.create_database("browser_traces", exist_ok=False))
     upgrade(url)
@@ -92,7 +92,7 @@ def ui_store(pg_server: LocalPostgres) -> UIStore:
     return UIStore(url, verified, to_tamper)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dagster_ui(
     chromium_executable: str,
     pg_server: LocalPostgres,
@@ -114,7 +114,7 @@ def dagster_ui(
     return ui
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright_session(dagster_ui: DagsterUI) -> Iterator[Playwright]:
     # expect() has its own 5 s default, too short for a first render on two busy cores.
     expect.set_options(timeout=PAGE_TIMEOUT_MS)
@@ -124,7 +124,7 @@ def playwright_session(dagster_ui: DagsterUI) -> Iterator[Playwright]:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_session: Playwright, chromium_executable: str) -> Iterator[Browser]:
     browser = playwright_session.chromium.launch(
         executable_path=chromium_executable, args=CHROMIUM_ARGS
@@ -145,6 +145,6 @@ def page(browser: Browser) -> Iterator[Page]:
         context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def screenshots(pg_server: LocalPostgres) -> Screenshots:
     return Screenshots.from_env(secret=pg_server.password)
