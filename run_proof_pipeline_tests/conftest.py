@@ -45,4 +45,7 @@ def new_database(pg_server: LocalPostgres) -> NewDatabase:
 
 
 # Store-level fixtures (a migrated trace store per test) live beside their helpers.
-pytest_plugins = ["run_proof_pipeline_tests.store_fixtures"]
+pytest_plugins = [
+    "run_proof_pipeline_tests.store_fixtures",
+    "run_proof_pipeline_tests.dagster_fixtures",
+]

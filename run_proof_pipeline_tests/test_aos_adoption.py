@@ -27,10 +27,6 @@ from run_proof_pipeline_tests.aos_fixtures import (
     sql,
     table_contents,
 )
-from run_proof_pipeline_tests.dagster_plan.conftest import (  # noqa: F401 - fixtures
-    dagster_instance,
-    dagster_storage,
-)
 from run_proof_pipeline_tests.dagster_plan.plan_runs import (
     PLAN_STEPS,
     plan_config,
@@ -235,7 +231,7 @@ def test_native_and_adopted_kinds_are_counted_side_by_side(
 def test_seed_plan_stops_at_step_4_on_legacy_and_passes_once_adopted(
     upgraded: DatabaseUrl,
     monkeypatch: pytest.MonkeyPatch,
-    dagster_instance: Any,  # noqa: F811
+    dagster_instance: Any,
     tmp_path: Path,
 ) -> None:
     config = plan_config(tmp_path, run_id="run-a", tenant_id="acme")
