@@ -160,3 +160,24 @@ def test_without_database_url_the_embedded_default_is_announced_first(tmp_path: 
         assert "seeded 3 traces" in completed.stdout
     finally:
         subprocess.run([cli, "db", "stop"], env=env, capture_output=True, timeout=60)
+
+
+def test_progress_bar_draws_on_a_terminal_and_stays_out_of_pipes() -> None:
+    import io
+
+    from run_proof_pipeline.cli.progress import step_progress_bar
+
+    terminal = io.StringIO()
+    with step_progress_bar(enabled=True, stream=terminal, force_terminal=True) as update:
+        assert update is not None
+        update(20_000, 1_000_000)
+        update(40_000, 1_000_000)
+    assert "verifying steps" in terminal.getvalue()
+    assert "40000/1000000" in terminal.getvalue()
+
+    pipe = io.StringIO()
+    with step_progress_bar(enabled=True, stream=pipe) as update:
+        assert update is None
+    with step_progress_bar(enabled=False, stream=terminal, force_terminal=True) as update:
+        assert update is None
+    assert pipe.getvalue() == ""

@@ -126,18 +126,20 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Prove one run: prints the seed's Step 3 fields and the verdict."""
-    from run_proof_pipeline.coordinator import get_run_proof_coordinator
+    from run_proof_pipeline.cli.progress import UPDATE_EVERY, StepProgress, step_progress_bar
+    from run_proof_pipeline.coordinator import RunProofCoordinator, RunProofResult
     from run_proof_pipeline.store.engine import session_scope
 
     resolved = _database(machine_output=as_json)
 
-    async def run():
+    async def run(progress: StepProgress | None) -> RunProofResult:
         async with session_scope(resolved.url) as session:
-            return await get_run_proof_coordinator().get_run_proof(
-                session, tenant_id, run_id, step_summary_limit=0
+            return await RunProofCoordinator(progress_every=UPDATE_EVERY).get_run_proof(
+                session, tenant_id, run_id, step_summary_limit=0, progress=progress
             )
 
-    result = asyncio.run(run())
+    with step_progress_bar(enabled=not as_json) as progress:
+        result = asyncio.run(run(progress))
     integrity = result.integrity
     if as_json:
         print(result.model_dump_json())
