@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,7 +51,13 @@ def _timestamp(value: datetime | None) -> str | None:
 
 
 async def export_bundle(
-    conn: AsyncConnection, settings: LedgerSettings, tenant_id: str, run_id: str
+    conn: AsyncConnection,
+    settings: LedgerSettings,
+    tenant_id: str,
+    run_id: str,
+    *,
+    progress: Callable[[int, int | None], None] | None = None,
+    progress_every: int = 20_000,
 ) -> ProofBundle:
     trace = await read_trace(conn, tenant_id, run_id)
     if trace is None:
@@ -61,6 +68,8 @@ async def export_bundle(
         # The step's own tenant/run columns are not hashed: the trace's are (spec).
         del fields["tenant_id"], fields["run_id"]
         steps.append(BundleStep(**fields))
+        if progress is not None and len(steps) % progress_every == 0:
+            progress(len(steps), trace.chain_length)
     name = await database_name(conn)
     seals = [
         e

@@ -104,15 +104,26 @@ def export(
 ) -> None:
     """Write a run's offline proof bundle (JSON): trace, steps, ledger proof, checkpoint."""
     from run_proof_pipeline.bundle.export import RunNotFound, export_bundle
+    from run_proof_pipeline.cli.progress import UPDATE_EVERY, step_progress_bar
     from run_proof_pipeline.ledger.settings import load_ledger_settings
     from run_proof_pipeline.ledger.snapshot_run import in_snapshot
 
     resolved = _resolved(machine_output=out is None)
     settings = load_ledger_settings()
     try:
-        bundle = in_snapshot(
-            resolved.url, lambda conn: export_bundle(conn, settings, tenant_id, run_id)
-        )
+        # A bar only when the bundle goes to a file: on stdout it would corrupt the JSON.
+        with step_progress_bar(enabled=out is not None) as progress:
+            bundle = in_snapshot(
+                resolved.url,
+                lambda conn: export_bundle(
+                    conn,
+                    settings,
+                    tenant_id,
+                    run_id,
+                    progress=progress,
+                    progress_every=UPDATE_EVERY,
+                ),
+            )
     except RunNotFound as exc:
         raise CommandError(str(exc), ExitCode.NOT_FOUND) from None
     text = bundle.model_dump_json(indent=2) + "\n"
