@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -166,16 +167,17 @@ def test_verify_without_any_checkpoint_yet_exits_4(
 
 
 def test_the_dagster_job_writes_a_checkpoint(
-    store: DatabaseUrl, checkpoint_env: CheckpointEnv
+    store: DatabaseUrl, checkpoint_env: CheckpointEnv, dagster_instance: Any
 ) -> None:
     record_run(store, "tenant-a", "run-1", steps=2)
 
     result = run_proof_checkpoint.execute_in_process(
+        instance=dagster_instance,
         resources={
             "trace_store": TraceStoreResource(
                 database_url=store.libpq(), use_postgres_traces="true"
             )
-        }
+        },
     )
 
     assert result.success

@@ -42,7 +42,7 @@ def own_server(tmp_path: Path) -> Iterator[LocalPostgres]:
         server.stop()
 
 
-def _plan(url: DatabaseUrl, stop_after: str | None, server: LocalPostgres) -> Any:
+def _plan(url: DatabaseUrl, stop_after: str | None, server: LocalPostgres, instance: Any) -> Any:
     @success_hook
     def stop_server(context: HookContext) -> None:
         # Deterministic "in the middle": the server goes away between two ops.
@@ -51,6 +51,7 @@ def _plan(url: DatabaseUrl, stop_after: str | None, server: LocalPostgres) -> An
 
     job = run_proof_plan.with_hooks({stop_server}) if stop_after else run_proof_plan
     return job.execute_in_process(
+        instance=instance,
         run_config=NO_STEP_5,
         resources={
             "trace_store": TraceStoreResource(database_url=url.libpq(), use_postgres_traces="true")
@@ -60,14 +61,17 @@ def _plan(url: DatabaseUrl, stop_after: str | None, server: LocalPostgres) -> An
 
 
 def test_server_stopped_mid_plan_fails_that_run_naming_the_step_then_recovers(
-    own_server: LocalPostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    own_server: LocalPostgres,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dagster_instance: Any,
 ) -> None:
     monkeypatch.setenv("RUN_PROOF_REPORT_DIR", str(tmp_path / "reports"))
     url = DatabaseUrl.parse(own_server.create_database("faults"))
     upgrade(url)
     record_run(url, "tenant-a", "run-1", steps=4)
 
-    broken = _plan(url, "step_2_step_count", own_server)
+    broken = _plan(url, "step_2_step_count", own_server, dagster_instance)
 
     assert not broken.success
     failures = [e for e in broken.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
@@ -78,7 +82,7 @@ def test_server_stopped_mid_plan_fails_that_run_naming_the_step_then_recovers(
     assert own_server.password not in message
 
     own_server.start()
-    recovered = _plan(url, None, own_server)
+    recovered = _plan(url, None, own_server, dagster_instance)
 
     assert recovered.success
     proof = recovered.output_for_node("step_3_coordinator_proof")

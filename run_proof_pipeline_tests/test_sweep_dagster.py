@@ -9,7 +9,6 @@ from dagster import (
     DagsterInstance,
     RunRequest,
     build_schedule_context,
-    instance_for_test,
     materialize,
 )
 
@@ -30,7 +29,9 @@ def _resources(url: DatabaseUrl) -> dict[str, object]:
     return {"trace_store": TraceStoreResource(database_url=url.libpq(), use_postgres_traces="true")}
 
 
-def test_each_tenant_partition_records_its_own_check_result(store: DatabaseUrl) -> None:
+def test_each_tenant_partition_records_its_own_check_result(
+    store: DatabaseUrl, fresh_dagster_instance: DagsterInstance
+) -> None:
     for i in range(3):
         record_run(store, "tenant-a", f"a-{i}", steps=3)
         record_run(store, "tenant-b", f"b-{i}", steps=3)
@@ -41,53 +42,56 @@ def test_each_tenant_partition_records_its_own_check_result(store: DatabaseUrl) 
         table="aos_trace_steps",
     )
     assert touched == 1
-    with DagsterInstance.ephemeral() as instance:
-        instance.add_dynamic_partitions(TENANTS, ["tenant-a", "tenant-b"])
-        for tenant in ("tenant-a", "tenant-b"):
-            result = materialize(
-                [aos_traces_sweep],
-                partition_key=tenant,
-                instance=instance,
-                resources=_resources(store),
-                run_config={"ops": {"aos_traces_sweep": {"config": {"workers": 1}}}},
-                raise_on_error=False,
-            )
-            assert result.success  # a failed check is a result, not a crashed run
-            [evaluation] = result.get_asset_check_evaluations()
-            metadata = {k: v.value for k, v in evaluation.metadata.items()}
-            assert metadata["runs"] == 3
-            if tenant == "tenant-a":
-                assert evaluation.passed and metadata["failures"] == 0
-            else:
-                assert not evaluation.passed and metadata["failures"] == 1
-                assert evaluation.severity.value == "ERROR"
-                assert metadata["failed_runs"][0]["run_id"] == "b-1"
-                assert metadata["failed_runs"][0]["first_bad"] == "step 2"
-
-        history = instance.event_log_storage.get_asset_check_execution_history(
-            AssetCheckKey(SWEEP_ASSET, SWEEP_CHECK), limit=10
+    instance = fresh_dagster_instance
+    instance.add_dynamic_partitions(TENANTS, ["tenant-a", "tenant-b"])
+    for tenant in ("tenant-a", "tenant-b"):
+        result = materialize(
+            [aos_traces_sweep],
+            partition_key=tenant,
+            instance=instance,
+            resources=_resources(store),
+            run_config={"ops": {"aos_traces_sweep": {"config": {"workers": 1}}}},
+            raise_on_error=False,
         )
-        assert len(history) == 2  # one per partition run
-        materialized = instance.get_materialized_partitions(SWEEP_ASSET)
-        assert materialized == {"tenant-a", "tenant-b"}
+        assert result.success  # a failed check is a result, not a crashed run
+        [evaluation] = result.get_asset_check_evaluations()
+        metadata = {k: v.value for k, v in evaluation.metadata.items()}
+        assert metadata["runs"] == 3
+        assert metadata["trace_kinds"]["native"] == 3 and metadata["trace_kinds"]["legacy"] == 0
+        if tenant == "tenant-a":
+            assert evaluation.passed and metadata["failures"] == 0
+        else:
+            assert not evaluation.passed and metadata["failures"] == 1
+            assert evaluation.severity.value == "ERROR"
+            assert metadata["failed_runs"][0]["run_id"] == "b-1"
+            assert metadata["failed_runs"][0]["first_bad"] == "step 2"
+
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(SWEEP_ASSET, SWEEP_CHECK), limit=10
+    )
+    assert len(history) == 2  # one per partition run
+    materialized = instance.get_materialized_partitions(SWEEP_ASSET)
+    assert materialized == {"tenant-a", "tenant-b"}
 
 
-def test_schedules_request_one_run_per_tenant_and_add_the_partitions(store: DatabaseUrl) -> None:
+def test_schedules_request_one_run_per_tenant_and_add_the_partitions(
+    store: DatabaseUrl, fresh_dagster_instance: DagsterInstance
+) -> None:
     record_run(store, "tenant-x", "x-1", steps=1)
     record_run(store, "tenant-y", "y-1", steps=1)
     record_run(store, "tenant-z", "z-open", steps=1, seal=False)  # nothing sealed yet
-    with instance_for_test() as instance:
-        context = build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=datetime(2026, 2, 10, 2, 30, tzinfo=UTC),
-            resources=_resources(store),
-        )
-        nightly = nightly_sweep(context)
-        assert isinstance(nightly, list) and all(isinstance(r, RunRequest) for r in nightly)
-        assert [r.partition_key for r in nightly] == ["tenant-x", "tenant-y"]
-        assert nightly[0].run_config["ops"]["aos_traces_sweep"]["config"]["full"] is False
-        assert set(instance.get_dynamic_partitions(TENANTS)) == {"tenant-x", "tenant-y"}
-        weekly = weekly_full_sweep(context)
-        assert isinstance(weekly, list)
-        assert all(r.run_config["ops"]["aos_traces_sweep"]["config"]["full"] for r in weekly)
-        assert nightly[0].run_key != weekly[0].run_key
+    instance = fresh_dagster_instance
+    context = build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=datetime(2026, 2, 10, 2, 30, tzinfo=UTC),
+        resources=_resources(store),
+    )
+    nightly = nightly_sweep(context)
+    assert isinstance(nightly, list) and all(isinstance(r, RunRequest) for r in nightly)
+    assert [r.partition_key for r in nightly] == ["tenant-x", "tenant-y"]
+    assert nightly[0].run_config["ops"]["aos_traces_sweep"]["config"]["full"] is False
+    assert set(instance.get_dynamic_partitions(TENANTS)) == {"tenant-x", "tenant-y"}
+    weekly = weekly_full_sweep(context)
+    assert isinstance(weekly, list)
+    assert all(r.run_config["ops"]["aos_traces_sweep"]["config"]["full"] for r in weekly)
+    assert nightly[0].run_key != weekly[0].run_key

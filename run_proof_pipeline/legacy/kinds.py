@@ -32,21 +32,25 @@ SELECT count(*) FILTER (WHERE genesis_hash IS NULL) AS legacy,
        count(*) FILTER (WHERE genesis_hash IS NOT NULL AND adopted_at IS NOT NULL) AS adopted,
        count(*) FILTER (WHERE genesis_hash IS NOT NULL AND adopted_at IS NULL) AS native
 FROM aos_traces
+WHERE CAST(:tenant_id AS text) IS NULL OR tenant_id = :tenant_id
 """
 
 _RETIRED = """
 SELECT count(*) AS retired,
        count(*) FILTER (WHERE EXISTS (SELECT 1 FROM aos_traces t
                                       WHERE t.trace_id = l.trace_id)) AS still_present
-FROM run_proof_ledger l WHERE l.kind = 'tombstone'
+FROM run_proof_ledger l
+WHERE l.kind = 'tombstone' AND (CAST(:tenant_id AS text) IS NULL OR l.tenant_id = :tenant_id)
 """
 
 
-async def count_trace_kinds(conn: AsyncConnection) -> TraceKindCounts:
-    traces = (await conn.execute(text(_TRACES))).one()
+async def count_trace_kinds(conn: AsyncConnection, tenant_id: str | None = None) -> TraceKindCounts:
+    """Every kind of trace in the store, or in one tenant's part of it."""
+    params = {"tenant_id": tenant_id}
+    traces = (await conn.execute(text(_TRACES), params)).one()
     retired, still_present = 0, 0
     if await conn.scalar(text("SELECT to_regclass('run_proof_ledger') IS NOT NULL")):
-        row = (await conn.execute(text(_RETIRED))).one()
+        row = (await conn.execute(text(_RETIRED), params)).one()
         retired, still_present = int(row.retired), int(row.still_present)
     return TraceKindCounts(
         legacy=traces.legacy,

@@ -9,6 +9,7 @@ is its own run, so the run queue runs tenants side by side (both cores here; on 
 one pod or Celery worker per run), and within a run `workers` processes share a big tenant.
 """
 
+import asyncio
 import os
 
 from dagster import (
@@ -31,8 +32,11 @@ from dagster import (
 )
 from pydantic import Field
 
+from run_proof_pipeline.legacy.kinds import TraceKindCounts, count_trace_kinds
 from run_proof_pipeline.pipeline.checks import TRACE_STORE
 from run_proof_pipeline.pipeline.resources import TraceStoreResource
+from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.sweep.report import SweepProgress, SweepReport
 from run_proof_pipeline.sweep.runner import SweepOptions, run_sweep
 from run_proof_pipeline.sweep.tenants import sealed_tenants
@@ -58,7 +62,9 @@ class SweepConfig(Config):
     progress_every_seconds: float = Field(default=30.0, gt=0, description="Progress log period.")
 
 
-def sweep_check_result(report: SweepReport) -> AssetCheckResult:
+def sweep_check_result(
+    report: SweepReport, kinds: TraceKindCounts | None = None
+) -> AssetCheckResult:
     failed = [
         {"run_id": f.run_id, "first_bad": f.first_bad, "status": f.status, "reason": f.reason}
         for f in report.failed[:LISTED_IN_CHECK]
@@ -82,6 +88,14 @@ def sweep_check_result(report: SweepReport) -> AssetCheckResult:
             "steps_per_second": MetadataValue.float(round(report.steps_per_second, 1)),
             "elapsed_seconds": MetadataValue.float(round(report.elapsed_seconds, 3)),
             "failed_runs": MetadataValue.json(failed),
+            **(
+                {}
+                if kinds is None
+                else {
+                    "trace_kinds": MetadataValue.json(kinds.model_dump()),
+                    "trace_kinds_summary": kinds.summary(),
+                }
+            ),
         },
     )
 
@@ -121,8 +135,24 @@ def aos_traces_sweep(
     )
     for failed in report.failed[:LISTED_IN_CHECK]:
         context.log.error(f"run {failed.run_id} FAILED at {failed.first_bad}: {failed.reason}")
-    check = sweep_check_result(report)
+    kinds = tenant_trace_kinds(trace_store.url(), tenant)
+    check = sweep_check_result(report, kinds)
     return MaterializeResult(metadata=dict(check.metadata), check_results=[check])
+
+
+def tenant_trace_kinds(url: DatabaseUrl, tenant_id: str) -> TraceKindCounts:
+    """Legacy, adopted, native and retired traces side by side: the sweep proves the
+    format-v1 ones; the counts show what it could not prove and why."""
+
+    async def go() -> TraceKindCounts:
+        engine = async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return await count_trace_kinds(conn, tenant_id)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
 
 
 aos_traces_sweep_job = define_asset_job(
