@@ -122,7 +122,7 @@ class Settings(BaseSettings):
         if raw.strip().lower() not in _TRUE_VALUES:
             raise ConfigError(
                 f"USE_POSTGRES_TRACES={raw!r} is not supported: traces live in PostgreSQL only, "
-                "so it must be true (there is no SQLite or other fallback)"
+                "so it must be true (there is no other store to fall back to)"
             )
 
 

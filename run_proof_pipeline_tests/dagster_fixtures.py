@@ -1,6 +1,6 @@
 """Dagster's own storage for tests: the project's dagster.yaml (dagster-postgres) in a
 temporary DAGSTER_HOME on the throwaway PostgreSQL server, never Dagster's ephemeral
-instance (which keeps its runs and events in SQLite). Session-wide, for every package."""
+instance (which is not PostgreSQL). Session-wide, for every package."""
 
 from __future__ import annotations
 
