@@ -4,7 +4,6 @@ Cron and timezone come from RUN_PROOF_NIGHTLY_CRON (default `0 2 * * *`) and
 RUN_PROOF_TIMEZONE (default `UTC`). Default status RUNNING: it fires whenever the daemon runs.
 """
 
-import asyncio
 import os
 
 from dagster import (
@@ -19,22 +18,14 @@ from run_proof_pipeline.automation.targets import plan_run_request
 from run_proof_pipeline.pipeline.job import run_proof_plan
 from run_proof_pipeline.pipeline.resources import TraceStoreResource
 from run_proof_pipeline.plan.queries import TraceRef, latest_sealed_trace
-from run_proof_pipeline.store.engine import async_engine
+from run_proof_pipeline.store.engine import run_on_connection
 
 NIGHTLY_CRON = os.environ.get("RUN_PROOF_NIGHTLY_CRON", "0 2 * * *")
 NIGHTLY_TIMEZONE = os.environ.get("RUN_PROOF_TIMEZONE", "UTC")
 
 
 def find_latest_sealed(trace_store: TraceStoreResource) -> TraceRef | None:
-    async def go() -> TraceRef | None:
-        engine = async_engine(trace_store.url())
-        try:
-            async with engine.connect() as conn:
-                return await latest_sealed_trace(conn)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
+    return run_on_connection(trace_store.url(), latest_sealed_trace)
 
 
 @schedule(

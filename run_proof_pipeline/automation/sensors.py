@@ -8,7 +8,6 @@ Default status STOPPED (opt in from the UI, or RUN_PROOF_SENSORS=running).
 `run_proof_failure_alert` defaults to RUNNING.
 """
 
-import asyncio
 import json
 import os
 import time
@@ -24,6 +23,7 @@ from dagster import (
     sensor,
 )
 from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from run_proof_pipeline.automation.alerts import build_alert, post_webhook, run_stop, step_stop
 from run_proof_pipeline.automation.seal_cursor import SealCursor
@@ -32,7 +32,7 @@ from run_proof_pipeline.pipeline.checks import TRACE_STORE
 from run_proof_pipeline.pipeline.job import run_proof_plan
 from run_proof_pipeline.pipeline.resources import TraceStoreResource
 from run_proof_pipeline.settings import redact
-from run_proof_pipeline.store.engine import async_engine
+from run_proof_pipeline.store.engine import run_on_connection
 
 SENSOR_BATCH = 100
 # Zero-step seals are read too (their numbers must not look missing); the plan would stop at
@@ -68,31 +68,23 @@ def fetch_new_seals(
     """The seals after `cursor` (at most SENSOR_BATCH, in seal order) and the cursor after
     them; with no cursor yet, none and a cursor at the newest seal."""
 
-    async def go() -> tuple[list[SealedTrace], SealCursor]:
-        engine = async_engine(trace_store.url())
-        try:
-            async with engine.connect() as conn:
-                if cursor is None:
-                    return [], SealCursor(
-                        high=int((await conn.execute(_MAX_SEAL_SQL)).scalar_one())
-                    )
-                rows = (
-                    await conn.execute(
-                        _NEW_SEALS_SQL,
-                        {
-                            "high": cursor.high,
-                            "pending": list(cursor.pending),
-                            "limit": SENSOR_BATCH,
-                        },
-                    )
-                ).all()
-        finally:
-            await engine.dispose()
-        seals = [SealedTrace(**row._mapping) for row in rows]
-        seen = (seal.seal_seq for seal in seals)
-        return seals, cursor.advance(seen, time.time() if now is None else now)
+    if cursor is None:
 
-    return asyncio.run(go())
+        async def newest(conn: AsyncConnection) -> SealCursor:
+            return SealCursor(high=int((await conn.execute(_MAX_SEAL_SQL)).scalar_one()))
+
+        return [], run_on_connection(trace_store.url(), newest)
+
+    async def after(conn: AsyncConnection) -> list[SealedTrace]:
+        rows = await conn.execute(
+            _NEW_SEALS_SQL,
+            {"high": cursor.high, "pending": list(cursor.pending), "limit": SENSOR_BATCH},
+        )
+        return [SealedTrace(**row._mapping) for row in rows]
+
+    seals = run_on_connection(trace_store.url(), after)
+    seen = (seal.seal_seq for seal in seals)
+    return seals, cursor.advance(seen, time.time() if now is None else now)
 
 
 @sensor(

@@ -32,7 +32,7 @@ from run_proof_pipeline.plan.queries import TraceRef, latest_trace, step_count, 
 from run_proof_pipeline.plan.report import OutputReport, adoption_note
 from run_proof_pipeline.plan.state import PlanState
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl, redact
-from run_proof_pipeline.store.engine import async_engine, get_session, session_scope
+from run_proof_pipeline.store.engine import get_session, run_on_connection, session_scope
 from run_proof_pipeline.store.migrate import missing_schema
 
 T = TypeVar("T")
@@ -63,16 +63,8 @@ def _db_failure(step: str, exc: BaseException) -> Failure:
 
 
 def _run_on(step: str, url: DatabaseUrl, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    async def go() -> T:
-        engine = async_engine(url)
-        try:
-            async with engine.connect() as conn:
-                return await work(conn)
-        finally:
-            await engine.dispose()
-
     try:
-        return asyncio.run(go())
+        return run_on_connection(url, work)
     except (DBAPIError, OSError) as exc:
         raise _db_failure(step, exc) from None
 

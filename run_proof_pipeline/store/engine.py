@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    create_async_engine,
+)
 from sqlalchemy.pool import NullPool
 
 from run_proof_pipeline.settings import DatabaseUrl, Settings, load_settings
 
 EMBEDDED_DATABASE = "run_proof"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,3 +82,18 @@ async def get_session() -> AsyncIterator[AsyncSession]:
     """The seed's `app.db.get_session`: a session on DATABASE_URL (or the embedded default)."""
     async with session_scope(resolve_database().url) as session:
         yield session
+
+
+def run_on_connection(url: DatabaseUrl, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """Run `work` on one new connection, from synchronous code (Dagster ops, schedules,
+    sensors, the CLI): a loop of its own, and the engine disposed whatever happens."""
+
+    async def go() -> T:
+        engine = async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return await work(conn)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())

@@ -9,7 +9,6 @@ is its own run, so the run queue runs tenants side by side (both cores here; on 
 one pod or Celery worker per run), and within a run `workers` processes share a big tenant.
 """
 
-import asyncio
 import os
 
 from dagster import (
@@ -36,7 +35,7 @@ from run_proof_pipeline.legacy.kinds import TraceKindCounts, count_trace_kinds
 from run_proof_pipeline.pipeline.checks import TRACE_STORE
 from run_proof_pipeline.pipeline.resources import TraceStoreResource
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.engine import async_engine
+from run_proof_pipeline.store.engine import run_on_connection
 from run_proof_pipeline.sweep.report import SweepProgress, SweepReport
 from run_proof_pipeline.sweep.runner import SweepOptions, run_sweep
 from run_proof_pipeline.sweep.tenants import sealed_tenants
@@ -144,15 +143,7 @@ def tenant_trace_kinds(url: DatabaseUrl, tenant_id: str) -> TraceKindCounts:
     """Legacy, adopted, native and retired traces side by side: the sweep proves the
     format-v1 ones; the counts show what it could not prove and why."""
 
-    async def go() -> TraceKindCounts:
-        engine = async_engine(url)
-        try:
-            async with engine.connect() as conn:
-                return await count_trace_kinds(conn, tenant_id)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
+    return run_on_connection(url, lambda conn: count_trace_kinds(conn, tenant_id))
 
 
 aos_traces_sweep_job = define_asset_job(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.engine import async_engine
+from run_proof_pipeline.store.engine import run_on_connection
 
 # A loose index scan would be faster on a huge table; the tenant index keeps this cheap.
 _TENANTS = """
@@ -18,12 +17,7 @@ ORDER BY tenant_id
 
 
 def sealed_tenants(url: DatabaseUrl) -> list[str]:
-    async def go() -> list[str]:
-        engine = async_engine(url)
-        try:
-            async with engine.connect() as conn:
-                return [row[0] for row in await conn.execute(text(_TENANTS))]
-        finally:
-            await engine.dispose()
+    async def tenants(conn: AsyncConnection) -> list[str]:
+        return [row[0] for row in await conn.execute(text(_TENANTS))]
 
-    return asyncio.run(go())
+    return run_on_connection(url, tenants)
