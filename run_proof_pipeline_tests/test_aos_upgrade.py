@@ -239,6 +239,18 @@ def test_legacy_trace_is_unsupported_even_with_an_aos_root_hash(
     assert integrity.adopted_at is None
 
 
+def test_a_run_id_with_legacy_duplicates_reads_its_newest_trace(
+    aos_store: DatabaseUrl,  # noqa: F811
+) -> None:
+    upgrade(aos_store)
+
+    result = prove(aos_store, "acme", "run-dup")
+
+    # Two legacy traces share this run id; the proof names one, the newest, every time.
+    assert [t.trace_id for t in result.aos_traces] == ["tr-dup-2"]
+    assert result.integrity.verification_status == "UNSUPPORTED"
+
+
 def test_fresh_store_has_the_same_rules(store: DatabaseUrl) -> None:
     record_run(store, "t", "run-1", steps=1)
     with pytest.raises(DuplicateRun):

@@ -77,6 +77,9 @@ async def read_trace(conn: AsyncConnection, tenant_id: str, run_id: str) -> Trac
             text(
                 f"SELECT {TRACE_COLUMNS} FROM aos_traces"  # noqa: S608 - constant column list
                 " WHERE tenant_id = :tenant_id AND run_id = :run_id"
+                # An upgraded AOS store may hold legacy duplicates of a run id (only format-v1
+                # traces are unique per run): the v1 trace is the one to prove, then the newest.
+                " ORDER BY genesis_hash IS NULL, started_at DESC LIMIT 1"
             ),
             {"tenant_id": tenant_id, "run_id": run_id},
         )
