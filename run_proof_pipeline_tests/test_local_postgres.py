@@ -117,6 +117,9 @@ def test_url_connects_and_password_is_required(own_pg: LocalPostgres) -> None:
 def test_occupied_port_is_a_clear_error(own_pg: LocalPostgres) -> None:
     own_pg.stop()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        # The stopped server's connections may linger in TIME_WAIT on this port; the
+        # squatter must still get it, as any other program would.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", own_pg.port))
         squatter.listen()
         with pytest.raises(LocalPostgresError, match=f"port {own_pg.port} .*already in use"):
