@@ -14,6 +14,7 @@ from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.snapshot import begin_snapshot, read_trace
 from run_proof_pipeline.sweep import SweepOptions, run_sweep
 from run_proof_pipeline_tests.store_fixtures import owner_sql, record_run, run
+from run_proof_pipeline_tests.test_ledger_support import tamper
 
 TAMPER_STEP = (
     "UPDATE aos_trace_steps SET outcome_data = '{\"ok\": false}'"
@@ -124,3 +125,20 @@ def test_cli_sweep_exit_code_and_json(store: DatabaseUrl, monkeypatch: pytest.Mo
 
     usage = CliRunner().invoke(app, ["sweep", "--since", "yesterday"])
     assert usage.exit_code == 2
+
+
+def test_sweep_checks_each_runs_ledger_entry_in_its_batch(store: DatabaseUrl) -> None:
+    """The batched ledger lookup keeps every run's own anchor: a run whose ledger entry was
+    edited fails at "ledger", its batch neighbours still verify."""
+    runs = _runs(store, 6)
+    touched = tamper(
+        store,
+        ("UPDATE run_proof_ledger SET root_hash = repeat('0', 64) WHERE run_id = %s", (runs[3],)),
+    )
+    assert touched == [1]
+
+    report = run_sweep(store, SweepOptions(full=True, workers=1))
+
+    assert (report.runs, report.verified, report.failures) == (6, 5, 1)
+    [failed] = report.failed
+    assert (failed.run_id, failed.first_bad) == (runs[3], "ledger")

@@ -10,6 +10,7 @@ from run_proof_pipeline.ledger.entry import EntryKind, LedgerEntry
 __all__ = [
     "database_name",
     "entries_for_run",
+    "entries_for_runs",
     "ledger_context",
     "ledger_present",
     "ledger_trace_mismatches",
@@ -59,6 +60,26 @@ async def entries_for_run(conn: AsyncConnection, tenant_id: str, run_id: str) ->
         {"tenant_id": tenant_id, "run_id": run_id},
     )
     return [LedgerEntry(**row._mapping) for row in rows]
+
+
+async def entries_for_runs(
+    conn: AsyncConnection, runs: list[tuple[str, str]]
+) -> dict[tuple[str, str], list[LedgerEntry]]:
+    """entries_for_run() for many (tenant_id, run_id) pairs in one round trip (a sweep)."""
+    rows = await conn.execute(
+        text(
+            f"SELECT {_COLUMNS} FROM run_proof_ledger"  # noqa: S608 - constant column list
+            " WHERE run_id = ANY(:run_ids) ORDER BY seq"
+        ),
+        {"run_ids": sorted({run_id for _, run_id in runs})},
+    )
+    wanted = set(runs)
+    found: dict[tuple[str, str], list[LedgerEntry]] = {run: [] for run in runs}
+    for row in rows:
+        key = (row.tenant_id, row.run_id)
+        if key in wanted:  # the same run id under another tenant is not this run
+            found[key].append(LedgerEntry(**row._mapping))
+    return found
 
 
 # Stored values only (no hashing): the chain of each run is proven by `verify`; this finds

@@ -9,6 +9,7 @@ checked against the signed head once per checkpoint, see ledger/signed_tree.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from run_proof_pipeline.integrity import Anchor, IntegrityFailure
 from run_proof_pipeline.ledger.checkpoint import CheckpointProblem
 from run_proof_pipeline.ledger.entry import EntryKind, LedgerEntry
-from run_proof_pipeline.ledger.queries import entries_for_run, ledger_context, read_entries
+from run_proof_pipeline.ledger.queries import entries_for_runs, ledger_context, read_entries
 from run_proof_pipeline.ledger.settings import load_ledger_settings
-from run_proof_pipeline.ledger.signed_head import load_signed_head
+from run_proof_pipeline.ledger.signed_head import SignedHead, load_signed_head
 from run_proof_pipeline.ledger.signed_tree import remember_signed_leaves, signed_leaves
 from run_proof_pipeline.ledger.tree import LedgerTree
 from run_proof_pipeline.store.snapshot import TraceRow
@@ -50,18 +51,36 @@ def _ledger_failure(
 
 
 async def lookup_anchor(conn: AsyncConnection, trace: TraceRow) -> AnchorLookup:
-    if trace.genesis_hash is None:
-        return AnchorLookup()  # legacy trace: UNSUPPORTED whatever the ledger says
+    return (await lookup_anchors(conn, [trace]))[trace.trace_id]
+
+
+async def lookup_anchors(
+    conn: AsyncConnection, traces: Sequence[TraceRow]
+) -> dict[str, AnchorLookup]:
+    """lookup_anchor() for a batch of traces (by trace id): one round trip for the ledger's
+    context, one for the entries, and the checkpoint read once, however many traces."""
+    results = {t.trace_id: AnchorLookup() for t in traces if t.genesis_hash is None}
+    proven = [t for t in traces if t.genesis_hash is not None]  # legacy: UNSUPPORTED anyway
+    if not proven:
+        return results
     present, database = await ledger_context(conn)
     if not present:
-        return _ledger_failure(
+        missing = _ledger_failure(
             "the ledger table run_proof_ledger is missing (run `run-proof db upgrade`)"
         )
-    entries = [
-        e
-        for e in await entries_for_run(conn, trace.tenant_id, trace.run_id)
-        if e.kind in _ANCHORING_KINDS
-    ]
+        return results | {t.trace_id: missing for t in proven}
+    by_run = await entries_for_runs(conn, [(t.tenant_id, t.run_id) for t in proven])
+    heads = _SignedHeads(database)
+    for trace in proven:
+        entries = by_run[(trace.tenant_id, trace.run_id)]
+        results[trace.trace_id] = await _anchor_from(conn, trace, entries, heads)
+    return results
+
+
+async def _anchor_from(
+    conn: AsyncConnection, trace: TraceRow, run_entries: list[LedgerEntry], heads: _SignedHeads
+) -> AnchorLookup:
+    entries = [e for e in run_entries if e.kind in _ANCHORING_KINDS]
     if not entries:
         if trace.root_hash is None and trace.chain_length is None:
             return AnchorLookup()  # still being written: nothing recorded yet
@@ -84,7 +103,7 @@ async def lookup_anchor(conn: AsyncConnection, trace: TraceRow) -> AnchorLookup:
     problem = _entry_problem(entry, trace)
     if problem is not None:
         return problem
-    signed = await _signed_head_problem(conn, entry, database)
+    signed = await _signed_head_problem(conn, entry, heads)
     if signed is not None:
         return signed
     return AnchorLookup(anchor=Anchor(entry.root_hash, entry.chain_length))
@@ -119,14 +138,31 @@ def _entry_problem(entry: LedgerEntry, trace: TraceRow) -> AnchorLookup | None:
     return None
 
 
+class _SignedHeads:
+    """The latest signed checkpoint, read once per batch of lookups (settings and files)."""
+
+    def __init__(self, database: str) -> None:
+        self._database = database
+        self._loaded = False
+        self._head: SignedHead | None = None
+        self._problem: AnchorLookup | None = None
+
+    def get(self) -> tuple[SignedHead | None, AnchorLookup | None]:
+        if not self._loaded:
+            self._loaded = True
+            try:
+                self._head = load_signed_head(load_ledger_settings(), self._database)
+            except CheckpointProblem as exc:
+                self._problem = _ledger_failure(str(exc))
+        return self._head, self._problem
+
+
 async def _signed_head_problem(
-    conn: AsyncConnection, entry: LedgerEntry, database: str
+    conn: AsyncConnection, entry: LedgerEntry, heads: _SignedHeads
 ) -> AnchorLookup | None:
-    settings = load_ledger_settings()
-    try:
-        head = load_signed_head(settings, database)
-    except CheckpointProblem as exc:
-        return _ledger_failure(str(exc))
+    head, problem = heads.get()
+    if problem is not None:
+        return problem
     if head is None or entry.index >= head.size:
         return None  # sealed after the latest checkpoint: the entry itself is the anchor
     leaves = signed_leaves(head.path, head.size, head.root)

@@ -14,7 +14,7 @@ from run_proof_pipeline.integrity import (
     Verdict,
     VerificationStatus,
 )
-from run_proof_pipeline.proof.anchors import lookup_anchor
+from run_proof_pipeline.proof.anchors import AnchorLookup, lookup_anchor, lookup_anchors
 from run_proof_pipeline.store.snapshot import (
     TraceRow,
     copies_utf8,
@@ -69,10 +69,7 @@ def _feed(verifier: ChainVerifier, step: DecodedStep) -> bool:
     return failure is not None
 
 
-async def _finish(
-    conn: AsyncConnection, trace: TraceRow, verifier: ChainVerifier, steps: int
-) -> StreamedProof:
-    lookup = await lookup_anchor(conn, trace)
+def _finish(verifier: ChainVerifier, steps: int, lookup: AnchorLookup) -> StreamedProof:
     verdict = verifier.finish(lookup.anchor)
     if lookup.failure is not None and verdict.failure is None:
         verdict = replace(verdict, status=VerificationStatus.FAILED, failure=lookup.failure)
@@ -94,7 +91,7 @@ async def prove_trace(
             if _feed(verifier, step):
                 # The first failure is the verdict; reading on would only cost time.
                 break
-    return await _finish(conn, trace, verifier, steps_read)
+    return _finish(verifier, steps_read, await lookup_anchor(conn, trace))
 
 
 async def prove_traces(
@@ -121,8 +118,12 @@ async def prove_traces(
         if _feed(verifiers[current], decoder.decode(rest)):
             decided.add(current)
     # Rule 5 reads the ledger: only once the COPY is over, the connection is free again.
+    anchors = await lookup_anchors(conn, traces)
     return [
-        (trace, await _finish(conn, trace, verifiers[trace.trace_id], counts[trace.trace_id]))
+        (
+            trace,
+            _finish(verifiers[trace.trace_id], counts[trace.trace_id], anchors[trace.trace_id]),
+        )
         for trace in traces
     ]
 
