@@ -177,3 +177,22 @@ def test_concurrent_appenders_never_fork_or_gap(store: DatabaseUrl) -> None:
         ]
     assert indexes == list(range(20))
     assert prove(store, "tenant-a", "run-busy").integrity.verification_status == "VERIFIED"
+
+
+def test_seal_with_an_unrepresentable_status_is_refused_and_the_run_stays_open(
+    store: DatabaseUrl,
+) -> None:
+    record_run(store, "tenant-a", "run-bad-seal", steps=1, seal=False)
+
+    async def go() -> None:
+        engine = async_engine(store)
+        try:
+            await TraceRecorder(engine).seal(
+                "tenant-a", "run-bad-seal", status="done\x00", completed_at=datetime.now(UTC)
+            )
+        finally:
+            await engine.dispose()
+
+    with pytest.raises(InvalidRecord, match="seal"):
+        run(go())
+    assert prove(store, "tenant-a", "run-bad-seal").integrity.verification_status == "UNSEALED"

@@ -105,7 +105,8 @@ def _canonical(record: dict[str, Any], what: str) -> bytes:
         raise InvalidRecord(f"{what}: {exc}") from None
 
 
-def _build(builder: Any, what: str, **fields: Any) -> dict[str, Any]:
+def _build(builder: Any, what: str, **fields: Any) -> Any:
+    """Build a record or hash it; a value the spec cannot represent is refused by name."""
     try:
         return builder(**fields)
     except (InvalidTimestamp, CanonicalizationError, ValueError) as exc:
@@ -129,7 +130,7 @@ class TraceRecorder:
             plan=trace.plan,
             started_at=trace.started_at,
         )
-        genesis = genesis_hash(_canonical_checked(header, "trace header")).hex()
+        genesis = _build(genesis_hash, "trace header", header=header).hex()
         try:
             async with self._engine.begin() as conn:
                 await _bind_tenant(conn, trace.tenant_id)
@@ -246,7 +247,7 @@ class TraceRecorder:
                 chain_length=head.n,
             )
             head_hash = trace["genesis_hash"] if head.n == 0 else head.head
-            root = root_hash(bytes.fromhex(head_hash), seal).hex()
+            root = _build(root_hash, "seal", head=bytes.fromhex(head_hash), seal=seal).hex()
             await conn.execute(
                 text(
                     "UPDATE aos_traces SET status = :status, completed_at = :completed_at,"
@@ -262,11 +263,6 @@ class TraceRecorder:
                 },
             )
         return SealWritten(chain_length=head.n, root_hash=root)
-
-
-def _canonical_checked(record: dict[str, Any], what: str) -> dict[str, Any]:
-    _canonical(record, what)
-    return record
 
 
 async def _bind_tenant(conn: AsyncConnection, tenant_id: str) -> None:
