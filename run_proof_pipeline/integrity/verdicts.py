@@ -3,6 +3,10 @@
 Usage: ChainVerifier(trace), then feed() each stored step in step_index order, then
 finish(anchor).  The first failure is final: feed() keeps returning it without doing any
 more work, so the caller can stop reading rows.
+
+A long trace can also be cut into contiguous ranges of steps, each checked on its own by a
+ChainSegment (in another process, say), then merged in order with feed_segment(): the
+verdict, first failure and step count are those of feeding every step here.
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ from run_proof_pipeline.integrity.timestamps import InvalidTimestamp
 __all__ = [
     "LEGACY_TRACE_REASON",
     "Anchor",
+    "ChainSegment",
     "ChainVerifier",
     "IntegrityFailure",
     "IntegrityModel",
+    "SegmentResult",
+    "SegmentStart",
     "StoredStep",
     "StoredTrace",
     "Verdict",
@@ -167,12 +174,13 @@ def _mismatch(
     )
 
 
-class ChainVerifier:
+class _ChainWalk:
+    """Rules 2-3 over stored steps in step_index order, from a known starting state: the
+    link arithmetic that a whole trace (ChainVerifier) and a segment (ChainSegment) share."""
+
     __slots__ = (
-        "_trace",
         "_legacy",
         "_failure",
-        "_genesis_hex",
         "_prev",
         "_prev_hex",
         "_next_index",
@@ -181,87 +189,19 @@ class ChainVerifier:
         "_head_at_sealed_length",
     )
 
-    def __init__(self, trace: StoredTrace) -> None:
-        self._trace = trace
-        self._legacy = trace.genesis_hash is None
+    def __init__(self, sealed_length: int | None) -> None:
+        self._legacy = False
         self._failure: IntegrityFailure | None = None
-        self._genesis_hex: str | None = None
         self._prev = b""
         self._prev_hex = ""
         self._next_index = 0
         self._seen = 0
-        length = trace.chain_length
-        # Only a plausible stored count is used to spot extra steps; a bad one fails at finish.
-        self._sealed_length = (
-            length if type(length) is int and length >= 0 and trace.root_hash is not None else None
-        )
+        self._sealed_length = sealed_length
         self._head_at_sealed_length: bytes | None = None
-        if self._legacy:
-            return
-        try:
-            canonical = canonicalize(
-                header_record(
-                    tenant_id=trace.tenant_id,
-                    run_id=trace.run_id,
-                    trace_id=trace.trace_id,
-                    agent_id=trace.agent_id,
-                    plan_id=trace.plan_id,
-                    plan=trace.plan,
-                    started_at=trace.started_at,
-                ),
-                strict=False,
-            )
-        except (CanonicalizationError, InvalidTimestamp) as exc:
-            self._failure = IntegrityFailure(
-                location="header",
-                step_index=None,
-                rule=1,
-                expected=None,
-                found=None,
-                reason=f"header: stored values cannot be hashed ({exc})",
-            )
-            return
-        genesis = _sha256(canonical).digest()
-        self._genesis_hex = genesis.hex()
-        self._prev = genesis
-        self._prev_hex = self._genesis_hex
-        if self._sealed_length == 0:
-            self._head_at_sealed_length = genesis
-        if trace.genesis_hash != self._genesis_hex:
-            self._failure = _mismatch(
-                "header", None, 1, "genesis_hash", self._genesis_hex, trace.genesis_hash
-            )
 
     @property
     def failure(self) -> IntegrityFailure | None:
         return self._failure
-
-    def feed(self, step: StoredStep) -> IntegrityFailure | None:
-        """Check one stored step (rules 2-3); returns the first failure so far, if any."""
-        if self._failure is not None or self._legacy:
-            self._seen += 1
-            return self._failure
-        trace = self._trace
-        try:
-            canonical = step_canonical_bytes(
-                tenant_id=trace.tenant_id,
-                run_id=trace.run_id,
-                step_index=step.step_index,
-                skill_id=step.skill_id,
-                skill_name=step.skill_name,
-                params=step.params,
-                status=step.status,
-                outcome_category=step.outcome_category,
-                outcome_code=step.outcome_code,
-                outcome_data=step.outcome_data,
-                cost_cents=step.cost_cents,
-                duration_ms=step.duration_ms,
-                retry_count=step.retry_count,
-                timestamp=step.timestamp,
-            )
-        except (CanonicalizationError, InvalidTimestamp) as exc:
-            return self.feed_unverifiable(step.step_index, str(exc))
-        return self.feed_canonical(step.step_index, canonical, step.prev_hash, step.step_hash)
 
     def feed_unverifiable(self, step_index: int, error: str) -> IntegrityFailure | None:
         """Record a step whose stored values cannot be canonicalized (e.g. a number that is
@@ -327,6 +267,210 @@ class ChainVerifier:
             reason=f"step {expected}: {what} (expected {expected}, found {step_index})",
             field="step_index",
         )
+
+
+def sealed_length_of(trace: StoredTrace) -> int | None:
+    """The stored chain_length when it is plausible enough to spot extra steps with; a bad
+    one fails at the seal instead."""
+    length = trace.chain_length
+    if type(length) is int and length >= 0 and trace.root_hash is not None:
+        return length
+    return None
+
+
+@dataclass(frozen=True)
+class SegmentStart:
+    """The first stored row of a segment, exactly as read: the merging ChainVerifier checks
+    it against the chain so far (its index and prev_hash are the segment's border)."""
+
+    step_index: int
+    canonical: bytes | None
+    prev_hash: str | None
+    step_hash: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """What ChainSegment found in a contiguous run of stored steps.
+
+    Everything after `first` was checked assuming that `first` verifies, i.e. starting from
+    its index + 1 and its stored step_hash; ChainVerifier.feed_segment() checks `first` and
+    only then takes the rest, so the merged verdict is the sequential one.
+    """
+
+    first: SegmentStart | None  # None: the segment holds no rows
+    steps: int  # rows read, up to and including the first failure
+    failure: IntegrityFailure | None  # the first failure after `first`
+    next_index: int
+    head: bytes | None  # digest of the segment's last row, when nothing failed
+    head_at_sealed_length: bytes | None
+
+
+class ChainSegment(_ChainWalk):
+    """Rules 2-3 over one contiguous range of a trace's stored steps, read independently of
+    the rows before it (every row stores its prev_hash): segments of one long run can be
+    verified in parallel and merged in order with ChainVerifier.feed_segment().
+
+    feed_canonical / feed_unverifiable return True once reading on cannot change the
+    result: a failure inside the segment, or a first row that cannot verify.
+    """
+
+    __slots__ = ("_first", "_start_fails")
+
+    def __init__(self, sealed_length: int | None) -> None:
+        super().__init__(sealed_length)
+        self._first: SegmentStart | None = None
+        self._start_fails = False
+
+    def feed_canonical(  # type: ignore[override]  # True/False: whether to stop reading
+        self,
+        step_index: int,
+        canonical: bytes,
+        prev_hash: str | None,
+        step_hash: str | None,
+    ) -> bool:
+        if self._first is None:
+            return self._start(SegmentStart(step_index, canonical, prev_hash, step_hash))
+        return super().feed_canonical(step_index, canonical, prev_hash, step_hash) is not None
+
+    def feed_unverifiable(self, step_index: int, error: str) -> bool:  # type: ignore[override]
+        if self._first is None:
+            return self._start(SegmentStart(step_index, None, None, None, error))
+        return super().feed_unverifiable(step_index, error) is not None
+
+    def _start(self, first: SegmentStart) -> bool:
+        self._first = first
+        self._seen = 1
+        if first.error is not None or first.canonical is None or not is_hex_hash(first.step_hash):
+            # The merger fails this row whatever follows (a stored hash that is not 64 hex
+            # characters never equals a computed one): the rest need not be read.
+            self._start_fails = True
+            return True
+        self._next_index = first.step_index + 1
+        self._prev_hex = first.step_hash  # type: ignore[assignment]  # checked just above
+        self._prev = bytes.fromhex(self._prev_hex)
+        # (The merger notes the head at the sealed length if this very row is the last one.)
+        return False
+
+    def result(self) -> SegmentResult:
+        failure = self._failure
+        return SegmentResult(
+            first=self._first,
+            steps=self._seen,
+            failure=failure,
+            next_index=self._next_index,
+            head=None if failure is not None or self._start_fails else self._prev,
+            head_at_sealed_length=self._head_at_sealed_length,
+        )
+
+
+class ChainVerifier(_ChainWalk):
+    __slots__ = ("_trace", "_genesis_hex")
+
+    def __init__(self, trace: StoredTrace) -> None:
+        super().__init__(sealed_length_of(trace))
+        self._trace = trace
+        self._legacy = trace.genesis_hash is None
+        self._genesis_hex: str | None = None
+        if self._legacy:
+            return
+        try:
+            canonical = canonicalize(
+                header_record(
+                    tenant_id=trace.tenant_id,
+                    run_id=trace.run_id,
+                    trace_id=trace.trace_id,
+                    agent_id=trace.agent_id,
+                    plan_id=trace.plan_id,
+                    plan=trace.plan,
+                    started_at=trace.started_at,
+                ),
+                strict=False,
+            )
+        except (CanonicalizationError, InvalidTimestamp) as exc:
+            self._failure = IntegrityFailure(
+                location="header",
+                step_index=None,
+                rule=1,
+                expected=None,
+                found=None,
+                reason=f"header: stored values cannot be hashed ({exc})",
+            )
+            return
+        genesis = _sha256(canonical).digest()
+        self._genesis_hex = genesis.hex()
+        self._prev = genesis
+        self._prev_hex = self._genesis_hex
+        if self._sealed_length == 0:
+            self._head_at_sealed_length = genesis
+        if trace.genesis_hash != self._genesis_hex:
+            self._failure = _mismatch(
+                "header", None, 1, "genesis_hash", self._genesis_hex, trace.genesis_hash
+            )
+
+    def feed(self, step: StoredStep) -> IntegrityFailure | None:
+        """Check one stored step (rules 2-3); returns the first failure so far, if any."""
+        if self._failure is not None or self._legacy:
+            self._seen += 1
+            return self._failure
+        trace = self._trace
+        try:
+            canonical = step_canonical_bytes(
+                tenant_id=trace.tenant_id,
+                run_id=trace.run_id,
+                step_index=step.step_index,
+                skill_id=step.skill_id,
+                skill_name=step.skill_name,
+                params=step.params,
+                status=step.status,
+                outcome_category=step.outcome_category,
+                outcome_code=step.outcome_code,
+                outcome_data=step.outcome_data,
+                cost_cents=step.cost_cents,
+                duration_ms=step.duration_ms,
+                retry_count=step.retry_count,
+                timestamp=step.timestamp,
+            )
+        except (CanonicalizationError, InvalidTimestamp) as exc:
+            return self.feed_unverifiable(step.step_index, str(exc))
+        return self.feed_canonical(step.step_index, canonical, step.prev_hash, step.step_hash)
+
+    def feed_segment(self, segment: SegmentResult) -> IntegrityFailure | None:
+        """Take a ChainSegment's result for the rows that come next, as if each had been fed
+        here: its first row is checked against the chain so far, and only when it verifies
+        does the segment's own finding (a failure or its head) count.  Feed segments in
+        step_index order; after the first failure they are not read (like a stopped stream)."""
+        if self._legacy:
+            self._seen += segment.steps
+            return None
+        if self._failure is not None:
+            return self._failure
+        first = segment.first
+        if first is None:
+            return None
+        failure = (
+            self.feed_unverifiable(first.step_index, first.error)
+            if first.error is not None or first.canonical is None
+            else self.feed_canonical(
+                first.step_index, first.canonical, first.prev_hash, first.step_hash
+            )
+        )
+        if failure is not None:
+            return failure
+        # The first row verified, so the segment's starting assumption held.
+        self._seen += segment.steps - 1
+        if segment.failure is not None:
+            self._failure = segment.failure
+            return self._failure
+        if segment.head is None:  # only when the first row could not verify, handled above
+            raise ValueError("a segment without a head must fail at its first row")
+        self._next_index = segment.next_index
+        self._prev = segment.head
+        self._prev_hex = segment.head.hex()
+        if segment.head_at_sealed_length is not None:
+            self._head_at_sealed_length = segment.head_at_sealed_length
+        return None
 
     # --- seal and anchor -------------------------------------------------------------------
 

@@ -1,0 +1,207 @@
+"""ChainSegment + ChainVerifier.feed_segment: a trace cut into ranges, each checked on its
+own and merged in order, gives exactly the sequential verdict (status, first failure,
+chain_length, hashes) for intact and tampered runs alike."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from run_proof_pipeline.integrity import (
+    CanonicalizationError,
+    ChainSegment,
+    ChainVerifier,
+    InvalidTimestamp,
+    SegmentResult,
+    StoredStep,
+    StoredTrace,
+    Verdict,
+    VerificationStatus,
+    step_canonical_bytes,
+)
+from run_proof_pipeline_tests.test_chain_verifier import build_run, verify
+
+OTHER_HASH = "ab" * 32
+
+
+def _canonical(trace: StoredTrace, step: StoredStep) -> bytes | str:
+    try:
+        return step_canonical_bytes(
+            tenant_id=trace.tenant_id,
+            run_id=trace.run_id,
+            step_index=step.step_index,
+            skill_id=step.skill_id,
+            skill_name=step.skill_name,
+            params=step.params,
+            status=step.status,
+            outcome_category=step.outcome_category,
+            outcome_code=step.outcome_code,
+            outcome_data=step.outcome_data,
+            cost_cents=step.cost_cents,
+            duration_ms=step.duration_ms,
+            retry_count=step.retry_count,
+            timestamp=step.timestamp,
+        )
+    except (CanonicalizationError, InvalidTimestamp) as exc:
+        return str(exc)
+
+
+def segment(trace: StoredTrace, steps: list[StoredStep]) -> SegmentResult:
+    """What a segment worker does with its rows."""
+    chain = ChainSegment(ChainVerifier(trace)._sealed_length)
+    for step in steps:
+        canonical = _canonical(trace, step)
+        stop = (
+            chain.feed_unverifiable(step.step_index, canonical)
+            if isinstance(canonical, str)
+            else chain.feed_canonical(step.step_index, canonical, step.prev_hash, step.step_hash)
+        )
+        if stop:
+            break
+    return chain.result()
+
+
+def verify_in_segments(trace: StoredTrace, steps: list[StoredStep], cuts: list[int]) -> Verdict:
+    bounds = [0, *sorted(c for c in cuts if 0 <= c <= len(steps)), len(steps)]
+    verifier = ChainVerifier(trace)
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        if verifier.feed_segment(segment(trace, steps[lo:hi])) is not None:
+            break
+    return verifier.finish()
+
+
+# --- named cases ------------------------------------------------------------------------------
+
+
+def test_intact_run_in_three_segments_verifies_like_one() -> None:
+    run = build_run(9)
+    verdict = verify_in_segments(run.trace, run.steps, [3, 6])
+    assert verdict == verify(run.trace, run.steps)
+    assert verdict.status is VerificationStatus.VERIFIED
+    assert verdict.chain_length == 9
+
+
+def test_edited_row_inside_second_segment_names_its_step() -> None:
+    run = build_run(9)
+    steps = list(run.steps)
+    steps[7] = replace(steps[7], params={"edited": True})
+    verdict = verify_in_segments(run.trace, steps, [4])
+    assert verdict.status is VerificationStatus.FAILED
+    assert verdict.failure is not None and verdict.failure.step_index == 7
+    assert verdict.failure.field == "step_hash"
+    assert verdict == verify(run.trace, steps)
+
+
+def test_edited_first_row_of_a_segment_fails_at_the_border() -> None:
+    # The segment trusts its first row's stored step_hash only until the merge checks it.
+    run = build_run(9)
+    steps = list(run.steps)
+    steps[4] = replace(steps[4], status="edited")
+    verdict = verify_in_segments(run.trace, steps, [4])
+    assert verdict.failure is not None and verdict.failure.step_index == 4
+    assert verdict.failure.field == "step_hash"
+    assert verdict == verify(run.trace, steps)
+
+
+def test_row_deleted_at_the_border_is_a_gap() -> None:
+    run = build_run(9)
+    steps = run.steps[:4] + run.steps[5:]
+    verdict = verify_in_segments(run.trace, steps, [4])
+    assert verdict.failure is not None and verdict.failure.step_index == 4
+    assert verdict.failure.field == "step_index"
+    assert verdict == verify(run.trace, steps)
+
+
+def test_earlier_segment_failure_wins_over_a_later_one() -> None:
+    run = build_run(9)
+    steps = list(run.steps)
+    steps[2] = replace(steps[2], prev_hash=OTHER_HASH)
+    steps[8] = replace(steps[8], step_hash=OTHER_HASH)
+    verdict = verify_in_segments(run.trace, steps, [5])
+    assert verdict.failure is not None and verdict.failure.step_index == 2
+    assert verdict.chain_length == 3  # as a stream that stops at its first failure
+    assert verdict == verify(run.trace, steps)
+
+
+def test_extra_steps_beyond_the_seal_found_across_segments() -> None:
+    sealed = build_run(6)
+    longer = build_run(9)
+    verdict = verify_in_segments(sealed.trace, longer.steps, [3, 7])
+    assert verdict.failure is not None and verdict.failure.step_index == 6
+    assert "extra step" in verdict.failure.reason
+    assert verdict == verify(sealed.trace, longer.steps)
+
+
+def test_empty_segments_change_nothing() -> None:
+    run = build_run(4)
+    assert verify_in_segments(run.trace, run.steps, [0, 2, 2, 4]) == verify(run.trace, run.steps)
+
+
+# --- every split of every tampered run ----------------------------------------------------------
+
+
+def _mutate(steps: list[StoredStep], kind: str, at: int) -> list[StoredStep]:
+    if not steps:
+        return steps
+    i = at % len(steps)
+    out = list(steps)
+    step = out[i]
+    if kind == "edit_field":
+        out[i] = replace(step, skill_name="edited")
+    elif kind == "step_hash_other":
+        out[i] = replace(step, step_hash=OTHER_HASH)
+    elif kind == "step_hash_not_hex":
+        out[i] = replace(step, step_hash="not-a-hash")
+    elif kind == "step_hash_null":
+        out[i] = replace(step, step_hash=None)
+    elif kind == "prev_hash_other":
+        out[i] = replace(step, prev_hash=OTHER_HASH)
+    elif kind == "unhashable_value":
+        out[i] = replace(step, params={"x": math.nan})
+    elif kind == "index_shifted":
+        out[i] = replace(step, step_index=step.step_index + 5)
+    elif kind == "delete":
+        del out[i]
+    elif kind == "duplicate":
+        out.insert(i, step)
+    elif kind == "swap" and i + 1 < len(out):
+        out[i], out[i + 1] = out[i + 1], out[i]
+    return out
+
+
+MUTATIONS = [
+    "none",
+    "edit_field",
+    "step_hash_other",
+    "step_hash_not_hex",
+    "step_hash_null",
+    "prev_hash_other",
+    "unhashable_value",
+    "index_shifted",
+    "delete",
+    "duplicate",
+    "swap",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    n=st.integers(min_value=0, max_value=10),
+    extra=st.integers(min_value=0, max_value=2),
+    sealed=st.booleans(),
+    kinds=st.lists(st.sampled_from(MUTATIONS), max_size=2),
+    ats=st.lists(st.integers(min_value=0, max_value=20), min_size=2, max_size=2),
+    cuts=st.lists(st.integers(min_value=0, max_value=14), max_size=4),
+)
+def test_any_split_gives_the_sequential_verdict(
+    n: int, extra: int, sealed: bool, kinds: list[str], ats: list[int], cuts: list[int]
+) -> None:
+    # `extra` rows past a seal of n steps: the longer run's prefix has the same hashes.
+    trace = build_run(n, sealed=sealed).trace
+    steps = build_run(n + extra).steps
+    for kind, at in zip(kinds, ats, strict=False):
+        steps = _mutate(steps, kind, at)
+    assert verify_in_segments(trace, steps, cuts) == verify(trace, steps)
