@@ -6,6 +6,7 @@ proof recomputes every hash from the row contents, streams the steps, and isolat
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,7 +22,13 @@ from run_proof_pipeline.coordinator.models import (
     TraceSummary,
 )
 from run_proof_pipeline.integrity import Verdict, VerificationStatus
-from run_proof_pipeline.proof.stream import prove_trace
+from run_proof_pipeline.proof.segments import (
+    DEFAULT_PARALLEL_MIN_STEPS,
+    index_span,
+    prove_trace_in_segments,
+)
+from run_proof_pipeline.proof.stream import StreamedProof, prove_trace
+from run_proof_pipeline.settings import ConfigError
 from run_proof_pipeline.store.snapshot import TraceRow, begin_snapshot, read_trace
 from run_proof_pipeline.store.step_rows import DecodedStep
 
@@ -34,10 +41,39 @@ LEGACY_REASON = (
 # progress(steps_done, steps_total_or_None)
 ProgressCallback = Callable[[int, int | None], None]
 
+WORKERS_ENV = "RUN_PROOF_VERIFY_WORKERS"
+# Segments carry their summaries back over a pipe: only for callers that ask for a few.
+_PARALLEL_SUMMARY_LIMIT = 10_000
+
+
+def default_workers() -> int:
+    """Processes for one long run's proof: RUN_PROOF_VERIFY_WORKERS, else one per core."""
+    value = os.environ.get(WORKERS_ENV)
+    if value is None or value.strip() == "":
+        return max(1, min(os.cpu_count() or 1, 8))
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise ConfigError(f"{WORKERS_ENV} must be a whole number of at least 1, got {value!r}")
+    return workers
+
 
 class RunProofCoordinator:
-    def __init__(self, *, progress_every: int = 100_000) -> None:
+    """`workers` > 1 proves a run of at least `parallel_min_steps` steps in that many
+    processes inside the same snapshot (proof.segments); shorter runs stay in process."""
+
+    def __init__(
+        self,
+        *,
+        progress_every: int = 100_000,
+        workers: int | None = None,
+        parallel_min_steps: int = DEFAULT_PARALLEL_MIN_STEPS,
+    ) -> None:
         self._progress_every = progress_every
+        self._workers = default_workers() if workers is None else max(1, workers)
+        self._parallel_min_steps = max(1, parallel_min_steps)
 
     async def get_run_proof(
         self,
@@ -60,26 +96,61 @@ class RunProofCoordinator:
                 return _not_found(tenant_id, run_id, started)
             if trace.genesis_hash is None:
                 return _result(trace, _legacy_integrity(), [], 0, False, started)
-            summaries: list[TraceStepSummary] = []
-            truncated = False
-            seen = 0
-
-            def observe(step: DecodedStep) -> None:
-                nonlocal truncated, seen
-                seen += 1
-                if step_summary_limit is None or len(summaries) < step_summary_limit:
-                    summaries.append(step.summary(include_payloads))
-                else:
-                    truncated = True
-                if progress is not None and seen % self._progress_every == 0:
-                    progress(seen, trace.chain_length)
-
-            streamed = await prove_trace(conn, trace, observe=observe)
+            span = None
+            if (
+                self._workers > 1
+                and step_summary_limit is not None
+                and step_summary_limit <= _PARALLEL_SUMMARY_LIMIT
+            ):
+                span = await index_span(conn, trace.trace_id)
+            if span is not None and span[1] - span[0] + 1 >= self._parallel_min_steps:
+                total = trace.chain_length
+                segmented = await prove_trace_in_segments(
+                    conn,
+                    trace,
+                    span,
+                    workers=self._workers,
+                    summary_limit=step_summary_limit or 0,
+                    progress_every=self._progress_every,
+                    progress=None if progress is None else (lambda done: progress(done, total)),
+                )
+                streamed: StreamedProof = segmented.proof
+                summaries = [s.summary(include_payloads) for s in segmented.summaries]
+                truncated = streamed.steps_read > len(summaries)
+            else:
+                streamed, summaries, truncated = await self._prove_in_process(
+                    conn, trace, include_payloads, step_summary_limit, progress
+                )
         integrity = _integrity(streamed.verdict, anchored=streamed.anchored).model_copy(
             update={"adopted_at": trace.adopted_at}
         )
         steps_read = streamed.steps_read
         return _result(trace, integrity, summaries, steps_read, truncated, started)
+
+    async def _prove_in_process(
+        self,
+        conn: AsyncConnection,
+        trace: TraceRow,
+        include_payloads: bool,
+        step_summary_limit: int | None,
+        progress: ProgressCallback | None,
+    ) -> tuple[StreamedProof, list[TraceStepSummary], bool]:
+        summaries: list[TraceStepSummary] = []
+        truncated = False
+        seen = 0
+
+        def observe(step: DecodedStep) -> None:
+            nonlocal truncated, seen
+            seen += 1
+            if step_summary_limit is None or len(summaries) < step_summary_limit:
+                summaries.append(step.summary(include_payloads))
+            else:
+                truncated = True
+            if progress is not None and seen % self._progress_every == 0:
+                progress(seen, trace.chain_length)
+
+        streamed = await prove_trace(conn, trace, observe=observe)
+        return streamed, summaries, truncated
 
 
 def get_run_proof_coordinator() -> RunProofCoordinator:

@@ -203,6 +203,15 @@ class _ChainWalk:
     def failure(self) -> IntegrityFailure | None:
         return self._failure
 
+    @property
+    def steps_seen(self) -> int:
+        """Rows fed so far (a stream that stops at the first failure reads this many)."""
+        return self._seen
+
+    @property
+    def sealed_length(self) -> int | None:
+        return self._sealed_length
+
     def feed_unverifiable(self, step_index: int, error: str) -> IntegrityFailure | None:
         """Record a step whose stored values cannot be canonicalized (e.g. a number that is
         not a finite double): FAILED, naming the step."""

@@ -69,7 +69,7 @@ def _feed(verifier: ChainVerifier, step: DecodedStep) -> bool:
     return failure is not None
 
 
-def _finish(verifier: ChainVerifier, steps: int, lookup: AnchorLookup) -> StreamedProof:
+def finish_proof(verifier: ChainVerifier, steps: int, lookup: AnchorLookup) -> StreamedProof:
     verdict = verifier.finish(lookup.anchor)
     if lookup.failure is not None and verdict.failure is None:
         verdict = replace(verdict, status=VerificationStatus.FAILED, failure=lookup.failure)
@@ -91,7 +91,7 @@ async def prove_trace(
             if _feed(verifier, step):
                 # The first failure is the verdict; reading on would only cost time.
                 break
-    return _finish(verifier, steps_read, await lookup_anchor(conn, trace))
+    return finish_proof(verifier, steps_read, await lookup_anchor(conn, trace))
 
 
 async def prove_traces(
@@ -122,7 +122,9 @@ async def prove_traces(
     return [
         (
             trace,
-            _finish(verifiers[trace.trace_id], counts[trace.trace_id], anchors[trace.trace_id]),
+            finish_proof(
+                verifiers[trace.trace_id], counts[trace.trace_id], anchors[trace.trace_id]
+            ),
         )
         for trace in traces
     ]

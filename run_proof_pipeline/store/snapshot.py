@@ -17,32 +17,14 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from run_proof_pipeline.store.step_rows import STEP_COLUMNS, STEP_SELECT
+
 TRACE_COLUMNS = (
     "trace_id, run_id, tenant_id, agent_id, plan_id, plan, status, started_at, completed_at,"
     " genesis_hash, root_hash, chain_length, seal_seq, adopted_at"
 )
 
-# Column order of a streamed step row; numbers and JSON travel as text so that no value is
-# converted twice (the integrity core parses them exactly as the spec says).
-STEP_COLUMNS = (
-    "step_index",
-    "tenant_id",
-    "run_id",
-    "skill_id",
-    "skill_name",
-    "params",
-    "status",
-    "outcome_category",
-    "outcome_code",
-    "outcome_data",
-    "cost_cents",
-    "duration_ms",
-    "retry_count",
-    "timestamp",
-    "prev_hash",
-    "step_hash",
-)
-_STEP_SELECT = ", ".join(f'"{c}"' for c in STEP_COLUMNS)
+_STEP_SELECT = STEP_SELECT
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,10 @@ Two entry points share one result type:
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from run_proof_pipeline.coordinator.models import TraceStepSummary
 from run_proof_pipeline.integrity import (
     MAX_SAFE_INTEGER,
     CanonicalizationError,
@@ -26,9 +25,45 @@ from run_proof_pipeline.integrity import (
     parse_stored_json,
     step_canonical_bytes,
 )
-from run_proof_pipeline.integrity.canonical import canonicalize_stored_json
+from run_proof_pipeline.integrity.canonical import (
+    _NATIVE_FRACTIONS,
+    _orjson_output_is_jcs,
+    canonicalize_stored_json,
+)
 
-__all__ = ["DecodedStep", "StepLineDecoder", "StepRowDecoder", "unescape_copy_field"]
+if TYPE_CHECKING:  # pydantic stays out of the segment workers' imports
+    from run_proof_pipeline.coordinator.models import TraceStepSummary
+
+__all__ = [
+    "STEP_COLUMNS",
+    "STEP_SELECT",
+    "DecodedStep",
+    "StepLineDecoder",
+    "StepRowDecoder",
+    "unescape_copy_field",
+]
+
+# Column order of a streamed step row; numbers and JSON travel as text so that no value is
+# converted twice (the integrity core parses them exactly as the spec says).
+STEP_COLUMNS = (
+    "step_index",
+    "tenant_id",
+    "run_id",
+    "skill_id",
+    "skill_name",
+    "params",
+    "status",
+    "outcome_category",
+    "outcome_code",
+    "outcome_data",
+    "cost_cents",
+    "duration_ms",
+    "retry_count",
+    "timestamp",
+    "prev_hash",
+    "step_hash",
+)
+STEP_SELECT = ", ".join(f'"{c}"' for c in STEP_COLUMNS)
 
 _UNSET: Any = object()
 
@@ -166,6 +201,8 @@ class DecodedStep:
         return f"DecodedStep(step_index={self.step_index}, step_hash={self.step_hash!r})"
 
     def summary(self, include_payloads: bool) -> TraceStepSummary:
+        from run_proof_pipeline.coordinator.models import TraceStepSummary
+
         return TraceStepSummary(
             step_index=self.step_index,
             skill_name=self.skill_name,
@@ -186,7 +223,7 @@ def _json(value: str | bytes | None) -> Any:
 
 
 class StepRowDecoder:
-    """Decodes rows in the column order of `snapshot.STEP_COLUMNS`."""
+    """Decodes rows in the column order of `STEP_COLUMNS`."""
 
     def decode(self, row: tuple[str | None, ...]) -> DecodedStep:
         (
@@ -253,7 +290,7 @@ class StepRowDecoder:
 # C(step) with its keys in JCS order; the values are already canonical JSON.
 _TEMPLATE = (
     b'{"cost_cents":%b,"duration_ms":%b,"kind":"step","outcome_category":%b,'
-    b'"outcome_code":%b,"outcome_data":%b,"params":%b,"retry_count":%b,"run_id":%b,'
+    b'"outcome_code":%b,%b,"retry_count":%b,"run_id":%b,'
     b'"skill_id":%b,"skill_name":%b,"status":%b,"step_index":%b,"tenant_id":%b,'
     b'"timestamp":%b,"v":1}'
 )
@@ -317,7 +354,7 @@ def _as_text(field: bytes | None) -> str | None:
 
 
 class StepLineDecoder:
-    """Decodes raw COPY text lines in the column order of `snapshot.STEP_COLUMNS`.
+    """Decodes raw COPY text lines in the column order of `STEP_COLUMNS`.
 
     The connection's client encoding must be UTF-8 (the caller checks): the bytes go into
     the hash as they are.  One decoder per stream: its caches hold values of that stream.
@@ -363,8 +400,7 @@ class StepLineDecoder:
                 floats[duration_ms],
                 strings[outcome_category],
                 strings[outcome_code],
-                canonicalize_stored_json(outcome_data) if outcome_data is not None else b"null",
-                canonicalize_stored_json(params) if params is not None else b"null",
+                _payloads(outcome_data, params),
                 self._ints[retry_count],
                 strings[run_id],
                 strings[skill_id],
@@ -445,6 +481,33 @@ class StepLineDecoder:
         except _NotFast:
             return False
         return True
+
+
+def _payloads(outcome_data: bytes | None, params: bytes | None) -> bytes:
+    """`"outcome_data":<JCS>,"params":<JCS>`, the two JSON columns' part of C(step).
+
+    They sit side by side in C(step)'s key order, so one object holding both goes through
+    orjson once (one parse, one sorted dump, one exactness check) instead of twice; when
+    the check fails, each column takes the exact path on its own.
+    """
+    if _NATIVE_FRACTIONS:
+        od = b"null" if outcome_data is None else outcome_data
+        pa = b"null" if params is None else params
+        try:
+            out = _dumps(_loads(b'{"outcome_data":' + od + b',"params":' + pa + b"}"), option=_SORT)
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+            out = b""
+        if out and _orjson_output_is_jcs(out):
+            return out[1:-1]
+    return b'"outcome_data":%b,"params":%b' % (
+        b"null" if outcome_data is None else canonicalize_stored_json(outcome_data),
+        b"null" if params is None else canonicalize_stored_json(params),
+    )
+
+
+_loads = orjson.loads
+_dumps = orjson.dumps
+_SORT = orjson.OPT_SORT_KEYS
 
 
 class _NotFast(Exception):

@@ -1,0 +1,192 @@
+"""One segment of a long trace, verified in a process of its own.
+
+    python -m run_proof_pipeline.proof.segment_worker   (started by proof.segments)
+
+Reads one JSON task line on stdin (the connection string travels there, never in argv),
+joins the coordinator's exported snapshot, streams its range of steps with COPY and checks
+them with the integrity core's ChainSegment.  Writes JSON lines on stdout: `{"progress": n}`
+now and then, and last `{"result": ...}` or `{"error": "..."}`.
+
+Imports stay light (psycopg, orjson, the integrity core): this process's start-up is part of
+the proof's time.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import psycopg
+from psycopg import pq, sql
+
+from run_proof_pipeline.integrity import (
+    ChainSegment,
+    IntegrityFailure,
+    SegmentResult,
+    SegmentStart,
+)
+from run_proof_pipeline.store.step_rows import STEP_SELECT, StepLineDecoder
+
+__all__ = ["SegmentTask", "result_from_json", "result_to_json", "verify_segment"]
+
+# Summary fields of a step as stored text: skill_name, status, duration_ms, cost_cents,
+# params, outcome_data (what the coordinator's step summaries show).
+RawSummary = list[Any]
+
+
+@dataclass(frozen=True)
+class SegmentTask:
+    conninfo: str
+    snapshot: str
+    trace_id: str
+    lower: int | None  # first step_index of the range (None: from the start)
+    upper: int | None  # step_index where the next range begins (None: to the end)
+    sealed_length: int | None
+    summary_limit: int
+    progress_every: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def _unb64(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text)
+
+
+def result_to_json(result: SegmentResult) -> dict[str, Any]:
+    first = result.first
+    return {
+        "first": None if first is None else {**asdict(first), "canonical": _b64(first.canonical)},
+        "steps": result.steps,
+        "failure": None if result.failure is None else asdict(result.failure),
+        "next_index": result.next_index,
+        "head": _b64(result.head),
+        "head_at_sealed_length": _b64(result.head_at_sealed_length),
+    }
+
+
+def result_from_json(data: dict[str, Any]) -> SegmentResult:
+    first = data["first"]
+    failure = data["failure"]
+    return SegmentResult(
+        first=None
+        if first is None
+        else SegmentStart(**{**first, "canonical": _unb64(first["canonical"])}),
+        steps=data["steps"],
+        failure=None if failure is None else IntegrityFailure(**failure),
+        next_index=data["next_index"],
+        head=_unb64(data["head"]),
+        head_at_sealed_length=_unb64(data["head_at_sealed_length"]),
+    )
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", "replace")
+
+
+def verify_segment(
+    task: SegmentTask, emit: Any = None
+) -> tuple[SegmentResult, list[tuple[int, RawSummary]]]:
+    """Check the task's range inside the exported snapshot; `emit(dict)` gets progress."""
+    where = [sql.SQL("trace_id = {}").format(sql.Literal(task.trace_id))]
+    if task.lower is not None:
+        where.append(sql.SQL("step_index >= {}").format(sql.Literal(task.lower)))
+    if task.upper is not None:
+        where.append(sql.SQL("step_index < {}").format(sql.Literal(task.upper)))
+    statement = sql.SQL(
+        "COPY (SELECT {columns} FROM aos_trace_steps WHERE {where} ORDER BY step_index) TO STDOUT"
+    ).format(columns=sql.SQL(STEP_SELECT), where=sql.SQL(" AND ").join(where))
+    chain = ChainSegment(task.sealed_length)
+    decoder = StepLineDecoder()
+    summaries: list[tuple[int, RawSummary]] = []
+    limit, every = task.summary_limit, max(1, task.progress_every)
+    read = 0
+    # UTF-8 on the wire: the decoder hashes the COPY bytes as they arrive.
+    conn = psycopg.connect(task.conninfo, client_encoding="UTF8", autocommit=True)
+    try:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        # Must be the transaction's first statement; the id is quoted as a literal.
+        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(task.snapshot)))
+        conn.execute("SET LOCAL TimeZone = 'UTC'")
+        conn.execute("SET LOCAL DateStyle = 'ISO'")
+        # The hot loop talks to libpq directly (psycopg.pq): psycopg's Copy iterator costs
+        # about as much per row as the hashing.  Only this one statement runs that way, and
+        # the connection is closed right after it.
+        pgconn = conn.pgconn
+        pgconn.send_query(statement.as_bytes(conn))
+        started = pgconn.get_result()
+        if started is None or started.status != pq.ExecStatus.COPY_OUT:
+            raise psycopg.OperationalError(_pq_error(pgconn, started))
+        get_copy_data = pgconn.get_copy_data
+        while True:
+            size, data = get_copy_data(0)  # blocks until a row (or the end) arrives
+            if size < 0:
+                break
+            step = decoder.decode(bytes(data))
+            read += 1
+            if len(summaries) < limit:
+                summaries.append((step.step_index, _summary(step)))
+            if step.error is not None or step.canonical is None:
+                stop = chain.feed_unverifiable(step.step_index, step.error or "")
+            else:
+                stop = chain.feed_canonical(
+                    step.step_index, step.canonical, step.prev_hash, step.step_hash
+                )
+            if emit is not None and read % every == 0:
+                emit({"progress": every})
+            if stop:
+                return chain.result(), summaries  # closing the connection ends the COPY
+        if size == -2:
+            raise psycopg.OperationalError(_pq_error(pgconn, None))
+        finished = pgconn.get_result()
+        if finished is None or finished.status != pq.ExecStatus.COMMAND_OK:
+            raise psycopg.OperationalError(_pq_error(pgconn, finished))
+    finally:
+        conn.close()
+    return chain.result(), summaries
+
+
+def _pq_error(pgconn: Any, result: Any) -> str:
+    message = result.error_message if result is not None else b""
+    return (message or pgconn.error_message or b"COPY failed").decode("utf-8", "replace").strip()
+
+
+def _summary(step: Any) -> RawSummary:
+    raw = step._raw
+    if raw is not None:  # from a raw line: stored bytes, decoded only here
+        return [_text(v) for v in raw]
+    return [
+        step.skill_name,
+        step.status,
+        step.duration_ms,
+        step.cost_cents,
+        None if step.params is None else json.dumps(step.params),
+        None if step.outcome_data is None else json.dumps(step.outcome_data),
+    ]
+
+
+def _emit(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> int:
+    try:
+        task = SegmentTask(**json.loads(sys.stdin.readline()))
+        result, summaries = verify_segment(task, _emit)
+    except Exception as exc:  # reported to the coordinator, which raises it there
+        _emit({"error": f"{type(exc).__name__}: {exc}"})
+        return 2
+    _emit({"result": result_to_json(result), "summaries": summaries})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
