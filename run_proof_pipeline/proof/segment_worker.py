@@ -19,8 +19,7 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import psycopg
-from psycopg import pq, sql
+from psycopg import sql
 
 from run_proof_pipeline.integrity import (
     ChainSegment,
@@ -28,6 +27,7 @@ from run_proof_pipeline.integrity import (
     SegmentResult,
     SegmentStart,
 )
+from run_proof_pipeline.store.copy_reader import SnapshotCopyReader
 from run_proof_pipeline.store.step_rows import STEP_SELECT, StepLineDecoder
 
 __all__ = ["SegmentTask", "result_from_json", "result_to_json", "verify_segment"]
@@ -108,28 +108,10 @@ def verify_segment(
     summaries: list[tuple[int, RawSummary]] = []
     limit, every = task.summary_limit, max(1, task.progress_every)
     read = 0
-    # UTF-8 on the wire: the decoder hashes the COPY bytes as they arrive.
-    conn = psycopg.connect(task.conninfo, client_encoding="UTF8", autocommit=True)
-    try:
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        # Must be the transaction's first statement; the id is quoted as a literal.
-        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(task.snapshot)))
-        conn.execute("SET LOCAL TimeZone = 'UTC'")
-        conn.execute("SET LOCAL DateStyle = 'ISO'")
-        # The hot loop talks to libpq directly (psycopg.pq): psycopg's Copy iterator costs
-        # about as much per row as the hashing.  Only this one statement runs that way, and
-        # the connection is closed right after it.
-        pgconn = conn.pgconn
-        pgconn.send_query(statement.as_bytes(conn))
-        started = pgconn.get_result()
-        if started is None or started.status != pq.ExecStatus.COPY_OUT:
-            raise psycopg.OperationalError(_pq_error(pgconn, started))
-        get_copy_data = pgconn.get_copy_data
-        while True:
-            size, data = get_copy_data(0)  # blocks until a row (or the end) arrives
-            if size < 0:
-                break
-            step = decoder.decode(bytes(data))
+    with SnapshotCopyReader(task.conninfo) as reader:
+        reader.join(task.snapshot)
+        for line in reader.lines(statement):
+            step = decoder.decode(line)
             read += 1
             if len(summaries) < limit:
                 summaries.append((step.step_index, _summary(step)))
@@ -142,20 +124,8 @@ def verify_segment(
             if emit is not None and read % every == 0:
                 emit({"progress": every})
             if stop:
-                return chain.result(), summaries  # closing the connection ends the COPY
-        if size == -2:
-            raise psycopg.OperationalError(_pq_error(pgconn, None))
-        finished = pgconn.get_result()
-        if finished is None or finished.status != pq.ExecStatus.COMMAND_OK:
-            raise psycopg.OperationalError(_pq_error(pgconn, finished))
-    finally:
-        conn.close()
+                break  # leaving the lines early closes the reader's connection
     return chain.result(), summaries
-
-
-def _pq_error(pgconn: Any, result: Any) -> str:
-    message = result.error_message if result is not None else b""
-    return (message or pgconn.error_message or b"COPY failed").decode("utf-8", "replace").strip()
 
 
 def _summary(step: Any) -> RawSummary:

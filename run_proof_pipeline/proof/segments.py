@@ -29,7 +29,7 @@ from run_proof_pipeline.integrity import ChainVerifier, parse_stored_json
 from run_proof_pipeline.proof.anchors import lookup_anchor
 from run_proof_pipeline.proof.segment_worker import SegmentTask, result_from_json
 from run_proof_pipeline.proof.stream import StreamedProof, finish_proof, stored_trace
-from run_proof_pipeline.store.snapshot import TraceRow
+from run_proof_pipeline.store.snapshot import TraceRow, export_snapshot
 from run_proof_pipeline.store.step_rows import DecodedStep
 
 __all__ = [
@@ -183,7 +183,7 @@ async def prove_trace_in_segments(
 ) -> SegmentedProof:
     """Rules 1-5 for one trace whose row was read in the snapshot `conn` holds, its steps
     split over `workers` processes; results are those of proof.stream.prove_trace()."""
-    snapshot = (await conn.execute(text("SELECT pg_export_snapshot()"))).scalar_one()
+    snapshot = await export_snapshot(conn)
     conninfo = await _conninfo(conn)
     raw = await conn.get_raw_connection()
     secret = raw.driver_connection.info.password  # type: ignore[union-attr]

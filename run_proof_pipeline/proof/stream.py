@@ -15,9 +15,11 @@ from run_proof_pipeline.integrity import (
     VerificationStatus,
 )
 from run_proof_pipeline.proof.anchors import AnchorLookup, lookup_anchor, lookup_anchors
+from run_proof_pipeline.store.copy_reader import SnapshotCopyReader
 from run_proof_pipeline.store.snapshot import (
     TraceRow,
     copies_utf8,
+    many_step_lines_statement,
     stream_many_step_lines,
     stream_step_lines,
     stream_step_rows,
@@ -95,11 +97,17 @@ async def prove_trace(
 
 
 async def prove_traces(
-    conn: AsyncConnection, traces: Sequence[TraceRow]
+    conn: AsyncConnection,
+    traces: Sequence[TraceRow],
+    *,
+    reader: SnapshotCopyReader | None = None,
 ) -> list[tuple[TraceRow, StreamedProof]]:
     """prove_trace() for a batch of traces read in the snapshot `conn` holds, with one COPY
-    for all their steps (a sweep's many short runs); results in the order of `traces`."""
-    if not await copies_utf8(conn):
+    for all their steps (a sweep's many short runs); results in the order of `traces`.
+
+    With a `reader` that has joined that snapshot, the steps are read through it, in a
+    blocking loop: meant for a process that does nothing else meanwhile (a sweep shard)."""
+    if reader is None and not await copies_utf8(conn):
         return [(trace, await prove_trace(conn, trace)) for trace in traces]
     verifiers = {trace.trace_id: ChainVerifier(stored_trace(trace)) for trace in traces}
     counts = dict.fromkeys(verifiers, 0)
@@ -107,7 +115,7 @@ async def prove_traces(
     decoder = StepLineDecoder()
     current_raw = b""
     current = ""
-    async for line in stream_many_step_lines(conn, list(verifiers)):
+    async for line in _many_lines(conn, list(verifiers), reader):
         raw_id, _, rest = line.partition(b"\t")
         if raw_id != current_raw:
             current_raw = raw_id
@@ -128,6 +136,17 @@ async def prove_traces(
         )
         for trace in traces
     ]
+
+
+async def _many_lines(
+    conn: AsyncConnection, trace_ids: list[str], reader: SnapshotCopyReader | None
+) -> AsyncIterator[bytes]:
+    if reader is None:
+        async for line in stream_many_step_lines(conn, trace_ids):
+            yield line
+        return
+    for line in reader.lines(many_step_lines_statement(trace_ids)):
+        yield line
 
 
 async def _decoded_steps(conn: AsyncConnection, trace_id: str) -> AsyncIterator[DecodedStep]:

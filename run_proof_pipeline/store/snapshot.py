@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -50,6 +51,12 @@ async def begin_snapshot(conn: AsyncConnection) -> None:
     """Make `conn`'s transaction a REPEATABLE READ snapshot with UTC timestamps."""
     await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
     await conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
+
+
+async def export_snapshot(conn: AsyncConnection) -> str:
+    """The id under which other connections can join this transaction's snapshot
+    (SnapshotCopyReader.join); valid while this transaction stays open."""
+    return str((await conn.execute(text("SELECT pg_export_snapshot()"))).scalar_one())
 
 
 async def read_trace(conn: AsyncConnection, tenant_id: str, run_id: str) -> TraceRow | None:
@@ -129,6 +136,17 @@ async def stream_step_lines(conn: AsyncConnection, trace_id: str) -> AsyncIterat
             yield bytes(data)
 
 
+_MANY_STEP_LINES = (
+    f"COPY (SELECT trace_id, {_STEP_SELECT} FROM aos_trace_steps"  # noqa: S608
+    " WHERE trace_id = ANY({}) ORDER BY trace_id, step_index) TO STDOUT"
+)
+
+
+def many_step_lines_statement(trace_ids: list[str]) -> sql.Composed:
+    """The COPY of stream_many_step_lines(), composed with its ids quoted as a literal."""
+    return sql.SQL(_MANY_STEP_LINES).format(sql.Literal(trace_ids))
+
+
 async def stream_many_step_lines(
     conn: AsyncConnection, trace_ids: list[str]
 ) -> AsyncIterator[bytes]:
@@ -137,11 +155,6 @@ async def stream_many_step_lines(
     of small traces instead of one per trace."""
     # `= ANY` on the leading column of the (trace_id, step_index) index: the index scan
     # returns the rows in this order, without a sort.
-    async with _copy_out(
-        conn,
-        f"COPY (SELECT trace_id, {_STEP_SELECT} FROM aos_trace_steps"  # noqa: S608
-        " WHERE trace_id = ANY(%s) ORDER BY trace_id, step_index) TO STDOUT",
-        (trace_ids,),
-    ) as copy:
+    async with _copy_out(conn, _MANY_STEP_LINES.format("%s"), (trace_ids,)) as copy:
         async for data in copy:
             yield bytes(data)

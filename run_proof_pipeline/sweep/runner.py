@@ -20,8 +20,9 @@ from typing import Any
 
 from run_proof_pipeline.proof.stream import prove_traces
 from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.copy_reader import SnapshotCopyReader
 from run_proof_pipeline.store.engine import async_engine
-from run_proof_pipeline.store.snapshot import begin_snapshot
+from run_proof_pipeline.store.snapshot import begin_snapshot, export_snapshot
 from run_proof_pipeline.sweep.report import SweepProgress, SweepReport
 from run_proof_pipeline.sweep.state import (
     Selection,
@@ -95,22 +96,26 @@ async def _sweep_shard(
     engine = async_engine(url)
     after = ""
     try:
+        # The steps are read through a sync connection that joins each page's snapshot: this
+        # process does nothing else meanwhile, and a blocking libpq loop is the cheaper read.
         async with engine.connect() as conn:
-            while True:
-                # Each page is proven in its own snapshot; the keyset moves past it.
-                await begin_snapshot(conn)
-                page = await next_page(conn, selection, after, options.page_size)
-                if not page:
+            with SnapshotCopyReader(url.libpq()) as reader:
+                while True:
+                    # Each page is proven in its own snapshot; the keyset moves past it.
+                    await begin_snapshot(conn)
+                    page = await next_page(conn, selection, after, options.page_size)
+                    if not page:
+                        await conn.rollback()
+                        break
+                    reader.join(await export_snapshot(conn))
+                    proofs = await prove_traces(conn, page, reader=reader)
                     await conn.rollback()
-                    break
-                proofs = await prove_traces(conn, page)
-                await conn.rollback()
-                await record(conn, proofs)
-                await conn.commit()
-                for trace, proof in proofs:
-                    report.add(trace, proof)
-                after = page[-1].trace_id
-                on_page(len(page), sum(proof.steps_read for _, proof in proofs))
+                    await record(conn, proofs)
+                    await conn.commit()
+                    for trace, proof in proofs:
+                        report.add(trace, proof)
+                    after = page[-1].trace_id
+                    on_page(len(page), sum(proof.steps_read for _, proof in proofs))
     finally:
         await engine.dispose()
     return report
