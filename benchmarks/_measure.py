@@ -40,14 +40,16 @@ def floor(conninfo: str, trace_id: str | None = None) -> dict[str, object]:
     return {"steps": rows, "inner_seconds": time.perf_counter() - started}
 
 
-def prove(sqlalchemy_url: str, tenant_id: str, run_id: str) -> dict[str, object]:
-    from run_proof_pipeline.coordinator import get_run_proof_coordinator
+def prove(
+    sqlalchemy_url: str, tenant_id: str, run_id: str, workers: str = "1"
+) -> dict[str, object]:
+    from run_proof_pipeline.coordinator import RunProofCoordinator
     from run_proof_pipeline.settings import DatabaseUrl
     from run_proof_pipeline.store.engine import session_scope
 
     async def go() -> Any:
         async with session_scope(DatabaseUrl.parse(sqlalchemy_url)) as session:
-            return await get_run_proof_coordinator().get_run_proof(
+            return await RunProofCoordinator(workers=int(workers)).get_run_proof(
                 session, tenant_id, run_id, step_summary_limit=0
             )
 
@@ -72,14 +74,21 @@ def naive(sqlalchemy_url: str, trace_id: str) -> dict[str, object]:
     }
 
 
-def profile(sqlalchemy_url: str, tenant_id: str, run_id: str) -> dict[str, object]:
+def profile(conninfo: str, trace_id: str) -> dict[str, object]:
+    """cProfile of a segment worker's loop over a whole run (the hot path of a long proof)."""
     import cProfile
     import pstats
 
-    profiler = cProfile.Profile()
-    profiler.enable()
-    prove(sqlalchemy_url, tenant_id, run_id)
-    profiler.disable()
+    from run_proof_pipeline.proof.segment_worker import SegmentTask, verify_segment
+
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
+        task = SegmentTask(conninfo, snapshot, trace_id, None, None, None, 0, 10**9)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        verify_segment(task)
+        profiler.disable()
     stats = pstats.Stats(profiler)
     total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
     top = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:18]  # type: ignore[attr-defined]

@@ -4,11 +4,13 @@
     .venv/bin/python -m benchmarks.bench_verify --quick    # 10k/100k steps, 1,000 x 100
 
 Starts its own PostgreSQL (LocalPostgres, fsync off) in a temporary directory, builds the data
-set through COPY, and measures every verifier as a separate process (wall time and that
-process's peak RSS from wait4):
+set through COPY, and measures every verifier as a separate process (wall time, and the peak
+RSS of that process plus any it starts, polled from /proc):
 - floor: COPY of the rows the verifier reads + SHA-256 of each row (psycopg 3, sync);
-- ours, CLI: `run-proof verify` as a whole process, start-up included;
-- ours, in-process: the coordinator's get_run_proof (prove_trace), imports excluded;
+- ours, CLI: `run-proof verify` as a whole process, start-up included, with its default
+  workers (one per core: long runs are proved in segments by that many processes);
+- ours, 1 process: the coordinator's get_run_proof with workers=1 (the in-process stream),
+  imports excluded;
 - naive: SQLAlchemy ORM loads the run, then rfc8785 + SHA-256 (the seed origin's shape);
 - sweep: `run-proof sweep --full` over 10,000 runs x 100 steps, against one COPY of all rows.
 Results go to benchmarks/results/*.json, a markdown table on stdout and a plot under docs/.
@@ -37,6 +39,7 @@ from run_proof_pipeline.store.migrate import upgrade
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 RUN_PROOF = Path(sys.executable).with_name("run-proof")
+WORKERS = max(1, min(os.cpu_count() or 1, 8))  # run-proof verify's default
 
 
 @dataclass
@@ -68,18 +71,40 @@ def _hwm_mb(pid: int) -> float | None:
     return None
 
 
-def _run(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MB, stdout) of one child process.
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants (a proof's segment workers), from /proc."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    queue.extend(int(child) for child in children.read().split())
+            except OSError:
+                continue
+    return found
 
-    Peak RSS is the child's VmHWM, polled until it exits: rusage's ru_maxrss would carry
-    this (bigger) process's RSS over from fork into every child's figure.
+
+def _run(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB, stdout) of one child process and its own children.
+
+    Peak RSS is each process's VmHWM, polled until the child exits, summed over the
+    processes (the child and e.g. its segment workers; an upper bound of their RSS at any
+    one moment).  rusage's ru_maxrss would carry this (bigger) process's RSS over from fork
+    into every child's figure.
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         child = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=ROOT)
-        peak = 0.0
+        peaks: dict[int, float] = {}
         while child.poll() is None:
-            peak = max(peak, _hwm_mb(child.pid) or 0.0)
+            for pid in _tree(child.pid):
+                peaks[pid] = max(peaks.get(pid, 0.0), _hwm_mb(pid) or 0.0)
             time.sleep(0.02)
         elapsed = time.perf_counter() - started
         out.seek(0)
@@ -87,7 +112,7 @@ def _run(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
         text, errors = out.read().decode(), err.read().decode()
     if child.returncode != 0:
         raise RuntimeError(f"{command[:3]} exited {child.returncode}: {errors[-2000:]}")
-    return elapsed, peak, text
+    return elapsed, sum(peaks.values()), text
 
 
 def _json_line(text: str) -> dict[str, Any]:
@@ -164,9 +189,8 @@ def run(quick: bool, naive_max: int, repeats: int) -> dict[str, Any]:
                         "-m",
                         "benchmarks._measure",
                         "profile",
-                        long_url.sqlalchemy(),
-                        middle.tenant_id,
-                        middle.run_id,
+                        long_url.libpq(),
+                        middle.trace_id,
                     ],
                     bench.env,
                 )[2].splitlines()[-1]
@@ -188,7 +212,7 @@ def _growth_point(
         floors.append(bench.measure("floor", "floor", url, spec.trace_id))
         clis.append(
             bench.cli(
-                "run-proof verify",
+                f"run-proof verify ({WORKERS} workers)",
                 url,
                 "verify",
                 "--tenant-id",
@@ -197,7 +221,9 @@ def _growth_point(
                 spec.run_id,
             )
         )
-        inner.append(bench.measure("prove", "prove_trace", url, spec.tenant_id, spec.run_id))
+        inner.append(
+            bench.measure("prove", "prove_trace, 1 process", url, spec.tenant_id, spec.run_id, "1")
+        )
     point: dict[str, Any] = {
         "steps": spec.steps,
         "floor": asdict(_best(floors)),
@@ -269,8 +295,8 @@ def _plot(results: dict[str, Any], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     labels = {
         "floor": "floor (COPY + SHA-256)",
-        "cli": "run-proof verify (process)",
-        "in_process": "prove_trace (in process)",
+        "cli": f"run-proof verify, {WORKERS} workers (whole process)",
+        "in_process": "prove_trace, 1 process (imports excluded)",
         "naive": "naive ORM + rfc8785",
     }
     for key, label in labels.items():
@@ -299,8 +325,8 @@ def main() -> None:
     parser.add_argument(
         "--naive-max",
         type=int,
-        default=100_000,
-        help="Longest run the naive verifier gets (it holds the run in memory)",
+        default=1_000_000,
+        help="Longest run the naive verifier gets (it holds the run in memory: ~5 GB at 1M)",
     )
     parser.add_argument("--repeats", type=int, default=2, help="Runs of each fast verifier")
     args = parser.parse_args()

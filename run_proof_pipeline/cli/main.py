@@ -124,6 +124,12 @@ def verify(
     tenant_id: str = typer.Option(..., "--tenant-id", help="Tenant of the run."),
     run_id: str = typer.Option(..., "--run-id", help="Run to prove."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="Processes for a long run (default: RUN_PROOF_VERIFY_WORKERS, else one per core).",
+    ),
 ) -> None:
     """Prove one run: prints the seed's Step 3 fields and the verdict."""
     from run_proof_pipeline.cli.progress import UPDATE_EVERY, StepProgress, step_progress_bar
@@ -134,7 +140,8 @@ def verify(
 
     async def run(progress: StepProgress | None) -> RunProofResult:
         async with session_scope(resolved.url) as session:
-            return await RunProofCoordinator(progress_every=UPDATE_EVERY).get_run_proof(
+            coordinator = RunProofCoordinator(progress_every=UPDATE_EVERY, workers=workers)
+            return await coordinator.get_run_proof(
                 session, tenant_id, run_id, step_summary_limit=0, progress=progress
             )
 

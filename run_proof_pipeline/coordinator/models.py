@@ -87,3 +87,5 @@ class RunProofResult(BaseModel):
     steps_read: int = 0
     step_summaries_truncated: bool = False
     elapsed_seconds: float = 0.0
+    # Processes that proved a long run in parallel segments; 0: proved in this process.
+    segment_workers: int = 0

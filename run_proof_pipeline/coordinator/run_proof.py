@@ -115,9 +115,11 @@ class RunProofCoordinator:
                     progress=None if progress is None else (lambda done: progress(done, total)),
                 )
                 streamed: StreamedProof = segmented.proof
+                segment_workers = segmented.workers
                 summaries = [s.summary(include_payloads) for s in segmented.summaries]
                 truncated = streamed.steps_read > len(summaries)
             else:
+                segment_workers = 0
                 streamed, summaries, truncated = await self._prove_in_process(
                     conn, trace, include_payloads, step_summary_limit, progress
                 )
@@ -125,7 +127,8 @@ class RunProofCoordinator:
             update={"adopted_at": trace.adopted_at}
         )
         steps_read = streamed.steps_read
-        return _result(trace, integrity, summaries, steps_read, truncated, started)
+        result = _result(trace, integrity, summaries, steps_read, truncated, started)
+        return result.model_copy(update={"segment_workers": segment_workers})
 
     async def _prove_in_process(
         self,
@@ -153,8 +156,10 @@ class RunProofCoordinator:
         return streamed, summaries, truncated
 
 
-def get_run_proof_coordinator() -> RunProofCoordinator:
-    return RunProofCoordinator()
+def get_run_proof_coordinator(
+    *, workers: int | None = None, parallel_min_steps: int = DEFAULT_PARALLEL_MIN_STEPS
+) -> RunProofCoordinator:
+    return RunProofCoordinator(workers=workers, parallel_min_steps=parallel_min_steps)
 
 
 @asynccontextmanager

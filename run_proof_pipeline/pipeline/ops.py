@@ -31,6 +31,7 @@ from run_proof_pipeline.plan.expectations import check_expectations, describe_mi
 from run_proof_pipeline.plan.queries import TraceRef, latest_trace, step_count, target_trace
 from run_proof_pipeline.plan.report import OutputReport, adoption_note
 from run_proof_pipeline.plan.state import PlanState
+from run_proof_pipeline.proof.segments import DEFAULT_PARALLEL_MIN_STEPS
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl, redact
 from run_proof_pipeline.store.engine import get_session, run_on_connection, session_scope
 from run_proof_pipeline.store.migrate import missing_schema
@@ -42,6 +43,19 @@ SKIPPED_BY_CONFIGURATION = "skipped by configuration"
 class TargetConfig(Config):
     run_id: str = Field(default="", description="Run to prove; empty: the latest trace (Step 1)")
     tenant_id: str = Field(default="", description="Tenant of run_id (required with run_id)")
+
+
+class ProofConfig(Config):
+    workers: int = Field(
+        default=0,
+        ge=0,
+        description="Processes for a long run's proof; 0: RUN_PROOF_VERIFY_WORKERS, else cores",
+    )
+    parallel_min_steps: int = Field(
+        default=DEFAULT_PARALLEL_MIN_STEPS,
+        ge=1,
+        description="Runs with at least this many steps are proved in parallel segments",
+    )
 
 
 class CoordinatorTestsConfig(Config):
@@ -149,7 +163,10 @@ def step_2_step_count(
 
 @op(description="Step 3: prove the run via RunProofCoordinator (production).")
 def step_3_coordinator_proof(
-    context: OpExecutionContext, trace_store: TraceStoreResource, state: PlanState
+    context: OpExecutionContext,
+    config: ProofConfig,
+    trace_store: TraceStoreResource,
+    state: PlanState,
 ) -> PlanState:
     trace = state.found
     url = trace_store.url()
@@ -164,7 +181,10 @@ def step_3_coordinator_proof(
         # The seed's production path; an explicit resource URL overrides the environment.
         sessions = get_session() if trace_store.database_url is None else session_scope(url)
         async with sessions as session:
-            return await get_run_proof_coordinator().get_run_proof(
+            coordinator = get_run_proof_coordinator(
+                workers=config.workers or None, parallel_min_steps=config.parallel_min_steps
+            )
+            return await coordinator.get_run_proof(
                 session,
                 trace.tenant_id,
                 trace.run_id,
@@ -186,6 +206,7 @@ def step_3_coordinator_proof(
             "trace_count": len(result.aos_traces),
             "step_count": result.steps_read,
             "elapsed_seconds": MetadataValue.float(round(result.elapsed_seconds, 4)),
+            "segment_workers": result.segment_workers,
         }
     )
     return state.with_(proof=result)

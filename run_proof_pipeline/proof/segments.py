@@ -57,6 +57,7 @@ class SegmentWorkerError(RuntimeError):
 class SegmentedProof:
     proof: StreamedProof
     summaries: list[DecodedStep]
+    workers: int  # processes started
 
 
 async def index_span(conn: AsyncConnection, trace_id: str) -> tuple[int, int] | None:
@@ -234,4 +235,4 @@ async def prove_trace_in_segments(
         await asyncio.gather(*runs, return_exceptions=True)
     steps_read = verifier.steps_seen
     proof = finish_proof(verifier, steps_read, await lookup_anchor(conn, trace))
-    return SegmentedProof(proof, summaries)
+    return SegmentedProof(proof, summaries, len(tasks))

@@ -421,3 +421,32 @@ def test_unreachable_server_stops_the_preconditions(
     stop = _assert_stopped_at(dagster_instance, result.run_id, "preconditions", report_dir)
     assert stop.description.startswith("Preconditions: database error:")
     assert store.url.password not in everything_logged(dagster_instance, result.run_id)
+
+
+def test_step_3_proves_in_parallel_segments_and_names_the_first_bad_step(
+    store: DatabaseUrl, dagster_instance: DagsterInstance, report_dir: Path
+) -> None:
+    # A long run goes to segment workers; here any run does (parallel_min_steps=1), and the
+    # altered row sits inside the second of three segments.
+    record_run(store, "tenant-a", "run-long", steps=30)
+    owner_sql(
+        store,
+        "UPDATE aos_trace_steps SET status = 'edited' WHERE run_id = %s AND step_index = 14",
+        ("run-long",),
+        table="aos_trace_steps",
+    )
+    config = plan_config(report_dir)
+    config["ops"]["step_3_coordinator_proof"] = {
+        "config": {"workers": 3, "parallel_min_steps": 1}
+    }
+
+    result = run_plan(dagster_instance, trace_store(store), config)
+
+    stop = _assert_stopped_at(
+        dagster_instance, result.run_id, "step_4_integrity_expectations", report_dir
+    )
+    assert {k: v.value for k, v in stop.metadata.items()}["first_bad"] == "step 14"
+    step_3 = output_metadata(dagster_instance, result.run_id, "step_3_coordinator_proof")
+    assert step_3["verification_status"] == "FAILED"
+    assert step_3["chain_length"] == 15  # read up to the first failure, as one stream would
+    assert step_3["segment_workers"] == 3
