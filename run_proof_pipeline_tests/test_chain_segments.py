@@ -20,8 +20,8 @@ from run_proof_pipeline.integrity import (
     StoredTrace,
     Verdict,
     VerificationStatus,
-    step_canonical_bytes,
 )
+from run_proof_pipeline.integrity.verdicts import stored_step_canonical
 from run_proof_pipeline_tests.test_chain_verifier import build_run, verify
 
 OTHER_HASH = "ab" * 32
@@ -29,22 +29,7 @@ OTHER_HASH = "ab" * 32
 
 def _canonical(trace: StoredTrace, step: StoredStep) -> bytes | str:
     try:
-        return step_canonical_bytes(
-            tenant_id=trace.tenant_id,
-            run_id=trace.run_id,
-            step_index=step.step_index,
-            skill_id=step.skill_id,
-            skill_name=step.skill_name,
-            params=step.params,
-            status=step.status,
-            outcome_category=step.outcome_category,
-            outcome_code=step.outcome_code,
-            outcome_data=step.outcome_data,
-            cost_cents=step.cost_cents,
-            duration_ms=step.duration_ms,
-            retry_count=step.retry_count,
-            timestamp=step.timestamp,
-        )
+        return stored_step_canonical(trace, step)
     except (CanonicalizationError, InvalidTimestamp) as exc:
         return str(exc)
 

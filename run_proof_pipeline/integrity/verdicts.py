@@ -39,6 +39,7 @@ __all__ = [
     "StoredTrace",
     "Verdict",
     "VerificationStatus",
+    "stored_step_canonical",
 ]
 
 LEGACY_TRACE_REASON = "legacy trace without a format-v1 genesis hash"
@@ -278,6 +279,28 @@ class _ChainWalk:
         )
 
 
+def stored_step_canonical(trace: StoredTrace, step: StoredStep) -> bytes:
+    """C(step) of a stored row; tenant_id and run_id come from its trace (so a row moved in
+    from another run hashes differently).  Raises CanonicalizationError / InvalidTimestamp
+    for a stored value outside the spec."""
+    return step_canonical_bytes(
+        tenant_id=trace.tenant_id,
+        run_id=trace.run_id,
+        step_index=step.step_index,
+        skill_id=step.skill_id,
+        skill_name=step.skill_name,
+        params=step.params,
+        status=step.status,
+        outcome_category=step.outcome_category,
+        outcome_code=step.outcome_code,
+        outcome_data=step.outcome_data,
+        cost_cents=step.cost_cents,
+        duration_ms=step.duration_ms,
+        retry_count=step.retry_count,
+        timestamp=step.timestamp,
+    )
+
+
 def sealed_length_of(trace: StoredTrace) -> int | None:
     """The stored chain_length when it is plausible enough to spot extra steps with; a bad
     one fails at the seal instead."""
@@ -423,24 +446,8 @@ class ChainVerifier(_ChainWalk):
         if self._failure is not None or self._legacy:
             self._seen += 1
             return self._failure
-        trace = self._trace
         try:
-            canonical = step_canonical_bytes(
-                tenant_id=trace.tenant_id,
-                run_id=trace.run_id,
-                step_index=step.step_index,
-                skill_id=step.skill_id,
-                skill_name=step.skill_name,
-                params=step.params,
-                status=step.status,
-                outcome_category=step.outcome_category,
-                outcome_code=step.outcome_code,
-                outcome_data=step.outcome_data,
-                cost_cents=step.cost_cents,
-                duration_ms=step.duration_ms,
-                retry_count=step.retry_count,
-                timestamp=step.timestamp,
-            )
+            canonical = stored_step_canonical(self._trace, step)
         except (CanonicalizationError, InvalidTimestamp) as exc:
             return self.feed_unverifiable(step.step_index, str(exc))
         return self.feed_canonical(step.step_index, canonical, step.prev_hash, step.step_hash)
