@@ -41,16 +41,18 @@ def floor(conninfo: str, trace_id: str | None = None) -> dict[str, object]:
 
 
 def prove(
-    sqlalchemy_url: str, tenant_id: str, run_id: str, workers: str = "1"
+    sqlalchemy_url: str, tenant_id: str, run_id: str, workers: str = "1", summaries: str = "0"
 ) -> dict[str, object]:
+    """The coordinator's get_run_proof; workers="0" takes the default (one per core), and
+    summaries="1000" is the call the Dagster plan's step 3 op makes."""
     from run_proof_pipeline.coordinator import RunProofCoordinator
     from run_proof_pipeline.settings import DatabaseUrl
     from run_proof_pipeline.store.engine import session_scope
 
     async def go() -> Any:
         async with session_scope(DatabaseUrl.parse(sqlalchemy_url)) as session:
-            return await RunProofCoordinator(workers=int(workers)).get_run_proof(
-                session, tenant_id, run_id, step_summary_limit=0
+            return await RunProofCoordinator(workers=int(workers) or None).get_run_proof(
+                session, tenant_id, run_id, step_summary_limit=int(summaries)
             )
 
     started = time.perf_counter()

@@ -9,6 +9,8 @@ RSS of that process plus any it starts, polled from /proc):
 - floor: COPY of the rows the verifier reads + SHA-256 of each row (psycopg 3, sync);
 - ours, CLI: `run-proof verify` as a whole process, start-up included, with its default
   workers (one per core: long runs are proved in segments by that many processes);
+- ours, step 3 op: the coordinator call the Dagster plan's proof op makes (default workers,
+  1,000 step summaries), imports excluded;
 - ours, 1 process: the coordinator's get_run_proof with workers=1 (the in-process stream),
   imports excluded;
 - naive: SQLAlchemy ORM loads the run, then rfc8785 + SHA-256 (the seed origin's shape);
@@ -207,7 +209,7 @@ def _best(measures: list[Measure]) -> Measure:
 def _growth_point(
     bench: Bench, url: DatabaseUrl, spec: Any, naive_max: int, repeats: int
 ) -> dict[str, Any]:
-    floors, clis, inner = [], [], []
+    floors, clis, inner, ops = [], [], [], []
     for _ in range(repeats):  # interleaved, so that load from elsewhere hits all alike
         floors.append(bench.measure("floor", "floor", url, spec.trace_id))
         clis.append(
@@ -224,10 +226,22 @@ def _growth_point(
         inner.append(
             bench.measure("prove", "prove_trace, 1 process", url, spec.tenant_id, spec.run_id, "1")
         )
+        ops.append(
+            bench.measure(
+                "prove",
+                f"step 3 op's call ({WORKERS} workers)",
+                url,
+                spec.tenant_id,
+                spec.run_id,
+                "0",
+                "1000",
+            )
+        )
     point: dict[str, Any] = {
         "steps": spec.steps,
         "floor": asdict(_best(floors)),
         "cli": asdict(_best(clis)),
+        "op": asdict(_best(ops)),
         "in_process": asdict(_best(inner)),
     }
     if spec.steps <= naive_max:
@@ -274,7 +288,7 @@ def _table(results: dict[str, Any]) -> str:
     for point in results["growth"]:
         floor = point["floor"]["seconds"]
         case = f"1 run x {point['steps']:,}"
-        for key in ("floor", "cli", "in_process", "naive"):
+        for key in ("floor", "cli", "op", "in_process", "naive"):
             if key in point:
                 add(case, point[key], floor)
     many = results["many"]
@@ -296,6 +310,7 @@ def _plot(results: dict[str, Any], path: Path) -> None:
     labels = {
         "floor": "floor (COPY + SHA-256)",
         "cli": f"run-proof verify, {WORKERS} workers (whole process)",
+        "op": f"step 3 op's proof call, {WORKERS} workers (imports excluded)",
         "in_process": "prove_trace, 1 process (imports excluded)",
         "naive": "naive ORM + rfc8785",
     }
