@@ -10,7 +10,11 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
-from run_proof_pipeline.coordinator import RunProofResult, get_run_proof_coordinator
+from run_proof_pipeline.coordinator import (
+    RunProofCoordinator,
+    RunProofResult,
+    get_run_proof_coordinator,
+)
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine, session_scope
 from run_proof_pipeline.store.migrate import upgrade
@@ -83,12 +87,20 @@ def record_run(url: DatabaseUrl, tenant_id: str, run_id: str, **kwargs: Any) -> 
     return run(record_run_async(url, tenant_id, run_id, **kwargs))
 
 
-def prove(url: DatabaseUrl, tenant_id: str, run_id: str, **kwargs: Any) -> RunProofResult:
+def prove(
+    url: DatabaseUrl,
+    tenant_id: str,
+    run_id: str,
+    *,
+    coordinator: RunProofCoordinator | None = None,
+    **kwargs: Any,
+) -> RunProofResult:
+    """The run's proof by `coordinator` (default: get_run_proof_coordinator())."""
+    chosen = get_run_proof_coordinator() if coordinator is None else coordinator
+
     async def go() -> RunProofResult:
         async with session_scope(url) as session:
-            return await get_run_proof_coordinator().get_run_proof(
-                session, tenant_id, run_id, **kwargs
-            )
+            return await chosen.get_run_proof(session, tenant_id, run_id, **kwargs)
 
     return run(go())
 

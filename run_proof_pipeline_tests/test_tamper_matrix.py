@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from psycopg import sql
 
+from run_proof_pipeline.coordinator import RunProofCoordinator
+from run_proof_pipeline.coordinator import run_proof as coordinator_module
 from run_proof_pipeline.integrity import canonicalize, step_hash, step_record
 from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
@@ -243,21 +245,44 @@ def shared_store(pg_server: LocalPostgres) -> Iterator[DatabaseUrl]:
     pg_server.drop_database(name)
 
 
+# Each case is proved both ways: by the default coordinator (one in-process stream) and by
+# segment workers. With STEPS = 5 and 3 workers the ranges are [..1), [1, 3), [3, ..): TARGET
+# sits inside the middle segment, and a deleted or moved row changes the segment borders.
+PATHS: dict[str, Callable[[], dict[str, Any]]] = {
+    "stream": lambda: {},
+    "segments": lambda: {
+        "coordinator": RunProofCoordinator(workers=3, parallel_min_steps=1),
+        "step_summary_limit": 0,  # a small limit: the segment path is taken
+    },
+}
+
+
+async def _no_in_process_stream(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("the segments path proved the run in process")
+
+
+@pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_tamper_is_detected_at_the_first_bad_place(shared_store: DatabaseUrl, case: Case) -> None:
-    run = RunShape(TENANT, f"run-{case.name}", steps=STEPS)
+def test_tamper_is_detected_at_the_first_bad_place(
+    shared_store: DatabaseUrl, case: Case, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if path == "segments":
+        monkeypatch.setattr(coordinator_module, "prove_trace", _no_in_process_stream)
+    run = RunShape(TENANT, f"run-{case.name}-{path}", steps=STEPS)
     record_run(shared_store, run.tenant_id, run.run_id, steps=STEPS)
     record_run(shared_store, "tenant-other", f"donor-{run.run_id}", steps=STEPS)
     stored_root = one(
         shared_store, "SELECT root_hash FROM aos_traces WHERE run_id = %s", (run.run_id,)
     )
     assert run.chain().root_hash == stored_root  # the attacker's arithmetic is the recorder's
-    assert prove(shared_store, TENANT, run.run_id).integrity.verification_status == "VERIFIED"
+    before = prove(shared_store, TENANT, run.run_id, **PATHS[path]())
+    assert before.integrity.verification_status == "VERIFIED"
+    assert before.steps_read == STEPS
 
     touched = tamper(shared_store, *case.tamper(run))
 
     assert touched == case.rowcounts
-    integrity = prove(shared_store, TENANT, run.run_id).integrity
+    integrity = prove(shared_store, TENANT, run.run_id, **PATHS[path]()).integrity
     assert integrity.verification_status == "FAILED"
     failure = integrity.failure
     assert failure is not None

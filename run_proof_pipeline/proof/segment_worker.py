@@ -125,6 +125,8 @@ def verify_segment(
                 emit({"progress": every})
             if stop:
                 break  # leaving the lines early closes the reader's connection
+    if emit is not None and read % every:
+        emit({"progress": read % every})  # the rest, so that progress ends at the total
     return chain.result(), summaries
 
 

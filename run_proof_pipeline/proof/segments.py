@@ -118,25 +118,30 @@ async def run_segment_worker(
         limit=_LINE_LIMIT,
         env={**os.environ, "PYTHONPATH": _pythonpath()},
     )
+    assert process.stdin is not None and process.stdout is not None
+    assert process.stderr is not None
+    # Read stderr all along: a worker that writes much there must not block on a full pipe.
+    stderr = asyncio.ensure_future(process.stderr.read())
     try:
-        assert process.stdin is not None and process.stdout is not None
         process.stdin.write(task.to_json().encode() + b"\n")
         await process.stdin.drain()
         process.stdin.close()
         outcome: dict[str, Any] | None = None
         while line := await process.stdout.readline():
-            message = json.loads(line)
+            try:
+                message = json.loads(line)
+            except ValueError:
+                raise SegmentWorkerError("segment worker wrote a line that is not JSON") from None
             if "progress" in message:
                 sink(int(message["progress"]))
             else:
                 outcome = message
         await process.wait()
         if outcome is None or "error" in outcome:
-            stderr = b"" if process.stderr is None else await process.stderr.read()
             why = (
                 outcome["error"]
                 if outcome is not None
-                else stderr.decode(errors="replace").strip()[-2000:]
+                else (await stderr).decode(errors="replace").strip()[-2000:]
             )
             raise SegmentWorkerError(
                 _redact(f"segment worker (exit {process.returncode}): {why}", secret)
@@ -146,6 +151,7 @@ async def run_segment_worker(
         if process.returncode is None:
             process.kill()  # our own child, by its handle
             await process.wait()
+        stderr.cancel()
 
 
 def _pythonpath() -> str:
