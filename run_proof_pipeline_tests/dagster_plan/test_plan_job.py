@@ -436,9 +436,7 @@ def test_step_3_proves_in_parallel_segments_and_names_the_first_bad_step(
         table="aos_trace_steps",
     )
     config = plan_config(report_dir)
-    config["ops"]["step_3_coordinator_proof"] = {
-        "config": {"workers": 3, "parallel_min_steps": 1}
-    }
+    config["ops"]["step_3_coordinator_proof"] = {"config": {"workers": 3, "parallel_min_steps": 1}}
 
     result = run_plan(dagster_instance, trace_store(store), config)
 
