@@ -25,13 +25,16 @@ from run_proof_pipeline_tests.store_fixtures import owner_sql, prove
 # --- the fast JSON path against the exact one and the rfc8785 oracle -----------------------
 
 _finite = st.floats(allow_nan=False, allow_infinity=False)
-_keys = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+# Strings that hold what the integral-float repair edits in numbers ("12.0" -> "12").
+_tricky = st.sampled_from(["v1.0", "a:12.0,b", "1.0", "-0.0", "[3.0]", "x 0.0}", "7.05"])
+_keys = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")) | _tricky
 _json = st.recursive(
     st.none()
     | st.booleans()
     | _finite
     | st.integers(-(2**70), 2**70)
     | st.sampled_from([1.0, -0.0, 1e16, 1e21, 1e-7, 1.5e-6, 1e15 + 0.5, 2.0**53, 5e-324])
+    | st.sampled_from([0.0, 12.0, -3.0, 1e15, 9007199254740991.0, 123456.0])
     | _keys,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=4),
     max_leaves=25,
@@ -54,6 +57,23 @@ def test_stored_json_fast_path_equals_the_exact_walk_and_rfc8785(value: object) 
             text, parse_int=lambda s: int(s) if abs(int(s)) < 2**53 else float(s)
         )
         assert fast == rfc8785.dumps(as_doubles)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-1.0",
+        "12.0",
+        "[1.0, -0.0, 0.0]",
+        '{"a": "x.0,", "b": 2.0}',
+        '{"k.0}": 1.0, "v": ["3.0]", 3.0]}',
+        '{"n": -12.0, "z": -0.0}',
+        '[9007199254740991.0, 1e15, "1.0"]',
+    ],
+)
+def test_integral_floats_near_look_alike_strings_are_exact(text: str) -> None:
+    as_doubles = json.loads(text)
+    assert canonicalize_stored_json(text.encode()) == rfc8785.dumps(as_doubles)
 
 
 # --- raw COPY lines against the row decoder ------------------------------------------------

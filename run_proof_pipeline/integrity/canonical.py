@@ -432,15 +432,31 @@ _INTEGRAL_FLOAT = re.compile(rb"\.0(?![0-9])")
 _orjson_loads = orjson.loads
 
 
-def _orjson_output_is_jcs(out: bytes) -> bool:
+# An integral double below 1e16 is the one form left that orjson writes unlike JCS: `12.0`
+# where JCS writes `12`.  In orjson's compact output a number token ends at `,` `}` or `]`,
+# so dropping `.0` before those is right for numbers; the same bytes in a string would
+# change the string, which re-parsing the result shows (12 == 12.0 in Python, but no edited
+# string equals its original).  -0.0 (JCS: `0`) is left to the walk.
+
+
+def _jcs_from_orjson(out: bytes, value: object) -> bytes | None:
+    """JCS bytes of `value` from orjson's sorted output `out`, or None when only the walk
+    can tell (exponents, big integers, astral keys, -0.0, `.0` inside a string)."""
     classes = out.translate(_CLASSES)
-    return (
-        _EXPONENT not in classes
-        and _BIG_INTEGER not in classes
-        and b"\xf0" not in classes
-        and classes[0] != 0x30  # a bare top-level number: let the walk decide
-        and _INTEGRAL_FLOAT.search(out) is None
-    )
+    if (
+        _EXPONENT in classes
+        or _BIG_INTEGER in classes
+        or b"\xf0" in classes
+        or classes[0] == 0x30  # a bare top-level number...
+        or out[0] == 0x2D  # ...or a negative one
+    ):
+        return None
+    if _INTEGRAL_FLOAT.search(out) is None:
+        return out
+    if b"-0.0" in out:
+        return None
+    fixed = out.replace(b".0,", b",").replace(b".0}", b"}").replace(b".0]", b"]")
+    return fixed if _orjson_loads(fixed) == value else None
 
 
 def canonicalize_stored_json(text: bytes | str) -> bytes:
@@ -458,6 +474,7 @@ def canonicalize_stored_json(text: bytes | str) -> bytes:
             out = _dumps(value, option=_SORT)
         except orjson.JSONEncodeError:  # nesting deeper than orjson writes
             return canonicalize(value, strict=False)
-        if _orjson_output_is_jcs(out):
-            return out
+        exact = _jcs_from_orjson(out, value)
+        if exact is not None:
+            return exact
     return canonicalize(value, strict=False)

@@ -27,7 +27,7 @@ from run_proof_pipeline.integrity import (
 )
 from run_proof_pipeline.integrity.canonical import (
     _NATIVE_FRACTIONS,
-    _orjson_output_is_jcs,
+    _jcs_from_orjson,
     canonicalize_stored_json,
 )
 
@@ -493,12 +493,14 @@ def _payloads(outcome_data: bytes | None, params: bytes | None) -> bytes:
     if _NATIVE_FRACTIONS:
         od = b"null" if outcome_data is None else outcome_data
         pa = b"null" if params is None else params
+        exact = None
         try:
-            out = _dumps(_loads(b'{"outcome_data":' + od + b',"params":' + pa + b"}"), option=_SORT)
+            value = _loads(b'{"outcome_data":' + od + b',"params":' + pa + b"}")
+            exact = _jcs_from_orjson(_dumps(value, option=_SORT), value)
         except (orjson.JSONDecodeError, orjson.JSONEncodeError):
-            out = b""
-        if out and _orjson_output_is_jcs(out):
-            return out[1:-1]
+            pass
+        if exact is not None:
+            return exact[1:-1]
     return b'"outcome_data":%b,"params":%b' % (
         b"null" if outcome_data is None else canonicalize_stored_json(outcome_data),
         b"null" if params is None else canonicalize_stored_json(params),
