@@ -157,9 +157,14 @@ class RunProofCoordinator:
 
 
 def get_run_proof_coordinator(
-    *, workers: int | None = None, parallel_min_steps: int = DEFAULT_PARALLEL_MIN_STEPS
+    *,
+    workers: int | None = None,
+    parallel_min_steps: int = DEFAULT_PARALLEL_MIN_STEPS,
+    progress_every: int = 100_000,
 ) -> RunProofCoordinator:
-    return RunProofCoordinator(workers=workers, parallel_min_steps=parallel_min_steps)
+    return RunProofCoordinator(
+        progress_every=progress_every, workers=workers, parallel_min_steps=parallel_min_steps
+    )
 
 
 @asynccontextmanager

@@ -56,6 +56,19 @@ class ProofConfig(Config):
         ge=1,
         description="Runs with at least this many steps are proved in parallel segments",
     )
+    progress_every_steps: int = Field(
+        default=100_000, ge=1, description="Log progress after every this many steps"
+    )
+
+
+def progress_message(done: int, total: int | None, elapsed: float) -> str:
+    """`Step 3: verified done/total steps (rate steps/s, ETA s)`; the total is the sealed
+    chain_length, unknown (no ETA) for an unsealed trace."""
+    rate = done / max(elapsed, 1e-9)
+    if not total:
+        return f"Step 3: verified {done} steps ({rate:,.0f} steps/s)"
+    eta = max(0.0, (total - done) / rate) if rate > 0 else 0.0
+    return f"Step 3: verified {done}/{total} steps ({rate:,.0f} steps/s, ETA {eta:,.0f} s)"
 
 
 class CoordinatorTestsConfig(Config):
@@ -173,16 +186,16 @@ def step_3_coordinator_proof(
     started = time.perf_counter()
 
     def progress(done: int, total: int | None) -> None:
-        rate = done / max(time.perf_counter() - started, 1e-9)
-        of = f"/{total}" if total else ""
-        context.log.info(f"Step 3: verified {done}{of} steps ({rate:,.0f} steps/s)")
+        context.log.info(progress_message(done, total, time.perf_counter() - started))
 
     async def prove() -> RunProofResult:
         # The seed's production path; an explicit resource URL overrides the environment.
         sessions = get_session() if trace_store.database_url is None else session_scope(url)
         async with sessions as session:
             coordinator = get_run_proof_coordinator(
-                workers=config.workers or None, parallel_min_steps=config.parallel_min_steps
+                workers=config.workers or None,
+                parallel_min_steps=config.parallel_min_steps,
+                progress_every=config.progress_every_steps,
             )
             return await coordinator.get_run_proof(
                 session,

@@ -4,6 +4,7 @@ Output Report, with Dagster's runs and events stored in PostgreSQL."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -436,7 +437,9 @@ def test_step_3_proves_in_parallel_segments_and_names_the_first_bad_step(
         table="aos_trace_steps",
     )
     config = plan_config(report_dir)
-    config["ops"]["step_3_coordinator_proof"] = {"config": {"workers": 3, "parallel_min_steps": 1}}
+    config["ops"]["step_3_coordinator_proof"] = {
+        "config": {"workers": 3, "parallel_min_steps": 1, "progress_every_steps": 4}
+    }
 
     result = run_plan(dagster_instance, trace_store(store), config)
 
@@ -448,3 +451,15 @@ def test_step_3_proves_in_parallel_segments_and_names_the_first_bad_step(
     assert step_3["verification_status"] == "FAILED"
     assert step_3["chain_length"] == 15  # read up to the first failure, as one stream would
     assert step_3["segment_workers"] == 3
+    # Each worker logs every 4 of its rows and then the rest: progress against the seal.
+    logged = everything_logged(dagster_instance, result.run_id)
+    assert re.search(r"Step 3: verified \d+/30 steps \([\d,]+ steps/s, ETA [\d,]+ s\)", logged)
+
+
+def test_step_3_progress_message_has_rate_and_eta() -> None:
+    from run_proof_pipeline.pipeline.ops import progress_message
+
+    assert progress_message(250, 1000, 2.0) == (
+        "Step 3: verified 250/1000 steps (125 steps/s, ETA 6 s)"
+    )
+    assert progress_message(250, None, 2.0) == "Step 3: verified 250 steps (125 steps/s)"
