@@ -9,14 +9,19 @@ With 40 steps and 3 workers the ranges are [..13), [13, 26), [26, ..).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import glob
+import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import typer
 from psycopg.conninfo import conninfo_to_dict
 
+from run_proof_pipeline.cli.errors import handled
+from run_proof_pipeline.cli.exit_codes import ExitCode
 from run_proof_pipeline.coordinator import RunProofCoordinator, RunProofResult
 from run_proof_pipeline.coordinator import run_proof as coordinator_module
 from run_proof_pipeline.coordinator.run_proof import WORKERS_ENV, default_workers
@@ -344,8 +349,43 @@ def test_worker_error_is_raised_with_the_servers_complaint_and_leaves_no_process
     assert message.startswith("segment worker (exit ")  # the worker ran and reported it
     assert "invalid snapshot identifier" in message
     assert password not in message
+    assert raised.value.unreachable is False  # the server answered: not exit code 5
     assert reported == []
     assert worker_children() == []
+
+
+def test_worker_that_cannot_reach_the_database_says_unreachable(db: DatabaseUrl) -> None:
+    password = _password(db)
+    with socket.socket() as probe:  # a port nobody listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    task = _bad_snapshot_task(db, "00000003-0000001B-1")
+    task = dataclasses.replace(
+        task, conninfo=f"host=127.0.0.1 port={port} user=nobody password={password}"
+    )
+
+    with pytest.raises(SegmentWorkerError) as raised:
+        asyncio.run(run_segment_worker(task, lambda _: None, password))
+
+    assert raised.value.unreachable is True
+    assert "OperationalError" in str(raised.value)
+    assert password not in str(raised.value)
+    assert worker_children() == []
+
+
+def test_cli_maps_a_worker_error_to_one_line_and_its_exit_code(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for unreachable, code in ((True, ExitCode.UNREACHABLE), (False, ExitCode.FAILED)):
+
+        @handled
+        def command(unreachable: bool = unreachable) -> None:
+            raise SegmentWorkerError("segment worker (exit 2): boom", unreachable=unreachable)
+
+        with pytest.raises(typer.Exit) as raised:
+            command()
+        assert raised.value.exit_code == int(code)
+        assert capsys.readouterr().err == "run-proof: segment worker (exit 2): boom\n"
 
 
 def test_worker_error_echoing_the_password_is_redacted(db: DatabaseUrl) -> None:

@@ -40,11 +40,15 @@ def handled(func: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from run_proof_pipeline.local_postgres import LocalPostgresError
+        from run_proof_pipeline.proof.segments import SegmentWorkerError
 
         try:
             return func(*args, **kwargs)
         except CommandError as exc:
             raise fail(str(exc), exc.code) from None
+        except SegmentWorkerError as exc:
+            code = ExitCode.UNREACHABLE if exc.unreachable else ExitCode.FAILED
+            raise fail(str(exc), code) from None
         except ConfigError as exc:
             raise fail(f"configuration error: {exc}", ExitCode.USAGE) from None
         except (OperationalError, psycopg.OperationalError, ConnectionError) as exc:

@@ -31,7 +31,7 @@ from run_proof_pipeline.plan.expectations import check_expectations, describe_mi
 from run_proof_pipeline.plan.queries import TraceRef, latest_trace, step_count, target_trace
 from run_proof_pipeline.plan.report import OutputReport, adoption_note
 from run_proof_pipeline.plan.state import PlanState
-from run_proof_pipeline.proof.segments import DEFAULT_PARALLEL_MIN_STEPS
+from run_proof_pipeline.proof.segments import DEFAULT_PARALLEL_MIN_STEPS, SegmentWorkerError
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl, redact
 from run_proof_pipeline.store.engine import get_session, run_on_connection, session_scope
 from run_proof_pipeline.store.migrate import missing_schema
@@ -207,7 +207,7 @@ def step_3_coordinator_proof(
 
     try:
         result = asyncio.run(prove())
-    except (DBAPIError, OSError) as exc:
+    except (DBAPIError, OSError, SegmentWorkerError) as exc:
         raise _db_failure("Step 3", exc) from None
     integrity = result.integrity
     context.add_output_metadata(

@@ -19,6 +19,7 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from run_proof_pipeline.integrity import (
@@ -154,7 +155,9 @@ def main() -> int:
         task = SegmentTask(**json.loads(sys.stdin.readline()))
         result, summaries = verify_segment(task, _emit)
     except Exception as exc:  # reported to the coordinator, which raises it there
-        _emit({"error": f"{type(exc).__name__}: {exc}"})
+        # `unreachable`: the database went away or refused us (the CLI's exit code 5).
+        unreachable = isinstance(exc, psycopg.OperationalError)
+        _emit({"error": f"{type(exc).__name__}: {exc}", "unreachable": unreachable})
         return 2
     _emit({"result": result_to_json(result), "summaries": summaries})
     return 0

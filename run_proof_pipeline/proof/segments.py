@@ -50,7 +50,12 @@ ProgressSink = Callable[[int], None]
 
 
 class SegmentWorkerError(RuntimeError):
-    """A segment worker could not finish; the message is its own (passwords redacted)."""
+    """A segment worker could not finish; the message is its own (passwords redacted).
+    `unreachable` when the database could not be reached or went away."""
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,8 @@ async def run_segment_worker(
                 else (await stderr).decode(errors="replace").strip()[-2000:]
             )
             raise SegmentWorkerError(
-                _redact(f"segment worker (exit {process.returncode}): {why}", secret)
+                _redact(f"segment worker (exit {process.returncode}): {why}", secret),
+                unreachable=bool(outcome and outcome.get("unreachable")),
             )
         return outcome
     finally:
