@@ -367,6 +367,7 @@ class StepLineDecoder:
         self._floats: dict[bytes | None, bytes] = {None: b"null"}
         self._ints: dict[bytes | None, bytes] = {None: b"null"}
         self._minutes: set[bytes] = set()
+        self._seconds: dict[bytes, bytes] = {}
 
     def decode(self, line: bytes) -> DecodedStep:
         fields: list[bytes] | list[bytes | None] = line.rstrip(b"\n").split(b"\t")
@@ -433,19 +434,25 @@ class StepLineDecoder:
         if value is None:
             raise _NotFast
         n = len(value)
-        if not 22 <= n <= 29 or value[n - 3 :] != b"+00" or value[:16] not in self._minutes:
+        if not 22 <= n <= 29 or value[n - 3 :] != b"+00":
             raise _NotFast
-        seconds = value[17:19]
-        if value[16] != 0x3A or seconds >= b"60" or not seconds.isdigit():
-            raise _NotFast
-        if n == 22:
-            fraction = b"000000"
-        else:
-            fraction = value[20 : n - 3]
-            if value[19] != 0x2E or not fraction.isdigit():
+        # `"YYYY-MM-DDTHH:MM:SS.` per second already checked: steps come many to a second.
+        head = self._seconds.get(value[:19])
+        if head is None:
+            if value[:16] not in self._minutes:
                 raise _NotFast
-            fraction += b"000000"[len(fraction) :]
-        return b'"%bT%b.%bZ"' % (value[:10], value[11:19], fraction)
+            seconds = value[17:19]
+            if value[16] != 0x3A or seconds >= b"60" or not seconds.isdigit():
+                raise _NotFast
+            if len(self._seconds) >= _CACHE_LIMIT:
+                self._seconds.clear()
+            head = self._seconds[value[:19]] = b'"%bT%b.' % (value[:10], value[11:19])
+        if n == 22:
+            return head + b'000000Z"'
+        fraction = value[20 : n - 3]
+        if value[19] != 0x2E or not fraction.isdigit():
+            raise _NotFast
+        return head + fraction + b"000000"[len(fraction) :] + b'Z"'
 
     def _learn(self, fields: list[bytes] | list[bytes | None]) -> bool:
         """Fill the caches for this row's values; False when one needs the general path."""
