@@ -109,44 +109,52 @@ async def prove_traces(
     blocking loop: meant for a process that does nothing else meanwhile (a sweep shard)."""
     if reader is None and not await copies_utf8(conn):
         return [(trace, await prove_trace(conn, trace)) for trace in traces]
-    verifiers = {trace.trace_id: ChainVerifier(stored_trace(trace)) for trace in traces}
-    counts = dict.fromkeys(verifiers, 0)
-    decided: set[str] = set()
-    decoder = StepLineDecoder()
-    current_raw = b""
-    current = ""
-    async for line in _many_lines(conn, list(verifiers), reader):
-        raw_id, _, rest = line.partition(b"\t")
-        if raw_id != current_raw:
-            current_raw = raw_id
-            current = (unescape_copy_field(raw_id) or b"").decode()
-        if current in decided:
-            continue  # the rest of a trace that already failed
-        counts[current] += 1
-        if _feed(verifiers[current], decoder.decode(rest)):
-            decided.add(current)
+    batch = _Batch(traces)
+    if reader is not None:
+        # A plain loop over the sync reader: no async-generator round per line.
+        feed = batch.feed_line
+        for line in reader.lines(many_step_lines_statement(list(batch.verifiers))):
+            feed(line)
+    else:
+        async for line in stream_many_step_lines(conn, list(batch.verifiers)):
+            batch.feed_line(line)
     # Rule 5 reads the ledger: only once the COPY is over, the connection is free again.
     anchors = await lookup_anchors(conn, traces)
     return [
         (
             trace,
             finish_proof(
-                verifiers[trace.trace_id], counts[trace.trace_id], anchors[trace.trace_id]
+                batch.verifiers[trace.trace_id],
+                batch.counts[trace.trace_id],
+                anchors[trace.trace_id],
             ),
         )
         for trace in traces
     ]
 
 
-async def _many_lines(
-    conn: AsyncConnection, trace_ids: list[str], reader: SnapshotCopyReader | None
-) -> AsyncIterator[bytes]:
-    if reader is None:
-        async for line in stream_many_step_lines(conn, trace_ids):
-            yield line
-        return
-    for line in reader.lines(many_step_lines_statement(trace_ids)):
-        yield line
+class _Batch:
+    """The verifiers of a batch of traces, fed COPY lines that start with the trace_id."""
+
+    def __init__(self, traces: Sequence[TraceRow]) -> None:
+        self.verifiers = {trace.trace_id: ChainVerifier(stored_trace(trace)) for trace in traces}
+        self.counts = dict.fromkeys(self.verifiers, 0)
+        self._decided: set[str] = set()
+        self._decoder = StepLineDecoder()
+        self._current_raw = b""
+        self._current = ""
+
+    def feed_line(self, line: bytes) -> None:
+        raw_id, _, rest = line.partition(b"\t")
+        if raw_id != self._current_raw:
+            self._current_raw = raw_id
+            self._current = (unescape_copy_field(raw_id) or b"").decode()
+        current = self._current
+        if current in self._decided:
+            return  # the rest of a trace that already failed
+        self.counts[current] += 1
+        if _feed(self.verifiers[current], self._decoder.decode(rest)):
+            self._decided.add(current)
 
 
 async def _decoded_steps(conn: AsyncConnection, trace_id: str) -> AsyncIterator[DecodedStep]:
