@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import glob
+import os
 import socket
 import uuid
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from run_proof_pipeline.proof.segments import (
     SegmentWorkerError,
     run_segment_worker,
     segment_bounds,
+    worker_pythonpath,
 )
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
@@ -455,3 +457,12 @@ def test_segment_bounds_cover_every_step_index_exactly_once(
             if (lower is None or lower <= index) and (upper is None or index < upper)
         ]
         assert len(holders) == 1, index
+
+
+def test_workers_import_a_checkout_first_and_an_installed_copy_as_installed() -> None:
+    checkout, sites = "/src/run-proof", ["/venv/lib/python3.11/site-packages"]
+    assert worker_pythonpath(checkout, "", sites) == checkout
+    assert worker_pythonpath(checkout, "/extra", sites) == f"{checkout}{os.pathsep}/extra"
+    # Installed: site-packages must not go ahead of the standard library.
+    assert worker_pythonpath(sites[0], "", sites) is None
+    assert worker_pythonpath(sites[0], "/extra", sites) == "/extra"

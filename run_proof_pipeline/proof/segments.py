@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import site
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ __all__ = [
     "prove_trace_in_segments",
     "run_segment_worker",
     "segment_bounds",
+    "worker_pythonpath",
 ]
 
 DEFAULT_PARALLEL_MIN_STEPS = 200_000
@@ -121,7 +123,7 @@ async def run_segment_worker(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         limit=_LINE_LIMIT,
-        env={**os.environ, "PYTHONPATH": _pythonpath()},
+        env=_worker_env(),
     )
     assert process.stdin is not None and process.stdout is not None
     assert process.stderr is not None
@@ -160,12 +162,34 @@ async def run_segment_worker(
         stderr.cancel()
 
 
-def _pythonpath() -> str:
-    """The workers import this package the way this process did (a checkout on sys.path
-    or an installed copy)."""
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    current = os.environ.get("PYTHONPATH")
-    return here if not current else f"{here}{os.pathsep}{current}"
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    path = worker_pythonpath()
+    if path is None:
+        env.pop("PYTHONPATH", None)
+    else:
+        env["PYTHONPATH"] = path
+    return env
+
+
+def worker_pythonpath(
+    package_parent: str | None = None,
+    current: str | None = None,
+    site_dirs: list[str] | None = None,
+) -> str | None:
+    """PYTHONPATH for the workers, so that they import this package from where this process
+    did: a checkout goes first on the path; an installed copy (in site-packages) needs
+    nothing, and putting site-packages ahead of the standard library could shadow it."""
+    parent = package_parent or os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    )
+    current = os.environ.get("PYTHONPATH") if current is None else current
+    sites = site_dirs
+    if sites is None:
+        sites = [*site.getsitepackages(), site.getusersitepackages()]
+    if os.path.realpath(parent) in {os.path.realpath(d) for d in sites}:
+        return current or None
+    return parent if not current else f"{parent}{os.pathsep}{current}"
 
 
 def _summary_step(index: int, raw: list[Any]) -> DecodedStep:
