@@ -33,8 +33,7 @@ from run_proof_pipeline.store.step_rows import STEP_SELECT, StepLineDecoder
 
 __all__ = ["SegmentTask", "result_from_json", "result_to_json", "verify_segment"]
 
-# Summary fields of a step as stored text: skill_name, status, duration_ms, cost_cents,
-# params, outcome_data (what the coordinator's step summaries show).
+# DecodedStep.summary_fields(): what the coordinator's step summaries show.
 RawSummary = list[Any]
 
 
@@ -88,10 +87,6 @@ def result_from_json(data: dict[str, Any]) -> SegmentResult:
     )
 
 
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("utf-8", "replace")
-
-
 def verify_segment(
     task: SegmentTask, emit: Any = None
 ) -> tuple[SegmentResult, list[tuple[int, RawSummary]]]:
@@ -115,13 +110,8 @@ def verify_segment(
             step = decoder.decode(line)
             read += 1
             if len(summaries) < limit:
-                summaries.append((step.step_index, _summary(step)))
-            if step.error is not None or step.canonical is None:
-                stop = chain.feed_unverifiable(step.step_index, step.error or "")
-            else:
-                stop = chain.feed_canonical(
-                    step.step_index, step.canonical, step.prev_hash, step.step_hash
-                )
+                summaries.append((step.step_index, step.summary_fields()))
+            stop = step.feed_to(chain)
             if emit is not None and read % every == 0:
                 emit({"progress": every})
             if stop:
@@ -129,20 +119,6 @@ def verify_segment(
     if emit is not None and read % every:
         emit({"progress": read % every})  # the rest, so that progress ends at the total
     return chain.result(), summaries
-
-
-def _summary(step: Any) -> RawSummary:
-    raw = step._raw
-    if raw is not None:  # from a raw line: stored bytes, decoded only here
-        return [_text(v) for v in raw]
-    return [
-        step.skill_name,
-        step.status,
-        step.duration_ms,
-        step.cost_cents,
-        None if step.params is None else json.dumps(step.params),
-        None if step.outcome_data is None else json.dumps(step.outcome_data),
-    ]
 
 
 def _emit(message: dict[str, Any]) -> None:

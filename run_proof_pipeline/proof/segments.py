@@ -26,7 +26,7 @@ from psycopg.conninfo import make_conninfo
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from run_proof_pipeline.integrity import ChainVerifier, parse_stored_json
+from run_proof_pipeline.integrity import ChainVerifier
 from run_proof_pipeline.proof.anchors import lookup_anchor
 from run_proof_pipeline.proof.segment_worker import SegmentTask, result_from_json
 from run_proof_pipeline.proof.stream import StreamedProof, finish_proof, stored_trace
@@ -95,15 +95,15 @@ def segment_bounds(low: int, high: int, segments: int) -> list[tuple[int | None,
     return list(zip(lowers, uppers, strict=True))
 
 
-async def _conninfo(conn: AsyncConnection) -> str:
+async def _conninfo(conn: AsyncConnection) -> tuple[str, str | None]:
     """The libpq parameters of the coordinator's own connection, password included (it goes
-    to the workers over a pipe, never on a command line or into a log)."""
+    to the workers over a pipe, never on a command line or into a log), and the password."""
     raw = await conn.get_raw_connection()
     info = raw.driver_connection.info  # type: ignore[union-attr]
     params = dict(info.get_parameters())
     if info.password:
         params["password"] = info.password
-    return make_conninfo("", **params)
+    return make_conninfo("", **params), info.password or None
 
 
 def _redact(message: str, secret: str | None) -> str:
@@ -192,22 +192,6 @@ def worker_pythonpath(
     return parent if not current else f"{parent}{os.pathsep}{current}"
 
 
-def _summary_step(index: int, raw: list[Any]) -> DecodedStep:
-    skill_name, status, duration_ms, cost_cents, params, outcome_data = raw
-    return DecodedStep(
-        step_index=index,
-        canonical=None,
-        prev_hash=None,
-        step_hash=None,
-        skill_name=skill_name,
-        status=status,
-        duration_ms=None if duration_ms is None else float(duration_ms),
-        cost_cents=None if cost_cents is None else float(cost_cents),
-        params=None if params is None else parse_stored_json(params),
-        outcome_data=None if outcome_data is None else parse_stored_json(outcome_data),
-    )
-
-
 async def prove_trace_in_segments(
     conn: AsyncConnection,
     trace: TraceRow,
@@ -221,9 +205,7 @@ async def prove_trace_in_segments(
     """Rules 1-5 for one trace whose row was read in the snapshot `conn` holds, its steps
     split over `workers` processes; results are those of proof.stream.prove_trace()."""
     snapshot = await export_snapshot(conn)
-    conninfo = await _conninfo(conn)
-    raw = await conn.get_raw_connection()
-    secret = raw.driver_connection.info.password  # type: ignore[union-attr]
+    conninfo, secret = await _conninfo(conn)
     verifier = ChainVerifier(stored_trace(trace))
     tasks = [
         SegmentTask(
@@ -262,7 +244,7 @@ async def prove_trace_in_segments(
                 taken = verifier.steps_seen - seen_before
                 for index, raw_summary in outcome["summaries"][:taken]:
                     if len(summaries) < summary_limit:
-                        summaries.append(_summary_step(index, raw_summary))
+                        summaries.append(DecodedStep.from_summary_fields(index, raw_summary))
     finally:
         # After a failure the later segments cannot change the verdict (a stream would have
         # stopped reading there): stop their workers, as on any error.

@@ -59,18 +59,6 @@ def stored_trace(trace: TraceRow) -> StoredTrace:
     )
 
 
-def _feed(verifier: ChainVerifier, step: DecodedStep) -> bool:
-    """Feed one step; True once the verdict is decided (the first failure)."""
-    failure = (
-        verifier.feed_unverifiable(step.step_index, step.error)
-        if step.error is not None or step.canonical is None
-        else verifier.feed_canonical(
-            step.step_index, step.canonical, step.prev_hash, step.step_hash
-        )
-    )
-    return failure is not None
-
-
 def finish_proof(verifier: ChainVerifier, steps: int, lookup: AnchorLookup) -> StreamedProof:
     verdict = verifier.finish(lookup.anchor)
     if lookup.failure is not None and verdict.failure is None:
@@ -90,7 +78,7 @@ async def prove_trace(
             steps_read += 1
             if observe is not None:
                 observe(step)
-            if _feed(verifier, step):
+            if step.feed_to(verifier):
                 # The first failure is the verdict; reading on would only cost time.
                 break
     return finish_proof(verifier, steps_read, await lookup_anchor(conn, trace))
@@ -153,7 +141,7 @@ class _Batch:
         if current in self._decided:
             return  # the rest of a trace that already failed
         self.counts[current] += 1
-        if _feed(self.verifiers[current], self._decoder.decode(rest)):
+        if self._decoder.decode(rest).feed_to(self.verifiers[current]):
             self._decided.add(current)
 
 

@@ -25,8 +25,6 @@ TRACE_COLUMNS = (
     " genesis_hash, root_hash, chain_length, seal_seq, adopted_at"
 )
 
-_STEP_SELECT = STEP_SELECT
-
 
 @dataclass(frozen=True)
 class TraceRow:
@@ -111,7 +109,7 @@ async def _copy_out(
 def _step_copy(conn: AsyncConnection, trace_id: str) -> Any:
     return _copy_out(
         conn,
-        f"COPY (SELECT {_STEP_SELECT} FROM aos_trace_steps"  # noqa: S608
+        f"COPY (SELECT {STEP_SELECT} FROM aos_trace_steps"  # noqa: S608
         " WHERE trace_id = %s ORDER BY step_index) TO STDOUT",
         (trace_id,),
     )
@@ -137,7 +135,7 @@ async def stream_step_lines(conn: AsyncConnection, trace_id: str) -> AsyncIterat
 
 
 _MANY_STEP_LINES = (
-    f"COPY (SELECT trace_id, {_STEP_SELECT} FROM aos_trace_steps"  # noqa: S608
+    f"COPY (SELECT trace_id, {STEP_SELECT} FROM aos_trace_steps"  # noqa: S608
     " WHERE trace_id = ANY({}) ORDER BY trace_id, step_index) TO STDOUT"
 )
 

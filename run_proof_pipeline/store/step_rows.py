@@ -12,6 +12,8 @@ Two entry points share one result type:
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,8 @@ import orjson
 from run_proof_pipeline.integrity import (
     MAX_SAFE_INTEGER,
     CanonicalizationError,
+    ChainSegment,
+    ChainVerifier,
     InvalidTimestamp,
     es6_number,
     parse_stored_json,
@@ -107,7 +111,9 @@ class DecodedStep:
         self.prev_hash = prev_hash
         self.step_hash = step_hash
         self.error = error
-        self._raw: tuple[bytes | None, ...] | None = None
+        # Summary fields not decoded yet: stored bytes (from_line) or text
+        # (from_summary_fields), numbers possibly already floats.
+        self._raw: tuple[Any, ...] | None = None
         self._skill_name = skill_name
         self._status = status
         self._duration_ms = duration_ms
@@ -134,13 +140,44 @@ class DecodedStep:
         step._raw = raw
         return step
 
+    @classmethod
+    def from_summary_fields(cls, step_index: int, fields: Sequence[Any]) -> DecodedStep:
+        """A step known by its summary_fields() only (e.g. sent back by a segment worker)."""
+        step = cls(step_index, None, None, None)
+        step._raw = tuple(fields)
+        return step
+
+    def summary_fields(self) -> list[Any]:
+        """(skill_name, status, duration_ms, cost_cents, params, outcome_data) as JSON-ready
+        values, the JSON columns as text: what from_summary_fields() takes back."""
+        raw = self._raw
+        if raw is not None:  # still the stored bytes: decoded as text only
+            return [None if v is None else v.decode("utf-8", "replace") for v in raw]
+        return [
+            self._skill_name,
+            self._status,
+            self._duration_ms,
+            self._cost_cents,
+            None if self._params is None else json.dumps(self._params),
+            None if self._outcome_data is None else json.dumps(self._outcome_data),
+        ]
+
+    def feed_to(self, chain: ChainVerifier | ChainSegment) -> bool:
+        """Feed this step to a verifier; True once reading on cannot change its finding
+        (the first failure, or a segment's start that cannot verify)."""
+        if self.error is not None or self.canonical is None:
+            return bool(chain.feed_unverifiable(self.step_index, self.error or ""))
+        return bool(
+            chain.feed_canonical(self.step_index, self.canonical, self.prev_hash, self.step_hash)
+        )
+
     def _decoded(self) -> None:
         raw = self._raw
         if raw is None:
             return
         skill_name, status, duration_ms, cost_cents, params, outcome_data = raw
-        self._skill_name = None if skill_name is None else skill_name.decode()
-        self._status = None if status is None else status.decode()
+        self._skill_name = _text(skill_name)
+        self._status = _text(status)
         self._duration_ms = _number(duration_ms)
         self._cost_cents = _number(cost_cents)
         self._params = _json(params)
@@ -214,7 +251,11 @@ class DecodedStep:
         )
 
 
-def _number(value: str | bytes | None) -> float | None:
+def _text(value: str | bytes | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _number(value: str | bytes | float | None) -> float | None:
     return None if value is None else float(value)
 
 
