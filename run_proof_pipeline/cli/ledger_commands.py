@@ -60,7 +60,8 @@ def checkpoint_verify(
         None, "--checkpoint", help="A checkpoint file; default: the latest in the directory."
     ),
 ) -> None:
-    """Check the ledger against the latest signed checkpoint and every run it records."""
+    """Check the ledger against the latest signed checkpoint and every run it records (their
+    seal columns and format, not their rows: no step is re-hashed; `verify` and `sweep` do)."""
     from run_proof_pipeline.ledger.audit import audit_ledger
     from run_proof_pipeline.ledger.settings import load_ledger_settings
     from run_proof_pipeline.ledger.snapshot_run import in_snapshot
@@ -81,6 +82,12 @@ def checkpoint_verify(
     print(f"ledger_root: {report.root.hex()}")
     if report.checkpoint_path is not None:
         print(f"checkpoint: {report.checkpoint_path} (tree size {report.checkpoint_size})")
+    print(
+        "scope: attests the ledger (signed checkpoint, entries, each recorded run's trace row); "
+        "no step row is re-hashed (run `run-proof verify` or `run-proof sweep --full` for that)"
+    )
+    for note in report.notes:
+        print(f"NOTE: {note}")
     for problem in report.problems:
         print(f"INCONSISTENT: {problem}")
     if not report.ok:
@@ -93,7 +100,11 @@ def checkpoint_verify(
             f"no checkpoint for origin {report.origin!r} yet (run `run-proof checkpoint create`)",
             ExitCode.NOT_FOUND,
         )
-    print("ledger consistent with the signed checkpoint; every recorded run is intact")
+    print(
+        "ledger consistent with the signed checkpoint; every recorded run's trace is present "
+        "in format v1 with its recorded root and length (the ledger is attested; the rows "
+        "were not re-hashed)"
+    )
 
 
 @handled

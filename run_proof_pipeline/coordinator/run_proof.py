@@ -22,6 +22,11 @@ from run_proof_pipeline.coordinator.models import (
     TraceSummary,
 )
 from run_proof_pipeline.integrity import Verdict, VerificationStatus
+from run_proof_pipeline.ledger.queries import (
+    EntryOfLegacyTrace,
+    entries_of_legacy_trace,
+    ledger_context,
+)
 from run_proof_pipeline.proof.segments import (
     DEFAULT_PARALLEL_MIN_STEPS,
     index_span,
@@ -95,6 +100,11 @@ class RunProofCoordinator:
             if trace is None:
                 return _not_found(tenant_id, run_id, started)
             if trace.genesis_hash is None:
+                recorded = await _ledger_entries_of_legacy(conn, trace)
+                if recorded:
+                    # The ledger recorded this run in format v1: a legacy trace now is an
+                    # alarm (its seal was undone by the owner, or the run was replaced).
+                    return _result(trace, _turned_legacy(trace, recorded), [], 0, False, started)
                 return _result(trace, _legacy_integrity(), [], 0, False, started)
             span = None
             if (
@@ -210,6 +220,39 @@ def _integrity(verdict: Verdict, *, anchored: bool) -> IntegrityVerificationResu
         genesis_hash=verdict.genesis_hash,
         head_hash=verdict.head_hash,
         anchored=anchored and verdict.status is VerificationStatus.VERIFIED,
+    )
+
+
+async def _ledger_entries_of_legacy(
+    conn: AsyncConnection, trace: TraceRow
+) -> list[EntryOfLegacyTrace]:
+    """Live ledger entries (seal or adoption, no tombstone after) recorded for this legacy
+    trace's id or for its tenant and run id."""
+    present, _ = await ledger_context(conn)
+    if not present:
+        return []
+    return await entries_of_legacy_trace(conn, trace.trace_id, trace.tenant_id, trace.run_id)
+
+
+def _turned_legacy(
+    trace: TraceRow, entries: list[EntryOfLegacyTrace]
+) -> IntegrityVerificationResult:
+    entry = entries[0]
+    reason = "ledger: " + "; ".join(e.reason(trace.trace_id) for e in entries)
+    return IntegrityVerificationResult(
+        model="HASH_CHAIN",
+        root_hash=None,
+        chain_length=0,
+        verification_status="FAILED",
+        failure_reason=reason,
+        failure=FailureDetail(
+            location="ledger",
+            step_index=None,
+            rule=5,
+            expected=f"trace {entry.trace_id} in format v1 (root {entry.root_hash})",
+            found=f"legacy trace {trace.trace_id} (genesis_hash NULL)",
+            reason=reason,
+        ),
     )
 
 

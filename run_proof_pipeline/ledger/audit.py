@@ -1,5 +1,10 @@
 """`checkpoint verify`: the current ledger against the latest signed checkpoint, and every
-run it records against the trace tables. Reads one REPEATABLE READ snapshot."""
+run it records against the trace tables. Reads one REPEATABLE READ snapshot.
+
+It attests the ledger, not the rows: each recorded run's trace must still be there, in format
+v1, with the recorded root and length, but no step is re-hashed (`verify` and `sweep` do that).
+A recorded run whose trace was turned legacy (genesis_hash cleared) is an inconsistency: its
+steps would be rows any client may change."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from run_proof_pipeline.ledger.checkpoint import CheckpointProblem
 from run_proof_pipeline.ledger.queries import (
     database_name,
     ledger_present,
+    ledger_run_id_collisions,
     ledger_trace_mismatches,
     read_entries,
 )
@@ -31,6 +37,9 @@ class AuditReport:
     checkpoint_path: Path | None = None
     checkpoint_size: int | None = None
     problems: list[str] = field(default_factory=list)
+    # Not failures: other traces holding a recorded run's id (named, so nobody takes their
+    # fields for the recorded run's).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -81,6 +90,7 @@ async def audit_ledger(
         if why is not None:
             report.problems.append(why)
     report.problems.extend(await ledger_trace_mismatches(conn))
+    report.notes.extend(await ledger_run_id_collisions(conn))
     key = settings.verifier_key()
     if key is not None:
         # A tombstone excuses a deletion only when the key outside the database signed it.

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from run_proof_pipeline.ledger.entry import EntryKind, LedgerEntry
 
 __all__ = [
+    "EntryOfLegacyTrace",
     "database_name",
+    "entries_of_legacy_trace",
+    "entries_of_legacy_traces",
     "entries_for_run",
     "entries_for_runs",
     "ledger_context",
     "ledger_present",
+    "ledger_run_id_collisions",
     "ledger_trace_mismatches",
     "read_entries",
 ]
@@ -83,22 +91,63 @@ async def entries_for_runs(
 
 
 # Stored values only (no hashing): the chain of each run is proven by `verify`; this finds
-# runs deleted, re-sealed or rewritten relative to what the ledger recorded, without an id.
-_ENTRY_WITHOUT_MATCHING_TRACE = """
-SELECT l.seq, l.tenant_id, l.run_id, l.trace_id, l.root_hash, l.chain_length,
-       t.trace_id AS t_trace_id, t.root_hash AS t_root_hash, t.chain_length AS t_chain_length,
-       (t.run_id IS NOT NULL) AS t_exists
-FROM run_proof_ledger l
-LEFT JOIN aos_traces t ON t.tenant_id = l.tenant_id AND t.run_id = l.run_id
-WHERE l.kind IN (:seal, :adoption)
+# runs deleted, replaced, turned legacy, re-sealed or rewritten relative to what the ledger
+# recorded, without an id. The entry names its trace: it is joined by trace_id, so another
+# trace holding the same run id (a legacy row anyone may insert) is never mistaken for it.
+_LIVE_ENTRY = """
+l.kind IN (:seal, :adoption)
   AND NOT EXISTS (
       SELECT 1 FROM run_proof_ledger r WHERE r.kind = :tombstone
         AND r.tenant_id = l.tenant_id AND r.run_id = l.run_id AND r.seq > l.seq)
-  AND (t.run_id IS NULL OR t.trace_id IS DISTINCT FROM l.trace_id
+"""
+
+_ENTRY_WITHOUT_MATCHING_TRACE = f"""
+SELECT l.seq, l.tenant_id, l.run_id, l.trace_id, l.root_hash, l.chain_length,
+       t.tenant_id AS t_tenant_id, t.run_id AS t_run_id,
+       t.root_hash AS t_root_hash, t.chain_length AS t_chain_length,
+       (t.trace_id IS NOT NULL) AS t_exists, (t.genesis_hash IS NOT NULL) AS t_v1
+FROM run_proof_ledger l
+LEFT JOIN aos_traces t ON t.trace_id = l.trace_id
+WHERE {_LIVE_ENTRY}
+  AND (t.trace_id IS NULL OR t.genesis_hash IS NULL
+       OR t.tenant_id IS DISTINCT FROM l.tenant_id OR t.run_id IS DISTINCT FROM l.run_id
        OR t.root_hash IS DISTINCT FROM l.root_hash
        OR t.chain_length IS DISTINCT FROM l.chain_length)
 ORDER BY l.seq
-"""
+"""  # noqa: S608 - constant fragments
+
+# Traces other than the recorded one that hold a live entry's tenant and run id.
+_OTHER_HOLDERS = f"""
+SELECT l.seq, o.trace_id, (o.genesis_hash IS NOT NULL) AS v1, (o.root_hash IS NOT NULL) AS sealed,
+       o.status, o.started_at
+FROM run_proof_ledger l
+JOIN aos_traces o ON o.tenant_id = l.tenant_id AND o.run_id = l.run_id
+                 AND o.trace_id IS DISTINCT FROM l.trace_id
+WHERE {_LIVE_ENTRY}
+ORDER BY l.seq, o.started_at, o.trace_id
+"""  # noqa: S608 - constant fragments
+
+# Live entries whose recorded trace is still in aos_traces but no longer in format v1: the
+# owner cleared its genesis_hash, so its steps became legacy rows any client may change.
+_ENTRIES_OF_LEGACY_TRACES = f"""
+SELECT l.seq, l.kind, l.tenant_id, l.run_id, l.trace_id, l.root_hash, l.chain_length
+FROM run_proof_ledger l
+JOIN aos_traces t ON t.trace_id = l.trace_id
+WHERE {_LIVE_ENTRY}
+  AND t.genesis_hash IS NULL
+  AND (CAST(:tenant_id AS text) IS NULL OR l.tenant_id = :tenant_id)
+  AND (CAST(:since AS timestamptz) IS NULL OR t.started_at >= :since)
+ORDER BY l.seq
+"""  # noqa: S608 - constant fragments
+
+# Live entries of one legacy trace: recorded for its trace_id, or for its tenant and run id.
+_ENTRIES_OF_ONE_LEGACY_TRACE = f"""
+SELECT l.seq, l.kind, l.tenant_id, l.run_id, l.trace_id, l.root_hash, l.chain_length
+FROM run_proof_ledger l
+WHERE {_LIVE_ENTRY}
+  AND (l.trace_id = :trace_id OR (l.tenant_id = :tenant_id AND l.run_id = :run_id))
+ORDER BY l.seq
+"""  # noqa: S608 - constant fragments
 
 _SEALED_TRACE_WITHOUT_ENTRY = """
 SELECT t.tenant_id, t.run_id, t.root_hash FROM aos_traces t
@@ -114,26 +163,142 @@ WHERE kind = :seal GROUP BY tenant_id, run_id HAVING count(*) > 1 ORDER BY min(s
 """
 
 
+_KINDS = {
+    "seal": EntryKind.SEAL.value,
+    "adoption": EntryKind.ADOPTION.value,
+    "tombstone": EntryKind.TOMBSTONE.value,
+}
+
+
+@dataclass(frozen=True)
+class EntryOfLegacyTrace:
+    """A live ledger entry (seal or adoption, no tombstone after it) whose trace is legacy:
+    an alarm, never an UNSUPPORTED run."""
+
+    seq: int
+    kind: str
+    tenant_id: str
+    run_id: str
+    trace_id: str
+    root_hash: str
+    chain_length: int
+
+    def reason(self, found_trace_id: str | None = None) -> str:
+        recorded = (
+            f"ledger entry {self.seq} ({self.kind} of tenant {self.tenant_id!r}, run "
+            f"{self.run_id!r}, trace {self.trace_id!r}, root {self.root_hash}, length "
+            f"{self.chain_length})"
+        )
+        if found_trace_id is None or found_trace_id == self.trace_id:
+            return (
+                f"{recorded} records this run in format v1, but its trace is no longer format "
+                "v1 (genesis_hash cleared): its steps are now legacy rows any client may "
+                "change or delete, and the recorded run cannot be proven"
+            )
+        return (
+            f"{recorded} records this run, but its trace is gone and the run id is now held "
+            f"by legacy trace {found_trace_id!r}: the recorded run was replaced"
+        )
+
+
+def _holder(row: Any) -> str:
+    form = "format v1" if row.v1 else "legacy"
+    sealed = "sealed" if row.sealed else "not sealed"
+    return (
+        f"trace {row.trace_id!r} ({form}, {sealed}, status {row.status!r}, started "
+        f"{row.started_at.isoformat()})"
+    )
+
+
+async def _other_holders(conn: AsyncConnection) -> dict[int, list[str]]:
+    holders: dict[int, list[str]] = {}
+    for row in await conn.execute(text(_OTHER_HOLDERS), _KINDS):
+        holders.setdefault(row.seq, []).append(_holder(row))
+    return holders
+
+
+async def ledger_run_id_collisions(conn: AsyncConnection) -> list[str]:
+    """Traces other than the recorded one that hold the tenant and run id of a live ledger
+    entry whose own trace is still there, one sentence per entry. Not a failure of the
+    recorded run (AOS allowed legacy duplicates of a run id, and any writer may insert one),
+    but whatever selects that run by its id alone may pick one of these."""
+    holders = await _other_holders(conn)
+    if not holders:
+        return []
+    present = {
+        int(seq)
+        for seq in (
+            await conn.execute(
+                text(
+                    "SELECT l.seq FROM run_proof_ledger l JOIN aos_traces t"
+                    " ON t.trace_id = l.trace_id WHERE l.seq = ANY(:seqs)"
+                ),
+                {"seqs": sorted(holders)},
+            )
+        ).scalars()
+    }
+    return [
+        f"ledger entry {seq}: the run id is also held by {', '.join(found)}, which the ledger "
+        "does not record; only the recorded trace is proven"
+        for seq, found in sorted(holders.items())
+        if seq in present
+    ]
+
+
+async def entries_of_legacy_traces(
+    conn: AsyncConnection, *, tenant_id: str | None = None, since: datetime | None = None
+) -> list[EntryOfLegacyTrace]:
+    """Live entries whose recorded trace is still present but legacy (the sweep's alarm)."""
+    rows = await conn.execute(
+        text(_ENTRIES_OF_LEGACY_TRACES), {**_KINDS, "tenant_id": tenant_id, "since": since}
+    )
+    return [EntryOfLegacyTrace(**row._mapping) for row in rows]
+
+
+async def entries_of_legacy_trace(
+    conn: AsyncConnection, trace_id: str, tenant_id: str, run_id: str
+) -> list[EntryOfLegacyTrace]:
+    """Live entries recorded for this legacy trace's id, or for its tenant and run id."""
+    rows = await conn.execute(
+        text(_ENTRIES_OF_ONE_LEGACY_TRACE),
+        {**_KINDS, "trace_id": trace_id, "tenant_id": tenant_id, "run_id": run_id},
+    )
+    return [EntryOfLegacyTrace(**row._mapping) for row in rows]
+
+
 async def ledger_trace_mismatches(conn: AsyncConnection) -> list[str]:
     """Every disagreement between the ledger and the trace tables, one sentence each."""
-    kinds = {
-        "seal": EntryKind.SEAL.value,
-        "adoption": EntryKind.ADOPTION.value,
-        "tombstone": EntryKind.TOMBSTONE.value,
-    }
+    kinds = _KINDS
     problems: list[str] = []
-    for row in await conn.execute(text(_ENTRY_WITHOUT_MATCHING_TRACE), kinds):
+    mismatched = list(await conn.execute(text(_ENTRY_WITHOUT_MATCHING_TRACE), kinds))
+    holders = await _other_holders(conn) if any(not r.t_exists for r in mismatched) else {}
+    for row in mismatched:
         where = f"ledger entry {row.seq} (tenant {row.tenant_id!r}, run {row.run_id!r})"
         if not row.t_exists:
-            problems.append(f"{where}: the run is gone from aos_traces (deleted)")
+            others = holders.get(row.seq)
+            if others:
+                problems.append(
+                    f"{where}: the recorded trace {row.trace_id!r} is gone from aos_traces and "
+                    f"the run id is now held by {', '.join(others)}: the run was replaced"
+                )
+            else:
+                problems.append(f"{where}: the run is gone from aos_traces (deleted)")
+        elif not row.t_v1:
+            problems.append(
+                f"{where}: the recorded trace {row.trace_id!r} is no longer format v1 (its "
+                "genesis_hash was cleared): its steps are now legacy rows any client may "
+                f"change or delete (the ledger recorded root {row.root_hash}, length "
+                f"{row.chain_length})"
+            )
+        elif (row.t_tenant_id, row.t_run_id) != (row.tenant_id, row.run_id):
+            problems.append(
+                f"{where}: the recorded trace {row.trace_id!r} now says tenant "
+                f"{row.t_tenant_id!r}, run {row.t_run_id!r}"
+            )
         elif row.t_root_hash is None:
             problems.append(
                 f"{where}: the trace's seal columns were cleared (the ledger recorded root "
                 f"{row.root_hash}, length {row.chain_length})"
-            )
-        elif row.t_trace_id != row.trace_id:
-            problems.append(
-                f"{where}: trace_id mismatch (recorded {row.trace_id}, found {row.t_trace_id})"
             )
         elif row.t_root_hash != row.root_hash:
             problems.append(

@@ -69,6 +69,14 @@ class SweepReport:
             if len(self.failed) < MAX_LISTED:
                 self.failed.append(FailedRun.of(trace, proof))
 
+    def add_failed(self, failed: FailedRun) -> None:
+        """A run that failed before any proof (e.g. the ledger recorded it, but its trace is
+        no longer format v1): counted and listed like any other failed run."""
+        self.runs += 1
+        self.failures += 1
+        if len(self.failed) < MAX_LISTED:
+            self.failed.append(failed)
+
     def merge(self, other: SweepReport) -> None:
         self.runs += other.runs
         self.steps += other.steps

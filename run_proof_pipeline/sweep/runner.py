@@ -18,12 +18,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from run_proof_pipeline.ledger.queries import entries_of_legacy_traces, ledger_present
 from run_proof_pipeline.proof.stream import prove_traces
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.copy_reader import SnapshotCopyReader
 from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.snapshot import begin_snapshot, export_snapshot
-from run_proof_pipeline.sweep.report import SweepProgress, SweepReport
+from run_proof_pipeline.sweep.report import FailedRun, SweepProgress, SweepReport
 from run_proof_pipeline.sweep.state import (
     Selection,
     ensure_state_table,
@@ -72,6 +73,10 @@ def run_sweep(
         report = asyncio.run(_sweep_shard(url, options, 0, tracker.add))
     else:
         report = _sweep_in_processes(url, options, tracker)
+    # The pages hold format-v1 traces only; a run the ledger recorded whose trace was turned
+    # legacy would otherwise drop out of the sweep without a word.
+    for failed in asyncio.run(_recorded_runs_turned_legacy(url, options)):
+        report.add_failed(failed)
     report.elapsed_seconds = time.perf_counter() - started
     tracker.emit(force=True)
     return report
@@ -86,6 +91,33 @@ async def _prepare(url: DatabaseUrl, selection: Selection) -> tuple[int, int]:
             return await totals(conn, replace(selection, shards=1, shard=0))
     finally:
         await engine.dispose()
+
+
+async def _recorded_runs_turned_legacy(url: DatabaseUrl, options: SweepOptions) -> list[FailedRun]:
+    """A FAILED run for every live ledger entry (of the selected tenant and time) whose trace
+    is still in aos_traces but no longer in format v1, naming the entry."""
+    engine = async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await begin_snapshot(conn)
+            if not await ledger_present(conn):
+                return []
+            entries = await entries_of_legacy_traces(
+                conn, tenant_id=options.tenant_id, since=options.since
+            )
+            await conn.rollback()
+    finally:
+        await engine.dispose()
+    return [
+        FailedRun(
+            tenant_id=entry.tenant_id,
+            run_id=entry.run_id,
+            status="FAILED",
+            first_bad="ledger",
+            reason=f"ledger: {entry.reason()}",
+        )
+        for entry in entries
+    ]
 
 
 async def _sweep_shard(
