@@ -28,13 +28,27 @@ from run_proof_pipeline.plan.coordinator_tests import (
     run_coordinator_tests,
 )
 from run_proof_pipeline.plan.expectations import check_expectations, describe_misses
-from run_proof_pipeline.plan.queries import TraceRef, latest_trace, step_count, target_trace
+from run_proof_pipeline.plan.queries import (
+    LATEST_TRACE_SQL,
+    STEP_COUNT_SQL,
+    TARGET_TRACE_SQL,
+    TraceRef,
+    count_note,
+    latest_trace,
+    picked_note,
+    run_id_holders,
+    seed_count_parts,
+    step_count,
+    target_trace,
+    trace_step_count,
+)
 from run_proof_pipeline.plan.report import OutputReport, adoption_note
 from run_proof_pipeline.plan.state import PlanState
 from run_proof_pipeline.proof.segments import DEFAULT_PARALLEL_MIN_STEPS, SegmentWorkerError
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl, redact
 from run_proof_pipeline.store.engine import get_session, run_on_connection, session_scope
 from run_proof_pipeline.store.migrate import missing_schema
+from run_proof_pipeline.store.snapshot import begin_snapshot, read_trace
 
 T = TypeVar("T")
 SKIPPED_BY_CONFIGURATION = "skipped by configuration"
@@ -96,6 +110,16 @@ def _run_on(step: str, url: DatabaseUrl, work: Callable[[AsyncConnection], Await
         raise _db_failure(step, exc) from None
 
 
+def _collision_metadata(seed_sql: str, trace_id: str | None, **note: str) -> dict[str, object]:
+    """The seed's SQL word for word, the trace that is proven, and what the SQL also picked
+    or counted: metadata of Step 1 or 2 when a run id is held by several traces or tenants."""
+    return {
+        "seed_sql": MetadataValue.md(f"```sql\n{seed_sql}\n```"),
+        "proven_trace_id": trace_id or "—",
+        **note,
+    }
+
+
 @op(description="Seed preconditions: PostgreSQL, USE_POSTGRES_TRACES, schema.")
 def preconditions(context: OpExecutionContext, trace_store: TraceStoreResource) -> PlanState:
     try:
@@ -134,12 +158,24 @@ def step_1_latest_trace(
     if bool(config.run_id) != bool(config.tenant_id):
         raise Failure(description="Step 1: run_id and tenant_id must be given together")
 
-    async def find(conn: AsyncConnection) -> TraceRef | None:
-        if config.run_id:
-            return await target_trace(conn, config.run_id, config.tenant_id)
-        return await latest_trace(conn)
+    seed_sql = TARGET_TRACE_SQL if config.run_id else LATEST_TRACE_SQL
 
-    trace = _run_on("Step 1", trace_store.url(), find)
+    async def find(conn: AsyncConnection) -> tuple[TraceRef | None, str | None, str]:
+        # One snapshot: the seed's pick, the trace the coordinator will prove for its tenant
+        # and run id, and every trace holding that run id agree with each other.
+        await begin_snapshot(conn)
+        if config.run_id:
+            picked = await target_trace(conn, config.run_id, config.tenant_id)
+        else:
+            picked = await latest_trace(conn)
+        if picked is None:
+            return None, None, ""
+        proved = await read_trace(conn, picked.tenant_id, picked.run_id)
+        proved_id = None if proved is None else proved.trace_id
+        holders = await run_id_holders(conn, picked.run_id)
+        return picked, proved_id, picked_note(picked, holders, proved_id)
+
+    trace, trace_id, note = _run_on("Step 1", trace_store.url(), find)
     if trace is None:
         raise Failure(
             description=messages.NO_TRACE_DATA,
@@ -148,30 +184,52 @@ def step_1_latest_trace(
     context.instance.add_run_tags(
         context.run_id, {"run_proof/tenant_id": trace.tenant_id, "run_proof/run_id": trace.run_id}
     )
-    context.add_output_metadata(
-        {
-            "run_id": trace.run_id,
-            "tenant_id": trace.tenant_id,
-            "started_at": trace.started_at.isoformat(),
-            "status": trace.status,
-        }
-    )
-    return state.with_(trace=trace)
+    metadata: dict[str, object] = {
+        "run_id": trace.run_id,
+        "tenant_id": trace.tenant_id,
+        "started_at": trace.started_at.isoformat(),
+        "status": trace.status,
+    }
+    if note:
+        # What the seed's SQL returned stays as it is, beside the SQL and the collision.
+        context.log.warning(f"Step 1: {note}")
+        metadata |= _collision_metadata(seed_sql, trace_id, run_id_held_by=note)
+    context.add_output_metadata(metadata)  # type: ignore[arg-type]
+    return state.with_(trace=trace, trace_id=trace_id, notes=(note,) if note else ())
 
 
 @op(description="Step 2: count the trace's steps in aos_trace_steps.")
 def step_2_step_count(
     context: OpExecutionContext, trace_store: TraceStoreResource, state: PlanState
 ) -> PlanState:
-    trace = state.found
-    count = _run_on("Step 2", trace_store.url(), lambda conn: step_count(conn, trace.run_id))
-    if count == 0:
+    trace, trace_id = state.found, state.trace_id
+
+    async def count(conn: AsyncConnection) -> tuple[int, str]:
+        await begin_snapshot(conn)
+        seed_count = await step_count(conn, trace.run_id)  # the seed's SQL, word for word
+        if trace_id is None:
+            return seed_count, ""
+        # The count compared with chain_length is the proven trace's own.
+        own = await trace_step_count(conn, trace_id)
+        parts = await seed_count_parts(conn, trace.run_id)
+        return own, count_note(trace.run_id, trace_id, own, seed_count, parts)
+
+    counted, note = _run_on("Step 2", trace_store.url(), count)
+    extra = _collision_metadata(STEP_COUNT_SQL, trace_id, seed_count_covers=note) if note else {}
+    if note:
+        context.log.warning(f"Step 2: {note}")
+    if counted == 0:
         raise Failure(
             description=messages.NO_STEPS,
-            metadata={"run_id": trace.run_id, "tenant_id": trace.tenant_id, "step_count": 0},
+            metadata={
+                "run_id": trace.run_id,
+                "tenant_id": trace.tenant_id,
+                "step_count": 0,
+                **extra,  # type: ignore[dict-item]
+            },
         )
-    context.add_output_metadata({"step_count": count})
-    return state.with_(step_count=count)
+    context.add_output_metadata({"step_count": counted, **extra})  # type: ignore[dict-item]
+    return state.with_(step_count=counted, notes=(*state.notes, note) if note else state.notes)
 
 
 @op(description="Step 3: prove the run via RunProofCoordinator (production).")
@@ -230,7 +288,7 @@ def step_4_integrity_expectations(context: OpExecutionContext, state: PlanState)
     trace, step_count, proof = state.found, state.counted, state.proven
     for evaluation in proof_check_evaluations(trace, step_count, proof):
         context.log_event(evaluation)
-    expectations = check_expectations(proof, step_count)
+    expectations = check_expectations(proof, step_count, state.trace_id)
     misses = [e for e in expectations if not e.passed]
     table = "\n".join(
         f"| {e.name} | `{e.expected}` | `{e.found}` | {'pass' if e.passed else 'MISS'} |"
@@ -294,14 +352,18 @@ def output_report(
     config: ReportConfig,
     state: PlanState,
 ) -> str:
-    trace, step_count, proof = state.found, state.counted, state.proven
+    step_count, proof = state.counted, state.proven
     integrity = proof.integrity
+    # Every field is the proven trace's (read in the proof's own snapshot), never the row the
+    # seed's Step 1 SQL returned: another trace may hold the same run id.
+    proven = proof.aos_traces[0]  # Step 4 passed: the one trace counted in Step 2
+    notes = " | ".join(state.notes)
     report = OutputReport(
         db_url=state.db_url,
-        run_id=trace.run_id,
-        tenant_id=trace.tenant_id,
-        started_at=trace.started_at.isoformat(),
-        status=trace.status,
+        run_id=proof.run_id,
+        tenant_id=proof.tenant_id,
+        started_at=proven.started_at.isoformat(),
+        status=proven.status,
         step_count=step_count,
         integrity_model=integrity.model,
         verification_status=integrity.verification_status,
@@ -311,6 +373,8 @@ def output_report(
         coordinator_step_count=proof.steps_read,
         pytest_result=state.pytest_result or "not run",
         adopted_at=adoption_note(integrity.adopted_at),
+        trace_id=proven.trace_id if notes else None,
+        run_id_collisions=notes or None,
     )
     directory = Path(
         config.report_dir or os.environ.get("RUN_PROOF_REPORT_DIR") or project_root() / "reports"

@@ -15,10 +15,27 @@ class Expectation:
     passed: bool
 
 
-def check_expectations(result: RunProofResult, step_count: int) -> list[Expectation]:
+def check_expectations(
+    result: RunProofResult, step_count: int, trace_id: str | None = None
+) -> list[Expectation]:
+    """With `trace_id` (the trace whose steps Step 2 counted), the proof must be of that
+    trace: otherwise its chain_length would be compared with another trace's count."""
     integrity = result.integrity
     trace_count = len(result.aos_traces)
-    return [
+    proven = ", ".join(t.trace_id for t in result.aos_traces) or "none"
+    counted = (
+        []
+        if trace_id is None
+        else [
+            Expectation(
+                "trace_id",
+                f"== the trace counted in Step 2 ({trace_id})",
+                proven,
+                [t.trace_id for t in result.aos_traces] == [trace_id],
+            )
+        ]
+    )
+    return counted + [
         Expectation(
             "integrity_model", "HASH_CHAIN", integrity.model, integrity.model == "HASH_CHAIN"
         ),

@@ -6,9 +6,10 @@ import asyncio
 from dataclasses import dataclass
 
 from run_proof_pipeline.coordinator import RunProofResult, get_run_proof_coordinator
-from run_proof_pipeline.plan.queries import TraceRef, latest_sealed_trace, step_count
+from run_proof_pipeline.plan.queries import TraceRef, latest_sealed_trace, trace_step_count
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import session_scope
+from run_proof_pipeline.store.snapshot import begin_snapshot, read_trace
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,15 @@ def prove_latest_sealed(url: DatabaseUrl) -> LatestProof | None:
     async def go() -> LatestProof | None:
         async with session_scope(url) as session:
             conn = await session.connection()
+            await begin_snapshot(conn)
             trace = await latest_sealed_trace(conn)
             if trace is None:
+                await session.rollback()
                 return None
-            count = await step_count(conn, trace.run_id)
+            # The steps of the trace the coordinator proves (by trace_id): a step row of
+            # another trace or tenant holding the same run id is not this run's.
+            proved = await read_trace(conn, trace.tenant_id, trace.run_id)
+            count = 0 if proved is None else await trace_step_count(conn, proved.trace_id)
             await session.rollback()
             proof = await get_run_proof_coordinator().get_run_proof(
                 session, trace.tenant_id, trace.run_id, step_summary_limit=0

@@ -25,6 +25,12 @@ REPORT_FIELDS: tuple[tuple[str, str], ...] = (
     ("pytest_result", "Pytest result"),
     ("adopted_at", "Trace adopted at"),
 )
+# Shown only when the run id is held by several traces or tenants (the seed's SQL would pick
+# or count rows of another trace): which trace the report is about, and who else holds the id.
+COLLISION_FIELDS: tuple[tuple[str, str], ...] = (
+    ("trace_id", "Proven trace_id"),
+    ("run_id_collisions", "Run ID also held by"),
+)
 NATIVE = "native (not adopted)"
 
 
@@ -52,10 +58,20 @@ class OutputReport(BaseModel):
     coordinator_step_count: int
     pytest_result: str
     adopted_at: str = NATIVE
+    trace_id: str | None = None
+    run_id_collisions: str | None = None
+
+    def _shown(self) -> tuple[tuple[str, str], ...]:
+        if self.run_id_collisions is None:
+            return REPORT_FIELDS
+        return REPORT_FIELDS + COLLISION_FIELDS
+
+    def _hidden(self) -> set[str]:
+        return set() if self.run_id_collisions is not None else {k for k, _ in COLLISION_FIELDS}
 
     def values(self) -> list[tuple[str, str]]:
         data = self.model_dump()
-        return [(label, redact(str(data[key]))) for key, label in REPORT_FIELDS]
+        return [(label, redact(str(data[key]))) for key, label in self._shown()]
 
     def markdown(self) -> str:
         """The seed's report as a Markdown table (run metadata and the report file)."""
@@ -70,6 +86,6 @@ class OutputReport(BaseModel):
         path = directory / f"{name}.md"
         path.write_text(self.markdown(), encoding="utf-8")
         path.with_suffix(".json").write_text(
-            redact(self.model_dump_json(indent=2)), encoding="utf-8"
+            redact(self.model_dump_json(indent=2, exclude=self._hidden())), encoding="utf-8"
         )
         return path

@@ -17,6 +17,11 @@ class PlanState:
     step_count: int | None = None
     proof: RunProofResult | None = None
     pytest_result: str | None = None
+    # The trace the coordinator proves (store.snapshot.read_trace's choice for the tenant and
+    # run id Step 1 found), resolved in Step 1; Step 2 counts its steps by this id.
+    trace_id: str | None = None
+    # Where the seed's SQL picked or counted other traces than the proven one: named.
+    notes: tuple[str, ...] = ()
 
     def with_(self, **changes: Any) -> PlanState:
         return replace(self, **changes)
