@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from run_proof_pipeline.ledger.settings import load_ledger_settings
 from run_proof_pipeline.store.recorder import StepAppend, TraceRecorder, TraceStart
 
 _SKILLS = (
@@ -60,7 +61,11 @@ def _step(rng: random.Random, at: datetime, index: int) -> StepAppend:
 async def seed_demo(engine: AsyncEngine, *, runs: int = 12, seed: int = 7) -> DemoSummary:
     """Seed `runs` traces over three tenants: sealed successes and failures, one zero-step
     sealed run, and one still running that is not the latest by `started_at` (so the seed's
-    plan, which proves the latest trace, passes on the demo data)."""
+    plan, which proves the latest trace, passes on the demo data).
+
+    A configured RUN_PROOF_CHECKPOINT_DIR is created here (as `checkpoint create` does): every
+    verify path takes a missing one for a configuration error."""
+    load_ledger_settings().checkpoint_dir(create=True)
     rng = random.Random(seed)
     recorder = TraceRecorder(engine)
     total_steps = 0

@@ -157,6 +157,7 @@ def verify(
         print("root_hash:", integrity.root_hash)
         print("trace_count:", len(result.aos_traces))
         print("step_count:", result.steps_read)
+        print("anchor:", integrity.anchor)
         if integrity.failure_reason:
             print("failure_reason:", integrity.failure_reason)
     raise typer.Exit(int(STATUS_EXIT[integrity.verification_status]))

@@ -47,6 +47,9 @@ class IntegrityVerificationResult(BaseModel):
     genesis_hash: str | None = None
     head_hash: str | None = None
     anchored: bool = False
+    # Which anchor rule 5 applied: "none", "ledger only[: why]", or "signed checkpoint of size
+    # N and origin O" (proof/anchors.py), so a dropped signed check is never silent.
+    anchor: str = "none"
     adopted_at: datetime | None = None
 
 

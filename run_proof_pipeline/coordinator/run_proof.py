@@ -134,7 +134,7 @@ class RunProofCoordinator:
                     conn, trace, include_payloads, step_summary_limit, progress
                 )
         integrity = _integrity(streamed.verdict, anchored=streamed.anchored).model_copy(
-            update={"adopted_at": trace.adopted_at}
+            update={"adopted_at": trace.adopted_at, "anchor": streamed.anchor}
         )
         steps_read = streamed.steps_read
         result = _result(trace, integrity, summaries, steps_read, truncated, started)

@@ -44,7 +44,8 @@ class CreatedCheckpoint:
 async def create_checkpoint(
     conn: AsyncConnection, settings: LedgerSettings, *, out: Path | None = None
 ) -> CreatedCheckpoint:
-    target = out or settings.checkpoint_dir()
+    # The one path that creates RUN_PROOF_CHECKPOINT_DIR; every verify path requires it.
+    target = out or settings.checkpoint_dir(create=True)
     if target is None:
         raise ConfigError("RUN_PROOF_CHECKPOINT_DIR is not set (or pass --out)")
     if not await ledger_present(conn):

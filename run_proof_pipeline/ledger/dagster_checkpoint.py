@@ -49,12 +49,16 @@ def write_ledger_checkpoint(
             trace_store.url(), lambda conn: create_checkpoint(conn, settings, out=out)
         )
     except (ConfigError, CheckpointRefused) as exc:
+        # A damaged or misnamed file in the directory, or another origin's directory, lands
+        # here (fail closed): nothing is signed over it.
         raise Failure(description=f"checkpoint not written: {redact(str(exc))}") from None
-    except (DBAPIError, OSError) as exc:
+    except DBAPIError as exc:
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         raise Failure(
             description=redact(f"checkpoint not written: database error: {detail[0]}")
         ) from None
+    except OSError as exc:
+        raise Failure(description=redact(f"checkpoint not written: {exc}")) from None
     checkpoint = created.signed.checkpoint
     if created.key_warning:
         context.log.warning(created.key_warning)

@@ -55,9 +55,29 @@ class LedgerSettings(BaseSettings):
         default=None, validation_alias=_env("RUN_PROOF_CHECKPOINT_ORIGIN", "origin_value")
     )
 
-    def checkpoint_dir(self) -> Path | None:
+    def checkpoint_dir(self, *, create: bool = False) -> Path | None:
+        """RUN_PROOF_CHECKPOINT_DIR, None when unset. A set directory that does not exist is a
+        ConfigError (a mistyped one would silently drop the signed check), unless `create`:
+        only `checkpoint create` (and the demo) pass it, and then it is created."""
         raw = (self.checkpoint_dir_path or "").strip()
-        return Path(raw).expanduser() if raw else None
+        if not raw:
+            return None
+        path = Path(raw).expanduser()
+        if create:
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"RUN_PROOF_CHECKPOINT_DIR={raw!r}: cannot create: {exc}"
+                ) from None
+        if not path.is_dir():
+            what = "is not a directory" if path.exists() else "does not exist"
+            raise ConfigError(
+                f"RUN_PROOF_CHECKPOINT_DIR={raw!r} {what}: the signed check needs the directory "
+                "of the log's checkpoints (only `run-proof checkpoint create` creates it); "
+                "unset it to verify against the ledger only"
+            )
+        return path
 
     def origin(self, database_name: str) -> str:
         raw = (self.origin_value or "").strip()

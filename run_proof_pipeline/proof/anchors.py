@@ -5,12 +5,15 @@ cleared while its entry remains, a run sealed twice, or an entry whose fields no
 its leaf hash is FAILED at "ledger". When a signed checkpoint covers the entry, the entry must
 also be the leaf at its index in the checkpoint's signed tree (rebuilt from the ledger and
 checked against the signed head once per checkpoint, see ledger/signed_tree.py).
+
+Every lookup says which anchor applied (`AnchorLookup.description`): none, the ledger only
+(and why no signed checkpoint), or the signed checkpoint of size N and origin O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,18 +29,34 @@ from run_proof_pipeline.store.snapshot import TraceRow
 
 _ANCHORING_KINDS = {EntryKind.SEAL.value, EntryKind.ADOPTION.value}
 
+NO_ANCHOR = "none"
+LEDGER_ONLY = "ledger only"
+
+
+def signed_anchor(head: SignedHead) -> str:
+    return f"signed checkpoint of size {head.size} and origin {head.checkpoint.origin}"
+
 
 @dataclass(frozen=True)
 class AnchorLookup:
     anchor: Anchor | None = None
     # A ledger-level failure found before any hashing (e.g. a sealed trace with no entry).
     failure: IntegrityFailure | None = None
+    # Which anchor applied: "none", "ledger only[: why]", or "signed checkpoint of size N and
+    # origin O" (see signed_anchor); shown with every verdict.
+    description: str = NO_ANCHOR
 
 
 def _ledger_failure(
-    reason: str, *, expected: str | None = None, found: str | None = None, field: str | None = None
+    reason: str,
+    *,
+    expected: str | None = None,
+    found: str | None = None,
+    field: str | None = None,
+    description: str = NO_ANCHOR,
 ) -> AnchorLookup:
     return AnchorLookup(
+        description=description,
         failure=IntegrityFailure(
             location="ledger",
             step_index=None,
@@ -46,7 +65,7 @@ def _ledger_failure(
             found=found,
             reason=f"ledger: {reason}",
             field=field,
-        )
+        ),
     )
 
 
@@ -102,11 +121,11 @@ async def _anchor_from(
         )
     problem = _entry_problem(entry, trace)
     if problem is not None:
-        return problem
-    signed = await _signed_head_problem(conn, entry, heads)
+        return replace(problem, description=LEDGER_ONLY)
+    signed, description = await _signed_head_problem(conn, entry, heads)
     if signed is not None:
         return signed
-    return AnchorLookup(anchor=Anchor(entry.root_hash, entry.chain_length))
+    return AnchorLookup(anchor=Anchor(entry.root_hash, entry.chain_length), description=description)
 
 
 def _entry_problem(entry: LedgerEntry, trace: TraceRow) -> AnchorLookup | None:
@@ -144,27 +163,59 @@ class _SignedHeads:
     def __init__(self, database: str) -> None:
         self._database = database
         self._loaded = False
+        self._configured = False
         self._head: SignedHead | None = None
         self._problem: AnchorLookup | None = None
 
     def get(self) -> tuple[SignedHead | None, AnchorLookup | None]:
         if not self._loaded:
             self._loaded = True
+            settings = load_ledger_settings()
+            # ConfigError (a configured directory that does not exist, a directory holding
+            # only another origin's checkpoints) goes up: a configuration error, not a verdict.
+            self._configured = settings.checkpoint_dir() is not None
             try:
-                self._head = load_signed_head(load_ledger_settings(), self._database)
+                self._head = load_signed_head(settings, self._database)
             except CheckpointProblem as exc:
-                self._problem = _ledger_failure(str(exc))
+                self._problem = _ledger_failure(
+                    f"{exc} (a damaged checkpoint fails closed: no older one stands in for it)",
+                    description="signed checkpoint unreadable",
+                )
         return self._head, self._problem
+
+    def ledger_only_reason(self) -> str:
+        if not self._configured:
+            return f"{LEDGER_ONLY}: no checkpoint directory configured"
+        return f"{LEDGER_ONLY}: no signed checkpoint of this log yet"
 
 
 async def _signed_head_problem(
     conn: AsyncConnection, entry: LedgerEntry, heads: _SignedHeads
-) -> AnchorLookup | None:
+) -> tuple[AnchorLookup | None, str]:
+    """The failure (or None) of `entry` against the latest signed checkpoint, and which
+    anchor applied."""
     head, problem = heads.get()
     if problem is not None:
-        return problem
-    if head is None or entry.index >= head.size:
-        return None  # sealed after the latest checkpoint: the entry itself is the anchor
+        return problem, problem.description
+    if head is None:
+        return None, heads.ledger_only_reason()
+    if entry.index >= head.size:
+        # Sealed after the latest checkpoint: the entry itself is the anchor.
+        return None, (
+            f"{LEDGER_ONLY}: sealed after the latest signed checkpoint (size {head.size}, "
+            f"origin {head.checkpoint.origin})"
+        )
+    described = signed_anchor(head)
+    return _against_head(await _leaves_problem(conn, entry, head), described), described
+
+
+def _against_head(failure: AnchorLookup | None, described: str) -> AnchorLookup | None:
+    return None if failure is None else replace(failure, description=described)
+
+
+async def _leaves_problem(
+    conn: AsyncConnection, entry: LedgerEntry, head: SignedHead
+) -> AnchorLookup | None:
     leaves = signed_leaves(head.path, head.size, head.root)
     if leaves is None:
         tree = LedgerTree(await read_entries(conn, upto=head.size))

@@ -40,6 +40,7 @@ class StreamedProof:
     verdict: Verdict
     steps_read: int
     anchored: bool
+    anchor: str = "none"  # which anchor applied (AnchorLookup.description)
 
 
 def stored_trace(trace: TraceRow) -> StoredTrace:
@@ -63,7 +64,9 @@ def finish_proof(verifier: ChainVerifier, steps: int, lookup: AnchorLookup) -> S
     verdict = verifier.finish(lookup.anchor)
     if lookup.failure is not None and verdict.failure is None:
         verdict = replace(verdict, status=VerificationStatus.FAILED, failure=lookup.failure)
-    return StreamedProof(verdict, steps, anchored=lookup.anchor is not None)
+    return StreamedProof(
+        verdict, steps, anchored=lookup.anchor is not None, anchor=lookup.description
+    )
 
 
 async def prove_trace(
