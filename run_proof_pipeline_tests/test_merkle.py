@@ -9,6 +9,9 @@ import pytest
 
 from run_proof_pipeline.integrity.merkle import (
     EMPTY_ROOT,
+    HASH_SIZE,
+    EmptyTreeConsistencyError,
+    HashSizeError,
     IndexOutOfRangeError,
     MerkleAccumulator,
     ProofError,
@@ -129,7 +132,7 @@ def test_every_inclusion_proof_verifies(size: int) -> None:
 def test_every_consistency_proof_verifies(new_size: int) -> None:
     leaf_hashes = hashes(new_size)
     new_root = reference_root(entries(new_size))
-    for old_size in range(0, new_size + 1):
+    for old_size in range(1, new_size + 1):
         old_root = reference_root(entries(old_size))
         proof = consistency_proof(leaf_hashes, old_size)
         verify_consistency(old_size, new_size, old_root, new_root, proof)
@@ -276,13 +279,66 @@ def test_equal_sizes_need_equal_roots_and_an_empty_proof() -> None:
         verify_consistency(5, 5, root, root, [root])
 
 
-def test_empty_tree_is_consistent_with_any_tree_given_an_empty_proof() -> None:
-    root = root_from_leaves(hashes(5))
-    verify_consistency(0, 5, EMPTY_ROOT, root, [])
-    with pytest.raises(ProofSizeError):
-        verify_consistency(0, 5, EMPTY_ROOT, root, [root])
+# --- class 11 regressions: no more lenient than transparency-dev/merkle -------------------------
+
+
+def test_inclusion_rejects_a_leaf_hash_of_the_wrong_length() -> None:
+    # Was accepted: at size 1 the (empty) proof makes the root the leaf hash itself, so a
+    # 0-byte leaf "verified" under a 0-byte root.  The reference checks the leaf hash size.
+    with pytest.raises(HashSizeError) as info:
+        verify_inclusion(0, 1, b"", [], b"")
+    assert (info.value.expected, info.value.got) == (HASH_SIZE, 0)
+    short = hashes(1)[0][:31]
+    with pytest.raises(HashSizeError):
+        verify_inclusion(0, 1, short, [], short)
+    with pytest.raises(HashSizeError):
+        verify_inclusion(0, 1, hashes(1)[0] + b"\x00", [], hashes(1)[0] + b"\x00")
+    leaf_hashes = hashes(3)
+    with pytest.raises(HashSizeError):
+        verify_inclusion(2, 3, b"", inclusion_proof(leaf_hashes, 2), root_from_leaves(leaf_hashes))
+    # Roots are compared byte for byte: a truncated root never matches.
+    with pytest.raises(RootMismatchError):
+        verify_inclusion(0, 1, hashes(1)[0], [], hashes(1)[0][:31])
+
+
+@pytest.mark.parametrize(
+    ("new_size", "old_root", "new_root"),
+    [
+        (1, b"garbage12byt", b"garbage12byt"),
+        (0, b"garbage12byt", b"garbage12byt"),
+        (1, EMPTY_ROOT, reference_root(entries(1))),
+        (0, EMPTY_ROOT, EMPTY_ROOT),
+        (5, EMPTY_ROOT, reference_root(entries(5))),
+    ],
+)
+def test_consistency_from_the_empty_tree_is_rejected(
+    new_size: int, old_root: bytes, new_root: bytes
+) -> None:
+    # Was accepted whatever the old root (12 garbage bytes for 0 -> 1 and 0 -> 0); the
+    # reference rejects every proof from size 0 as meaningless, even with the true roots.
+    with pytest.raises(EmptyTreeConsistencyError) as info:
+        verify_consistency(0, new_size, old_root, new_root, [])
+    assert isinstance(info.value, TreeSizeError)
+    assert (info.value.old_size, info.value.new_size) == (0, new_size)
+    with pytest.raises(EmptyTreeConsistencyError):
+        verify_consistency(0, new_size, old_root, new_root, [new_root])
+
+
+def test_equal_sizes_compare_roots_exactly_as_the_reference_does() -> None:
+    # The reference returns root1 for size1 == size2 and compares it with root2: equal bytes
+    # of any length pass, different ones fail.
+    verify_consistency(1, 1, b"garbage12byt", b"garbage12byt", [])
+    with pytest.raises(RootMismatchError):
+        verify_consistency(1, 1, b"garbage12byt", b"garbage12byu", [])
 
 
 def test_proof_errors_are_value_errors() -> None:
-    for cls in (IndexOutOfRangeError, ProofSizeError, RootMismatchError, TreeSizeError):
+    for cls in (
+        EmptyTreeConsistencyError,
+        HashSizeError,
+        IndexOutOfRangeError,
+        ProofSizeError,
+        RootMismatchError,
+        TreeSizeError,
+    ):
         assert issubclass(cls, ProofError) and issubclass(cls, ValueError)

@@ -4,6 +4,11 @@ Tree hashing follows RFC 9162 section 2.1.1 (leaf and node hashes are domain-sep
 a 0x00 / 0x01 prefix); proofs are generated per sections 2.1.3.1 and 2.1.4.1 and verified
 with the algorithms of sections 2.1.3.2 and 2.1.4.2.  Verification failures raise a
 ProofError subclass that says what was expected and what was calculated.
+
+The verifiers accept exactly what transparency-dev/merkle's proof.VerifyInclusion and
+proof.VerifyConsistency accept (checked against its own test probes): a leaf hash must be
+HASH_SIZE bytes and roots are compared byte for byte; a consistency proof from the empty
+tree (old size 0) is rejected whatever the roots, since there is nothing it could prove.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from collections.abc import Sequence
 
 __all__ = [
     "EMPTY_ROOT",
+    "HASH_SIZE",
+    "EmptyTreeConsistencyError",
+    "HashSizeError",
     "IndexOutOfRangeError",
     "MerkleAccumulator",
     "ProofError",
@@ -30,6 +38,7 @@ __all__ = [
 
 _sha256 = hashlib.sha256
 EMPTY_ROOT = _sha256(b"").digest()
+HASH_SIZE = 32
 
 
 class ProofError(ValueError):
@@ -48,6 +57,26 @@ class TreeSizeError(ProofError):
         super().__init__(f"tree size {new_size} cannot extend tree size {old_size}")
         self.old_size = old_size
         self.new_size = new_size
+
+
+class EmptyTreeConsistencyError(TreeSizeError):
+    """A consistency proof from the empty tree: meaningless, so never accepted."""
+
+    def __init__(self, new_size: int) -> None:
+        ProofError.__init__(
+            self,
+            f"a consistency proof from the empty tree (size 0) to tree size {new_size} "
+            "proves nothing and is not accepted",
+        )
+        self.old_size = 0
+        self.new_size = new_size
+
+
+class HashSizeError(ProofError):
+    def __init__(self, expected: int, got: int, what: str = "leaf hash") -> None:
+        super().__init__(f"wrong {what} size: expected {expected} bytes, got {got}")
+        self.expected = expected
+        self.got = got
 
 
 class ProofSizeError(ProofError):
@@ -167,6 +196,8 @@ def verify_inclusion(
     """RFC 9162 section 2.1.3.2: does `proof` put `leaf_hash` at `index` under `root`?"""
     if not 0 <= index < size:
         raise IndexOutOfRangeError(index, size)
+    if len(leaf_hash) != HASH_SIZE:
+        raise HashSizeError(HASH_SIZE, len(leaf_hash))
     expected_size = _inclusion_proof_size(index, size)
     if len(proof) != expected_size:
         raise ProofSizeError(expected_size, len(proof))
@@ -193,19 +224,18 @@ def verify_inclusion(
 def verify_consistency(
     old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
 ) -> None:
-    """RFC 9162 section 2.1.4.2: is the tree `new_root` an append-only extension of `old_root`?"""
+    """RFC 9162 section 2.1.4.2: is the tree `new_root` an append-only extension of `old_root`?
+
+    Requires 0 < old_size <= new_size.  Equal sizes need an empty proof and equal roots."""
     if not 0 <= old_size <= new_size:
         raise TreeSizeError(old_size, new_size)
+    if old_size == 0:
+        raise EmptyTreeConsistencyError(new_size)
     if old_size == new_size:
         if proof:
             raise ProofSizeError(0, len(proof))
         if old_root != new_root:
             raise RootMismatchError(old_root, new_root, "new root")
-        return
-    if old_size == 0:
-        # Every tree extends the empty tree; there is nothing to prove.
-        if proof:
-            raise ProofSizeError(0, len(proof))
         return
     expected_size = _consistency_proof_size(old_size, new_size)
     if len(proof) != expected_size:
