@@ -45,6 +45,7 @@ class Exported:
     path: Path  # the bundle of run-2, covered by the checkpoint
     late: dict[str, Any]  # the bundle of run-late, sealed after it
     key: VerifierKey
+    origin: str  # the log's origin, which every verification names
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def exported(
         _export(url, base / "bundle.json", "run-2")
         late = _export(url, base / "late.json", "run-late")
     key = SigningKey.parse(env.signing_key.read_text()).verifier()
-    yield Exported(base / "bundle.json", late, key)
+    yield Exported(base / "bundle.json", late, key, f"run-proof.local/{name}")
     pg_server.drop_database(name)
 
 
@@ -79,7 +80,9 @@ def test_verify_bundle_needs_no_database(exported: Exported) -> None:
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]
     env = {**os.environ, "DATABASE_URL": f"postgresql://x:y@127.0.0.1:{closed}/none"}
-    env.pop("RUN_PROOF_PUBLIC_KEY", None)
+    for setting in ("RUN_PROOF_PUBLIC_KEY", "RUN_PROOF_PUBLIC_KEY_FILE"):
+        env.pop(setting, None)
+    env["RUN_PROOF_CHECKPOINT_ORIGIN"] = exported.origin  # the setting, not the option
 
     completed = subprocess.run(
         [
@@ -97,8 +100,11 @@ def test_verify_bundle_needs_no_database(exported: Exported) -> None:
 
     assert completed.returncode == 0, completed.stderr
     assert "verification_status: VERIFIED" in completed.stdout
-    for check in ("bundle", "hash chain", "ledger entry", "checkpoint", "inclusion"):
+    assert f"origin: {exported.origin}\n" in completed.stdout
+    assert f"public_key: key id {key.id.hex()} (from --public-key)" in completed.stdout
+    for check in ("bundle", "origin", "hash chain", "ledger entry", "checkpoint", "inclusion"):
         assert f"{check}: ok" in completed.stdout
+    assert f"signed by key id {key.id.hex()} at tree size 5" in completed.stdout
     assert completed.stderr == ""
 
 
@@ -191,7 +197,7 @@ def test_a_mutated_bundle_names_exactly_what_failed(
 ) -> None:
     path, key = exported.path, exported.key
 
-    report = verify_bundle_text(_mutate(path, change), key)
+    report = verify_bundle_text(_mutate(path, change), key, origin=exported.origin)
 
     assert report.status == "FAILED"
     failed = report.failures
@@ -204,7 +210,7 @@ def test_a_bundle_checked_with_another_key_fails_at_the_checkpoint(
     path = exported.path
     stranger = generate_signing_key("someone-else").verifier()
 
-    report = verify_bundle_text(path.read_text(encoding="utf-8"), stranger)
+    report = verify_bundle_text(path.read_text(encoding="utf-8"), stranger, origin=exported.origin)
 
     assert [c.name for c in report.failures] == ["checkpoint"]
 
@@ -212,7 +218,7 @@ def test_a_bundle_checked_with_another_key_fails_at_the_checkpoint(
 def test_a_run_sealed_after_the_latest_checkpoint_is_not_anchored_offline(
     exported: Exported,
 ) -> None:
-    report = verify_bundle_text(json.dumps(exported.late), exported.key)
+    report = verify_bundle_text(json.dumps(exported.late), exported.key, origin=exported.origin)
 
     assert exported.late["ledger"]["checkpoint"] is None
     assert [(c.name, c.detail) for c in report.failures] == [
@@ -227,7 +233,10 @@ def test_verify_bundle_cli_reports_the_first_failure_and_exits_1(
     mutated = tmp_path / "mutated.json"
     mutated.write_text(_mutate(path, _set_step), encoding="utf-8")
 
-    result = CliRunner().invoke(app, ["verify-bundle", str(mutated), "--public-key", key.text()])
+    result = CliRunner().invoke(
+        app,
+        ["verify-bundle", str(mutated), "--public-key", key.text(), "--origin", exported.origin],
+    )
 
     assert result.exit_code == 1
     assert "hash chain: FAILED - step 1: step_hash mismatch" in result.output

@@ -1,9 +1,10 @@
 """`verify-bundle`: prove one run from an exported bundle, with no database.
 
-Checks, in order, each reported by name: the bundle's shape; rules 1-4 of the hash chain;
-the ledger entry (its leaf hash, that it names this run, rule 5: its root and length equal
-the trace's); the checkpoint's signature by the trusted public key; and the RFC 9162
-inclusion proof of the entry under the signed head.
+Checks, in order, each reported by name: the bundle's shape; the origin (the bundle is of
+the log the verifier expects: a key alone does not say which log it signed for); rules 1-4
+of the hash chain; the ledger entry (its leaf hash, that it names this run, rule 5: its root
+and length equal the trace's); the checkpoint's signature by the trusted public key; and the
+RFC 9162 inclusion proof of the entry under the signed head.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class BundleReport:
         return ok
 
 
-def verify_bundle_text(text: str, key: VerifierKey) -> BundleReport:
+def verify_bundle_text(text: str, key: VerifierKey, *, origin: str) -> BundleReport:
+    """Verify a bundle's text with the trusted `key`, as a bundle of the log `origin`."""
     report = BundleReport()
     try:
         bundle = ProofBundle.model_validate_json(text)
@@ -67,6 +69,7 @@ def verify_bundle_text(text: str, key: VerifierKey) -> BundleReport:
         )
         return report
     report.add("bundle", True, f"{len(bundle.steps)} steps of run {bundle.trace.run_id!r}")
+    _check_origin(report, bundle, origin)
     entry = bundle.ledger.entry
     # Rule 5 compares with the entry only once the entry itself is shown intact, so an edited
     # entry is reported as the entry, not as the chain.
@@ -122,6 +125,23 @@ def _check_entry(report: BundleReport, bundle: ProofBundle, entry: BundleEntry) 
     return report.add("ledger entry", True, f"entry {entry.seq}, leaf {recomputed}")
 
 
+def _check_origin(report: BundleReport, bundle: ProofBundle, expected: str) -> bool:
+    claimed = {bundle.ledger.origin}
+    note = bundle.ledger.checkpoint
+    if note is not None:
+        try:
+            claimed.add(SignedCheckpoint.parse(note).checkpoint.origin)
+        except CheckpointProblem:
+            pass  # the checkpoint check names it
+    others = sorted(claimed - {expected})
+    if others:
+        found = " and ".join(repr(o) for o in others)
+        return report.add(
+            "origin", False, f"the bundle is of log {found}, expected origin {expected!r}"
+        )
+    return report.add("origin", True, f"log {expected!r}, as expected")
+
+
 def _check_checkpoint(
     report: BundleReport, bundle: ProofBundle, key: VerifierKey
 ) -> SignedCheckpoint | None:
@@ -143,7 +163,9 @@ def _check_checkpoint(
             f"signed for origin {checkpoint.origin!r}, the bundle says {bundle.ledger.origin!r}",
         )
         return None
-    report.add("checkpoint", True, f"signed by {key.name} at tree size {checkpoint.size}")
+    report.add(
+        "checkpoint", True, f"signed by key id {key.id.hex()} at tree size {checkpoint.size}"
+    )
     return signed
 
 

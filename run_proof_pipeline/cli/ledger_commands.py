@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from run_proof_pipeline.cli.errors import CommandError, handled
 from run_proof_pipeline.cli.exit_codes import ExitCode
 from run_proof_pipeline.store.engine import ResolvedDatabase
+
+if TYPE_CHECKING:
+    from run_proof_pipeline.ledger.keys import VerifierKey
 
 checkpoint_app = typer.Typer(
     help="Signed checkpoints of the ledger of run roots, kept outside the database."
@@ -146,31 +149,75 @@ def export(
     print(f"bundle written: {out} ({len(bundle.steps)} steps, {covered} a signed checkpoint)")
 
 
+def _bundle_key(text: str | None, file: str | None) -> tuple[VerifierKey, str]:
+    """The trusted key and where it came from: the options, else the settings. Key text and
+    key file are separate options and settings, each read only as what its name says."""
+    from run_proof_pipeline.ledger.keys import KeyProblem, verifier_key_from
+    from run_proof_pipeline.ledger.settings import load_ledger_settings
+
+    if text is not None or file is not None:
+        names = ("--public-key", "--public-key-file")
+        try:
+            key = verifier_key_from(text, file, text_setting=names[0], file_setting=names[1])
+        except KeyProblem as exc:
+            raise CommandError(str(exc), ExitCode.USAGE) from None
+        if key is None:
+            raise CommandError("--public-key / --public-key-file is empty", ExitCode.USAGE)
+        return key, names[0] if text is not None else f"{names[1]} {file}"
+    settings = load_ledger_settings()
+    key = settings.public_key_setting()
+    if key is None:
+        raise CommandError(
+            "a public key is needed: --public-key KEY_TEXT or --public-key-file PATH (or "
+            "RUN_PROOF_PUBLIC_KEY / RUN_PROOF_PUBLIC_KEY_FILE)",
+            ExitCode.USAGE,
+        )
+    if (settings.public_key_value or "").strip():
+        return key, "RUN_PROOF_PUBLIC_KEY"
+    return key, f"RUN_PROOF_PUBLIC_KEY_FILE {(settings.public_key_file_path or '').strip()}"
+
+
 @handled
 def verify_bundle(
     path: Path = typer.Argument(..., help="A bundle written by `run-proof export`."),
     public_key: str | None = typer.Option(
-        None, "--public-key", help="Verifier key or its file; default: $RUN_PROOF_PUBLIC_KEY."
+        None,
+        "--public-key",
+        help="The verifier key's text (name+id+base64), never a path; "
+        "default: $RUN_PROOF_PUBLIC_KEY.",
+    ),
+    public_key_file: str | None = typer.Option(
+        None,
+        "--public-key-file",
+        help="The path of a file holding the verifier key; default: $RUN_PROOF_PUBLIC_KEY_FILE.",
+    ),
+    origin: str | None = typer.Option(
+        None,
+        "--origin",
+        help="The log the bundle must be of (its checkpoint origin); "
+        "default: $RUN_PROOF_CHECKPOINT_ORIGIN. Required.",
     ),
 ) -> None:
-    """Verify a proof bundle with no database: chain, ledger entry, checkpoint, inclusion."""
+    """Verify a proof bundle with no database: origin, chain, ledger entry, checkpoint,
+    inclusion."""
     from run_proof_pipeline.bundle.verify import verify_bundle_text
-    from run_proof_pipeline.ledger.keys import KeyProblem, load_verifier_key
+    from run_proof_pipeline.ledger.settings import load_ledger_settings
 
-    key_source = public_key or os.environ.get("RUN_PROOF_PUBLIC_KEY", "").strip()
-    if not key_source:
+    key, key_source = _bundle_key(public_key, public_key_file)
+    expected = (origin or "").strip() or load_ledger_settings().expected_origin()
+    if expected is None:
         raise CommandError(
-            "a public key is needed: --public-key or RUN_PROOF_PUBLIC_KEY", ExitCode.USAGE
+            "verify-bundle needs the origin of the log the bundle must be of: --origin ORIGIN "
+            "or RUN_PROOF_CHECKPOINT_ORIGIN (a key alone does not say which log it signed for)",
+            ExitCode.USAGE,
         )
-    try:
-        key = load_verifier_key(key_source)
-    except KeyProblem as exc:
-        raise CommandError(str(exc), ExitCode.USAGE) from None
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CommandError(f"cannot read bundle {path}: {exc}", ExitCode.USAGE) from None
-    report = verify_bundle_text(text, key)
+    report = verify_bundle_text(text, key, origin=expected)
+    print(f"origin: {expected}")
+    print(f"public_key: key id {key.id.hex()} (from {key_source})")
     for check in report.checks:
         print(f"{check.name}: {'ok' if check.ok else 'FAILED'} - {check.detail}")
     print(f"verification_status: {report.status}")

@@ -1,8 +1,10 @@
 """`checkpoint create`: sign the ledger's current tree head, never over a rewritten history.
 
-The new checkpoint is written only when the ledger is intact (gapless, leaf hashes match
-their fields) and a consistent extension of the previous checkpoint: signing a rolled-back
-or rewritten ledger would bless the tampering.
+The signing key must be named by the log's origin (C2SP tlog-checkpoint): a key shared by two
+logs would make each one's checkpoints pass for the other's. The new checkpoint is written
+only when the ledger is intact (gapless, leaf hashes match their fields) and a consistent
+extension of the previous checkpoint: signing a rolled-back or rewritten ledger would bless
+the tampering.
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ async def create_checkpoint(
     name = await database_name(conn)
     origin = settings.origin(name)
     key, key_warning = settings.ensure_signing_key(origin)
+    if key.name != origin:
+        # One key, one log: a key named for another origin would let that log's checkpoints
+        # (and bundles) pass for this one's, and this one's for that one's.
+        raise ConfigError(
+            f"checkpoint refused: the signing key is named {key.name!r}, not this log's origin "
+            f"{origin!r}; a log signs only with a key named by its origin (C2SP "
+            "tlog-checkpoint), so each database needs its own key"
+        )
     tree = LedgerTree(await read_entries(conn))
     if tree.problems:
         raise CheckpointRefused("; ".join(tree.problems))

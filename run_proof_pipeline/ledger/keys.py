@@ -22,7 +22,11 @@ __all__ = [
     "generate_signing_key",
     "key_id",
     "load_signing_key",
-    "load_verifier_key",
+    "load_verifier_key_file",
+    "looks_like_key_text",
+    "parse_verifier_key",
+    "refuse_key_text_as_path",
+    "verifier_key_from",
     "write_signing_key",
 ]
 
@@ -144,18 +148,72 @@ def load_signing_key(path: Path) -> SigningKey:
     return SigningKey.parse(text, source=f"signing key {path}")
 
 
-def load_verifier_key(value: str) -> VerifierKey:
-    """A verifier key given inline (`name+id+base64`) or as the path of a file holding one."""
-    candidate = Path(value).expanduser()
-    if candidate.is_file():
-        try:
-            text = candidate.read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise KeyProblem(f"cannot read the public key {candidate}: {exc}") from None
-        return VerifierKey.parse(text, source=f"public key {candidate}")
+def looks_like_key_text(value: str) -> bool:
+    """True when `value` has the form of a key's text (`PRIVATE+KEY+...`, or `name+id+base64`
+    with an 8-hex-digit id and a 33-byte Ed25519 blob).
+
+    Used only to refuse such a value where a path is expected, never to choose between
+    reading a value as a path or as a key: each setting and option is one or the other, by
+    its name, so a file planted at a path spelled like a key is never read as that key.
+    """
+    body = value.strip()
+    if body.startswith(_PRIVATE_PREFIX):
+        return True
+    parts = body.split("+", 2)
+    if len(parts) != 3 or not parts[0] or len(parts[1]) != 8:
+        return False
     try:
-        return VerifierKey.parse(value, source="public key")
-    except KeyProblem:
+        bytes.fromhex(parts[1])
+        raw = base64.b64decode(parts[2], validate=True)
+    except ValueError:
+        return False
+    return len(raw) == 33 and raw[0] == ALG_ED25519
+
+
+def refuse_key_text_as_path(value: str, setting: str, hint: str) -> None:
+    """KeyProblem when the value of a path setting or option is a key's text."""
+    if looks_like_key_text(value):
         raise KeyProblem(
-            f"public key {value!r}: no such file, and not a `name+id+base64` verifier key"
+            f"{setting} takes the path of a key file, and its value is a key's text: {hint}"
+        )
+
+
+def parse_verifier_key(text: str, *, source: str, file_setting: str) -> VerifierKey:
+    """A verifier key given as text (`name+id+base64`); the value is never read as a path."""
+    try:
+        return VerifierKey.parse(text, source=source)
+    except KeyProblem as exc:
+        raise KeyProblem(
+            f"{exc} (this value is the key's text, never a path: a key file is given with "
+            f"{file_setting})"
         ) from None
+
+
+def load_verifier_key_file(path: Path, *, source: str = "public key file") -> VerifierKey:
+    """A verifier key read from the file at `path`; the path is never read as key text."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise KeyProblem(f"{source} {str(path)!r}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyProblem(f"cannot read the {source} {str(path)!r}: {exc}") from None
+    return VerifierKey.parse(text, source=f"{source} {str(path)!r}")
+
+
+def verifier_key_from(
+    text: str | None, file: str | None, *, text_setting: str, file_setting: str
+) -> VerifierKey | None:
+    """The verifier key from exactly one of a key-text and a key-file setting (None when
+    neither is set). Both set is a KeyProblem: which one was meant is never guessed."""
+    text, file = (text or "").strip(), (file or "").strip()
+    if text and file:
+        raise KeyProblem(
+            f"both {text_setting} and {file_setting} are given: give the key's text or its "
+            "file, not both"
+        )
+    if text:
+        return parse_verifier_key(text, source=text_setting, file_setting=file_setting)
+    if file:
+        refuse_key_text_as_path(file, file_setting, f"give key text with {text_setting}")
+        return load_verifier_key_file(Path(file).expanduser(), source=file_setting)
+    return None

@@ -1,6 +1,7 @@
-"""Where checkpoints and their keys live: RUN_PROOF_SIGNING_KEY, RUN_PROOF_PUBLIC_KEY,
-RUN_PROOF_CHECKPOINT_DIR, RUN_PROOF_CHECKPOINT_ORIGIN. Read from the environment each time, so
-a long-lived process (Dagster) sees a changed setting on its next run.
+"""Where checkpoints and their keys live: RUN_PROOF_SIGNING_KEY, RUN_PROOF_PUBLIC_KEY (key
+text) or RUN_PROOF_PUBLIC_KEY_FILE (a file holding it), RUN_PROOF_CHECKPOINT_DIR,
+RUN_PROOF_CHECKPOINT_ORIGIN. Read from the environment each time, so a long-lived process
+(Dagster) sees a changed setting on its next run.
 
 A verify path never creates a key: only `ensure_signing_key` (checkpoint create) does.
 """
@@ -19,7 +20,8 @@ from run_proof_pipeline.ledger.keys import (
     VerifierKey,
     generate_signing_key,
     load_signing_key,
-    load_verifier_key,
+    refuse_key_text_as_path,
+    verifier_key_from,
     write_signing_key,
 )
 from run_proof_pipeline.settings import ConfigError
@@ -47,6 +49,10 @@ class LedgerSettings(BaseSettings):
     )
     public_key_value: str | None = Field(
         default=None, validation_alias=_env("RUN_PROOF_PUBLIC_KEY", "public_key_value")
+    )
+    public_key_file_path: str | None = Field(
+        default=None,
+        validation_alias=_env("RUN_PROOF_PUBLIC_KEY_FILE", "public_key_file_path"),
     )
     checkpoint_dir_path: str | None = Field(
         default=None, validation_alias=_env("RUN_PROOF_CHECKPOINT_DIR", "checkpoint_dir_path")
@@ -83,10 +89,34 @@ class LedgerSettings(BaseSettings):
         raw = (self.origin_value or "").strip()
         return raw or default_origin(database_name)
 
+    def public_key_setting(self) -> VerifierKey | None:
+        """The verifier key of RUN_PROOF_PUBLIC_KEY (text) or RUN_PROOF_PUBLIC_KEY_FILE (a
+        path), each read only as what its name says; both set is a ConfigError."""
+        try:
+            return verifier_key_from(
+                self.public_key_value,
+                self.public_key_file_path,
+                text_setting="RUN_PROOF_PUBLIC_KEY",
+                file_setting="RUN_PROOF_PUBLIC_KEY_FILE",
+            )
+        except KeyProblem as exc:
+            raise ConfigError(str(exc)) from None
+
+    def expected_origin(self) -> str | None:
+        """RUN_PROOF_CHECKPOINT_ORIGIN as set (None when unset): the log a bundle must be of."""
+        return (self.origin_value or "").strip() or None
+
     def _signing_key_path(self) -> tuple[str, Path]:
         raw = (self.signing_key_path or "").strip()
         if not raw:
             raise ConfigError("RUN_PROOF_SIGNING_KEY is not set (the path of the signing key)")
+        try:
+            # A key's text here would otherwise be taken as a path (and a key created there).
+            refuse_key_text_as_path(
+                raw, "RUN_PROOF_SIGNING_KEY", "write the private key to a file and give its path"
+            )
+        except KeyProblem as exc:
+            raise ConfigError(str(exc)) from None
         return raw, Path(raw).expanduser()
 
     def signing_key(self) -> SigningKey:
@@ -117,14 +147,12 @@ class LedgerSettings(BaseSettings):
         )
 
     def verifier_key(self) -> VerifierKey | None:
-        """RUN_PROOF_PUBLIC_KEY, else the public half of RUN_PROOF_SIGNING_KEY; None if
-        neither is set. Never creates anything."""
-        public = (self.public_key_value or "").strip()
-        if public:
-            try:
-                return load_verifier_key(public)
-            except KeyProblem as exc:
-                raise ConfigError(f"RUN_PROOF_PUBLIC_KEY: {exc}") from None
+        """RUN_PROOF_PUBLIC_KEY (key text) or RUN_PROOF_PUBLIC_KEY_FILE (its file; both set
+        is a ConfigError), else the public half of RUN_PROOF_SIGNING_KEY; None if none is
+        set. Never creates anything."""
+        public = self.public_key_setting()
+        if public is not None:
+            return public
         if (self.signing_key_path or "").strip():
             return self.signing_key().verifier()
         return None
