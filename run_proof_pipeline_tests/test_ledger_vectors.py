@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from run_proof_pipeline.integrity.merkle import (
+    EmptyTreeConsistencyError,
     consistency_proof,
     inclusion_proof,
     root_from_leaves,
@@ -58,6 +60,13 @@ def test_tree_roots_and_proofs() -> None:
         proof = consistency_proof(leaves[:new], old)
         assert [p.hex() for p in proof] == case["proof"], case
         roots = data["tree"]["roots"]
+        if old == 0:
+            # As in transparency-dev/merkle: no consistency proof from the empty tree.
+            with pytest.raises(EmptyTreeConsistencyError):
+                verify_consistency(
+                    old, new, bytes.fromhex(roots[0]), bytes.fromhex(roots[new]), proof
+                )
+            continue
         verify_consistency(old, new, bytes.fromhex(roots[old]), bytes.fromhex(roots[new]), proof)
 
 

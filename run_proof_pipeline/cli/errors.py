@@ -41,11 +41,15 @@ def handled(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from run_proof_pipeline.local_postgres import LocalPostgresError
         from run_proof_pipeline.proof.segments import SegmentWorkerError
+        from run_proof_pipeline.store.relations import UntrustedStore
 
         try:
             return func(*args, **kwargs)
         except CommandError as exc:
             raise fail(str(exc), exc.code) from None
+        except UntrustedStore as exc:
+            # Fail closed: the store's relations are not what a proof may read (exit 1).
+            raise fail(f"refusing to prove: {exc}", ExitCode.FAILED) from None
         except SegmentWorkerError as exc:
             code = ExitCode.UNREACHABLE if exc.unreachable else ExitCode.FAILED
             raise fail(str(exc), code) from None

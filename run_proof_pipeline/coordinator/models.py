@@ -67,7 +67,8 @@ class TraceSummary(BaseModel):
 class TraceStepSummary(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    step_index: int
+    # None for a stored row without a step_index (AOS's column is nullable): it fails the proof.
+    step_index: int | None
     skill_name: str | None
     status: str | None
     duration_ms: float | None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from run_proof_pipeline.integrity.merkle import (
+    EMPTY_ROOT,
     ProofError,
     consistency_proof,
     inclusion_proof,
@@ -58,6 +59,10 @@ class LedgerTree:
         shown by an RFC 9162 consistency proof computed from the current entries."""
         if old_size > self.size:
             return False
+        if old_size == 0:
+            # No proof exists from the empty tree (the reference rejects one); every tree
+            # extends it, provided the old root really is the empty tree's.
+            return old_root == EMPTY_ROOT
         try:
             verify_consistency(
                 old_size, self.size, old_root, self.root(), self.consistency(old_size)

@@ -68,18 +68,21 @@ class SegmentedProof:
 
 
 async def index_span(conn: AsyncConnection, trace_id: str) -> tuple[int, int] | None:
-    """(lowest, highest) stored step_index of the trace in the snapshot, None if no steps:
-    two probes of the (trace_id, step_index) index, not a scan."""
+    """(lowest, highest) stored step_index of the trace in the snapshot, None if no steps
+    or if any of its rows has a NULL step_index: ranges cannot hold such a row (min and
+    max skip it), so that trace is proved in one stream, which counts and names every
+    row. Three probes of the (trace_id, step_index) index, not a scan."""
     row = (
         await conn.execute(
             text(
-                "SELECT min(step_index), max(step_index) FROM aos_trace_steps"
+                "SELECT min(step_index), max(step_index), EXISTS (SELECT 1 FROM aos_trace_steps"
+                " WHERE trace_id = :trace_id AND step_index IS NULL) FROM aos_trace_steps"
                 " WHERE trace_id = :trace_id"
             ),
             {"trace_id": trace_id},
         )
     ).first()
-    if row is None or row[0] is None:
+    if row is None or row[0] is None or row[2]:
         return None
     return int(row[0]), int(row[1])
 

@@ -17,13 +17,18 @@ from types import TracebackType
 import psycopg
 from psycopg import pq, sql
 
+from run_proof_pipeline.store.session_pins import pinned_settings, startup_options
+
 __all__ = ["SnapshotCopyReader"]
 
 
 class SnapshotCopyReader:
     def __init__(self, conninfo: str) -> None:
-        # UTF-8 on the wire: the line decoder hashes the COPY bytes as they arrive.
-        self._conn = psycopg.connect(conninfo, client_encoding="UTF8", autocommit=True)
+        # UTF-8 on the wire: the line decoder hashes the COPY bytes as they arrive. Every
+        # rendering setting is pinned at start (store/session_pins.py) and again in join().
+        self._conn = psycopg.connect(
+            conninfo, client_encoding="UTF8", autocommit=True, options=startup_options()
+        )
 
     def __enter__(self) -> SnapshotCopyReader:
         return self
@@ -41,15 +46,19 @@ class SnapshotCopyReader:
 
     def join(self, snapshot: str) -> None:
         """End any previous read and start a REPEATABLE READ transaction in `snapshot`,
-        with the session settings the line decoder expects (UTC, ISO dates)."""
+        under the pinned session settings the line decoder expects (UTC, ISO dates, ...)."""
         conn = self._conn
         if conn.info.transaction_status != pq.TransactionStatus.IDLE:
             conn.execute("ROLLBACK")
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         # Must be the transaction's first statement; the id goes in as a quoted literal.
         conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-        conn.execute("SET LOCAL TimeZone = 'UTC'")
-        conn.execute("SET LOCAL DateStyle = 'ISO'")
+        for name, value in pinned_settings():
+            conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", (name, value))
+        if conn.info.encoding != "utf-8":
+            raise psycopg.OperationalError(
+                f"client encoding is {conn.info.encoding}, not UTF-8: refusing to read"
+            )
 
     def lines(self, statement: sql.Composable) -> Iterator[bytes]:
         """Each line of `COPY (...) TO STDOUT` (text format, ending in a newline).

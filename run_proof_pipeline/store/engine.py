@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 
 from run_proof_pipeline.settings import DatabaseUrl, Settings, load_settings
+from run_proof_pipeline.store.session_pins import startup_options
 
 EMBEDDED_DATABASE = "run_proof"
 T = TypeVar("T")
@@ -60,11 +61,17 @@ def resolve_database(settings: Settings | None = None) -> ResolvedDatabase:
 def async_engine(url: DatabaseUrl) -> AsyncEngine:
     # NullPool: async connections are bound to the event loop that opened them, and callers
     # (Dagster ops, the CLI) each run their own loop; a pool would hand out dead connections.
-    return create_async_engine(url.sqlalchemy(), poolclass=NullPool)
+    # Every connection starts with the pinned settings (store/session_pins.py).
+    return create_async_engine(
+        url.sqlalchemy(), poolclass=NullPool, connect_args={"options": startup_options()}
+    )
 
 
-def sync_engine(url: DatabaseUrl) -> Engine:
-    return create_engine(url.sqlalchemy(), poolclass=NullPool)
+def sync_engine(url: DatabaseUrl, *, ddl: bool = False) -> Engine:
+    """`ddl=True` for migrations, which create objects in the store's schema."""
+    return create_engine(
+        url.sqlalchemy(), poolclass=NullPool, connect_args={"options": startup_options(ddl=ddl)}
+    )
 
 
 @asynccontextmanager

@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.session_pins import startup_options
 
 __all__ = ["TENANT_SETTING", "harden"]
 
@@ -58,7 +59,10 @@ def harden(url: DatabaseUrl, *, writer_role: str, verifier_role: str) -> list[st
     """Apply roles, grants and policies in one transaction; returns what was done."""
     done: list[str] = []
     writer, verifier = sql.Identifier(writer_role), sql.Identifier(verifier_role)
-    with psycopg.connect(url.libpq()) as conn, conn.cursor() as cur:
+    with (
+        psycopg.connect(url.libpq(), options=startup_options(ddl=True)) as conn,
+        conn.cursor() as cur,
+    ):
         done.append(_ensure_role(cur, writer_role))
         done.append(_ensure_role(cur, verifier_role))
         schema = sql.Identifier(str(cur.execute("SELECT current_schema()").fetchone()[0]))

@@ -44,7 +44,7 @@ def _config_for_scripts() -> Config:
 
 
 def current_revision(url: DatabaseUrl) -> str | None:
-    engine = sync_engine(url)
+    engine = sync_engine(url, ddl=True)
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
@@ -55,7 +55,7 @@ def current_revision(url: DatabaseUrl) -> str | None:
 
 def missing_schema(url: DatabaseUrl) -> list[str]:
     """What the store lacks before a proof can run: tables, and our migration version."""
-    engine = sync_engine(url)
+    engine = sync_engine(url, ddl=True)
     try:
         with engine.connect() as connection:
             tables = set(inspect(connection).get_table_names())

@@ -18,6 +18,8 @@ from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from run_proof_pipeline.store.relations import PROOF_RELATIONS, check_proof_relations
+from run_proof_pipeline.store.session_pins import pinned_settings, store_schema
 from run_proof_pipeline.store.step_rows import STEP_COLUMNS, STEP_SELECT
 
 TRACE_COLUMNS = (
@@ -45,10 +47,23 @@ class TraceRow:
     adopted_at: datetime | None = None
 
 
+def pin_statement() -> tuple[str, dict[str, str]]:
+    """One SELECT that pins every setting of store/session_pins.py for this transaction,
+    names and values as bound parameters."""
+    pins = pinned_settings()
+    calls = ", ".join(f"pg_catalog.set_config(:n{i}, :v{i}, true)" for i in range(len(pins)))
+    params = {f"n{i}": name for i, (name, _) in enumerate(pins)}
+    params |= {f"v{i}": value for i, (_, value) in enumerate(pins)}
+    return f"SELECT {calls}", params
+
+
 async def begin_snapshot(conn: AsyncConnection) -> None:
-    """Make `conn`'s transaction a REPEATABLE READ snapshot with UTC timestamps."""
+    """Make `conn`'s transaction a REPEATABLE READ snapshot under the pinned settings, and
+    check that the relations a proof reads are the store's own (store/relations.py)."""
     await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
-    await conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
+    statement, params = pin_statement()
+    await conn.execute(text(statement), params)
+    await check_proof_relations(conn, store_schema(), PROOF_RELATIONS)
 
 
 async def export_snapshot(conn: AsyncConnection) -> str:

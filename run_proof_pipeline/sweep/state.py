@@ -21,13 +21,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from run_proof_pipeline.proof.stream import StreamedProof
+from run_proof_pipeline.store.session_pins import store_schema
 from run_proof_pipeline.store.snapshot import TRACE_COLUMNS, TraceRow
 from run_proof_pipeline.sweep.report import FailedRun
 
 STATE_TABLE = "run_proof_sweep_verified"
 
 CREATE_STATE = """
-CREATE TABLE IF NOT EXISTS run_proof_sweep_verified (
+CREATE TABLE IF NOT EXISTS {schema}.run_proof_sweep_verified (
     trace_id text PRIMARY KEY,
     tenant_id text NOT NULL,
     run_id text NOT NULL,
@@ -90,7 +91,8 @@ class Selection:
 
 
 async def ensure_state_table(conn: AsyncConnection) -> None:
-    await conn.execute(text(CREATE_STATE))
+    # Qualified: connections pin `pg_catalog` first in the search path (store/session_pins.py).
+    await conn.execute(text(CREATE_STATE.format(schema=store_schema())))
 
 
 async def totals(conn: AsyncConnection, selection: Selection) -> tuple[int, int]:

@@ -5,9 +5,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from run_proof_pipeline.store.migrate import MIGRATION_LOCK_KEY, VERSION_TABLE
+from run_proof_pipeline.store.session_pins import startup_options
 
 url = context.config.get_main_option("sqlalchemy.url")
-engine = create_engine(url, poolclass=NullPool)
+# Pinned settings (store/session_pins.py): objects go to the configured schema, whatever
+# search_path the database or role defaults to.
+engine = create_engine(url, poolclass=NullPool, connect_args={"options": startup_options(ddl=True)})
 with engine.connect() as connection:
     # Two processes upgrading at once (CI, the sensor, a developer) must not interleave DDL.
     connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
