@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from run_proof_pipeline.cli.main import app
+from run_proof_pipeline.ledger.keys import generate_signing_key
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.recorder import InvalidRecord, TraceRecorder, TraceSealed
@@ -181,3 +182,90 @@ def test_a_second_seal_is_refused_by_the_recorder_and_the_database(store: Databa
 
     assert one(store, "SELECT root_hash FROM aos_traces") == root
     assert len(ledger_entries(store)) == 1
+
+
+def _verify_bundle(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`run-proof verify-bundle` as a process, with only `env` for the key and origin settings."""
+    settings = ("RUN_PROOF_PUBLIC_KEY", "RUN_PROOF_PUBLIC_KEY_FILE", "RUN_PROOF_CHECKPOINT_ORIGIN")
+    clean = {k: v for k, v in os.environ.items() if k not in settings}
+    return subprocess.run(
+        [CLI, "verify-bundle", str(tmp_path / "bundle.json"), *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+KEY = generate_signing_key("run-proof.local/aos").verifier().text()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ["--public-key", KEY],
+            {},
+            "verify-bundle needs the origin of the log the bundle must be of: --origin ORIGIN "
+            "or RUN_PROOF_CHECKPOINT_ORIGIN",
+        ),
+        _slow(
+            ["--origin", "run-proof.local/aos"],
+            {},
+            "a public key is needed: --public-key KEY_TEXT or --public-key-file PATH",
+        ),
+        _slow(
+            ["--public-key", KEY, "--public-key-file", "{pub}", "--origin", "o"],
+            {},
+            "both --public-key and --public-key-file are given",
+        ),
+        _slow(
+            ["--origin", "o"],
+            {"RUN_PROOF_PUBLIC_KEY": KEY, "RUN_PROOF_PUBLIC_KEY_FILE": "{pub}"},
+            "configuration error: both RUN_PROOF_PUBLIC_KEY and RUN_PROOF_PUBLIC_KEY_FILE",
+        ),
+        _slow(
+            ["--public-key", "{pub}", "--origin", "o"],
+            {},
+            "this value is the key's text, never a path: a key file is given with "
+            "--public-key-file",
+        ),
+        _slow(
+            ["--public-key-file", KEY, "--origin", "o"],
+            {},
+            "--public-key-file takes the path of a key file, and its value is a key's text",
+        ),
+        _slow(
+            ["--public-key-file", "{missing}", "--origin", "o"],
+            {},
+            "absent.pub': no such file",
+        ),
+    ],
+    ids=[
+        "no-origin",
+        "no-key",
+        "text-and-file",
+        "both-settings",
+        "path-as-text",
+        "text-as-path",
+        "missing-file",
+    ],
+)
+def test_verify_bundle_key_and_origin_are_never_guessed(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    pub = tmp_path / "aos.pub"
+    pub.write_text(KEY + "\n", encoding="ascii")
+    paths = {"pub": str(pub), "missing": str(tmp_path / "absent.pub")}
+
+    completed = _verify_bundle(
+        tmp_path,
+        *(a.format(**paths) for a in args),
+        **{k: v.format(**paths) for k, v in env.items()},
+    )
+
+    assert completed.returncode == 2
+    assert completed.stdout == ""
+    lines = completed.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("run-proof: "), lines
+    assert message in lines[0]

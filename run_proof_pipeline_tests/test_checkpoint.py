@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import stat
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,6 +93,29 @@ def test_verify_uses_only_the_public_key_and_never_creates_one(
     assert result.exit_code == 2
     assert "no key file there" in result.output
     assert not missing.exists()
+
+
+def test_verify_reads_the_public_key_file_setting_and_refuses_both_key_settings(
+    store: DatabaseUrl,
+    checkpoint_env: CheckpointEnv,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    record_run(store, "tenant-a", "run-1", steps=1)
+    make_checkpoint(store)
+    public = SigningKey.parse(checkpoint_env.signing_key.read_text()).verifier().text()
+    key_file = tmp_path / "ledger.pub"
+    key_file.write_text(public + "\n", encoding="ascii")
+    monkeypatch.setenv("RUN_PROOF_SIGNING_KEY", str(tmp_path / "absent.key"))
+    monkeypatch.setenv("RUN_PROOF_PUBLIC_KEY_FILE", str(key_file))
+
+    by_file = _cli(store, monkeypatch, "checkpoint", "verify")
+    monkeypatch.setenv("RUN_PROOF_PUBLIC_KEY", public)
+    both = _cli(store, monkeypatch, "checkpoint", "verify")
+
+    assert by_file.exit_code == 0, by_file.output
+    assert both.exit_code == 2
+    assert "both RUN_PROOF_PUBLIC_KEY and RUN_PROOF_PUBLIC_KEY_FILE are given" in both.output
 
 
 def test_a_checkpoint_edited_or_signed_by_another_key_is_named(
