@@ -22,6 +22,7 @@ from run_proof_pipeline.ledger.settings import LedgerSettings
 from run_proof_pipeline.ledger.signed_head import load_signed_head
 from run_proof_pipeline.ledger.tree import LedgerTree
 from run_proof_pipeline.store.snapshot import STEP_COLUMNS, read_trace, stream_step_rows
+from run_proof_pipeline.store.step_rows import strict_float, strict_int
 
 __all__ = ["RunNotFound", "export_bundle"]
 
@@ -39,10 +40,11 @@ def _value(column: str, text: str | None) -> Any:
         return None
     if column in _JSON_COLUMNS:
         return parse_stored_json(text)
+    # Strictly the text PostgreSQL prints for these types (store/step_rows.py).
     if column in _FLOAT_COLUMNS:
-        return float(text)
+        return strict_float(text)
     if column in _INT_COLUMNS:
-        return int(text)
+        return strict_int(text)
     return text
 
 
