@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from run_proof_pipeline.integrity import (
     CanonicalizationError,
     InvalidTimestamp,
+    UnrepresentableNumber,
     canonical_timestamp,
     canonicalize,
     es6_number,
@@ -29,7 +31,9 @@ from run_proof_pipeline.integrity import (
     parse_timestamp,
     step_canonical_bytes,
     step_record,
+    stored_number_problem,
 )
+from run_proof_pipeline.integrity.canonical import canonicalize_stored_json
 
 SAFE = 2**53 - 1
 
@@ -221,7 +225,8 @@ def test_read_path_rejects_lone_surrogates() -> None:
         ("-0", b"0"),
         ("-0.0", b"0"),
         ("227.60", b"227.6"),
-        ("123456789012345678901234567890", b"1.2345678901234568e+29"),
+        # A double's exact decimal value is honest, however long (docs/stored-numbers.md).
+        (str(int(1.2345678901234568e29)), b"1.2345678901234568e+29"),
         ('{"b": [1, 2.5], "a": {"x": null}}', b'{"a":{"x":null},"b":[1,2.5]}'),
     ],
 )
@@ -314,8 +319,167 @@ def test_round_trip_through_postgres_number_rewriting_keeps_the_bytes(value: Any
 
 @FAST
 @given(st.integers(min_value=-(10**300), max_value=10**300))
-def test_any_stored_integer_reads_as_its_nearest_double(value: int) -> None:
-    assert canonicalize(parse_stored_json(str(value)), strict=False) == rfc8785.dumps(float(value))
+def test_a_stored_integer_reads_as_its_nearest_double_or_is_refused(value: int) -> None:
+    # The stored-number rule: more than 17 significant digits only for a double's exact value.
+    text = str(value)
+    honest = len(text.lstrip("-").strip("0")) <= 17 or int(float(value)) == value
+    if honest:
+        expected = rfc8785.dumps(float(value))
+        assert canonicalize(parse_stored_json(text), strict=False) == expected
+        assert canonicalize_stored_json(text) == expected
+    else:
+        with pytest.raises(CanonicalizationError, match="significant digits"):
+            canonicalize(parse_stored_json(text), strict=False)
+        with pytest.raises(CanonicalizationError, match="significant digits"):
+            canonicalize_stored_json(text)
+
+
+# --- stored numbers (docs/stored-numbers.md) ---------------------------------------------------
+
+HONEST_NUMBERS = [
+    ("1000000000000000000000", b"1e+21"),  # jsonb's rewrite of 1e21
+    ("1e21", b"1e+21"),
+    ("0.10000000000000001", b"0.1"),  # %.17g
+    ("0.1000000000000000055511151231257827021181583404541015625", b"0.1"),  # BigDecimal(0.1)
+    ("0", b"0"),
+    ("-0.0", b"0"),
+    ("0e5", b"0"),
+    ("5e-324", b"5e-324"),
+]
+REFUSED_NUMBERS = [
+    ("1e-400", "underflows to zero"),
+    ("2798.0000000000000000001", "23 significant digits"),
+    ("1e400", "not a finite double"),
+    ("0.1000000000000000055511151231257827", "34 significant digits"),
+]
+
+
+@pytest.mark.parametrize(("text", "canonical"), HONEST_NUMBERS)
+def test_honest_stored_numbers_are_accepted_on_both_paths(text: str, canonical: bytes) -> None:
+    assert stored_number_problem(text) is None
+    for stored in (text, f'{{"n": {text}}}', f"[1, {text}]"):
+        expected = canonicalize(json.loads(stored.replace(text, canonical.decode())))
+        assert canonicalize_stored_json(stored.encode()) == expected  # fast path first
+        assert canonicalize(parse_stored_json(stored), strict=False) == expected
+
+
+@pytest.mark.parametrize(("text", "reason"), REFUSED_NUMBERS)
+def test_refused_stored_numbers_fail_on_both_paths_naming_path_and_value(
+    text: str, reason: str
+) -> None:
+    problem = stored_number_problem(text)
+    assert problem is not None
+    assert reason in problem
+    assert text in problem
+    stored = f'{{"max_tokens": 1, "attempt": {text}}}'
+    message = rf"^attempt: number {re.escape(text)} .*{reason}"
+    with pytest.raises(CanonicalizationError, match=message):
+        canonicalize_stored_json(stored.encode())
+    with pytest.raises(CanonicalizationError, match=message):
+        canonicalize_stored_json(stored)
+    with pytest.raises(CanonicalizationError, match=message):
+        canonicalize(parse_stored_json(stored), strict=False)
+    # The row decoder's fast record encoder refuses it too, naming the column's path.
+    with pytest.raises(CanonicalizationError, match=rf"^params\.attempt: number {re.escape(text)}"):
+        step_canonical_bytes(**_step(params=parse_stored_json(stored)))
+
+
+def test_a_refused_number_is_still_the_double_it_denotes_for_display() -> None:
+    value = parse_stored_json('{"attempt": 1e-400, "max_tokens": 2798.0000000000000000001}')
+    assert isinstance(value, dict)
+    assert value == {"attempt": 0.0, "max_tokens": 2798.0}
+    assert isinstance(value["attempt"], UnrepresentableNumber)
+    assert value["attempt"].text == "1e-400"
+    assert json.dumps(value) == '{"attempt": 0.0, "max_tokens": 2798.0}'
+
+
+def test_jsonb_long_forms_are_named_shortened() -> None:
+    tiny = "0." + "0" * 399 + "1"  # 1e-400 as jsonb prints it
+    problem = stored_number_problem(tiny)
+    assert problem is not None
+    assert "(402 characters, ~1E-400) is not zero but underflows to zero" in problem
+    with pytest.raises(CanonicalizationError, match=r"^a\[0\]: number 0\.000.*~1E-400"):
+        canonicalize_stored_json(f'{{"a": [{tiny}]}}'.encode())
+
+
+def test_fast_path_hands_suspect_texts_to_the_exact_path() -> None:
+    from run_proof_pipeline.integrity.canonical import _jcs_from_orjson
+
+    for text in (b'{"a": 2798.0000000000000000001}', b'{"a": 1e-400}', b'{"a": -1E-0400}'):
+        value = orjson.loads(text)
+        out = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        assert _jcs_from_orjson(out, value, text) is None
+        # The output alone cannot show it: without the source, every fraction is suspect.
+        assert _jcs_from_orjson(out, value) is None
+    # A common row stays on the fast path, exponent-like strings included.
+    text = b'{"id": "3fe-4012", "n": 0.0, "r": 0.30000000000000004, "m": 12345.000001}'
+    value = orjson.loads(text)
+    out = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    assert _jcs_from_orjson(out, value, text) == out.replace(b"0.0,", b"0,")
+    assert _jcs_from_orjson(out, value) is None
+    assert _jcs_from_orjson(b'{"n":12,"s":"x"}', {"n": 12, "s": "x"}) == b'{"n":12,"s":"x"}'
+
+
+_number_texts = st.builds(
+    lambda sign, whole, zeros, fraction, exponent: (
+        sign + whole + ("." + "0" * zeros + fraction if fraction or zeros else "") + exponent
+    ),
+    st.sampled_from(["", "-"]),
+    st.one_of(st.just("0"), st.from_regex(r"[1-9][0-9]{0,24}", fullmatch=True)),
+    st.one_of(st.just(0), st.integers(0, 30), st.integers(290, 340)),
+    st.from_regex(r"([0-9]{0,25}[1-9])?", fullmatch=True),
+    st.one_of(
+        st.just(""),
+        st.builds(
+            lambda e, sign, pad, n: e + sign + "0" * pad + str(n),
+            st.sampled_from(["e", "E"]),
+            st.sampled_from(["", "+", "-"]),
+            st.integers(0, 2),
+            st.integers(0, 400),
+        ),
+    ),
+)
+
+
+@FAST
+@given(_number_texts, st.sampled_from(['{{"k": {}}}', "[1, {}]", '{{"a": [0.0, {}]}}', "{}"]))
+def test_the_fast_path_refuses_exactly_what_the_rule_refuses(number: str, layout: str) -> None:
+    from run_proof_pipeline.integrity.canonical import _jcs_from_orjson
+
+    text = layout.format(number)
+    problem = stored_number_problem(number)
+    if problem is None:
+        expected = canonicalize(json.loads(layout.format(es6_number(float(number)))))
+        assert canonicalize_stored_json(text.encode()) == expected
+        assert canonicalize(parse_stored_json(text), strict=False) == expected
+        return
+    with pytest.raises(CanonicalizationError, match="number "):
+        canonicalize_stored_json(text.encode())
+    with pytest.raises(CanonicalizationError, match="number "):
+        canonicalize(parse_stored_json(text), strict=False)
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return  # overflow: orjson refuses it itself
+    out = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    assert _jcs_from_orjson(out, value, text.encode()) is None
+    assert _jcs_from_orjson(out, value) is None
+
+
+@FAST
+@given(finite_floats)
+def test_every_double_written_as_writers_write_it_is_accepted(value: float) -> None:
+    """Shortest form, jsonb's plain decimal, %.17g and the exact decimal value: all honest."""
+    expected = rfc8785.dumps(value)
+    for text in (
+        repr(value),
+        format(Decimal(es6_number(value)), "f"),
+        "%.17g" % value,  # noqa: UP031 - the C writer's format
+        format(Decimal(value), "f"),
+    ):
+        assert stored_number_problem(text) is None, text
+        assert canonicalize_stored_json(f'{{"x": {text}}}') == b'{"x":' + expected + b"}"
+        assert canonicalize(parse_stored_json(f"[{text}]"), strict=False) == b"[" + expected + b"]"
 
 
 # --- timestamps --------------------------------------------------------------------------------

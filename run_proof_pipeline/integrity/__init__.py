@@ -3,10 +3,13 @@ verification verdicts, test vectors and an RFC 9162 Merkle tree.  No I/O, no dat
 
 from run_proof_pipeline.integrity.canonical import (
     MAX_SAFE_INTEGER,
+    MAX_SIGNIFICANT_DIGITS,
     CanonicalizationError,
+    UnrepresentableNumber,
     canonicalize,
     es6_number,
     parse_stored_json,
+    stored_number_problem,
 )
 from run_proof_pipeline.integrity.chain import (
     ChainHashes,
@@ -61,6 +64,7 @@ __all__ = [
     "FORMAT_VERSION",
     "LEGACY_TRACE_REASON",
     "MAX_SAFE_INTEGER",
+    "MAX_SIGNIFICANT_DIGITS",
     "MerkleAccumulator",
     "ProofError",
     "Anchor",
@@ -75,6 +79,7 @@ __all__ = [
     "SegmentStart",
     "StoredStep",
     "StoredTrace",
+    "UnrepresentableNumber",
     "VectorReport",
     "Verdict",
     "VerificationStatus",
@@ -98,6 +103,7 @@ __all__ = [
     "sha256",
     "sha256_hex",
     "step_canonical_bytes",
+    "stored_number_problem",
     "step_hash",
     "step_record",
     "verify_consistency",

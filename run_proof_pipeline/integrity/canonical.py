@@ -14,15 +14,17 @@ from __future__ import annotations
 import json
 import math
 import re
-from decimal import Decimal
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import Any
 
 import orjson
 
 __all__ = [
     "MAX_SAFE_INTEGER",
+    "MAX_SIGNIFICANT_DIGITS",
     "CanonicalizationError",
     "FastPathRefused",
+    "UnrepresentableNumber",
     "canonicalize",
     "canonicalize_at",
     "canonicalize_stored_json",
@@ -30,6 +32,7 @@ __all__ = [
     "prepare_for_orjson",
     "es6_number",
     "parse_stored_json",
+    "stored_number_problem",
 ]
 
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -214,6 +217,8 @@ def _coerce_subclass(value: Any, strict: bool) -> Any:
     """
     if isinstance(value, bool):
         return bool(value)
+    if isinstance(value, UnrepresentableNumber):
+        raise FastPathRefused  # _diagnose names it
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, int):
@@ -351,6 +356,8 @@ def _diagnose(value: Any, strict: bool, path: str) -> None:
             continue
         if isinstance(v, str):
             _check_str(v, strict, p, "string")
+        elif isinstance(v, UnrepresentableNumber):
+            raise CanonicalizationError(f"{_where(p)}: {v.problem}")
         elif isinstance(v, float):
             if not math.isfinite(v):
                 raise CanonicalizationError(f"{_where(p)}: {v!r} is not a finite number")
@@ -389,9 +396,143 @@ def _diagnose(value: Any, strict: bool, path: str) -> None:
 
 # --- read path ----------------------------------------------------------------------------
 
+# Stored numbers (docs/stored-numbers.md).  A JSON number denotes the double nearest to it,
+# so many texts denote one double; the rule keeps the texts honest writers produce and
+# refuses the rest, which would let a stored value change while its hash stays the same.
+MAX_SIGNIFICANT_DIGITS = 17  # enough for every double (%.17g, shortest round trip)
+_JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?")
+
+
+_ABOUT = Context(prec=7, Emin=MIN_EMIN, Emax=MAX_EMAX)
+
+
+def _shown(text: str) -> str:
+    """The number as stored, shortened when long (jsonb writes 1e-400 as 0.000...0001)."""
+    if len(text) <= 48:
+        return text
+    about = Decimal(text).normalize(_ABOUT)
+    return f"{text[:24]}...{text[-12:]} ({len(text)} characters, ~{about:E})"
+
+
+def stored_number_problem(text: str) -> str | None:
+    """Why the JSON number `text` (as stored) breaks the stored-number rule; None if it keeps it.
+
+    A stored number is accepted when it is finite as a double, does not round a non-zero
+    value to zero, and either has at most 17 significant digits or is the exact decimal
+    value of a double.
+    """
+    match = _JSON_NUMBER.fullmatch(text)
+    if match is None:
+        return f"{_shown(text)!r} is not a JSON number"
+    value = float(text)  # correctly rounded, like every conforming JSON reader
+    if value - value != 0.0:
+        return f"number {_shown(text)} is not a finite double (it overflows to {value})"
+    digits = (match.group(1) + (match.group(2) or "")).strip("0")
+    if value == 0.0:
+        if digits:
+            return f"number {_shown(text)} is not zero but underflows to zero as a double"
+        return None  # 0, -0, 0.0, 0e5: zero written as zero
+    if len(digits) > MAX_SIGNIFICANT_DIGITS and Decimal(text) != Decimal(value):
+        return (
+            f"number {_shown(text)} has {len(digits)} significant digits and is not the exact"
+            f" value of a double (at most {MAX_SIGNIFICANT_DIGITS}, or a double's exact"
+            f" decimal value; it reads as {es6_number(value)})"
+        )
+    return None
+
+
+class UnrepresentableNumber(float):
+    """A stored number that breaks the stored-number rule, as parse_stored_json returns it.
+
+    It is the double the text denotes (so displays and summaries still work), and carries
+    the text and the reason; canonicalize() refuses it, naming its path and the reason, so
+    the step holding it fails instead of hashing as the double it rounds to.
+    """
+
+    __slots__ = ("problem", "text")
+
+    def __new__(cls, text: str, problem: str) -> UnrepresentableNumber:
+        self = super().__new__(cls, float(text))
+        self.text = text
+        self.problem = problem
+        return self
+
+    def __repr__(self) -> str:
+        return f"UnrepresentableNumber({self.text!r})"
+
+
+def _checked_number(text: str) -> Any:
+    problem = stored_number_problem(text)
+    if problem is not None:
+        return UnrepresentableNumber(text, problem)
+    if "." in text or "e" in text or "E" in text:
+        return float(text)
+    return int(text)
+
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _parse_checked(text: str | bytes) -> object:
+    """The exact parse: every number token is checked against the rule (slow, rare)."""
+    return json.loads(
+        text,
+        parse_float=_checked_number,
+        parse_int=_checked_number,
+        parse_constant=_reject_constant,
+    )
+
+
+# Which stored texts may hold a number the rule refuses, found without tokenizing.  A refused
+# number without an exponent has 18 or more digits from its first non-zero digit on (more
+# than 17 significant), or hundreds of leading zeros (an underflow); either way its token is
+# a run of at least 18 bytes of [0-9.].  One translate() finds such runs; only a run whose
+# digits from the first non-zero one number 18 or more, or one of 300 bytes or more, makes
+# the text suspect, so the common 17-digit fraction `0.30000000000000004` stays fast.
+# A refused number with fewer digits has an exponent: overflowing ones orjson refuses;
+# underflowing ones read as 0.0 and need a negative exponent of two digits or more (with
+# one digit, the 300 leading zeros it would take make a long run).  Strings can trip these
+# tests; that only costs the exact parse, never a wrong verdict.
+def _digit_run_classes() -> bytes:
+    table = bytearray(b" " * 256)
+    for byte in b"0123456789.":
+        table[byte] = ord("0")
+    return bytes(table)
+
+
+_DIGIT_RUN = _digit_run_classes()
+_RUN = b"0" * (MAX_SIGNIFICANT_DIGITS + 1)
+_UNDERFLOW_RUN = 300  # [0-9.] bytes; a double's smallest non-zero value needs 324 digits
+_LONG_EXPONENT = re.compile(rb"[0-9][eE]-[0-9]{2}")
+
+
+def _source_bytes(text: str | bytes) -> bytes:
+    return text if type(text) is bytes else str(text).encode("utf-8", "surrogatepass")
+
+
+def _long_digit_run(source: bytes) -> bool:
+    classes = source.translate(_DIGIT_RUN)
+    start = classes.find(_RUN)
+    while start >= 0:
+        end = classes.find(b" ", start)
+        if end < 0:
+            end = len(classes)
+        if end - start >= _UNDERFLOW_RUN:
+            return True
+        digits = source[start:end].replace(b".", b"").lstrip(b"0")
+        if len(digits) > MAX_SIGNIFICANT_DIGITS:
+            return True
+        start = classes.find(_RUN, end)
+    return False
+
+
+def _negative_long_exponent(source: bytes) -> bool:
+    return (b"e-" in source or b"E-" in source) and _LONG_EXPONENT.search(source) is not None
+
+
+def _may_break_number_rule(source: bytes) -> bool:
+    return _long_digit_run(source) or _negative_long_exponent(source)
 
 
 def parse_stored_json(text: str | bytes) -> object:
@@ -399,13 +540,18 @@ def parse_stored_json(text: str | bytes) -> object:
 
     orjson handles nearly everything (it reads integers beyond 64 bits as doubles, which is
     what they denote).  When it refuses -- an overflowing number such as 1e400, or an
-    escaped lone surrogate -- the standard library parses it, and canonicalize() then
-    rejects the value, so the step is reported as unverifiable instead of crashing the read.
+    escaped lone surrogate -- or when the text may hold a number the stored-number rule
+    refuses, the standard library parses it with every number checked: a refused number
+    becomes an UnrepresentableNumber, which canonicalize() rejects, so the step is reported
+    as unverifiable (naming the value) instead of crashing the read or hashing a look-alike.
     """
     try:
-        return orjson.loads(text)
+        value = orjson.loads(text)
     except orjson.JSONDecodeError:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _parse_checked(text)
+    if _may_break_number_rule(_source_bytes(text)):
+        return _parse_checked(text)
+    return value
 
 
 # Where orjson's output of a parsed JSON value may differ from JCS: an exponent or an
@@ -429,6 +575,7 @@ _CLASSES = _token_classes()
 _EXPONENT = b"0e:0"
 _BIG_INTEGER = b":" + b"0" * 16  # a long fraction follows '.', not ':'
 _INTEGRAL_FLOAT = re.compile(rb"\.0(?![0-9])")
+_FRACTION = b"0.0"  # in _CLASSES terms: a digit, a point, a digit
 _orjson_loads = orjson.loads
 
 
@@ -439,12 +586,25 @@ _orjson_loads = orjson.loads
 # string equals its original).  -0.0 (JCS: `0`) is left to the walk.
 
 
-def _jcs_from_orjson(out: bytes, value: object) -> bytes | None:
+def _jcs_from_orjson(out: bytes, value: object, source: bytes | None = None) -> bytes | None:
     """JCS bytes of `value` from orjson's sorted output `out`, or None when only the walk
-    can tell (exponents, big integers, astral keys, -0.0, `.0` inside a string)."""
+    can tell (exponents, big integers, astral keys, -0.0, `.0` inside a string).
+
+    `source` is the stored text `value` was parsed from: None also when it may hold a number
+    the stored-number rule refuses (orjson's output of such a number is the double it rounds
+    to, so `out` alone cannot show it).  A refused number with a short mantissa underflows
+    (to 0.0 or -0.0, which `out` shows) or overflows (orjson refuses it), so the exponent
+    test runs only when `out` holds a zero.  Without `source`, any double in `out` might
+    stand for such a number: None then for every output holding a fraction (slower, exact).
+    """
+    if source is not None and (
+        _long_digit_run(source) or (b"0.0" in out and _negative_long_exponent(source))
+    ):
+        return None
     classes = out.translate(_CLASSES)
     if (
-        _EXPONENT in classes
+        (source is None and _FRACTION in classes)
+        or _EXPONENT in classes
         or _BIG_INTEGER in classes
         or b"\xf0" in classes
         or classes[0] == 0x30  # a bare top-level number...
@@ -463,18 +623,23 @@ def canonicalize_stored_json(text: bytes | str) -> bytes:
     """canonicalize(parse_stored_json(text), strict=False), for JSON text read from storage.
 
     A parsed value holds only dict, list, str, int, float, bool and None, so orjson's output
-    is JCS unless it shows one of the forms above; only then does the Python walk run.
+    is JCS unless it shows one of the forms above, or the text may hold a number the
+    stored-number rule refuses; only then does the exact path run (which raises
+    CanonicalizationError naming a refused number).
     """
     try:
         value = _orjson_loads(text)
     except orjson.JSONDecodeError:
         return canonicalize(parse_stored_json(text), strict=False)
+    source = _source_bytes(text)
     if _NATIVE_FRACTIONS:
         try:
             out = _dumps(value, option=_SORT)
         except orjson.JSONEncodeError:  # nesting deeper than orjson writes
-            return canonicalize(value, strict=False)
-        exact = _jcs_from_orjson(out, value)
+            return canonicalize(parse_stored_json(text), strict=False)
+        exact = _jcs_from_orjson(out, value, source)
         if exact is not None:
             return exact
+    if _may_break_number_rule(source):
+        value = _parse_checked(text)
     return canonicalize(value, strict=False)
