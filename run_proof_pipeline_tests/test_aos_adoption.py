@@ -251,3 +251,25 @@ def test_seed_plan_stops_at_step_4_on_legacy_and_passes_once_adopted(
     assert proof.proof.integrity.adopted_at is not None
     report = Path(adopted.output_for_node("output_report")).read_text(encoding="utf-8")
     assert "adopted at " in report and "not since the run" in report
+
+
+def test_a_legacy_trace_with_a_refused_number_is_skipped_naming_trace_step_and_value(
+    upgraded: DatabaseUrl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # AOS (or anyone) wrote a number that is not the double it reads as (docs/stored-numbers.md).
+    touched = owner_sql(
+        upgraded,
+        "UPDATE aos_trace_steps SET params = jsonb_set(params, '{attempt}',"
+        " '1.0000000000000000000001') WHERE trace_id = 'tr-a' AND step_index = 1",
+        table="aos_trace_steps",
+    )
+    assert touched == 1
+
+    output = " ".join(adopt(upgraded, monkeypatch, "--run-id", "run-a").split())
+
+    assert "0 adopted, 1 skipped" in output
+    assert "(trace 'tr-a')" in output
+    assert "step 1: stored value is not representable in format v1" in output
+    assert "params.attempt: number 1.0000000000000000000001 has 23 significant digits" in output
+    assert sql(upgraded, "SELECT genesis_hash FROM aos_traces WHERE trace_id = 'tr-a'") == [(None,)]
+    assert prove(upgraded, "acme", "run-a").integrity.verification_status == "UNSUPPORTED"
