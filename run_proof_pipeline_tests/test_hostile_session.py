@@ -32,7 +32,12 @@ from run_proof_pipeline.store.recorder import TraceRecorder, TraceStart
 from run_proof_pipeline.store.relations import UntrustedStore
 from run_proof_pipeline.sweep import SweepOptions, run_sweep
 from run_proof_pipeline_tests.store_fixtures import BASE, make_step, prove, run
-from run_proof_pipeline_tests.test_ledger_support import tamper
+from run_proof_pipeline_tests.test_ledger_support import (
+    audit,
+    checkpoint_env_fixture,  # noqa: F401 - the checkpoint_env fixture
+    make_checkpoint,
+    tamper,
+)
 
 TENANT = "tenant-h"
 TAMPERED, CLEAN = "run-tampered", "run-clean"
@@ -378,3 +383,21 @@ def test_a_row_without_step_index_in_a_sealed_run_is_counted_and_fails(
     assert "step_index is not an integer" in (result.integrity.failure_reason or "")
     assert result.steps_read == STEPS + 1  # every row counted
     assert _sweep(hostile_store, workers=1)[CLEAN] is not None
+
+
+def test_checkpoint_verify_reads_the_stores_ledger_not_a_shadow_copy(
+    hostile_store: DatabaseUrl, checkpoint_env: Any
+) -> None:
+    make_checkpoint(hostile_store)
+    # As by a restore: a run and its ledger entry gone from public; `shadow` still has both.
+    touched = tamper(
+        hostile_store,
+        ("DELETE FROM aos_traces WHERE run_id = %s", (CLEAN,)),
+        ("DELETE FROM run_proof_ledger WHERE run_id = %s", (CLEAN,)),
+    )
+    assert touched == [1, 1]
+    _set_default(hostile_store, "database", "search_path", "shadow, public")
+
+    problems = audit(hostile_store).problems
+
+    assert any("rolled back" in p for p in problems), problems

@@ -262,46 +262,6 @@ def test_deleted_step_fails_step_4_at_the_gap(
     }
 
 
-def test_step_row_smuggled_under_the_run_id_fails_the_chain_length_expectation(
-    store: DatabaseUrl, dagster_instance: DagsterInstance, report_dir: Path
-) -> None:
-    # The other run is still being written: a sealed trace takes no more steps, even from
-    # its owner, while its seal trigger is on.
-    record_run(store, "tenant-a", "run-other", steps=2, seal=False)
-    record_run(store, "tenant-a", "run-x", steps=3, started_at=BASE + timedelta(hours=1))
-    # Counted by the seed's Step 2 query (it counts by run_id) but chained to another trace.
-    touched = owner_sql(
-        store,
-        "INSERT INTO aos_trace_steps (trace_id, run_id, tenant_id, step_index, skill_name)"
-        " SELECT trace_id, %s, tenant_id, 2, 'smuggled' FROM aos_traces WHERE run_id = %s",
-        ("run-x", "run-other"),
-        table="aos_trace_steps",
-    )
-    assert touched == 1
-
-    result = run_plan(dagster_instance, trace_store(store), plan_config(report_dir))
-
-    stop = _assert_stopped_at(
-        dagster_instance, result.run_id, "step_4_integrity_expectations", report_dir
-    )
-    assert output_metadata(dagster_instance, result.run_id, "step_2_step_count") == {
-        "step_count": 4
-    }
-    assert stop.description == (
-        "Integrity expectations not met: chain_length = 3 (expected == step_count (4))"
-    )
-    assert not {"first_bad"} & stop.metadata.keys()
-    other = run_plan(
-        dagster_instance,
-        trace_store(store),
-        plan_config(report_dir, run_id="run-other", tenant_id="tenant-a"),
-    )
-    other_stop = _assert_stopped_at(
-        dagster_instance, other.run_id, "step_4_integrity_expectations", report_dir
-    )
-    assert other_stop.metadata["first_bad"].value == "step 2"
-
-
 def test_rewritten_seal_fails_step_4_naming_the_seal(
     store: DatabaseUrl, dagster_instance: DagsterInstance, report_dir: Path
 ) -> None:
