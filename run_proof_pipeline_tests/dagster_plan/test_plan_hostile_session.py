@@ -38,10 +38,10 @@ def hostile_store(pg_server: LocalPostgres) -> Iterator[DatabaseUrl]:
     ("scope", "name", "value"),
     [
         ("database", "extra_float_digits", "-14"),
-        ("role", "extra_float_digits", "-14"),
-        ("database", "search_path", "shadow, public"),
-        ("role", "DateStyle", "SQL, DMY"),
-        ("database", "client_encoding", "SQL_ASCII"),
+        pytest.param("role", "extra_float_digits", "-14", marks=pytest.mark.slow),
+        pytest.param("database", "search_path", "shadow, public", marks=pytest.mark.slow),
+        pytest.param("role", "DateStyle", "SQL, DMY", marks=pytest.mark.slow),
+        pytest.param("database", "client_encoding", "SQL_ASCII", marks=pytest.mark.slow),
     ],
 )
 def test_plan_fails_step_4_at_the_tampered_step_under_a_hostile_default(
