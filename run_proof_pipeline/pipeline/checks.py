@@ -68,6 +68,7 @@ def proof_check_evaluations(
         else (f"step {failure.step_index}" if failure.location == "step" else failure.location),
         "expected": (failure.expected if failure else None) or "—",
         "found": (failure.found if failure else None) or "—",
+        "anchor": integrity.anchor,
     }
     if integrity.failure_reason:
         metadata["failure_reason"] = integrity.failure_reason

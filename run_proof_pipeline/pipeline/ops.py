@@ -278,6 +278,8 @@ def step_3_coordinator_proof(
             "step_count": result.steps_read,
             "elapsed_seconds": MetadataValue.float(round(result.elapsed_seconds, 4)),
             "segment_workers": result.segment_workers,
+            # Which anchor rule 5 applied (docs/threat-model.md): never silently dropped.
+            "anchor": integrity.anchor,
         }
     )
     return state.with_(proof=result)

@@ -73,6 +73,11 @@ def test_verified_latest_run_passes_every_step_and_reports_every_field(
         "status": "succeeded",
     }
     assert output_metadata(dagster_instance, run_id, "step_2_step_count") == {"step_count": 5}
+    # No checkpoint directory in this test's environment: the anchor says so, not silence.
+    step_3 = output_metadata(dagster_instance, run_id, "step_3_coordinator_proof")
+    assert step_3["anchor"] == "ledger only: no checkpoint directory configured"
+    checks = check_outcomes(dagster_instance, run_id)
+    assert checks["hash_chain_integrity"][1]["anchor"] == step_3["anchor"]
     step_3 = output_metadata(dagster_instance, run_id, "step_3_coordinator_proof")
     assert {k: step_3[k] for k in ("integrity_model", "verification_status", "chain_length")} == {
         "integrity_model": "HASH_CHAIN",
