@@ -581,8 +581,10 @@ def _payloads(outcome_data: bytes | None, params: bytes | None) -> bytes:
         pa = b"null" if params is None else params
         exact = None
         try:
-            value = _loads(b'{"outcome_data":' + od + b',"params":' + pa + b"}")
-            exact = _jcs_from_orjson(_dumps(value, option=_SORT), value)
+            source = b'{"outcome_data":' + od + b',"params":' + pa + b"}"
+            value = _loads(source)
+            # The source lets the stored-number rule (docs/stored-numbers.md) scan the text once.
+            exact = _jcs_from_orjson(_dumps(value, option=_SORT), value, source)
         except (orjson.JSONDecodeError, orjson.JSONEncodeError):
             pass
         if exact is not None:
