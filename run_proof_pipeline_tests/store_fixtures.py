@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -55,7 +55,9 @@ async def record_run_async(
     seal: bool = True,
     started_at: datetime = BASE,
     status: str = "succeeded",
+    step_fields: Callable[[int], dict[str, Any]] | None = None,
 ) -> str:
+    """A run as TraceRecorder writes it; `step_fields(i)` overrides fields of step i."""
     engine = async_engine(url)
     try:
         recorder = TraceRecorder(engine)
@@ -72,7 +74,13 @@ async def record_run_async(
         )
         for index in range(steps):
             await recorder.append_step(
-                tenant_id, run_id, make_step(index, at=started_at + timedelta(seconds=index))
+                tenant_id,
+                run_id,
+                make_step(
+                    index,
+                    at=started_at + timedelta(seconds=index),
+                    **({} if step_fields is None else step_fields(index)),
+                ),
             )
         if seal:
             await recorder.seal(

@@ -26,12 +26,10 @@ from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.coordinator import get_run_proof_coordinator
 from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline.store.recorder import TraceRecorder, TraceStart
 from run_proof_pipeline.store.relations import UntrustedStore
 from run_proof_pipeline.sweep import SweepOptions, run_sweep
-from run_proof_pipeline_tests.store_fixtures import BASE, make_step, prove, run
+from run_proof_pipeline_tests.store_fixtures import prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
     audit,
     checkpoint_env_fixture,  # noqa: F401 - the checkpoint_env fixture
@@ -62,28 +60,15 @@ HOSTILE = [
 ]
 
 
-async def _record(url: DatabaseUrl, run_id: str) -> None:
-    """A sealed run whose step 1 was recorded with cost 5 and duration 2000."""
-    engine = async_engine(url)
-    try:
-        recorder = TraceRecorder(engine)
-        await recorder.start_trace(
-            TraceStart(
-                tenant_id=TENANT,
-                run_id=run_id,
-                trace_id=f"trace-{run_id}",
-                agent_id="agent-7",
-                plan_id="plan-42",
-                plan={"goal": "pay"},
-                started_at=BASE,
-            )
-        )
-        for index in range(STEPS):
-            step = make_step(index, cost_cents=5.0, duration_ms=2000.0)
-            await recorder.append_step(TENANT, run_id, step)
-        await recorder.seal(TENANT, run_id, status="succeeded", completed_at=BASE)
-    finally:
-        await engine.dispose()
+def _record(url: DatabaseUrl, run_id: str) -> None:
+    """A sealed run whose steps were recorded with cost 5 and duration 2000."""
+    record_run(
+        url,
+        TENANT,
+        run_id,
+        steps=STEPS,
+        step_fields=lambda _: {"cost_cents": 5.0, "duration_ms": 2000.0},
+    )
 
 
 def _shadow_copy(url: DatabaseUrl) -> None:
@@ -185,8 +170,8 @@ def _new_store(pg_server: LocalPostgres) -> tuple[str, DatabaseUrl]:
     name = f"hostile_{uuid.uuid4().hex[:12]}"
     url = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
     upgrade(url)
-    run(_record(url, TAMPERED))
-    run(_record(url, CLEAN))
+    _record(url, TAMPERED)
+    _record(url, CLEAN)
     _shadow_copy(url)
     _tamper_step_one(url)
     return name, url

@@ -9,7 +9,6 @@ table owner and see the step FAILED, naming the step and the value, on every dec
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from decimal import Decimal
 from importlib import resources
 from typing import Any
@@ -28,9 +27,7 @@ from run_proof_pipeline.integrity import (
 from run_proof_pipeline.integrity.canonical import canonicalize_stored_json
 from run_proof_pipeline.proof import stream as stream_module
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.engine import async_engine
-from run_proof_pipeline.store.recorder import TraceRecorder, TraceStart
-from run_proof_pipeline_tests.store_fixtures import BASE, make_step, owner_sql, prove, run
+from run_proof_pipeline_tests.store_fixtures import owner_sql, prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import one
 
 # --- the vectors -------------------------------------------------------------------------------
@@ -104,28 +101,16 @@ EXACT_TENTH = "0.1000000000000000055511151231257827021181583404541015625"  # Big
 STEPS = 3
 
 
-async def _record(url: DatabaseUrl, run_id: str, extra: dict[str, Any] | None = None) -> None:
-    engine = async_engine(url)
-    try:
-        recorder = TraceRecorder(engine)
-        await recorder.start_trace(
-            TraceStart(
-                tenant_id=TENANT,
-                run_id=run_id,
-                trace_id=f"trace-{run_id}",
-                agent_id="agent-7",
-                plan_id="plan-42",
-                plan={"goal": "count tokens"},
-                started_at=BASE,
-            )
-        )
-        for index in range(STEPS):
-            params = {"model": "m", "attempt": index, "max_tokens": 2798, **(extra or {})}
-            step = make_step(index, at=BASE + timedelta(seconds=index), params=params)
-            await recorder.append_step(TENANT, run_id, step)
-        await recorder.seal(TENANT, run_id, status="succeeded", completed_at=BASE + timedelta(1))
-    finally:
-        await engine.dispose()
+def _record(url: DatabaseUrl, run_id: str, extra: dict[str, Any] | None = None) -> None:
+    record_run(
+        url,
+        TENANT,
+        run_id,
+        steps=STEPS,
+        step_fields=lambda index: {
+            "params": {"model": "m", "attempt": index, "max_tokens": 2798, **(extra or {})}
+        },
+    )
 
 
 def _row_decoder_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,7 +144,7 @@ def test_a_number_rewritten_to_the_same_double_fails_its_step(
     if decoder == "rows":
         _row_decoder_only(monkeypatch)
     run_id = f"run-{key}-{decoder}"
-    run(_record(store, run_id))
+    _record(store, run_id)
     assert prove(store, TENANT, run_id).integrity.verification_status == "VERIFIED"
     select = "SELECT params -> %s FROM aos_trace_steps WHERE run_id = %s AND step_index = %s"
     assert str(one(store, select, (key, run_id, step))) == before
@@ -191,7 +176,7 @@ def test_a_number_rewritten_to_the_same_double_fails_its_step(
 def test_verify_names_the_step_and_the_value(
     store: DatabaseUrl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run(_record(store, "run-cli"))
+    _record(store, "run-cli")
     owner_sql(
         store,
         "UPDATE aos_trace_steps SET params = jsonb_set(params, '{max_tokens}',"
@@ -213,7 +198,7 @@ def test_honest_writers_long_forms_still_verify(store: DatabaseUrl) -> None:
     """jsonb prints 1e21 as 1000000000000000000000; a C writer may print 0.1 as %.17g,
     Java's BigDecimal(double) as its exact value: rows holding those forms verify (they
     denote exactly the recorded doubles; docs/stored-numbers.md names this as accepted)."""
-    run(_record(store, "run-honest", extra={"big": 1e21, "c": 0.1, "j": 0.1}))
+    _record(store, "run-honest", extra={"big": 1e21, "c": 0.1, "j": 0.1})
     big = "SELECT params ->> 'big' FROM aos_trace_steps WHERE run_id = %s AND step_index = 1"
     assert one(store, big, ("run-honest",)) == "1000000000000000000000"
     owner_sql(
