@@ -36,6 +36,7 @@ def signing_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SigningKey:
     write_signing_key(path, key)
     monkeypatch.setenv("RUN_PROOF_SIGNING_KEY", str(path))
     monkeypatch.delenv("RUN_PROOF_PUBLIC_KEY", raising=False)
+    monkeypatch.delenv("RUN_PROOF_PUBLIC_KEY_FILE", raising=False)
     return key
 
 

@@ -62,6 +62,7 @@ def exported(
         patch.setenv("RUN_PROOF_CHECKPOINT_DIR", str(env.directory))
         patch.setenv("RUN_PROOF_SIGNING_KEY", str(env.signing_key))
         patch.delenv("RUN_PROOF_PUBLIC_KEY", raising=False)
+        patch.delenv("RUN_PROOF_PUBLIC_KEY_FILE", raising=False)
         patch.delenv("RUN_PROOF_CHECKPOINT_ORIGIN", raising=False)
         for run_id in ("run-0", "run-1", "run-2", "run-3", "run-4"):
             record_run(url, "tenant-a", run_id, steps=3)

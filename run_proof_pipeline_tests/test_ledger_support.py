@@ -122,6 +122,7 @@ def checkpoint_env_fixture(
     monkeypatch.setenv("RUN_PROOF_CHECKPOINT_DIR", str(env.directory))
     monkeypatch.setenv("RUN_PROOF_SIGNING_KEY", str(env.signing_key))
     monkeypatch.delenv("RUN_PROOF_PUBLIC_KEY", raising=False)
+    monkeypatch.delenv("RUN_PROOF_PUBLIC_KEY_FILE", raising=False)
     monkeypatch.delenv("RUN_PROOF_CHECKPOINT_ORIGIN", raising=False)
     yield env
 
