@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,8 +31,11 @@ from run_proof_pipeline.integrity import (
     step_canonical_bytes,
     step_record,
 )
+from run_proof_pipeline.integrity.vectors import BUNDLED_VECTORS
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared/spec/hash-chain-v1-vectors.json"
+# The repository's own copy of the normative vectors (compared with ../shared's, when it is
+# there, in test_hash_chain_vectors.py).
+VECTORS = BUNDLED_VECTORS
 TENANT = "tenant-demo"
 RUN = "run-0042"
 FAILED = VerificationStatus.FAILED

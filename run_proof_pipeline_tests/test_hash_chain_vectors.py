@@ -22,8 +22,15 @@ from run_proof_pipeline.integrity.vectors import BUNDLED_VECTORS, check_vectors
 SHARED_VECTORS = Path(__file__).resolve().parents[2] / "shared/spec/hash-chain-v1-vectors.json"
 
 
+# The repository's own copy is what the tests use; ../shared's is only compared with it.
+needs_shared = pytest.mark.skipif(
+    not SHARED_VECTORS.exists(),
+    reason=f"{SHARED_VECTORS} not present (a clone on its own): only the bundled vectors run",
+)
+
+
 def _cases() -> list[dict[str, Any]]:
-    return json.loads(SHARED_VECTORS.read_text(encoding="utf-8"))["cases"]
+    return json.loads(BUNDLED_VECTORS.read_text(encoding="utf-8"))["cases"]
 
 
 def _write(tmp_path: Path, data: dict[str, Any]) -> Path:
@@ -33,9 +40,10 @@ def _write(tmp_path: Path, data: dict[str, Any]) -> Path:
 
 
 def _loaded() -> dict[str, Any]:
-    return json.loads(SHARED_VECTORS.read_text(encoding="utf-8"))
+    return json.loads(BUNDLED_VECTORS.read_text(encoding="utf-8"))
 
 
+@needs_shared
 def test_shared_vectors_pass() -> None:
     report = check_vectors(SHARED_VECTORS)
     assert report.ok, report.first_mismatch
@@ -43,10 +51,14 @@ def test_shared_vectors_pass() -> None:
     assert report.first_mismatch is None
 
 
-def test_bundled_vectors_pass_and_are_the_shared_file_verbatim() -> None:
-    assert BUNDLED_VECTORS.read_bytes() == SHARED_VECTORS.read_bytes()
+def test_bundled_vectors_pass() -> None:
     report = check_vectors(BUNDLED_VECTORS)
-    assert report.ok and report.cases_checked == len(_cases())
+    assert report.ok and report.cases_checked == len(_cases()) >= 4
+
+
+@needs_shared
+def test_bundled_vectors_are_the_shared_file_verbatim() -> None:
+    assert BUNDLED_VECTORS.read_bytes() == SHARED_VECTORS.read_bytes()
 
 
 def test_vectors_with_a_mutated_step_hash_fail_naming_case_and_field(tmp_path: Path) -> None:
