@@ -132,6 +132,24 @@ def _key(path: Path) -> SigningKey:
     return SigningKey.parse(path.read_text(encoding="ascii"))
 
 
+def _exported_log(
+    new_database: NewDatabase,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    prefix: str,
+    *,
+    steps: int,
+    out: str,
+) -> tuple[Log, VerifierKey, Path]:
+    """A log holding run-1 of `steps` steps, checkpointed with a new key (k.key), and the
+    bundle of run-1 exported from it."""
+    log = _log(new_database, tmp_path, prefix)
+    record_run(log.url, "tenant-a", "run-1", steps=steps)
+    assert _checkpoint(log, monkeypatch, tmp_path / "k.key").exit_code == 0
+    key = _key(tmp_path / "k.key").verifier()
+    return log, key, _export(log, monkeypatch, key, tmp_path / out)
+
+
 # -- class 6 -------------------------------------------------------------------------------
 
 
@@ -140,11 +158,9 @@ def test_a_key_file_planted_at_the_path_spelled_by_the_key_text_is_never_read(
 ) -> None:
     monkeypatch = clean_env
     # The honest log: run-1 recorded with 3 steps, checkpointed with key K (created now).
-    honest = _log(new_database, tmp_path, "honest")
-    record_run(honest.url, "tenant-a", "run-1", steps=3)
-    assert _checkpoint(honest, monkeypatch, tmp_path / "k.key").exit_code == 0
-    trusted = _key(tmp_path / "k.key").verifier()
-    real = _export(honest, monkeypatch, trusted, tmp_path / "real.json")
+    honest, trusted, real = _exported_log(
+        new_database, tmp_path, monkeypatch, "honest", steps=3, out="real.json"
+    )
     # The forger: another database claiming the honest log's origin, run-1 with other
     # content (5 steps), checkpointed with the forger's key K' (same name, another key).
     forger = _log(new_database, tmp_path, "forger")
@@ -215,11 +231,9 @@ def test_a_key_file_is_read_only_from_the_file_option_and_setting(
     new_database: NewDatabase, tmp_path: Path, clean_env: pytest.MonkeyPatch
 ) -> None:
     monkeypatch = clean_env
-    log = _log(new_database, tmp_path, "keyfile")
-    record_run(log.url, "tenant-a", "run-1", steps=2)
-    assert _checkpoint(log, monkeypatch, tmp_path / "k.key").exit_code == 0
-    key = _key(tmp_path / "k.key").verifier()
-    bundle = _export(log, monkeypatch, key, tmp_path / "bundle.json")
+    log, key, bundle = _exported_log(
+        new_database, tmp_path, monkeypatch, "keyfile", steps=2, out="bundle.json"
+    )
     public = tmp_path / "k.pub"
     public.write_text(key.text() + "\n", encoding="ascii")
     origin = ("--origin", log.origin)
