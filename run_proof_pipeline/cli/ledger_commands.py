@@ -1,4 +1,4 @@
-"""`run-proof checkpoint create|verify`, `export`, `verify-bundle` and `db harden`."""
+"""`run-proof checkpoint create|verify`, `export` and `verify-bundle`."""
 
 from __future__ import annotations
 
@@ -226,22 +226,7 @@ def verify_bundle(
         raise CommandError(f"bundle {path}: {first.name}: {first.detail}", ExitCode.FAILED)
 
 
-@handled
-def db_harden(
-    writer_role: str = typer.Option("run_proof_writer", help="Role for producers."),
-    verifier_role: str = typer.Option("run_proof_verifier", help="Read-only role for proofs."),
-) -> None:
-    """Opt-in: create the writer and verifier roles and tenant row-level security."""
-    from run_proof_pipeline.store.harden import harden
-
-    resolved = _resolved()
-    summary = harden(resolved.url, writer_role=writer_role, verifier_role=verifier_role)
-    for line in summary:
-        print(line)
-
-
 def register(app: typer.Typer, db_app: typer.Typer) -> None:
     app.add_typer(checkpoint_app, name="checkpoint")
     app.command("export")(export)
     app.command("verify-bundle")(verify_bundle)
-    db_app.command("harden")(db_harden)

@@ -307,6 +307,9 @@ legacy_commands.register(app, db_app)
 from run_proof_pipeline.cli import sweep_commands  # noqa: E402
 
 sweep_commands.register(app)
+from run_proof_pipeline.cli import harden_commands  # noqa: E402
+
+harden_commands.register(db_app)
 # (end of command modules)
 
 if __name__ == "__main__":
