@@ -40,6 +40,8 @@ from urllib.parse import quote
 import psycopg
 from psycopg import errors, sql
 
+from run_proof_pipeline.settings import redact
+
 __all__ = [
     "DEFAULT_EMBEDDED_PORT",
     "LocalPostgres",
@@ -145,11 +147,13 @@ def _pick_free_port() -> int:
 
 
 def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    """The server log's last lines, redacted: the server logs the statement of a failed
+    command, and an `ALTER ROLE ... PASSWORD '...'` would show its password."""
     try:
         text = path.read_text(errors="replace")
     except OSError as exc:
         return f"(could not read {path}: {exc})"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty)"
+    return redact("\n".join(text.splitlines()[-lines:])) or "(empty)"
 
 
 def _validate_db_name(name: str) -> str:
@@ -518,7 +522,7 @@ class LocalPostgres:
         if check and result.returncode != 0:
             raise LocalPostgresError(
                 f"failed to {what}: `{' '.join(argv)}` exited with {result.returncode}\n"
-                f"--- output ---\n{(result.stdout + result.stderr).strip()}"
+                f"--- output ---\n{redact((result.stdout + result.stderr).strip())}"
                 + self._log_suffix(include_server_log)
             )
         return result

@@ -58,9 +58,11 @@ def dagster_home(root: Path | None = None) -> Path:
 
 
 def dagster_storage_url() -> DatabaseUrl:
-    """DAGSTER_PG_URL if set, else the embedded server's own `dagster` database."""
+    """DAGSTER_PG_URL if set, else the embedded server's own `dagster` database. Set but empty
+    or blank is a configuration error, as for DATABASE_URL (settings.py): a variable that
+    expanded to nothing must not silently mean the embedded default."""
     configured = os.environ.get("DAGSTER_PG_URL")
-    if configured:
+    if configured is not None:
         return DatabaseUrl.parse(configured, variable="DAGSTER_PG_URL")
     from run_proof_pipeline.local_postgres import embedded_default
 
@@ -77,6 +79,8 @@ def dagster_environment(database: ResolvedDatabase) -> DagsterEnvironment:
     home = dagster_home(root)
     storage = dagster_storage_url()
     report_dir = Path(os.environ.get("RUN_PROOF_REPORT_DIR") or root / "reports")
+    # The URLs go to the Dagster process in its environment only (never on its command line,
+    # in run config or in tags, which Dagster stores): its steps show them redacted.
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),

@@ -1,7 +1,14 @@
-"""The seed's section 4 Output Report: every field, DB URL with its password redacted."""
+"""The seed's section 4 Output Report: every field, DB URL with its password redacted.
+
+Every value is redacted (settings.redact) before it is written in any form, so a secret that
+reached a field by any path (the URL, an error text) is masked in the Markdown, the text and
+the JSON alike; the JSON is serialised from the redacted values, never redacted as text
+(which could cut into its quoting).
+"""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -69,6 +76,11 @@ class OutputReport(BaseModel):
     def _hidden(self) -> set[str]:
         return set() if self.run_id_collisions is not None else {k for k, _ in COLLISION_FIELDS}
 
+    def redacted_data(self) -> dict[str, object]:
+        """The report's fields as written: every text value redacted, hidden fields left out."""
+        data = self.model_dump(mode="json", exclude=self._hidden())
+        return {k: redact(v) if isinstance(v, str) else v for k, v in data.items()}
+
     def values(self) -> list[tuple[str, str]]:
         data = self.model_dump()
         return [(label, redact(str(data[key]))) for key, label in self._shown()]
@@ -86,6 +98,6 @@ class OutputReport(BaseModel):
         path = directory / f"{name}.md"
         path.write_text(self.markdown(), encoding="utf-8")
         path.with_suffix(".json").write_text(
-            redact(self.model_dump_json(indent=2, exclude=self._hidden())), encoding="utf-8"
+            json.dumps(self.redacted_data(), indent=2, ensure_ascii=False), encoding="utf-8"
         )
         return path

@@ -31,7 +31,8 @@ class ResolvedDatabase:
     embedded: bool
 
     def banner(self) -> str:
-        """The first line CLI commands print, so nobody mistakes the demo database for theirs."""
+        """The first line CLI commands print, so nobody mistakes the demo database for theirs.
+        `redacted()` masks the password wherever it sits (user:password@, ?password=)."""
         if self.embedded:
             return (
                 f"Using the embedded default PostgreSQL ({self.url.redacted()}); "
@@ -62,15 +63,17 @@ def async_engine(url: DatabaseUrl) -> AsyncEngine:
     # NullPool: async connections are bound to the event loop that opened them, and callers
     # (Dagster ops, the CLI) each run their own loop; a pool would hand out dead connections.
     # Every connection starts with the pinned settings (store/session_pins.py).
+    # The parsed URL itself, not its text: nothing is parsed twice (settings.py decides what
+    # each part means, once).
     return create_async_engine(
-        url.sqlalchemy(), poolclass=NullPool, connect_args={"options": startup_options()}
+        url.url, poolclass=NullPool, connect_args={"options": startup_options()}
     )
 
 
 def sync_engine(url: DatabaseUrl, *, ddl: bool = False) -> Engine:
     """`ddl=True` for migrations, which create objects in the store's schema."""
     return create_engine(
-        url.sqlalchemy(), poolclass=NullPool, connect_args={"options": startup_options(ddl=ddl)}
+        url.url, poolclass=NullPool, connect_args={"options": startup_options(ddl=ddl)}
     )
 
 

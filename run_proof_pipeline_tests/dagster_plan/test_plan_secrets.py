@@ -1,0 +1,188 @@
+"""Issue 12: the plan run on a DATABASE_URL that carries a real password (`?password=`, and
+`user:pw@with@at@host` with an unencoded '@' and ':') connects, proves, and shows the
+password nowhere: not in the Output Report (.md, .json), not in any row of Dagster's
+PostgreSQL storage (every table, whole rows as text), not in what the run printed or logged,
+not in any file under the instance's directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from dagster import DagsterInstance
+from psycopg import sql
+
+from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.migrate import upgrade
+from run_proof_pipeline_tests.dagster_plan.plan_runs import (
+    PLAN_STEPS,
+    everything_logged,
+    plan_config,
+    run_plan,
+    succeeded_steps,
+    trace_store,
+)
+from run_proof_pipeline_tests.store_fixtures import record_run
+
+TENANT, RUN = "tenant-secret", "run-secret"
+# Each piece is distinctive, so that finding any one of them anywhere is a leak of (part of)
+# the password, whatever encoding it was written in.
+QUERY_PASSWORD = f"S3cretPW{uuid.uuid4().hex[:10]}"
+AT_PASSWORD = "Qv7Lp@Xw3Rt:Mn8Bk@Zt5Hd"
+
+
+def _pieces(secret: str) -> list[str]:
+    return [secret, *(p for p in secret.replace(":", "@").split("@") if p)]
+
+
+@dataclass(frozen=True)
+class SecretStore:
+    """A migrated store with one recorded run, and a login role per password form."""
+
+    admin: DatabaseUrl
+    port: int
+    database: str
+    query_role: str
+    at_role: str
+
+    def query_form(self) -> str:
+        return (
+            f"postgresql://{self.query_role}@127.0.0.1:{self.port}/{self.database}"
+            f"?password={QUERY_PASSWORD}&sslmode=prefer"
+        )
+
+    def at_form(self) -> str:
+        # Unencoded, as people write it: the userinfo ends at the LAST '@'.
+        return f"postgresql://{self.at_role}:{AT_PASSWORD}@127.0.0.1:{self.port}/{self.database}"
+
+
+@pytest.fixture(scope="module")
+def secret_store(pg_server: LocalPostgres) -> Iterator[SecretStore]:
+    suffix = uuid.uuid4().hex[:10]
+    name = f"secrets_{suffix}"
+    admin = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
+    upgrade(admin)
+    record_run(admin, TENANT, RUN, steps=3)
+    roles = (f"query_pw_{suffix}", f"at_pw_{suffix}")
+    with psycopg.connect(admin.libpq(), autocommit=True) as conn:
+        for role, password in zip(roles, (QUERY_PASSWORD, AT_PASSWORD), strict=True):
+            # The trace store's own role is a superuser too: the same rights, another password.
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+    try:
+        yield SecretStore(admin, pg_server.port, name, *roles)
+    finally:
+        pg_server.drop_database(name)
+        with psycopg.connect(pg_server.url(driver=""), autocommit=True) as conn:
+            for role in roles:
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def _dagster_storage_text(storage: DatabaseUrl) -> str:
+    """Every row of every table of Dagster's storage database, as text."""
+    with psycopg.connect(storage.libpq()) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+            )
+        ]
+        assert {"runs", "event_logs"} <= set(tables)
+        return "\n".join(
+            str(row[0])
+            for table in tables
+            for row in conn.execute(
+                sql.SQL("SELECT t::text FROM {} AS t").format(sql.Identifier(table))
+            )
+        )
+
+
+def _files_text(root: Path) -> str:
+    return "\n".join(
+        path.read_text(encoding="utf-8", errors="replace")
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    )
+
+
+@pytest.mark.parametrize(
+    ("form", "secret"),
+    [("query_form", QUERY_PASSWORD), ("at_form", AT_PASSWORD)],
+    ids=["query-password", "at-and-colon-in-password"],
+)
+def test_plan_on_a_secret_url_proves_and_shows_the_password_nowhere(
+    secret_store: SecretStore,
+    dagster_instance: DagsterInstance,
+    dagster_storage: DatabaseUrl,
+    report_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    form: str,
+    secret: str,
+) -> None:
+    raw = getattr(secret_store, form)()
+    # As the CLI hands it to `dagster job execute`: in the environment, not in run config.
+    monkeypatch.setenv("DATABASE_URL", raw)
+    monkeypatch.setenv("USE_POSTGRES_TRACES", "true")
+    caplog.set_level(logging.DEBUG)
+
+    result = run_plan(
+        dagster_instance,
+        trace_store(None, use_postgres_traces=None),
+        plan_config(report_dir, run_id=RUN, tenant_id=TENANT),
+    )
+
+    # It really connected with that password and proved the run (so every step wrote).
+    assert result.success
+    assert succeeded_steps(dagster_instance, result.run_id) == PLAN_STEPS
+    markdown = (report_dir / f"run-proof-report-{result.run_id}.md").read_text("utf-8")
+    report = json.loads((report_dir / f"run-proof-report-{result.run_id}.json").read_text())
+    assert report["verification_status"] == "VERIFIED" and report["chain_length"] == 3
+    assert report["db_url"] == DatabaseUrl.parse(raw).redacted()
+    assert "***" in report["db_url"]
+    printed = capfd.readouterr()
+    places = {
+        "report .md": markdown,
+        "report .json": json.dumps(report) + _files_text(report_dir),
+        "Dagster storage rows": _dagster_storage_text(dagster_storage),
+        "Dagster event log": everything_logged(dagster_instance, result.run_id),
+        "stdout and stderr": printed.out + printed.err,
+        "log records": "\n".join(r.getMessage() for r in caplog.records),
+        "instance directory": _files_text(Path(dagster_instance.root_directory)),
+    }
+    leaks = {
+        place: piece for place, text in places.items() for piece in _pieces(secret) if piece in text
+    }
+    assert leaks == {}
+    # The run's own record was searched, not an empty storage.
+    assert result.run_id in places["Dagster storage rows"]
+
+
+def test_resource_configured_with_the_url_keeps_it_out_of_dagster_storage(
+    secret_store: SecretStore,
+    dagster_instance: DagsterInstance,
+    dagster_storage: DatabaseUrl,
+    report_dir: Path,
+) -> None:
+    # A deployment may set the resource's database_url itself instead of the environment.
+    result = run_plan(
+        dagster_instance,
+        trace_store(secret_store.query_form()),
+        plan_config(report_dir, run_id=RUN, tenant_id=TENANT),
+    )
+
+    assert result.success
+    stored = _dagster_storage_text(dagster_storage)
+    assert result.run_id in stored
+    assert QUERY_PASSWORD not in stored
