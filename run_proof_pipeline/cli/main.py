@@ -14,6 +14,7 @@ import typer
 
 from run_proof_pipeline.cli.errors import CommandError, handled
 from run_proof_pipeline.cli.exit_codes import STATUS_EXIT, ExitCode
+from run_proof_pipeline.proof.worker_limit import MAX_WORKERS
 from run_proof_pipeline.store.engine import ResolvedDatabase, async_engine, resolve_database
 
 app = typer.Typer(
@@ -124,11 +125,12 @@ def verify(
     tenant_id: str = typer.Option(..., "--tenant-id", help="Tenant of the run."),
     run_id: str = typer.Option(..., "--run-id", help="Run to prove."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    workers: int | None = typer.Option(
+    workers_option: str | None = typer.Option(
         None,
         "--workers",
-        min=1,
-        help="Processes for a long run (default: RUN_PROOF_VERIFY_WORKERS, else one per core).",
+        metavar="N",
+        help=f"Processes for a long run, 1 to {MAX_WORKERS} "
+        "(default: RUN_PROOF_VERIFY_WORKERS, else one per core).",
     ),
 ) -> None:
     """Prove one run: prints the seed's Step 3 fields and the verdict."""
@@ -136,6 +138,8 @@ def verify(
     from run_proof_pipeline.coordinator import RunProofCoordinator, RunProofResult
     from run_proof_pipeline.store.engine import session_scope
 
+    # Before anything else: a bad count (option or setting) is one line and exit 2.
+    workers = _verify_workers(workers_option)
     resolved = _database(machine_output=as_json)
 
     async def run(progress: StepProgress | None) -> RunProofResult:
@@ -161,6 +165,25 @@ def verify(
         if integrity.failure_reason:
             print("failure_reason:", integrity.failure_reason)
     raise typer.Exit(int(STATUS_EXIT[integrity.verification_status]))
+
+
+def _verify_workers(option: str | None) -> int:
+    """--workers, else RUN_PROOF_VERIFY_WORKERS, else one per core; each bounded by
+    proof.worker_limit. Read as text, so that `abc` is this one line too, not click's
+    usage box."""
+    from run_proof_pipeline.coordinator.run_proof import default_workers
+    from run_proof_pipeline.proof.worker_limit import check_workers
+    from run_proof_pipeline.settings import ConfigError
+
+    if option is None:
+        return default_workers()  # ConfigError naming RUN_PROOF_VERIFY_WORKERS: exit 2
+    try:
+        return check_workers(int(option), source="--workers")
+    except (ValueError, ConfigError):
+        raise CommandError(
+            f"--workers must be a whole number from 1 to {MAX_WORKERS}, got {option!r}",
+            ExitCode.USAGE,
+        ) from None
 
 
 @app.command()

@@ -33,6 +33,7 @@ from run_proof_pipeline.proof.segments import (
     prove_trace_in_segments,
 )
 from run_proof_pipeline.proof.stream import StreamedProof, prove_trace
+from run_proof_pipeline.proof.worker_limit import MAX_WORKERS, check_workers
 from run_proof_pipeline.settings import ConfigError
 from run_proof_pipeline.store.snapshot import TraceRow, begin_snapshot, read_trace
 from run_proof_pipeline.store.step_rows import DecodedStep
@@ -52,22 +53,38 @@ _PARALLEL_SUMMARY_LIMIT = 10_000
 
 
 def default_workers() -> int:
-    """Processes for one long run's proof: RUN_PROOF_VERIFY_WORKERS, else one per core."""
+    """Processes for one long run's proof: RUN_PROOF_VERIFY_WORKERS (1 to MAX_WORKERS, else a
+    ConfigError naming it), else one per core up to 8."""
     value = os.environ.get(WORKERS_ENV)
     if value is None or value.strip() == "":
         return max(1, min(os.cpu_count() or 1, 8))
     try:
-        workers = int(value)
-    except ValueError:
-        workers = 0
-    if workers < 1:
-        raise ConfigError(f"{WORKERS_ENV} must be a whole number of at least 1, got {value!r}")
-    return workers
+        return check_workers(int(value), source=WORKERS_ENV)
+    except (ValueError, ConfigError):
+        # The value as it was set, quoted: "1.5" and " 0" are not what the operator meant.
+        raise ConfigError(
+            f"{WORKERS_ENV} must be a whole number from 1 to {MAX_WORKERS}, got {value!r}"
+        ) from None
+
+
+def useful_segments(steps: int, workers: int, parallel_min_steps: int) -> int:
+    """How many segments (one process each) a run of `steps` steps is split into.
+
+    None below `parallel_min_steps` (1: the run stays in process). Above it at most `workers`,
+    and never a segment shorter than half of `parallel_min_steps`: the threshold says a run of
+    that length is worth two processes, so half of it is what one worker's start-up is worth
+    (docs/benchmarks.md). A 300-step run with workers 6 and parallel_min_steps 200 gets 3
+    segments, not 6 processes of which half would cost more than they save."""
+    if steps < parallel_min_steps:
+        return 1
+    smallest = max(1, parallel_min_steps // 2)
+    return max(1, min(workers, steps // smallest))
 
 
 class RunProofCoordinator:
-    """`workers` > 1 proves a run of at least `parallel_min_steps` steps in that many
-    processes inside the same snapshot (proof.segments); shorter runs stay in process."""
+    """`workers` > 1 proves a run of at least `parallel_min_steps` steps in up to that many
+    processes inside the same snapshot (proof.segments; how many: `useful_segments`);
+    shorter runs stay in process."""
 
     def __init__(
         self,
@@ -77,7 +94,11 @@ class RunProofCoordinator:
         parallel_min_steps: int = DEFAULT_PARALLEL_MIN_STEPS,
     ) -> None:
         self._progress_every = progress_every
-        self._workers = default_workers() if workers is None else max(1, workers)
+        # An explicit count is checked like every other (proof.worker_limit): out of range is
+        # a ConfigError, never silently raised to 1 or let through.
+        self._workers = (
+            default_workers() if workers is None else check_workers(workers, source="workers")
+        )
         self._parallel_min_steps = max(1, parallel_min_steps)
 
     async def get_run_proof(
@@ -113,13 +134,17 @@ class RunProofCoordinator:
                 and step_summary_limit <= _PARALLEL_SUMMARY_LIMIT
             ):
                 span = await index_span(conn, trace.trace_id)
-            if span is not None and span[1] - span[0] + 1 >= self._parallel_min_steps:
+            segments = 1
+            if span is not None:
+                steps = span[1] - span[0] + 1
+                segments = useful_segments(steps, self._workers, self._parallel_min_steps)
+            if span is not None and segments > 1:
                 total = trace.chain_length
                 segmented = await prove_trace_in_segments(
                     conn,
                     trace,
                     span,
-                    workers=self._workers,
+                    workers=segments,
                     summary_limit=step_summary_limit or 0,
                     progress_every=self._progress_every,
                     progress=None if progress is None else (lambda done: progress(done, total)),

@@ -2,13 +2,20 @@
 
 A stopped step raises `Failure` with its evidence as metadata: the Dagster run fails (so
 `dagster job execute` exits non-zero) and the ops after it do not run.
+
+Run config (the Launchpad) reaches neither code nor files: Step 5 runs the project's own
+coordinator tests only, reports go where the deployment says (RUN_PROOF_REPORT_DIR), and every
+worker count is bounded (proof.worker_limit). Removed keys stay in the schema so that a saved
+config still setting one fails with one line naming the replacement, not Dagster's
+"unexpected config entry" (`removed_keys`); `preconditions` checks the whole run config first,
+before anything is read or written (docs/bad-input.md).
 """
 
 import asyncio
 import os
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,13 +25,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from run_proof_pipeline.coordinator import RunProofResult, get_run_proof_coordinator
+from run_proof_pipeline.coordinator.run_proof import WORKERS_ENV, default_workers
 from run_proof_pipeline.pipeline.checks import proof_check_evaluations
 from run_proof_pipeline.pipeline.resources import TraceStoreResource
 from run_proof_pipeline.plan import messages
 from run_proof_pipeline.plan.coordinator_tests import (
+    COORDINATOR_TESTS,
     PytestOutcome,
+    own_tests_path,
     project_root,
-    resolve_tests_path,
     run_coordinator_tests,
 )
 from run_proof_pipeline.plan.expectations import check_expectations, describe_misses
@@ -45,13 +54,30 @@ from run_proof_pipeline.plan.queries import (
 from run_proof_pipeline.plan.report import OutputReport, adoption_note
 from run_proof_pipeline.plan.state import PlanState
 from run_proof_pipeline.proof.segments import DEFAULT_PARALLEL_MIN_STEPS, SegmentWorkerError
+from run_proof_pipeline.proof.worker_limit import MAX_WORKERS, check_workers
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl, redact
 from run_proof_pipeline.store.engine import get_session, run_on_connection, session_scope
 from run_proof_pipeline.store.migrate import missing_schema
+from run_proof_pipeline.store.relations import UntrustedStore
 from run_proof_pipeline.store.snapshot import begin_snapshot, read_trace
 
 T = TypeVar("T")
 SKIPPED_BY_CONFIGURATION = "skipped by configuration"
+REPORT_DIR_ENV = "RUN_PROOF_REPORT_DIR"
+PROOF_OP = "step_3_coordinator_proof"
+TESTS_OP = "step_5_coordinator_tests"
+REPORT_OP = "output_report"
+_DELETE_IT = "delete the key from the run config"
+# (op, key) -> what replaced it: the one line a saved config that still sets the key gets.
+REMOVED_KEYS: dict[tuple[str, str], str] = {
+    (TESTS_OP, "tests_path"): (
+        f"Step 5 runs the project's own coordinator tests only ({COORDINATOR_TESTS}); " + _DELETE_IT
+    ),
+    (REPORT_OP, "report_dir"): (
+        f"reports go to {REPORT_DIR_ENV}, set in the code location's environment; " + _DELETE_IT
+    ),
+}
+_REMOVED = "Removed (setting it fails the run): "
 
 
 class TargetConfig(Config):
@@ -60,10 +86,12 @@ class TargetConfig(Config):
 
 
 class ProofConfig(Config):
+    # No pydantic bound: Dagster would show its ValidationError with a traceback; the bound
+    # is checked in `proof_workers`, with one line naming this key.
     workers: int = Field(
         default=0,
-        ge=0,
-        description="Processes for a long run's proof; 0: RUN_PROOF_VERIFY_WORKERS, else cores",
+        description=f"Processes for a long run's proof, 1 to {MAX_WORKERS}; "
+        f"0: {WORKERS_ENV}, else one per core (at most 8)",
     )
     parallel_min_steps: int = Field(
         default=DEFAULT_PARALLEL_MIN_STEPS,
@@ -87,14 +115,102 @@ def progress_message(done: int, total: int | None, elapsed: float) -> str:
 
 class CoordinatorTestsConfig(Config):
     enabled: bool = Field(default=True, description="Run the coordinator tests (Step 5)")
-    tests_path: str = Field(default="", description="Test file; empty: the project's own")
+    tests_path: str | None = Field(
+        default=None, description=_REMOVED + REMOVED_KEYS[(TESTS_OP, "tests_path")]
+    )
     timeout_seconds: float = Field(
         default=600, gt=0, description="Stop the tests (and the plan) after this long"
     )
 
 
 class ReportConfig(Config):
-    report_dir: str = Field(default="", description="Directory for the report file")
+    report_dir: str | None = Field(
+        default=None, description=_REMOVED + REMOVED_KEYS[(REPORT_OP, "report_dir")]
+    )
+
+
+def _op_config(run_config: Mapping[str, object], op_name: str) -> Mapping[str, object]:
+    ops = run_config.get("ops")
+    node = ops.get(op_name) if isinstance(ops, Mapping) else None
+    config = node.get("config") if isinstance(node, Mapping) else None
+    return config if isinstance(config, Mapping) else {}
+
+
+def removed_keys(run_config: Mapping[str, object]) -> str | None:
+    """One line naming each removed key the run config still sets (any value, even empty:
+    the key is gone) and its replacement; None when it sets none."""
+    found = [
+        removed_key(op_name, key)
+        for op_name, key in REMOVED_KEYS
+        if _op_config(run_config, op_name).get(key) is not None
+    ]
+    return "; ".join(found) or None
+
+
+def removed_key(op_name: str, key: str) -> str:
+    return f"{op_name}.config.{key} was removed: {REMOVED_KEYS[(op_name, key)]}"
+
+
+def proof_workers(workers: int) -> int | None:
+    """Step 3's worker count: None for 0 (the coordinator's default, RUN_PROOF_VERIFY_WORKERS
+    else one per core, checked when it is read), else 1 to MAX_WORKERS; out of range is a
+    ConfigError naming the key."""
+    if workers == 0:
+        return None
+    try:
+        return check_workers(workers, source=f"{PROOF_OP}.config.workers")
+    except ConfigError:
+        raise ConfigError(
+            f"{PROOF_OP}.config.workers must be 0 ({WORKERS_ENV}, else one per core) "
+            f"or from 1 to {MAX_WORKERS}, got {workers!r}"
+        ) from None
+
+
+def report_directory() -> Path:
+    """Where reports go: RUN_PROOF_REPORT_DIR, else the project's reports/ (deployment
+    configuration, never run config)."""
+    raw = os.environ.get(REPORT_DIR_ENV, "").strip()
+    return Path(raw).expanduser() if raw else project_root() / "reports"
+
+
+def _report_dir_setting(directory: Path) -> str:
+    raw = os.environ.get(REPORT_DIR_ENV, "").strip()
+    return f"{REPORT_DIR_ENV}={raw!r}" if raw else f"the default report directory {directory}"
+
+
+def report_directory_problem(directory: Path) -> str | None:
+    """Why the report could not be written to `directory` (None: it can): it must be a
+    directory, or be creatable (its nearest existing parent a directory this process can
+    write). Checked before the plan starts; nothing is created here."""
+    setting = _report_dir_setting(directory)
+    fix = f"set {REPORT_DIR_ENV} in the code location's environment to a writable directory"
+    if directory.exists():
+        if not directory.is_dir():
+            return f"{setting} is not a directory: {fix}"
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return f"{setting} is not writable by this process: {fix}"
+        return None
+    parent = directory.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        return f"{setting} does not exist and cannot be created under {parent}: {fix}"
+    return None
+
+
+def run_config_problem(run_config: Mapping[str, object]) -> str | None:
+    """The first thing in the run config (or the deployment settings it relies on) that
+    would stop the plan later: checked by `preconditions` before anything is done."""
+    removed = removed_keys(run_config)
+    if removed:
+        return removed
+    workers = _op_config(run_config, PROOF_OP).get("workers")
+    try:
+        if proof_workers(workers if isinstance(workers, int) else 0) is None:
+            default_workers()  # RUN_PROOF_VERIFY_WORKERS, read as step 3 will read it
+    except ConfigError as exc:
+        return str(exc)
+    return report_directory_problem(report_directory())
 
 
 def _db_failure(step: str, exc: BaseException) -> Failure:
@@ -108,6 +224,16 @@ def _run_on(step: str, url: DatabaseUrl, work: Callable[[AsyncConnection], Await
         return run_on_connection(url, work)
     except (DBAPIError, OSError) as exc:
         raise _db_failure(step, exc) from None
+    except UntrustedStore as exc:
+        # The relations changed after the preconditions (each snapshot checks them again).
+        raise Failure(description=f"{step}: refusing to prove: {exc}") from None
+
+
+def _url(step: str, trace_store: TraceStoreResource) -> DatabaseUrl:
+    try:
+        return trace_store.url()
+    except ConfigError as exc:
+        raise Failure(description=f"{step}: configuration error: {exc}") from None
 
 
 def _collision_metadata(seed_sql: str, trace_id: str | None, **note: str) -> dict[str, object]:
@@ -120,8 +246,13 @@ def _collision_metadata(seed_sql: str, trace_id: str | None, **note: str) -> dic
     }
 
 
-@op(description="Seed preconditions: PostgreSQL, USE_POSTGRES_TRACES, schema.")
+@op(description="Seed preconditions: run config, PostgreSQL, USE_POSTGRES_TRACES, schema.")
 def preconditions(context: OpExecutionContext, trace_store: TraceStoreResource) -> PlanState:
+    # First the run config: a removed key or a bad worker count stops the run before any
+    # read, and the line names the key (or setting) and what to do.
+    problem = run_config_problem(context.run_config)
+    if problem is not None:
+        raise Failure(description=problem)
     try:
         settings = trace_store.settings()
         settings.require_postgres_traces(unset_means_true=False)
@@ -175,7 +306,7 @@ def step_1_latest_trace(
         holders = await run_id_holders(conn, picked.run_id)
         return picked, proved_id, picked_note(picked, holders, proved_id)
 
-    trace, trace_id, note = _run_on("Step 1", trace_store.url(), find)
+    trace, trace_id, note = _run_on("Step 1", _url("Step 1", trace_store), find)
     if trace is None:
         raise Failure(
             description=messages.NO_TRACE_DATA,
@@ -214,7 +345,7 @@ def step_2_step_count(
         parts = await seed_count_parts(conn, trace.run_id)
         return own, count_note(trace.run_id, trace_id, own, seed_count, parts)
 
-    counted, note = _run_on("Step 2", trace_store.url(), count)
+    counted, note = _run_on("Step 2", _url("Step 2", trace_store), count)
     extra = _collision_metadata(STEP_COUNT_SQL, trace_id, seed_count_covers=note) if note else {}
     if note:
         context.log.warning(f"Step 2: {note}")
@@ -240,7 +371,11 @@ def step_3_coordinator_proof(
     state: PlanState,
 ) -> PlanState:
     trace = state.found
-    url = trace_store.url()
+    url = _url("Step 3", trace_store)
+    try:
+        workers = proof_workers(config.workers)
+    except ConfigError as exc:
+        raise Failure(description=str(exc)) from None
     started = time.perf_counter()
 
     def progress(done: int, total: int | None) -> None:
@@ -251,7 +386,7 @@ def step_3_coordinator_proof(
         sessions = get_session() if trace_store.database_url is None else session_scope(url)
         async with sessions as session:
             coordinator = get_run_proof_coordinator(
-                workers=config.workers or None,
+                workers=workers,
                 parallel_min_steps=config.parallel_min_steps,
                 progress_every=config.progress_every_steps,
             )
@@ -267,6 +402,12 @@ def step_3_coordinator_proof(
         result = asyncio.run(prove())
     except (DBAPIError, OSError, SegmentWorkerError) as exc:
         raise _db_failure("Step 3", exc) from None
+    except ConfigError as exc:
+        # A setting the proof reads (RUN_PROOF_VERIFY_WORKERS; checkpoints configured without
+        # a key to check them, a missing RUN_PROOF_CHECKPOINT_DIR): one line, what to set.
+        raise Failure(description=redact(f"Step 3: configuration error: {exc}")) from None
+    except UntrustedStore as exc:
+        raise Failure(description=f"Step 3: refusing to prove: {exc}") from None
     integrity = result.integrity
     context.add_output_metadata(
         {
@@ -319,10 +460,12 @@ def step_4_integrity_expectations(context: OpExecutionContext, state: PlanState)
 def step_5_coordinator_tests(
     context: OpExecutionContext, config: CoordinatorTestsConfig, state: PlanState
 ) -> PlanState:
+    if config.tests_path is not None:  # the preconditions stop such a run first
+        raise Failure(description=removed_key(TESTS_OP, "tests_path"))
     if not config.enabled:
         context.log.info("Step 5 skipped by configuration")
         return state.with_(pytest_result=SKIPPED_BY_CONFIGURATION)
-    path = resolve_tests_path(config.tests_path or None)
+    path = own_tests_path()
     try:
         outcome: PytestOutcome = run_coordinator_tests(path, timeout=config.timeout_seconds)
     except FileNotFoundError as exc:
@@ -334,6 +477,9 @@ def step_5_coordinator_tests(
             metadata={"tests_path": str(path)},
         ) from None
     metadata = {
+        "tests_path": str(path.relative_to(project_root()))
+        if path.is_relative_to(project_root())
+        else str(path),
         "command": outcome.command,
         "summary": outcome.summary,
         "exit_code": outcome.exit_code,
@@ -354,6 +500,12 @@ def output_report(
     config: ReportConfig,
     state: PlanState,
 ) -> str:
+    if config.report_dir is not None:  # the preconditions stop such a run first
+        raise Failure(description=removed_key(REPORT_OP, "report_dir"))
+    directory = report_directory()
+    problem = report_directory_problem(directory)
+    if problem is not None:  # changed since the preconditions checked it
+        raise Failure(description=f"Output report: {problem}")
     step_count, proof = state.counted, state.proven
     integrity = proof.integrity
     # Every field is the proven trace's (read in the proof's own snapshot), never the row the
@@ -378,10 +530,14 @@ def output_report(
         trace_id=proven.trace_id if notes else None,
         run_id_collisions=notes or None,
     )
-    directory = Path(
-        config.report_dir or os.environ.get("RUN_PROOF_REPORT_DIR") or project_root() / "reports"
-    )
-    path = report.write(directory, f"run-proof-report-{context.run_id}")
+    try:
+        path = report.write(directory, f"run-proof-report-{context.run_id}")
+    except OSError as exc:
+        raise Failure(
+            description=f"Output report: cannot write to {_report_dir_setting(directory)}: "
+            f"{exc.strerror or exc}: set {REPORT_DIR_ENV} in the code location's environment "
+            "to a writable directory"
+        ) from None
     context.log.info("Output Report\n" + report.text())
     context.add_output_metadata(
         {

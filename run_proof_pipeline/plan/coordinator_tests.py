@@ -1,7 +1,10 @@
 """The seed's Step 5: run the coordinator's own test file in a subprocess and read its result.
 
-The test file starts its own throwaway PostgreSQL; DATABASE_URL is removed from its
-environment so it can never touch the target database.
+Only the project's own file runs (`own_tests_path`): no run config names another, since any
+`.py` file run under pytest is code run with the job's rights. The test file starts its own
+throwaway PostgreSQL, so its environment is an allowlist (`step_5_environment`): what Python,
+pytest and a local PostgreSQL need, never the target's DATABASE_URL, a key, a password or
+Dagster's storage URL (docs/bad-input.md).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,17 +40,55 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def resolve_tests_path(configured: str | None) -> Path:
-    path = Path(configured) if configured else project_root() / COORDINATOR_TESTS
-    if not path.is_absolute():
-        path = project_root() / path
-    return path
+def own_tests_path() -> Path:
+    """The project's coordinator tests, the one file Step 5 runs."""
+    return project_root() / COORDINATOR_TESTS
+
+
+# Exactly these names pass to the tests' process, with the LC_* locale settings: the
+# interpreter and its virtualenv, the locale, temporary files, and where PostgreSQL's
+# binaries are (the fixtures start their own server).
+_PASSED_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "TMP",
+        "TEMP",
+        "VIRTUAL_ENV",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONNOUSERSITE",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONHASHSEED",
+        "PYTHONIOENCODING",
+        "PYTHONUTF8",
+        "LD_LIBRARY_PATH",
+        "RUN_PROOF_PG_BINDIR",
+    }
+)
+
+
+def step_5_environment(parent: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of the tests' process: the allowlisted names of `parent` (default: this
+    process's environment), nothing else."""
+    source = os.environ if parent is None else parent
+    return {
+        name: value
+        for name, value in source.items()
+        if name in _PASSED_NAMES or name.startswith("LC_")
+    }
 
 
 def run_coordinator_tests(path: Path, *, timeout: float = 600) -> PytestOutcome:
     if not path.is_file():
         raise FileNotFoundError(f"coordinator tests not found at {path}")
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env = step_5_environment()
     command = [sys.executable, "-m", "pytest", str(path), "-q", "-p", "no:cacheprovider"]
     completed = subprocess.run(
         command,

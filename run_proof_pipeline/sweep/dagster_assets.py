@@ -20,6 +20,7 @@ from dagster import (
     Config,
     DefaultScheduleStatus,
     DynamicPartitionsDefinition,
+    Failure,
     MaterializeResult,
     MetadataValue,
     RunRequest,
@@ -34,7 +35,8 @@ from pydantic import Field
 from run_proof_pipeline.legacy.kinds import TraceKindCounts, count_trace_kinds
 from run_proof_pipeline.pipeline.checks import TRACE_STORE
 from run_proof_pipeline.pipeline.resources import TraceStoreResource
-from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.proof.worker_limit import MAX_WORKERS, check_workers
+from run_proof_pipeline.settings import ConfigError, DatabaseUrl
 from run_proof_pipeline.store.engine import run_on_connection
 from run_proof_pipeline.sweep.report import SweepProgress, SweepReport
 from run_proof_pipeline.sweep.runner import SweepOptions, run_sweep
@@ -57,8 +59,21 @@ class SweepConfig(Config):
         default=False,
         description="Re-verify every sealed run of the tenant (the weekly schedule sets it).",
     )
-    workers: int = Field(default=2, ge=1, description="Processes proving this tenant's runs.")
+    # Bounded in the asset (`sweep_workers`), not by pydantic: Dagster would show pydantic's
+    # ValidationError with a traceback instead of one line naming the key.
+    workers: int = Field(
+        default=2, description=f"Processes proving this tenant's runs, 1 to {MAX_WORKERS}."
+    )
     progress_every_seconds: float = Field(default=30.0, gt=0, description="Progress log period.")
+
+
+def sweep_workers(workers: int) -> int:
+    """The sweep's worker count, 1 to MAX_WORKERS; else a Failure with one line naming the key
+    (proof.worker_limit), raised before anything is read."""
+    try:
+        return check_workers(workers, source=f"{SWEEP_ASSET.to_user_string()}.config.workers")
+    except ConfigError as exc:
+        raise Failure(description=str(exc)) from None
 
 
 def sweep_check_result(
@@ -118,6 +133,7 @@ def aos_traces_sweep(
     context: AssetExecutionContext, config: SweepConfig, trace_store: TraceStoreResource
 ) -> MaterializeResult:
     tenant = context.partition_key
+    workers = sweep_workers(config.workers)
 
     def log_progress(progress: SweepProgress) -> None:
         context.log.info(f"sweep of tenant {tenant}: {progress.line()}")
@@ -127,7 +143,7 @@ def aos_traces_sweep(
         SweepOptions(
             full=config.full,
             tenant_id=tenant,
-            workers=config.workers,
+            workers=workers,
             progress_every=config.progress_every_seconds,
         ),
         progress=log_progress,

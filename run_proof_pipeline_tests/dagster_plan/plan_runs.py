@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,21 +42,24 @@ def plan_config(
     run_id: str = "",
     tenant_id: str = "",
     coordinator_tests: bool = False,
-    tests_path: str = "",
     tests_timeout: float = 600,
 ) -> dict[str, Any]:
-    """Run config for `run_proof_plan`; Step 5 is off unless a test is about it."""
+    """Run config for `run_proof_plan`; Step 5 is off unless a test is about it.
+
+    Reports go to RUN_PROOF_REPORT_DIR (deployment configuration, not run config): the
+    `report_dir` fixture sets it, and `report_dir` must be that directory, so that no test
+    writes into the project's reports/."""
+    configured = os.environ.get("RUN_PROOF_REPORT_DIR")
+    assert configured == str(report_dir), (
+        f"RUN_PROOF_REPORT_DIR is {configured!r}, not {str(report_dir)!r}: use the report_dir "
+        "fixture or monkeypatch.setenv('RUN_PROOF_REPORT_DIR', ...)"
+    )
     return {
         "ops": {
             "step_1_latest_trace": {"config": {"run_id": run_id, "tenant_id": tenant_id}},
             "step_5_coordinator_tests": {
-                "config": {
-                    "enabled": coordinator_tests,
-                    "tests_path": tests_path,
-                    "timeout_seconds": tests_timeout,
-                }
+                "config": {"enabled": coordinator_tests, "timeout_seconds": tests_timeout}
             },
-            "output_report": {"config": {"report_dir": str(report_dir)}},
         }
     }
 

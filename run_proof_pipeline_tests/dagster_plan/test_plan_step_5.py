@@ -1,5 +1,7 @@
 """Step 5 of the plan: the coordinator's own tests, run in a subprocess, gate the report.
 
+No run config names the file (test_plan_launchpad_config.py); these tests stand a file in for
+the project's own by patching the module constant the op reads, in this process only.
 Each test that lets pytest run to its end starts a whole Python and pytest: marked slow."""
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
+from run_proof_pipeline.plan import coordinator_tests
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline_tests.dagster_plan.plan_runs import (
     PLAN_STEPS,
@@ -28,11 +31,14 @@ NEVER_ENDS = "import time\n\ndef test_hangs():\n    time.sleep(3600)\n"
 ALL_SKIPPED = "import pytest\n\n@pytest.mark.skip(reason='nothing here')\ndef test_x():\n    pass\n"
 
 
-def _tests_file(tmp_path: Path, source: str) -> str:
+def _tests_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, source: str | None) -> Path:
+    """A stand-in for the project's coordinator tests (None: a file that does not exist)."""
     path = tmp_path / "step5_suite" / "test_coordinator_stand_in.py"
-    path.parent.mkdir()
-    path.write_text(source, encoding="utf-8")
-    return str(path)
+    if source is not None:
+        path.parent.mkdir()
+        path.write_text(source, encoding="utf-8")
+    monkeypatch.setattr(coordinator_tests, "COORDINATOR_TESTS", str(path))
+    return path
 
 
 def _report(report_dir: Path, run_id: str) -> dict[str, object]:
@@ -41,12 +47,15 @@ def _report(report_dir: Path, run_id: str) -> dict[str, object]:
 
 @pytest.mark.slow
 def test_passing_tests_are_recorded_in_the_report(
-    store: DatabaseUrl, dagster_instance: DagsterInstance, report_dir: Path, tmp_path: Path
+    store: DatabaseUrl,
+    dagster_instance: DagsterInstance,
+    report_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     record_run(store, "tenant-a", "run-1", steps=2)
-    config = plan_config(
-        report_dir, coordinator_tests=True, tests_path=_tests_file(tmp_path, PASSING)
-    )
+    _tests_file(monkeypatch, tmp_path, PASSING)
+    config = plan_config(report_dir, coordinator_tests=True)
 
     result = run_plan(dagster_instance, trace_store(store), config)
 
@@ -68,13 +77,13 @@ def test_failing_or_empty_tests_stop_the_plan_before_the_report(
     dagster_instance: DagsterInstance,
     report_dir: Path,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     source: str,
     expected: str,
 ) -> None:
     record_run(store, "tenant-a", "run-1", steps=2)
-    config = plan_config(
-        report_dir, coordinator_tests=True, tests_path=_tests_file(tmp_path, source)
-    )
+    _tests_file(monkeypatch, tmp_path, source)
+    config = plan_config(report_dir, coordinator_tests=True)
 
     result = run_plan(dagster_instance, trace_store(store), config)
 
@@ -89,11 +98,15 @@ def test_failing_or_empty_tests_stop_the_plan_before_the_report(
 
 
 def test_missing_tests_file_stops_step_5(
-    store: DatabaseUrl, dagster_instance: DagsterInstance, report_dir: Path, tmp_path: Path
+    store: DatabaseUrl,
+    dagster_instance: DagsterInstance,
+    report_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     record_run(store, "tenant-a", "run-1", steps=1)
-    missing = tmp_path / "no_such_test_file.py"
-    config = plan_config(report_dir, coordinator_tests=True, tests_path=str(missing))
+    missing = _tests_file(monkeypatch, tmp_path, None)
+    config = plan_config(report_dir, coordinator_tests=True)
 
     result = run_plan(dagster_instance, trace_store(store), config)
 
@@ -103,15 +116,15 @@ def test_missing_tests_file_stops_step_5(
 
 
 def test_tests_that_hang_are_stopped_and_stop_the_plan(
-    store: DatabaseUrl, dagster_instance: DagsterInstance, report_dir: Path, tmp_path: Path
+    store: DatabaseUrl,
+    dagster_instance: DagsterInstance,
+    report_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     record_run(store, "tenant-a", "run-1", steps=1)
-    config = plan_config(
-        report_dir,
-        coordinator_tests=True,
-        tests_path=_tests_file(tmp_path, NEVER_ENDS),
-        tests_timeout=1,
-    )
+    _tests_file(monkeypatch, tmp_path, NEVER_ENDS)
+    config = plan_config(report_dir, coordinator_tests=True, tests_timeout=1)
 
     result = run_plan(dagster_instance, trace_store(store), config)
 
