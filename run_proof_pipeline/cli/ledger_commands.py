@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from run_proof_pipeline.cli.errors import CommandError, handled
+from run_proof_pipeline.cli.errors import CommandError, handled, output_lost, record_outcome, say
 from run_proof_pipeline.cli.exit_codes import ExitCode
 from run_proof_pipeline.store.engine import ResolvedDatabase
 
@@ -46,8 +46,9 @@ def checkpoint_create(
     except CheckpointRefused as exc:
         raise CommandError(f"checkpoint refused: {exc}", ExitCode.FAILED) from None
     checkpoint = created.signed.checkpoint
+    record_outcome(f"checkpoint {created.path} is written (tree size {checkpoint.size})")
     if created.key_warning:
-        print(f"run-proof: {created.key_warning}", file=sys.stderr)
+        say(created.key_warning)
     print(f"checkpoint written: {created.path}")
     print(f"origin: {checkpoint.origin}")
     print(f"tree_size: {checkpoint.size}")
@@ -110,18 +111,37 @@ def checkpoint_verify(
     )
 
 
+# `--out` of export: never a partial file, and an existing file only with --force.
+_FORCE_HINT = "pass --force to replace it"
+
+
 @handled
 def export(
     tenant_id: str = typer.Option(..., "--tenant-id", help="Tenant of the run."),
     run_id: str = typer.Option(..., "--run-id", help="Run to export."),
-    out: Path | None = typer.Option(None, "--out", help="Bundle file; default: stdout."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Bundle file (written whole or not at all; never over an existing file without "
+        "--force); default: stdout.",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace an existing --out file (atomically: old or new, whole)."
+    ),
 ) -> None:
     """Write a run's offline proof bundle (JSON): trace, steps, ledger proof, checkpoint."""
     from run_proof_pipeline.bundle.export import RunNotFound, export_bundle
     from run_proof_pipeline.cli.progress import UPDATE_EVERY, step_progress_bar
+    from run_proof_pipeline.ledger.checkpoint_files import check_output_path, write_output_file
     from run_proof_pipeline.ledger.settings import load_ledger_settings
     from run_proof_pipeline.ledger.snapshot_run import in_snapshot
 
+    # Refused before the database is read: a path that cannot take the bundle, or no
+    # standard output to write it to.
+    if out is not None:
+        check_output_path(out, name="--out", replace=force, replace_hint=_FORCE_HINT)
+    else:
+        _stdout_usable()
     resolved = _resolved(machine_output=out is None)
     settings = load_ledger_settings()
     try:
@@ -143,10 +163,25 @@ def export(
     text = bundle.model_dump_json(indent=2) + "\n"
     if out is None:
         sys.stdout.write(text)
+        _stdout_usable(written=True)
         return
-    out.write_text(text, encoding="utf-8")
+    write_output_file(
+        out, text.encode("utf-8"), name="--out", replace=force, replace_hint=_FORCE_HINT
+    )
     covered = "with" if bundle.ledger.checkpoint else "WITHOUT"
     print(f"bundle written: {out} ({len(bundle.steps)} steps, {covered} a signed checkpoint)")
+
+
+def _stdout_usable(*, written: bool = False) -> None:
+    """The bundle is export's output: standard output lost (closed, a broken pipe, a full
+    device) is a failure to export (exit 2), not an output merely lost."""
+    why = output_lost()
+    if why is None:
+        return
+    done = "was not written whole" if written else "cannot be written"
+    raise CommandError(
+        f"the bundle {done}: {why} (write it to a file with --out FILE)", ExitCode.USAGE
+    )
 
 
 def _bundle_key(text: str | None, file: str | None) -> tuple[VerifierKey, str]:

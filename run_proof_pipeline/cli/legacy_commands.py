@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from run_proof_pipeline.cli.errors import CommandError, handled
+from run_proof_pipeline.cli.errors import CommandError, handled, record_outcome
 from run_proof_pipeline.cli.exit_codes import ExitCode
 
 
@@ -91,6 +91,10 @@ def adopt(
             await engine.dispose()
 
     report = asyncio.run(run())
+    record_outcome(
+        f"adoption is committed ({len(report.adopted)} adopted, {len(report.skipped)} "
+        f"skipped, {report.already_adopted} adopted before)"
+    )
     for trace in report.adopted:
         print(
             f"adopted tenant {trace.tenant_id!r}, run {trace.run_id!r}: {trace.chain_length} "
@@ -139,6 +143,12 @@ def retire(
     except RetirementError as exc:
         raise CommandError(str(exc), ExitCode.NOT_FOUND) from None
     tombstone = retirement.tombstone
+    ids = f"tenant {tombstone.tenant_id!r}, run {tombstone.run_id!r}"
+    record_outcome(
+        f"the tombstone of {ids} is committed as ledger entry {retirement.ledger_seq}"
+        if retirement.newly_retired
+        else f"{ids} was retired before (ledger entry {retirement.ledger_seq}); nothing changed"
+    )
     verb = "retired" if retirement.newly_retired else "already retired"
     print(
         f"{verb}: tenant {tombstone.tenant_id!r}, run {tombstone.run_id!r} "

@@ -20,7 +20,8 @@ def step_progress_bar(
     *, enabled: bool, stream: TextIO | None = None, force_terminal: bool | None = None
 ) -> Iterator[StepProgress | None]:
     stream = stream or sys.stderr
-    if not enabled or not (force_terminal or stream.isatty()):
+    # No stderr at all (`2>&-` outside a guarded command: sys.stderr is None) draws nothing.
+    if not enabled or stream is None or not (force_terminal or stream.isatty()):
         yield None
         return
     from rich.console import Console

@@ -9,6 +9,12 @@ it (that would un-sign every run it covered).
 Files are written atomically and durably: a temp file in the same directory, fsync, linked to
 its final name (which fails if that name exists: never overwritten), then the directory is
 fsynced. A crash leaves either no checkpoint or the whole one, never a partial file.
+
+The same writer (write_durably, write_output_file) writes every file the CLI is asked for
+with `--out` (`export`'s bundle too): a path that cannot take the file is refused before any
+work (a directory, a missing folder, a taken name unless replacing was asked for), and a
+write that fails (no space, no permission) leaves neither a partial nor a temp file behind
+(OutputError, one line; the CLI exits 2). docs/bad-input.md lists the messages.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,15 +31,21 @@ from run_proof_pipeline.ledger.checkpoint import CheckpointProblem, SignedCheckp
 from run_proof_pipeline.settings import ConfigError
 
 __all__ = [
+    "OutputError",
+    "OutputExists",
     "StoredCheckpoint",
+    "check_output_path",
+    "checkpoint_path",
+    "prepare_checkpoint_target",
     "latest_checkpoint",
     "read_checkpoint",
     "scan_checkpoints",
     "write_checkpoint",
+    "write_durably",
+    "write_output_file",
 ]
 
 _NAME = re.compile(r"checkpoint-(\d{12,})-(\d{8}T\d{12}Z)\.note")
-_TEMP_PREFIX = ".checkpoint-"  # the writer's temp files; hidden files are not checkpoints
 _TEMP_SUFFIX = ".tmp"
 
 
@@ -55,21 +68,113 @@ def _file_name(size: int) -> str:
     return f"checkpoint-{size:012d}-{stamp}.note"
 
 
+class OutputError(Exception):
+    """A file was not written where it was asked for; the message (one line) says why and
+    what to do. Nothing is left behind: no partial file, no temp file, an old file intact."""
+
+
+class OutputExists(OutputError, FileExistsError):
+    """The file's name is taken, and replacing it was not asked for (or is never allowed)."""
+
+
 def write_checkpoint(target: Path, signed: SignedCheckpoint) -> Path:
     """Write the note into directory `target` (created if missing), or to the file `target`
-    when it names a file that does not exist yet. Never overwrites; atomic and durable."""
-    if target.suffix == ".note" or (target.exists() and not target.is_dir()):
-        path = target
-        path.parent.mkdir(parents=True, exist_ok=True)
-    else:
-        target.mkdir(parents=True, exist_ok=True)
-        path = target / _file_name(signed.checkpoint.size)
-    _write_durably(path, signed.note().encode("utf-8"))
+    when it names a file that does not exist yet. Never overwrites; atomic and durable.
+    OutputError when it cannot (the name is taken, a folder cannot be created, the write
+    fails): nothing is left behind."""
+    path = checkpoint_path(target, signed.checkpoint.size)
+    write_durably(path, signed.note().encode("utf-8"), name="checkpoint")
     return path
 
 
-def _write_durably(path: Path, data: bytes) -> None:
-    fd, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=path.parent)
+def prepare_checkpoint_target(target: Path) -> None:
+    """Refuse a `--out`/directory `target` no checkpoint can be written to, creating the
+    folders on the way: OutputExists for a taken file name, OutputError for a folder that
+    cannot be created. Called before signing, so that a bad target costs nothing."""
+    directory = target.parent if _names_a_file(target) else target
+    if _names_a_file(target) and os.path.lexists(target):
+        raise _exists(target, "checkpoint")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot create the checkpoint directory {directory}: {_reason(exc)}; "
+            "nothing was written"
+        ) from None
+    probe_writable(directory, target if _names_a_file(target) else directory, "checkpoint")
+
+
+def checkpoint_path(target: Path, size: int) -> Path:
+    """Where a checkpoint of tree size `size` goes for `target` (prepared first)."""
+    prepare_checkpoint_target(target)
+    return target if _names_a_file(target) else target / _file_name(size)
+
+
+def _names_a_file(target: Path) -> bool:
+    return target.suffix == ".note" or (os.path.lexists(target) and not target.is_dir())
+
+
+def check_output_path(path: Path, *, name: str, replace: bool, replace_hint: str) -> None:
+    """Refuse, before any work, a path where a file cannot be written: a directory, a folder
+    that does not exist or is not a folder, an existing file (unless `replace`). A device
+    or a pipe (`/dev/stdout`, a FIFO) is written as it is. Replacing replaces the name given:
+    a symbolic link there is replaced, what it points to is not written. `name` opens every
+    message (the option, e.g. "--out"); `replace_hint` says how to ask for a replacement."""
+    if path.is_dir():
+        raise OutputError(f"{name} {path} is a directory: give a file name; nothing was written")
+    parent = path.parent
+    if not parent.is_dir():
+        missing = "is not a folder" if os.path.lexists(parent) else "does not exist"
+        raise OutputError(f"{name} {path}: the folder {parent} {missing}; nothing was written")
+    if _special(path):
+        return
+    if os.path.lexists(path) and not replace:
+        raise _exists(path, name, replace_hint)
+    probe_writable(parent, path, name)
+
+
+def probe_writable(directory: Path, path: Path, name: str) -> None:
+    """Refuse now, not after the work, a folder where no file can be created (permissions,
+    a read-only file system): a hidden temp file is created there and removed at once."""
+    try:
+        fd, temp = tempfile.mkstemp(prefix=".run-proof-probe-", suffix=_TEMP_SUFFIX, dir=directory)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {name} {path}: {_reason(exc)}; nothing was written"
+        ) from None
+    os.close(fd)
+    os.unlink(temp)
+
+
+def write_output_file(
+    path: Path, data: bytes, *, name: str, replace: bool, replace_hint: str
+) -> None:
+    """`data` as the file `path`, checked as check_output_path() does: a regular file is
+    written whole or not at all (write_durably), replacing an old one only if `replace`;
+    a device or a pipe is written straight (there is no file to leave half-written)."""
+    check_output_path(path, name=name, replace=replace, replace_hint=replace_hint)
+    if _special(path):
+        _write_special(path, data, name=name)
+        return
+    write_durably(path, data, name=name, replace=replace, replace_hint=replace_hint)
+
+
+def write_durably(
+    path: Path, data: bytes, *, name: str, replace: bool = False, replace_hint: str = ""
+) -> None:
+    """Write `data` as the file `path`: a temp file in its directory, fsync, then its final
+    name in one step: a hard link, which never replaces a file (OutputExists), or with
+    `replace` an atomic rename over the old file; then the directory is fsynced. On any
+    failure (no space, no permission, a file size limit) the temp file is removed and an old
+    file is untouched: OutputError, naming `name` and `path`."""
+    try:
+        fd, temp_name = tempfile.mkstemp(
+            prefix=f".{path.name[:80]}-", suffix=_TEMP_SUFFIX, dir=path.parent
+        )
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {name} {path}: {_reason(exc)}; nothing was written"
+        ) from None
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -77,25 +182,86 @@ def _write_durably(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(temp, 0o644)
-        _publish(temp, path)
+        if replace:
+            os.replace(temp, path)
+        else:
+            _publish(temp, path, name, replace_hint)
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {name} {path}: {_reason(exc)}; nothing was written"
+            + (" (the old file is unchanged)" if os.path.lexists(path) else "")
+        ) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
     _fsync_directory(path.parent)
 
 
-def _publish(temp: Path, path: Path) -> None:
+def _publish(temp: Path, path: Path, name: str, replace_hint: str) -> None:
     """Give the complete temp file its final name in one step, never replacing a file."""
     try:
         os.link(temp, path)  # atomic; FileExistsError when the name is taken
         return
     except FileExistsError:
-        raise FileExistsError(f"checkpoint {path} exists already: never overwritten") from None
+        raise _exists(path, name, replace_hint) from None
     except OSError:
         pass  # a file system without hard links: rename, after checking the name is free
-    if path.exists():
-        raise FileExistsError(f"checkpoint {path} exists already: never overwritten")
+    if os.path.lexists(path):
+        raise _exists(path, name, replace_hint)
     os.replace(temp, path)
+
+
+def _write_special(path: Path, data: bytes, *, name: str) -> None:
+    # No O_CREAT, no O_TRUNC: if a regular file took the name since the check, it is
+    # refused, not truncated. Unbuffered: an error is raised by the write that failed.
+    try:
+        fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise OutputError(f"cannot write {name} {path}: {_reason(exc)}") from None
+    written = 0
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _exists(path, name, "")
+        view = memoryview(data)
+        while written < len(data):
+            written += os.write(fd, view[written:])
+    except OutputError:
+        raise
+    except OSError as exc:
+        done = (
+            "nothing was written"
+            if written == 0
+            else f"only {written} of {len(data)} bytes were written"
+        )
+        raise OutputError(f"cannot write {name} {path}: {_reason(exc)}; {done}") from None
+    finally:
+        os.close(fd)
+
+
+def _special(path: Path) -> bool:
+    """A device, a pipe or a socket, itself or where its link points (`/dev/stdout`): written
+    straight, never replaced (a rename would put a file in place of the device)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def _exists(path: Path, name: str, replace_hint: str = "") -> OutputExists:
+    if name == "checkpoint":
+        return OutputExists(
+            f"checkpoint {path} exists already: never overwritten; nothing was written "
+            "(give a new file name or a directory)"
+        )
+    hint = f" ({replace_hint})" if replace_hint else ""
+    return OutputExists(f"{name} {path} exists already: nothing was written{hint}")
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 def _fsync_directory(directory: Path) -> None:

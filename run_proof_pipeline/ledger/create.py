@@ -21,7 +21,7 @@ from run_proof_pipeline.ledger.checkpoint import (
     SignedCheckpoint,
     sign_checkpoint,
 )
-from run_proof_pipeline.ledger.checkpoint_files import write_checkpoint
+from run_proof_pipeline.ledger.checkpoint_files import prepare_checkpoint_target, write_checkpoint
 from run_proof_pipeline.ledger.queries import database_name, ledger_present, read_entries
 from run_proof_pipeline.ledger.settings import LedgerSettings
 from run_proof_pipeline.ledger.signed_head import load_signed_head
@@ -50,6 +50,9 @@ async def create_checkpoint(
     target = out or settings.checkpoint_dir(create=True)
     if target is None:
         raise ConfigError("RUN_PROOF_CHECKPOINT_DIR is not set (or pass --out)")
+    # A target no checkpoint can be written to is refused before a key is created or the
+    # ledger read (OutputError: one line, exit 2); the write itself never overwrites.
+    prepare_checkpoint_target(target)
     if not await ledger_present(conn):
         raise CheckpointRefused("the ledger table run_proof_ledger is missing")
     name = await database_name(conn)
