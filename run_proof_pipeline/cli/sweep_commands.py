@@ -40,21 +40,32 @@ def sweep(
         False, "--full", help="Re-verify every sealed run, not only those not verified yet."
     ),
     workers: int = typer.Option(
-        2, "--workers", min=1, max=64, help="Processes (each with its own connection)."
+        2, "--workers", help="Processes, 1 to 16 (each with its own connection)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Verify every sealed run not verified since its seal (or all with --full); exit 1 if
     any run FAILED."""
     from run_proof_pipeline.cli.main import _database
+    from run_proof_pipeline.proof.worker_limit import check_workers
     from run_proof_pipeline.sweep import SweepOptions, run_sweep
+    from run_proof_pipeline.sweep.runner import SweepWorkerError
 
+    # The shared bound (proof/worker_limit.py): a ConfigError, exit 2, before any connection.
+    check_workers(workers, source="--workers")
     options = SweepOptions(
         full=full, tenant_id=tenant_id, since=_since(since), workers=workers, progress_every=0.5
     )
     resolved = _database(machine_output=as_json)
-    with _progress_bar(enabled=not as_json and sys.stdout.isatty()) as on_progress:
-        report = run_sweep(resolved.url, options, progress=on_progress)
+    try:
+        with _progress_bar(enabled=not as_json and sys.stdout.isatty()) as on_progress:
+            report = run_sweep(resolved.url, options, progress=on_progress)
+    except SweepWorkerError as exc:
+        if exc.bug:
+            raise  # a bug in a shard keeps its traceback (cli/errors.py)
+        # As the same failure in process: the server gone is exit 5, a database error 1.
+        code = ExitCode.UNREACHABLE if exc.unreachable else ExitCode.FAILED
+        raise CommandError(str(exc), code) from None
     if as_json:
         print(json.dumps(report.to_dict()))
     else:

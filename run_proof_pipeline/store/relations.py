@@ -10,8 +10,19 @@ security policy that hides rows from the verifier. Under the pinned search path
   on an AOS store (text or varchar(n) for text; smallint, integer or bigint for integers;
   double precision; jsonb; timestamptz), compared by the built-in type's OID, so neither a
   domain nor a look-alike type of another schema passes;
+- each key the format identifies rows by (`aos_traces (trace_id)`, `aos_trace_steps
+  (trace_id, step_index)`, `run_proof_ledger (seq)`) is enforced by a valid, plain,
+  non-partial unique index, and its text columns compare in a deterministic collation: with
+  the UNIQUE constraint dropped, a forged row could share a sealed run's trace_id and read
+  (or lend) its steps and verdict. AOS creates both trace-table keys (its writer's
+  `ON CONFLICT (trace_id)` and `ON CONFLICT (trace_id, step_index)` need them), and so does
+  `run-proof db upgrade`;
 - where row-level security applies to the current role, a permissive policy lets it read
   every row (`USING (true)`, as `db harden` installs) and no restrictive policy narrows it.
+
+A relation or column that is missing on a store whose migrations are not at head is
+`StoreNotMigrated` (a ConfigError: exit 2, "run `run-proof db upgrade`"); anything else that
+fails, including a relation missing although the store is migrated, is `UntrustedStore`.
 
 docs/threat-model.md ("What a proof trusts") lists what this covers.
 """
@@ -19,11 +30,20 @@ docs/threat-model.md ("What a proof trusts") lists what this covers.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["PROOF_RELATIONS", "UntrustedStore", "check_proof_relations"]
+from run_proof_pipeline.settings import ConfigError
+
+__all__ = [
+    "PROOF_KEYS",
+    "PROOF_RELATIONS",
+    "StoreNotMigrated",
+    "UntrustedStore",
+    "check_proof_relations",
+]
 
 # Built-in type OIDs (fixed in PostgreSQL's catalog, pg_type.dat).
 _TEXT = frozenset({25, 1043})  # text, varchar(n)
@@ -75,8 +95,22 @@ PROOF_RELATIONS: Mapping[str, Mapping[str, frozenset[int]]] = {
 }
 
 
+# The keys the format identifies rows by: a proof reads "the" trace of a trace_id and "the"
+# step at an index, so each must be unique in the store, not only by convention.
+PROOF_KEYS: Mapping[str, tuple[str, ...]] = {
+    "aos_traces": ("trace_id",),
+    "aos_trace_steps": ("trace_id", "step_index"),
+    "run_proof_ledger": ("seq",),
+}
+
+
 class UntrustedStore(RuntimeError):
     """The store's relations are not what a proof may read; nothing was proved."""
+
+
+class StoreNotMigrated(ConfigError):
+    """The store lacks relations or columns because `run-proof db upgrade` has not run (to
+    head) on it; nothing was proved and nothing written."""
 
 
 # Every name is resolved the way the proof's own statements resolve it (to_regclass under
@@ -97,10 +131,29 @@ LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = r.name
 _COLUMNS = text(
     """
 SELECT c.relname, a.attname, a.atttypid::bigint AS typid,
-       pg_catalog.format_type(a.atttypid, a.atttypmod) AS shown
+       pg_catalog.format_type(a.atttypid, a.atttypmod) AS shown,
+       COALESCE(coll.collisdeterministic, true) AS deterministic,
+       coll.collname::text AS collation
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+LEFT JOIN pg_catalog.pg_collation coll ON coll.oid = a.attcollation
 WHERE a.attrelid = ANY(CAST(:oids AS oid[])) AND a.attnum > 0 AND NOT a.attisdropped
+"""
+)
+# Every valid, plain-column, non-partial unique index of the relations, with its key columns
+# (INCLUDE columns are not part of the key).
+_UNIQUE_KEYS = text(
+    """
+SELECT c.relname,
+       ARRAY(SELECT a.attname
+             FROM pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             WHERE k.n <= i.indnkeyatts) AS keys
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+WHERE i.indrelid = ANY(CAST(:oids AS oid[]))
+  AND i.indisunique AND i.indisvalid AND i.indisready AND i.indislive
+  AND i.indpred IS NULL AND i.indexprs IS NULL
 """
 )
 # Policies that apply to the current role for SELECT.
@@ -124,16 +177,24 @@ GROUP BY c.relname
 
 
 async def check_proof_relations(
-    conn: AsyncConnection, schema: str, relations: Mapping[str, Mapping[str, frozenset[int]]]
+    conn: AsyncConnection,
+    schema: str,
+    relations: Mapping[str, Mapping[str, frozenset[int]]],
+    keys: Mapping[str, tuple[str, ...]] = PROOF_KEYS,
 ) -> None:
-    """Raise UntrustedStore naming the first relation or column a proof may not read."""
+    """Raise StoreNotMigrated or UntrustedStore naming the first relation, column or key a
+    proof may not read; `keys` are checked for the relations among `relations`."""
     rows = (await conn.execute(_RELATIONS, {"names": list(relations), "schema": schema})).all()
+    by_name = {row.name: row for row in rows}
+    # In the order of `relations`, all of them: an unmigrated store lacks several at once.
+    missing = [f"{schema}.{name}" for name in relations if not by_name[name].in_schema]
+    if missing:
+        await _raise_missing(conn, schema, f"{', '.join(missing)} {_do(missing)} not exist")
     oids: list[int] = []
     rls: list[int] = []
-    for row in rows:
+    for name in relations:
+        row = by_name[name]
         where = f"{schema}.{row.name}"
-        if not row.in_schema:
-            raise UntrustedStore(f"{where} does not exist (run `run-proof db upgrade`)")
         if row.relkind != "r":
             raise UntrustedStore(
                 f"{where} is not a plain table (relkind {row.relkind!r}); "
@@ -147,21 +208,27 @@ async def check_proof_relations(
         oids.append(int(row.oid))
         if row.rls_active:
             rls.append(int(row.oid))
-    found: dict[tuple[str, str], tuple[int, str]] = {
-        (r.relname, r.attname): (int(r.typid), r.shown)
-        for r in (await conn.execute(_COLUMNS, {"oids": oids})).all()
+    found = {
+        (r.relname, r.attname): r for r in (await conn.execute(_COLUMNS, {"oids": oids})).all()
     }
+    absent = [
+        f"{schema}.{table}.{column}"
+        for table, columns in relations.items()
+        for column in columns
+        if (table, column) not in found
+    ]
+    if absent:
+        await _raise_missing(conn, schema, f"column {', '.join(absent)} {_do(absent)} not exist")
     for table, columns in relations.items():
         for column, allowed in columns.items():
-            got = found.get((table, column))
-            if got is None:
-                raise UntrustedStore(f"{schema}.{table} has no column {column}")
-            if got[0] not in allowed:
+            got = found[(table, column)]
+            if int(got.typid) not in allowed:
                 names = " or ".join(sorted(_NAMES[oid] for oid in allowed))
                 raise UntrustedStore(
-                    f"{schema}.{table}.{column} has type {got[1]}, expected {names}: "
+                    f"{schema}.{table}.{column} has type {got.shown}, expected {names}: "
                     "its values would not read as the format defines them"
                 )
+    await _check_keys(conn, schema, {t: k for t, k in keys.items() if t in relations}, found, oids)
     if rls:
         for row in (await conn.execute(_POLICIES, {"oids": rls})).all():
             if row.restricted or not row.reads_all:
@@ -170,3 +237,92 @@ async def check_proof_relations(
                     "this role (a restrictive policy, or no permissive USING (true) "
                     "policy for it): a proof must see every row"
                 )
+
+
+def _do(names: list[str]) -> str:
+    return "does" if len(names) == 1 else "do"
+
+
+async def _check_keys(
+    conn: AsyncConnection,
+    schema: str,
+    keys: Mapping[str, tuple[str, ...]],
+    columns: Mapping[tuple[str, str], Any],
+    oids: list[int],
+) -> None:
+    """Each key is unique by a unique index on (a subset of) its columns, and its text
+    columns compare bytes: a nondeterministic collation makes `trace_id = x` match other
+    ids, whatever the index."""
+    for table, key in keys.items():
+        for column in key:
+            got = columns[(table, column)]
+            if not got.deterministic:
+                raise UntrustedStore(
+                    f"{schema}.{table}.{column} has the nondeterministic collation "
+                    f"{got.collation}: ids that differ would compare equal"
+                )
+    indexes: dict[str, list[set[str]]] = {}
+    for row in (await conn.execute(_UNIQUE_KEYS, {"oids": oids})).all():
+        indexes.setdefault(row.relname, []).append(set(row.keys))
+    for table, key in keys.items():
+        # A unique index on fewer of the key's columns is stricter, and as good.
+        if not any(cols and cols <= set(key) for cols in indexes.get(table, [])):
+            shared = await _shared_key(conn, schema, table, key)
+            raise UntrustedStore(
+                f"{schema}.{table} has no unique index on ({', '.join(key)}) "
+                "(the format's key, which AOS and `run-proof db upgrade` create): "
+                f"rows sharing a key could take each other's steps and verdict; {shared}"
+            )
+
+
+# Who holds a shared key, for the refusal's message: the rows' own identity where it has one.
+_WHO = {"aos_traces": "tenant_id, run_id", "aos_trace_steps": "tenant_id, run_id"}
+
+
+async def _shared_key(conn: AsyncConnection, schema: str, table: str, key: tuple[str, ...]) -> str:
+    """The first key value that several rows hold, and which rows (a scan, but only on the
+    way to a refusal); values shown as repr so that the message stays one line."""
+    columns = ", ".join(f"k.{c}" for c in key)
+    who = _WHO.get(table)
+    rows = f"pg_catalog.array_agg(ARRAY[{who}] ORDER BY {who})" if who else "NULL"
+    statement = (
+        f"SELECT {columns}, pg_catalog.count(*) AS n, {rows} AS who"  # noqa: S608 - constants
+        f" FROM {schema}.{table} k WHERE {' AND '.join(f'k.{c} IS NOT NULL' for c in key)}"
+        f" GROUP BY {columns} HAVING pg_catalog.count(*) > 1 ORDER BY {columns} LIMIT 1"
+    )
+    row = (await conn.execute(text(statement))).first()
+    if row is None:
+        return "no two rows share one now"
+    value = " ".join(f"{c} {getattr(row, c)!r}" for c in key)
+    held = f"{value} is held by {row.n} rows"
+    if row.who is None:
+        return held
+    shown = ", ".join(f"tenant {tenant!r} run {run!r}" for tenant, run in row.who[:3])
+    return f"{held} ({shown}{', ...' if row.n > 3 else ''})"
+
+
+async def _raise_missing(conn: AsyncConnection, schema: str, what: str) -> None:
+    """StoreNotMigrated when the store's migrations are not at head (db upgrade creates what
+    is missing); UntrustedStore when they are, since then something was dropped."""
+    # Imported here: alembic is needed only on this path.
+    from run_proof_pipeline.store.migrate import VERSION_TABLE, head_revision
+
+    table = f"{schema}.{VERSION_TABLE}"
+    current: str | None = None
+    present = (
+        await conn.execute(text("SELECT pg_catalog.to_regclass(:t) IS NOT NULL"), {"t": table})
+    ).scalar_one()
+    if present:
+        current = (
+            await conn.execute(text(f"SELECT max(version_num) FROM {table}"))  # noqa: S608
+        ).scalar_one()
+    head = head_revision()
+    if current != head:
+        raise StoreNotMigrated(
+            f"the trace store is not migrated: {what} (database at "
+            f"{current or 'no run-proof revision'}, code at {head}); run `run-proof db upgrade`"
+        )
+    raise UntrustedStore(
+        f"{what}, although the store is migrated to revision {head}: it was dropped or "
+        "renamed; a proof reads only the store's own tables"
+    )

@@ -4,6 +4,11 @@ With `workers` > 1 the traces are split into that many shards (by a hash of trac
 proven by its own process on its own connection, so both the Python work and PostgreSQL's
 work spread over the cores.  Progress reaches the caller at most every `progress_every`
 seconds, from whichever process did the work.
+
+Nothing is written before the store passed the relation check (store/relations.py): an
+unmigrated store gets no state table. A shard that fails reports what kind of failure it
+was, so that the caller maps it as it would the same error in process (docs/bad-input.md):
+the server gone is `unreachable`, an untrusted or unmigrated store is that error again.
 """
 
 from __future__ import annotations
@@ -18,11 +23,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+import psycopg
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import OperationalError as SqlOperationalError
+
 from run_proof_pipeline.ledger.queries import entries_of_legacy_traces, ledger_present
 from run_proof_pipeline.proof.stream import prove_traces
-from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.settings import ConfigError, DatabaseUrl
 from run_proof_pipeline.store.copy_reader import SnapshotCopyReader
 from run_proof_pipeline.store.engine import async_engine
+from run_proof_pipeline.store.relations import StoreNotMigrated, UntrustedStore
 from run_proof_pipeline.store.snapshot import begin_snapshot, export_snapshot
 from run_proof_pipeline.sweep.report import FailedRun, SweepProgress, SweepReport
 from run_proof_pipeline.sweep.state import (
@@ -85,6 +95,11 @@ def run_sweep(
 async def _prepare(url: DatabaseUrl, selection: Selection) -> tuple[int, int]:
     engine = async_engine(url)
     try:
+        # The relation check first (StoreNotMigrated, UntrustedStore): a store that cannot be
+        # proved gets nothing written, not even the sweep's state table.
+        async with engine.connect() as conn:
+            await begin_snapshot(conn)
+            await conn.rollback()
         async with engine.begin() as conn:
             await ensure_state_table(conn)
         async with engine.connect() as conn:
@@ -200,12 +215,62 @@ def _shard_process(url: DatabaseUrl, options: SweepOptions, shard: int, out: Any
             )
         )
         out.put(("done", report))
-    except BaseException:
-        out.put(("error", traceback.format_exc()))
+    except BaseException as exc:
+        out.put(("error", *_failure_of(exc)))
+
+
+# What a shard's failure was: the kinds the CLI maps (cli/errors.py), by the same types.
+UNREACHABLE, UNTRUSTED, NOT_MIGRATED, CONFIG, DATABASE, BUG = (
+    "unreachable",
+    "untrusted",
+    "not migrated",
+    "config",
+    "database",
+    "bug",
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _failure_of(exc: BaseException) -> tuple[str, str]:
+    """(kind, message) of a shard's exception; only a bug keeps its traceback."""
+    if isinstance(exc, (SqlOperationalError, psycopg.OperationalError, ConnectionError)):
+        return UNREACHABLE, f"database unreachable: {_first_line(exc)}"
+    if isinstance(exc, UntrustedStore):
+        return UNTRUSTED, str(exc)
+    if isinstance(exc, StoreNotMigrated):
+        return NOT_MIGRATED, str(exc)
+    if isinstance(exc, ConfigError):
+        return CONFIG, str(exc)
+    if isinstance(exc, (DBAPIError, psycopg.Error)):
+        return DATABASE, f"database error: {_first_line(exc)}"
+    return BUG, traceback.format_exc()
 
 
 class SweepWorkerError(RuntimeError):
-    """A shard's process failed; the message holds its traceback."""
+    """A shard's process failed. `unreachable`: the database went away or refused it (the
+    message is one line, as in process); otherwise the message holds what the shard said
+    (its traceback for a bug)."""
+
+    def __init__(self, message: str, *, unreachable: bool = False, bug: bool = True) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+        # False for an expected failure (a database error): one line, no traceback.
+        self.bug = bug and not unreachable
+
+
+def _raise_failure(kind: str, message: str) -> None:
+    """Raise in the parent what the shard raised, as far as the CLI tells them apart."""
+    if kind == UNTRUSTED:
+        raise UntrustedStore(message)
+    if kind == NOT_MIGRATED:
+        raise StoreNotMigrated(message)
+    if kind == CONFIG:
+        raise ConfigError(message)
+    raise SweepWorkerError(message, unreachable=kind == UNREACHABLE, bug=kind == BUG)
 
 
 def _sweep_in_processes(url: DatabaseUrl, options: SweepOptions, tracker: _Tracker) -> SweepReport:
@@ -224,14 +289,14 @@ def _sweep_in_processes(url: DatabaseUrl, options: SweepOptions, tracker: _Track
         process.start()
     report = SweepReport(mode=options.mode)
     pending = len(processes)
-    errors: list[str] = []
+    failure: tuple[str, str] | None = None
     try:
         while pending:
             try:
                 message = out.get(timeout=1.0)
             except queue.Empty:
                 if not any(p.is_alive() for p in processes) and out.empty():
-                    errors.append("a sweep worker exited without a report")
+                    failure = (BUG, "a sweep worker exited without a report")
                     break
                 continue
             kind = message[0]
@@ -241,14 +306,18 @@ def _sweep_in_processes(url: DatabaseUrl, options: SweepOptions, tracker: _Track
                 report.merge(message[1])
                 pending -= 1
             else:
-                errors.append(message[1])
-                pending -= 1
+                # The first failure is the sweep's: the other shards stop (each page they
+                # committed is recorded; the rest is proved by the next sweep).
+                failure = (message[1], message[2])
+                break
     finally:
         for process in processes:
+            if failure is not None and process.is_alive():
+                process.terminate()  # our own child, by its handle
             process.join(timeout=5)
             if process.is_alive():
                 process.terminate()  # our own child, by its handle
                 process.join()
-    if errors:
-        raise SweepWorkerError("\n".join(errors))
+    if failure is not None:
+        _raise_failure(*failure)
     return report

@@ -6,6 +6,9 @@ every sealed trace without a VERIFIED row at its current `seal_seq`: new seals, 
 that failed before (they stay red every night until someone looks).  A per-trace row rather
 than a high-water mark on `seal_seq`: sequence numbers are handed out when a seal is
 written, not when it commits, so a mark would skip a seal that commits late.
+A row counts only for the tenant and run it was verified as: a trace row that later holds
+the same trace_id under another tenant or run (the owner's delete and insert) is proved
+again, not taken as verified (store/relations.py keeps trace_id unique within a snapshot).
 
 The table lives beside the traces so that the CLI and Dagster share it; the sweep's role
 needs CREATE on the schema once, then INSERT/UPDATE on this table only.
@@ -49,7 +52,8 @@ WHERE t.genesis_hash IS NOT NULL AND t.root_hash IS NOT NULL
   AND (:shards = 1 OR mod(abs(hashtext(t.trace_id)::bigint), :shards) = :shard)
   AND (:full OR NOT EXISTS (
         SELECT 1 FROM run_proof_sweep_verified v
-        WHERE v.trace_id = t.trace_id AND v.status = 'VERIFIED'
+        WHERE v.trace_id = t.trace_id AND v.tenant_id = t.tenant_id AND v.run_id = t.run_id
+          AND v.status = 'VERIFIED'
           AND v.seal_seq IS NOT DISTINCT FROM t.seal_seq))
 """
 _PAGE = (
