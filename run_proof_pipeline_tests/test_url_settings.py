@@ -56,7 +56,7 @@ def _slow(*values: object, id: str) -> Any:
             "a port is a number from 1 to 65535",
             id="port-notaport",
         ),
-        pytest.param(
+        _slow(
             f"postgresql://app:{SECRET}@[::1/aos",
             "DATABASE_URL='postgresql://app:***@[::1/aos' has an unclosed '[' in its host; "
             "an IPv6 host is written [::1]",

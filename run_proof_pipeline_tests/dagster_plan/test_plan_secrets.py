@@ -169,6 +169,7 @@ def test_plan_on_a_secret_url_proves_and_shows_the_password_nowhere(
     assert result.run_id in places["Dagster storage rows"]
 
 
+@pytest.mark.slow
 def test_resource_configured_with_the_url_keeps_it_out_of_dagster_storage(
     secret_store: SecretStore,
     dagster_instance: DagsterInstance,
