@@ -4,7 +4,8 @@ run it records against the trace tables. Reads one REPEATABLE READ snapshot.
 It attests the ledger, not the rows: each recorded run's trace must still be there, in format
 v1, with the recorded root and length, but no step is re-hashed (`verify` and `sweep` do that).
 A recorded run whose trace was turned legacy (genesis_hash cleared) is an inconsistency: its
-steps would be rows any client may change."""
+steps would be rows any client may change. So is a run recorded again after its tombstone
+(its ids reused past migration 0004's guard, docs/ledger-v1.md "Ids are recorded once")."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from run_proof_pipeline.ledger.queries import (
 from run_proof_pipeline.ledger.settings import LedgerSettings
 from run_proof_pipeline.ledger.signed_head import SignedHead, load_signed_head
 from run_proof_pipeline.ledger.tree import LedgerTree
+from run_proof_pipeline.legacy.retirement import audit_reuses, audit_tombstones
 
 __all__ = ["AuditReport", "audit_ledger", "check_extends"]
 
@@ -90,11 +92,11 @@ async def audit_ledger(
         if why is not None:
             report.problems.append(why)
     report.problems.extend(await ledger_trace_mismatches(conn))
+    # No key needed: the ledger alone shows a retired run recorded again.
+    report.problems.extend(await audit_reuses(conn))
     report.notes.extend(await ledger_run_id_collisions(conn))
     key = settings.verifier_key()
     if key is not None:
         # A tombstone excuses a deletion only when the key outside the database signed it.
-        from run_proof_pipeline.legacy.retirement import audit_tombstones
-
         report.problems.extend(await audit_tombstones(conn, key))
     return report

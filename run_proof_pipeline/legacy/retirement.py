@@ -7,11 +7,17 @@ outside the database, and inserts it into run_proof_retirements, whose trigger a
 deleted or moved to an archive, and the checkpoint audit expects it gone. `audit_tombstones`
 is the audit's half: every tombstone must carry a signature that verifies, or the deletion it
 excuses is still an alarm.
+
+A retired run's ids are never recorded again (migration 0004 refuses a new trace under them,
+docs/ledger-v1.md "Ids are recorded once"). `audit_reuses` is the audit's half of that rule:
+a seal or adoption after a run's tombstone that records it again is FAILED, naming both
+entries, since only the table owner can get one past the guard.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from run_proof_pipeline.integrity import canonicalize
+from run_proof_pipeline.ledger.entry import EntryKind, LedgerEntry
 from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey
 
 STATEMENT_PREFIX = b"run-proof tombstone v1\n"
@@ -86,7 +93,13 @@ async def _as_it_stands(conn: AsyncConnection, tenant_id: str, run_id: str) -> t
     return row.trace_id, head.head or row.genesis_hash, int(head.n)
 
 
-async def _existing(conn: AsyncConnection, trace_id: str) -> Retirement | None:
+async def _existing(
+    conn: AsyncConnection, tenant_id: str, run_id: str, as_it_stands: tuple[str, str, int]
+) -> Retirement | None:
+    """The trace's retirement, if any; RetirementError when the one recorded under its trace
+    id is of another run or of the trace as it was (its ids were reused, or it changed since):
+    calling that "already retired" would excuse the deletion of rows no tombstone names."""
+    trace_id, head, length = as_it_stands
     statement = text(
         "SELECT tenant_id, run_id, trace_id, chain_length, root_hash, reason, signer,"
         " ledger_seq, retired_at FROM run_proof_retirements WHERE trace_id = :trace_id"
@@ -94,6 +107,28 @@ async def _existing(conn: AsyncConnection, trace_id: str) -> Retirement | None:
     row = (await conn.execute(statement, {"trace_id": trace_id})).first()
     if row is None:
         return None
+    where = f"trace {trace_id!r} was retired before (tombstone: ledger entry {row.ledger_seq})"
+    if (row.tenant_id, row.run_id) != (tenant_id, run_id):
+        raise RetirementError(
+            f"{where} with another run: this trace reuses a retired trace id, which only the "
+            "table owner can do (past migration 0004), and cannot be retired under it; "
+            "see `run-proof checkpoint verify`"
+        )
+    recorded_since = await conn.scalar(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM run_proof_ledger WHERE trace_id = :trace_id"
+            " AND kind IN ('seal', 'adoption') AND seq > :tombstone)"
+        ),
+        {"trace_id": trace_id, "tombstone": row.ledger_seq},
+    )
+    if (row.root_hash, row.chain_length) != (head, length) or recorded_since:
+        raise RetirementError(
+            f"{where} as it stood then (hash {row.root_hash}, {row.chain_length} steps), and it "
+            f"was written after that (it now holds hash {head}, {length} steps"
+            f"{', and a later ledger entry seals or adopts it' if recorded_since else ''}): "
+            "its ids were reused, or the retired trace was written to; see "
+            "`run-proof checkpoint verify`"
+        )
     return Retirement(
         tombstone=_tombstone_of(row),
         signer=row.signer,
@@ -115,7 +150,7 @@ async def retire_run(
         raise RetirementError("a retirement needs a reason (--reason)")
     async with engine.begin() as conn:
         trace_id, head, length = await _as_it_stands(conn, tenant_id, run_id)
-        existing = await _existing(conn, trace_id)
+        existing = await _existing(conn, tenant_id, run_id, (trace_id, head, length))
         if existing is not None:
             return existing
         tombstone = Tombstone.model_validate(
@@ -184,4 +219,96 @@ async def audit_tombstones(conn: AsyncConnection, key: VerifierKey) -> list[str]
                 f"{where}: tombstone signature does not verify with key {_signer(key)}"
                 " (the run's removal is not a lawful retirement)"
             )
+    return problems
+
+
+# --- ids recorded again after a tombstone (docs/ledger-v1.md "Ids are recorded once") -----
+
+_ANCHORING = frozenset({EntryKind.SEAL.value, EntryKind.ADOPTION.value})
+
+# Seals and adoptions after a tombstone of the same tenant and run, or of the same trace id,
+# with whether the tombstone's trace had been sealed or adopted before it (then a later
+# entry of that very trace is a second life: a trace is sealed once). Tombstones are few: the
+# two joins (by run, by trace id) start from them, and each can be a hash join.
+_RECORDED_AFTER_TOMBSTONE = """
+WITH tombstones AS (
+    SELECT seq, tenant_id, run_id, trace_id FROM run_proof_ledger WHERE kind = :tombstone
+), later AS (
+    SELECT t.seq AS tombstone, t.tenant_id AS t_tenant_id, t.run_id AS t_run_id,
+           t.trace_id AS t_trace_id, l.seq, l.kind, l.tenant_id, l.run_id, l.trace_id
+    FROM tombstones t JOIN run_proof_ledger l
+      ON l.tenant_id = t.tenant_id AND l.run_id = t.run_id AND l.seq > t.seq
+    WHERE l.kind IN (:seal, :adoption)
+    UNION
+    SELECT t.seq, t.tenant_id, t.run_id, t.trace_id, l.seq, l.kind, l.tenant_id, l.run_id,
+           l.trace_id
+    FROM tombstones t JOIN run_proof_ledger l ON l.trace_id = t.trace_id AND l.seq > t.seq
+    WHERE l.kind IN (:seal, :adoption)
+)
+SELECT DISTINCT ON (a.seq) a.*,
+       EXISTS (SELECT 1 FROM run_proof_ledger e WHERE e.trace_id = a.t_trace_id
+               AND e.seq < a.tombstone AND e.kind IN (:seal, :adoption)) AS recorded_before
+FROM later a
+ORDER BY a.seq, a.tombstone DESC
+"""
+
+_PAST_THE_GUARD = (
+    "past the reuse guard of migration 0004 (only the table owner can disable it), so the "
+    "ledger no longer says which run the id names"
+)
+
+
+def _is_reuse(same_run: bool, same_trace: bool, recorded_before: bool) -> bool:
+    # The one case that is not a reuse: the tombstone's own trace, retired before its first
+    # seal (a writer that died) and sealed afterwards under the same ids.
+    return not (same_run and same_trace and not recorded_before)
+
+
+def reuse_after_retirement(entries: Sequence[LedgerEntry]) -> str | None:
+    """Why one run's ledger entries (all kinds, of one tenant and run id, in seq order) show
+    it recorded again after its tombstone, or None. For the per-run check (proof/anchors.py),
+    which otherwise reads two seals as a seal cleared and rewritten."""
+    tombstones = [e for e in entries if e.kind == EntryKind.TOMBSTONE.value]
+    if not tombstones:
+        return None
+    anchoring = [e for e in entries if e.kind in _ANCHORING]
+    for entry in anchoring:
+        before = [t for t in tombstones if t.seq < entry.seq]
+        if not before:
+            continue
+        tombstone = before[-1]
+        recorded_before = any(
+            e.trace_id == tombstone.trace_id and e.seq < tombstone.seq for e in anchoring
+        )
+        if _is_reuse(True, entry.trace_id == tombstone.trace_id, recorded_before):
+            seqs = ", ".join(str(e.seq) for e in anchoring)
+            return (
+                f"the run was recorded again after its retirement (tombstone: ledger entry "
+                f"{tombstone.seq}; seals and adoptions: ledger entries {seqs}): its id was "
+                f"reused {_PAST_THE_GUARD}"
+            )
+    return None
+
+
+async def audit_reuses(conn: AsyncConnection) -> list[str]:
+    """Every seal or adoption that records a retired run, or a retired trace id, again."""
+    kinds = {kind.value: kind.value for kind in EntryKind}
+    problems: list[str] = []
+    for row in await conn.execute(text(_RECORDED_AFTER_TOMBSTONE), kinds):
+        same_run = (row.tenant_id, row.run_id) == (row.t_tenant_id, row.t_run_id)
+        same_trace = row.trace_id == row.t_trace_id
+        if not _is_reuse(same_run, same_trace, row.recorded_before):
+            continue
+        where = f"ledger entry {row.seq} (tenant {row.tenant_id!r}, run {row.run_id!r})"
+        if same_run:
+            what = (
+                f"{row.kind} of trace {row.trace_id!r} after the run's tombstone (ledger entry "
+                f"{row.tombstone}): the retired run id was recorded again"
+            )
+        else:
+            what = (
+                f"{row.kind} of trace {row.trace_id!r}, whose id was retired with another run "
+                f"(tombstone: ledger entry {row.tombstone}): a retired trace id was used again"
+            )
+        problems.append(f"{where}: {what}, {_PAST_THE_GUARD}")
     return problems

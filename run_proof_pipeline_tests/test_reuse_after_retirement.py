@@ -1,0 +1,636 @@
+"""Issue 12: a run retired with a signed tombstone is never recorded again under its ids.
+
+Before migration 0004 the same tenant and run id could be recorded again once the retired
+trace was deleted, and every check of the run was then FAILED for good ("sealed more than
+once"). Now the database refuses the reuse (SQLSTATE 23505, constraint `run_proof_run_id_used`
+or `run_proof_trace_id_used`) whichever client writes, nothing is written, and a reuse the
+table owner forces past the guard is FAILED naming the tombstone (docs/ledger-v1.md, "Ids are
+recorded once").
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+from typer.testing import CliRunner
+
+from run_proof_pipeline.cli.main import app
+from run_proof_pipeline.integrity import genesis_hash, header_record
+from run_proof_pipeline.ledger.settings import load_ledger_settings
+from run_proof_pipeline.legacy.kinds import count_trace_kinds
+from run_proof_pipeline.legacy.retirement import (
+    Retirement,
+    RetirementError,
+    audit_reuses,
+    retire_run,
+)
+from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.engine import async_engine
+from run_proof_pipeline.store.migrate import current_revision, head_revision, upgrade
+from run_proof_pipeline.store.recorder import DuplicateRun, RecorderError, TraceRecorder
+from run_proof_pipeline_tests.aos_fixtures import on, sql
+from run_proof_pipeline_tests.store_fixtures import BASE, make_step, prove, record_run, run
+from run_proof_pipeline_tests.test_ledger_support import (
+    CheckpointEnv,
+    RunShape,
+    audit,
+    checkpoint_env_fixture,  # noqa: F401 - fixture `checkpoint_env`
+    make_checkpoint,
+    tamper,
+)
+
+TENANT = "tenant-acme"
+RUN_ID_USED = "run_proof_run_id_used"
+TRACE_ID_USED = "run_proof_trace_id_used"
+GENESIS = "ab" * 32  # any value: a row with a genesis hash is format v1
+
+
+def _cli(url: DatabaseUrl, *args: str) -> Any:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("DATABASE_URL", url.libpq())
+        monkeypatch.delenv("USE_POSTGRES_TRACES", raising=False)
+        return CliRunner().invoke(app, list(args))
+
+
+def _retire(url: DatabaseUrl, run_id: str) -> Retirement:
+    key = load_ledger_settings().signing_key()
+
+    async def go() -> Retirement:
+        engine = async_engine(url)
+        try:
+            return await retire_run(engine, TENANT, run_id, "GDPR erasure request #17", key)
+        finally:
+            await engine.dispose()
+
+    return run(go())
+
+
+def _retired_and_deleted(url: DatabaseUrl, run_id: str) -> int:
+    """Record and seal a run, retire it with a signed tombstone, delete its rows (as any
+    client may, once retired); the tombstone's ledger entry."""
+    record_run(url, TENANT, run_id, steps=2)
+    retirement = _retire(url, run_id)
+    assert sql(url, "DELETE FROM aos_traces WHERE run_id = %s RETURNING 1", (run_id,)) == [(1,)]
+    return retirement.ledger_seq
+
+
+@dataclass(frozen=True)
+class StoreState:
+    ledger: list[tuple[Any, ...]]
+    traces: list[tuple[Any, ...]]
+    steps: int
+    run_ids: list[tuple[Any, ...]]
+    retirements: int
+
+
+def _state(url: DatabaseUrl) -> StoreState:
+    return StoreState(
+        ledger=sql(url, "SELECT seq, kind, run_id, trace_id, leaf_hash FROM run_proof_ledger"),
+        traces=sql(url, "SELECT trace_id, run_id, genesis_hash FROM aos_traces ORDER BY 1"),
+        steps=sql(url, "SELECT count(*) FROM aos_trace_steps")[0][0],
+        run_ids=sql(url, "SELECT tenant_id, run_id, trace_id FROM run_proof_run_ids ORDER BY 3"),
+        retirements=sql(url, "SELECT count(*) FROM run_proof_retirements")[0][0],
+    )
+
+
+def _insert_trace(
+    conn: psycopg.Connection[Any],
+    *,
+    run_id: str,
+    trace_id: str,
+    genesis: str | None = GENESIS,
+    on_conflict: str = "",
+) -> None:
+    """A finished, unsealed trace row as another client writes it; without a genesis hash, a
+    legacy one as AOS writes it (with AOS's own root hash)."""
+    aos_root = "cd" * 32 if genesis is None else None
+    conn.execute(
+        "INSERT INTO aos_traces (trace_id, run_id, tenant_id, status, started_at, completed_at,"
+        " genesis_hash, root_hash) VALUES (%s, %s, %s, 'completed', %s, %s, %s, %s)" + on_conflict,
+        (trace_id, run_id, TENANT, BASE, BASE + timedelta(hours=1), genesis, aos_root),
+    )
+
+
+def _refused_insert(url: DatabaseUrl, **fields: Any) -> psycopg.errors.UniqueViolation:
+    with (
+        psycopg.connect(url.libpq()) as conn,
+        pytest.raises(psycopg.errors.UniqueViolation) as refused,
+    ):
+        _insert_trace(conn, **fields)
+    return refused.value
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0]
+
+
+def _run_message(run_id: str, tombstone: int) -> str:
+    return (
+        f"run '{run_id}' of tenant '{TENANT}' was recorded before (trace 'trace-{run_id}') and "
+        f"retired (tombstone: ledger entry {tombstone}): a run id is recorded once, even after "
+        "its run is retired or removed; record this run under a new run id"
+    )
+
+
+def _trace_message(trace_id: str, tombstone: int) -> str:
+    return (
+        f"trace id '{trace_id}' was used before by a format-v1 trace that was retired "
+        f"(tombstone: ledger entry {tombstone}): a trace id is used once, even after its trace "
+        "is retired or removed; give this trace a new trace id"
+    )
+
+
+# --- one database for the refusals (each test its own run ids; none changes the ledger) ----
+
+
+@pytest.fixture(scope="module")
+def retiring(pg_server: LocalPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Checkpoint directory and signing key for the module's shared store."""
+    base = tmp_path_factory.mktemp("reuse")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("RUN_PROOF_CHECKPOINT_DIR", str(base / "checkpoints"))
+        monkeypatch.setenv("RUN_PROOF_SIGNING_KEY", str(base / "keys" / "ledger.key"))
+        for name in ("RUN_PROOF_PUBLIC_KEY", "RUN_PROOF_PUBLIC_KEY_FILE"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv("RUN_PROOF_CHECKPOINT_ORIGIN", raising=False)
+        yield base
+
+
+@pytest.fixture(scope="module")
+def shared(pg_server: LocalPostgres, retiring: Path) -> DatabaseUrl:
+    url = DatabaseUrl.parse(pg_server.create_database("reuse_shared", exist_ok=False))
+    upgrade(url)
+    record_run(url, TENANT, "run-neighbour", steps=1)
+    make_checkpoint(url)  # creates the signing key, outside the database
+    return url
+
+
+def test_the_recorder_refuses_a_retired_run_id_and_writes_nothing(shared: DatabaseUrl) -> None:
+    tombstone = _retired_and_deleted(shared, "run-erased")
+    before = _state(shared)
+    kinds_before = on(shared, count_trace_kinds)
+
+    with pytest.raises(DuplicateRun) as refused:
+        record_run(shared, TENANT, "run-erased", steps=2)
+
+    assert isinstance(refused.value, RecorderError)
+    cause = refused.value.__cause__.orig  # type: ignore[union-attr]
+    assert isinstance(cause, psycopg.errors.UniqueViolation)
+    assert (cause.diag.sqlstate, cause.diag.constraint_name) == ("23505", RUN_ID_USED)
+    assert _first_line(cause) == _run_message("run-erased", tombstone)
+    # Nothing written: no trace row, no step, no ledger entry, no id claimed.
+    assert _state(shared) == before
+    # The retired run reads as it did: gone on purpose, and the audit is clean.
+    assert prove(shared, TENANT, "run-erased").integrity.failure_reason == "No trace found for run"
+    assert on(shared, count_trace_kinds) == kinds_before
+    assert kinds_before.retired >= 1 and kinds_before.retired_still_present == 0
+    assert audit(shared).problems == []
+    # Another run id records as ever.
+    record_run(shared, TENANT, "run-erased-2", steps=2)
+    assert prove(shared, TENANT, "run-erased-2").integrity.verification_status == "VERIFIED"
+    verified = _cli(shared, "checkpoint", "verify")
+    assert verified.exit_code == 0, verified.output
+
+
+@pytest.mark.parametrize(
+    ("case", "fields", "constraint"),
+    [
+        ("same ids", {"trace_id": "trace-run-sql"}, RUN_ID_USED),
+        ("same run id, new trace id", {"trace_id": "trace-new"}, RUN_ID_USED),
+        (
+            "AOS-style INSERT ... ON CONFLICT (trace_id) DO NOTHING",
+            {"trace_id": "trace-run-sql", "on_conflict": " ON CONFLICT (trace_id) DO NOTHING"},
+            RUN_ID_USED,
+        ),
+        (
+            "new run id, retired trace id",
+            {"run_id": "run-other", "trace_id": "trace-run-sql"},
+            TRACE_ID_USED,
+        ),
+        (
+            "legacy row (AOS's writer) with the retired trace id",
+            {"run_id": "run-other", "trace_id": "trace-run-sql", "genesis": None},
+            TRACE_ID_USED,
+        ),
+    ],
+)
+def test_any_sql_writer_is_refused_and_nothing_is_written(
+    shared: DatabaseUrl, case: str, fields: dict[str, Any], constraint: str
+) -> None:
+    # One retired run for every case (whichever runs first retires it).
+    retired = sql(shared, "SELECT ledger_seq FROM run_proof_retirements WHERE run_id = 'run-sql'")
+    tombstone = retired[0][0] if retired else _retired_and_deleted(shared, "run-sql")
+    before = _state(shared)
+
+    refused = _refused_insert(shared, **{"run_id": "run-sql", **fields})
+
+    assert (refused.diag.sqlstate, refused.diag.constraint_name) == ("23505", constraint), case
+    expected = (
+        _run_message("run-sql", tombstone)
+        if constraint == RUN_ID_USED
+        else _trace_message("trace-run-sql", tombstone)
+    )
+    assert _first_line(refused) == expected
+    assert _state(shared) == before
+
+
+def test_retention_undone_from_the_archive_is_refused(shared: DatabaseUrl) -> None:
+    sql(shared, "CREATE TABLE IF NOT EXISTS aos_traces_archive (LIKE aos_traces)")
+    record_run(shared, TENANT, "run-archived", steps=2)
+    tombstone = _retire(shared, "run-archived").ledger_seq
+    # AOS's retention: copy the row to the archive, delete it (its steps cascade).
+    sql(
+        shared,
+        "INSERT INTO aos_traces_archive SELECT * FROM aos_traces WHERE run_id = %s",
+        ("run-archived",),
+    )
+    sql(shared, "DELETE FROM aos_traces WHERE run_id = %s", ("run-archived",))
+    before = _state(shared)
+
+    with (
+        psycopg.connect(shared.libpq()) as conn,
+        pytest.raises(psycopg.errors.UniqueViolation) as refused,
+    ):
+        # The archived row is sealed: restored, it would append a second seal of the run.
+        conn.execute(
+            "INSERT INTO aos_traces SELECT * FROM aos_traces_archive WHERE run_id = %s",
+            ("run-archived",),
+        )
+
+    assert refused.value.diag.constraint_name == RUN_ID_USED
+    assert _first_line(refused.value) == _run_message("run-archived", tombstone)
+    assert _state(shared) == before
+
+
+def test_a_legacy_trace_may_share_a_retired_run_id_but_is_never_adopted_as_it(
+    shared: DatabaseUrl,
+) -> None:
+    tombstone = _retired_and_deleted(shared, "run-shared-id")
+    # AOS's writer, unchanged: a legacy trace of the same run id under another trace id
+    # (AOS allowed traces to share a run id) is AOS's own, unproven row.
+    with psycopg.connect(shared.libpq()) as conn:
+        _insert_trace(conn, run_id="run-shared-id", trace_id="tr-aos-1", genesis=None)
+    assert prove(shared, TENANT, "run-shared-id").integrity.verification_status == "UNSUPPORTED"
+    before = _state(shared)
+
+    adopted = _cli(shared, "adopt", "--tenant-id", TENANT, "--run-id", "run-shared-id")
+
+    # adoption.py does not skip it yet: the database refuses the UPDATE, one line, exit 1.
+    assert adopted.exit_code == 1, adopted.output
+    said = [line for line in adopted.output.splitlines() if line.startswith("run-proof:")]
+    assert said == [f"run-proof: database error: {_run_message('run-shared-id', tombstone)}"]
+    assert _state(shared) == before
+    assert audit(shared).problems == []
+
+
+def test_a_writers_temporary_table_does_not_stand_in_for_the_record_of_ids(
+    shared: DatabaseUrl,
+) -> None:
+    tombstone = _retired_and_deleted(shared, "run-temp")
+    before = _state(shared)
+
+    with (
+        psycopg.connect(shared.libpq()) as conn,
+        pytest.raises(psycopg.errors.UniqueViolation) as refused,
+    ):
+        # Unless named, pg_temp is searched first for relations: the guard's functions
+        # name it last and qualify their tables.
+        conn.execute(
+            "CREATE TEMP TABLE run_proof_run_ids (tenant_id text, run_id text, trace_id text,"
+            " recorded_at timestamptz DEFAULT now())"
+        )
+        conn.execute("CREATE TEMP TABLE run_proof_retirements (LIKE public.run_proof_retirements)")
+        _insert_trace(conn, run_id="run-temp", trace_id="trace-run-temp")
+
+    assert _first_line(refused.value) == _run_message("run-temp", tombstone)
+    assert _state(shared) == before
+
+
+# --- concurrency: a retirement and a re-insert racing ---------------------------------------
+
+
+def test_a_stale_repeatable_read_snapshot_is_still_refused(shared: DatabaseUrl) -> None:
+    with psycopg.connect(shared.libpq()) as stale:
+        stale.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        stale.execute("SELECT count(*) FROM run_proof_run_ids")  # the snapshot is taken here
+        # The run's whole life happens after that snapshot: recorded, sealed, retired, deleted.
+        _retired_and_deleted(shared, "run-stale")
+        before = _state(shared)
+        assert stale.execute(
+            "SELECT count(*) FROM run_proof_run_ids WHERE run_id = 'run-stale'"
+        ).fetchone() == (0,)
+
+        with pytest.raises(psycopg.errors.UniqueViolation) as refused:
+            _insert_trace(stale, run_id="run-stale", trace_id="trace-run-stale-2")
+        stale.rollback()
+
+    # The claim is not in the writer's snapshot; the unique constraint refuses it anyway.
+    assert refused.value.diag.constraint_name == RUN_ID_USED
+    assert 'duplicate key value violates unique constraint "run_proof_run_id_used"' in str(
+        refused.value
+    )
+    assert _state(shared) == before
+
+
+def test_a_re_insert_racing_a_retirement_waits_for_it_then_is_refused(
+    shared: DatabaseUrl,
+) -> None:
+    record_run(shared, TENANT, "run-race", steps=2)
+    key = load_ledger_settings().signing_key()
+    outcome: dict[str, BaseException | None] = {}
+
+    def re_insert() -> None:
+        try:
+            with psycopg.connect(shared.libpq()) as conn:
+                conn.execute("SET application_name = 'reuse-racer'")
+                _insert_trace(conn, run_id="run-race", trace_id="trace-run-race-2")
+            outcome["error"] = None
+        except BaseException as exc:  # handed to the test thread
+            outcome["error"] = exc
+
+    with psycopg.connect(shared.libpq()) as retiring:
+        # Retire and delete in one transaction, not yet committed.
+        retirement = _retirement_row(retiring, "run-race", key)
+        retiring.execute("DELETE FROM aos_traces WHERE run_id = 'run-race'")
+        racer = threading.Thread(target=re_insert)
+        racer.start()
+        _wait_until_blocked(shared, "reuse-racer")
+        assert racer.is_alive()
+        retiring.commit()
+    racer.join(timeout=30)
+
+    error = outcome["error"]
+    assert isinstance(error, psycopg.errors.UniqueViolation), error
+    assert error.diag.constraint_name == RUN_ID_USED
+    assert _first_line(error) == _run_message("run-race", retirement)
+    assert sql(shared, "SELECT count(*) FROM aos_traces WHERE run_id = 'run-race'") == [(0,)]
+
+
+def _retirement_row(conn: psycopg.Connection[Any], run_id: str, key: Any) -> int:
+    """The INSERT retire_run makes (signed), inside the caller's open transaction."""
+    import base64
+
+    from run_proof_pipeline.legacy.retirement import Tombstone
+
+    root, length = conn.execute(
+        "SELECT root_hash, chain_length FROM aos_traces WHERE run_id = %s", (run_id,)
+    ).fetchone()  # type: ignore[misc]
+    tombstone = Tombstone(
+        tenant_id=TENANT,
+        run_id=run_id,
+        trace_id=f"trace-{run_id}",
+        chain_length=length,
+        root_hash=root,
+        reason="retention",
+    )
+    verifier = key.verifier()
+    row = conn.execute(
+        "INSERT INTO run_proof_retirements (tenant_id, run_id, trace_id, chain_length,"
+        " root_hash, reason, signer, signature) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " RETURNING ledger_seq",
+        (
+            *tombstone.model_dump().values(),
+            f"{verifier.name}+{verifier.id.hex()}",
+            base64.b64encode(key.sign(tombstone.message())).decode(),
+        ),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _wait_until_blocked(url: DatabaseUrl, application: str) -> None:
+    for _ in range(200):
+        waiting = sql(
+            url,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+            " AND wait_event_type = 'Lock'",
+            (application,),
+        )
+        if waiting == [(1,)]:
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError(f"{application} never waited for the retirement's lock")
+
+
+# --- a reuse forced by the table owner: FAILED, saying so -----------------------------------
+
+
+def _force_second_life(url: DatabaseUrl, run_id: str, *, trace_id: str | None = None) -> None:
+    """The owner slips a new trace row past the guard (every trigger off, `tamper`); the
+    writer then appends and seals as usual, so the seal trigger appends a second seal."""
+    shape = RunShape(TENANT, run_id, steps=2)
+    trace_id = trace_id or f"trace-{run_id}"
+    header = header_record(
+        tenant_id=TENANT,
+        run_id=run_id,
+        trace_id=trace_id,
+        agent_id="agent-7",
+        plan_id="plan-42",
+        plan={"goal": "fetch and summarize"},
+        started_at=BASE,
+    )
+    touched = tamper(
+        url,
+        (
+            "INSERT INTO aos_traces (trace_id, run_id, tenant_id, agent_id, plan_id, plan,"
+            " status, started_at, genesis_hash, correlation_id)"
+            " VALUES (%s, %s, %s, 'agent-7', 'plan-42', %s, 'running', %s, %s, %s)",
+            (
+                trace_id,
+                run_id,
+                TENANT,
+                Jsonb({"goal": "fetch and summarize"}),
+                BASE,
+                genesis_hash(header).hex(),
+                run_id,
+            ),
+        ),
+    )
+    assert touched == [1]
+
+    async def go() -> None:
+        engine = async_engine(url)
+        try:
+            recorder = TraceRecorder(engine)
+            for index in range(shape.steps):
+                await recorder.append_step(
+                    TENANT, run_id, make_step(index, at=BASE + timedelta(seconds=index))
+                )
+            await recorder.seal(
+                TENANT, run_id, status=shape.status, completed_at=BASE + timedelta(hours=1)
+            )
+        finally:
+            await engine.dispose()
+
+    run(go())
+
+
+def test_a_reuse_forced_by_the_owner_is_failed_naming_the_tombstone(
+    store: DatabaseUrl, checkpoint_env: CheckpointEnv
+) -> None:
+    record_run(store, TENANT, "run-forced", steps=2)
+    make_checkpoint(store)
+    tombstone = _retire(store, "run-forced").ledger_seq
+    sql(store, "DELETE FROM aos_traces WHERE run_id = 'run-forced'")
+    make_checkpoint(store)
+    assert audit(store).problems == []
+
+    _force_second_life(store, "run-forced")
+
+    kinds = [row[1] for row in sql(store, "SELECT seq, kind FROM run_proof_ledger ORDER BY seq")]
+    assert kinds == ["seal", "tombstone", "seal"]
+    integrity = prove(store, TENANT, "run-forced").integrity
+    assert integrity.verification_status == "FAILED"
+    assert integrity.failure is not None and integrity.failure.location == "ledger"
+    assert integrity.failure.rule == 5
+    # proof/anchors.py names both seals (and, with reuse_after_retirement, the tombstone).
+    assert "ledger entries 1, 3" in (integrity.failure_reason or "")
+    reuse = (
+        f"ledger entry 3 (tenant '{TENANT}', run 'run-forced'): seal of trace 'trace-run-forced' "
+        f"after the run's tombstone (ledger entry {tombstone}): the retired run id was recorded "
+        "again, past the reuse guard of migration 0004 (only the table owner can disable it), "
+        "so the ledger no longer says which run the id names"
+    )
+    problems = audit(store).problems
+    assert reuse in problems
+    assert f"tenant '{TENANT}', run 'run-forced': sealed more than once (ledger entries 1, 3)" in (
+        problems
+    )
+    verified = _cli(store, "checkpoint", "verify")
+    assert verified.exit_code == 1
+    assert f"INCONSISTENT: {reuse}" in verified.output.splitlines()
+    # The second life cannot be retired under the first one's tombstone.
+    with pytest.raises(RetirementError, match="was retired before"):
+        _retire(store, "run-forced")
+    assert sql(store, "SELECT count(*) FROM run_proof_retirements") == [(1,)]
+
+
+def test_a_retired_trace_id_forced_onto_another_run_is_failed(
+    store: DatabaseUrl, checkpoint_env: CheckpointEnv
+) -> None:
+    record_run(store, TENANT, "run-first", steps=2)
+    make_checkpoint(store)
+    tombstone = _retire(store, "run-first").ledger_seq
+    sql(store, "DELETE FROM aos_traces WHERE run_id = 'run-first'")
+
+    _force_second_life(store, "run-second", trace_id="trace-run-first")
+
+    # The new run's own chain and entry hold; the ledger's ids do not.
+    assert prove(store, TENANT, "run-second").integrity.verification_status == "VERIFIED"
+    assert on(store, audit_reuses) == [
+        f"ledger entry 3 (tenant '{TENANT}', run 'run-second'): seal of trace "
+        f"'trace-run-first', whose id was retired with another run (tombstone: ledger entry "
+        f"{tombstone}): a retired trace id was used again, past the reuse guard of migration "
+        "0004 (only the table owner can disable it), so the ledger no longer says which run "
+        "the id names"
+    ]
+    assert audit(store).problems == on(store, audit_reuses)
+    with pytest.raises(RetirementError, match="with another run"):
+        _retire(store, "run-second")
+
+
+@contextmanager
+def _owner_disables(url: DatabaseUrl, trigger: str) -> Iterator[None]:
+    with psycopg.connect(url.libpq(), autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE aos_traces DISABLE TRIGGER {trigger}")
+        try:
+            yield
+        finally:
+            conn.execute(f"ALTER TABLE aos_traces ENABLE ALWAYS TRIGGER {trigger}")
+
+
+def test_an_adoption_forced_after_the_tombstone_is_failed(
+    store: DatabaseUrl, checkpoint_env: CheckpointEnv
+) -> None:
+    tombstone = _retired_and_deleted_with_checkpoint(store, "run-adopted")
+    with psycopg.connect(store.libpq()) as conn:
+        _insert_trace(conn, run_id="run-adopted", trace_id="tr-aos-2", genesis=None)
+
+    with _owner_disables(store, "aos_traces_ids_once_on_adoption"):
+        adopted = _cli(store, "adopt", "--tenant-id", TENANT, "--run-id", "run-adopted")
+    assert adopted.exit_code == 0, adopted.output
+
+    kinds = [row[0] for row in sql(store, "SELECT kind FROM run_proof_ledger ORDER BY seq")]
+    assert kinds == ["seal", "tombstone", "adoption"]
+    # Only seals are counted by "sealed more than once": the reuse check names this one.
+    assert audit(store).problems == [
+        f"ledger entry 3 (tenant '{TENANT}', run 'run-adopted'): adoption of trace 'tr-aos-2' "
+        f"after the run's tombstone (ledger entry {tombstone}): the retired run id was recorded "
+        "again, past the reuse guard of migration 0004 (only the table owner can disable it), "
+        "so the ledger no longer says which run the id names"
+    ]
+    assert prove(store, TENANT, "run-adopted").integrity.verification_status == "FAILED"
+
+
+def _retired_and_deleted_with_checkpoint(url: DatabaseUrl, run_id: str) -> int:
+    record_run(url, TENANT, run_id, steps=2)
+    make_checkpoint(url)
+    tombstone = _retire(url, run_id).ledger_seq
+    sql(url, "DELETE FROM aos_traces WHERE run_id = %s", (run_id,))
+    return tombstone
+
+
+# --- the migration ---------------------------------------------------------------------------
+
+
+def test_the_bug_on_revision_0003_and_the_upgrade_over_it(
+    new_database: Any, checkpoint_env: CheckpointEnv
+) -> None:
+    url = DatabaseUrl.parse(new_database("reuse0003"))
+    upgrade(url, "0003")
+    record_run(url, TENANT, "run-old", steps=2)
+    make_checkpoint(url)
+    _retire(url, "run-old")
+    sql(url, "DELETE FROM aos_traces WHERE run_id = 'run-old'")
+
+    # Before 0004 the reuse was written, and FAILED the run for good.
+    record_run(url, TENANT, "run-old", steps=2)
+    assert "sealed more than once" in (prove(url, TENANT, "run-old").integrity.failure_reason or "")
+
+    upgrade(url)
+
+    assert current_revision(url) == head_revision() == "0004"
+    # The ids are claimed once, from the ledger; the alarm stays and says what happened.
+    assert sql(url, "SELECT tenant_id, run_id, trace_id FROM run_proof_run_ids") == [
+        (TENANT, "run-old", "trace-run-old")
+    ]
+    assert any("the retired run id was recorded again" in p for p in audit(url).problems)
+    record_run(url, TENANT, "run-new", steps=1)
+    assert prove(url, TENANT, "run-new").integrity.verification_status == "VERIFIED"
+
+
+def test_downgrade_to_0003_and_upgrade_again(
+    store: DatabaseUrl, checkpoint_env: CheckpointEnv
+) -> None:
+    tombstone = _retired_and_deleted_with_checkpoint(store, "run-down")
+    record_run(store, TENANT, "run-live", steps=1, seal=False)
+
+    from alembic import command
+
+    from run_proof_pipeline.store.migrate import _config
+
+    command.downgrade(_config(store), "0003")
+    assert current_revision(store) == "0003"
+    assert sql(store, "SELECT to_regclass('run_proof_run_ids') IS NULL") == [(True,)]
+    guards = ["aos_traces_ids_once_on_insert", "aos_traces_ids_once_on_adoption"]
+    assert sql(store, "SELECT count(*) FROM pg_trigger WHERE tgname = ANY(%s)", (guards,)) == [(0,)]
+
+    upgrade(store)
+
+    # Rebuilt from the ledger (the retired run) and the format-v1 traces (the unsealed one).
+    assert sql(store, "SELECT run_id FROM run_proof_run_ids ORDER BY run_id") == [
+        ("run-down",),
+        ("run-live",),
+    ]
+    refused = _refused_insert(store, run_id="run-down", trace_id="trace-run-down")
+    assert _first_line(refused) == _run_message("run-down", tombstone)
