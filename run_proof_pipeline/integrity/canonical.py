@@ -7,6 +7,11 @@ prints differently from ES6 -- integral floats (`1.0`, `1e16`), fractions in [1e
 and on the read path integers beyond 2^53 -- by an int or an `orjson.Fragment`.  A dict
 whose keys hold astral characters is rendered by the pure-Python path, because UTF-16 puts
 surrogate pairs (U+D800..) before U+E000..U+FFFF while code point order does not.
+
+Nesting is bounded (docs/json-nesting.md): every walk here counts the levels it enters and
+refuses a document deeper than MAX_RECORD_DEPTH before recursing further, so no stored value
+can make canonicalization hit Python's recursion limit, and the verdict on a value never
+depends on how deep the caller's own stack is.
 """
 
 from __future__ import annotations
@@ -15,15 +20,19 @@ import json
 import math
 import re
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
+from itertools import accumulate
 from typing import Any
 
 import orjson
 
 __all__ = [
+    "MAX_JSON_DEPTH",
+    "MAX_RECORD_DEPTH",
     "MAX_SAFE_INTEGER",
     "MAX_SIGNIFICANT_DIGITS",
     "CanonicalizationError",
     "FastPathRefused",
+    "UnrepresentableNesting",
     "UnrepresentableNumber",
     "canonicalize",
     "canonicalize_at",
@@ -31,11 +40,25 @@ __all__ = [
     "needs_utf16_key_order",
     "prepare_for_orjson",
     "es6_number",
+    "json_depth",
+    "json_text_depth",
+    "nesting_problem",
     "parse_stored_json",
+    "stored_nesting_problem",
     "stored_number_problem",
 ]
 
 MAX_SAFE_INTEGER = 2**53 - 1
+
+# JSON nesting (docs/json-nesting.md): a hashed JSON value (`plan`, `params`, `outcome_data`)
+# nests at most MAX_JSON_DEPTH arrays/objects; the record around it adds one level.  Well
+# inside every encoder the values pass through (orjson writes 254 levels, pydantic 254 with
+# its own wrappers, Python's json and recursive walks ~1000 minus the caller's stack).
+MAX_JSON_DEPTH = 128
+MAX_RECORD_DEPTH = MAX_JSON_DEPTH + 1
+# A Python value is measured up to this many levels (a value that contains itself has no
+# depth); deeper ones are reported as "more than".
+_DEPTH_MEASURED_UP_TO = 100_000
 
 _SORT = orjson.OPT_SORT_KEYS
 _Fragment = orjson.Fragment
@@ -120,8 +143,12 @@ def _float_value(value: float) -> Any:
     return _Fragment(_float_text(value))
 
 
-def prepare_for_orjson(value: Any, strict: bool, check_keys: bool = False) -> Any:
+def prepare_for_orjson(value: Any, strict: bool, check_keys: bool = False, depth: int = 0) -> Any:
     """Return `value` with every number orjson would misprint replaced (int or Fragment).
+
+    `depth` is the number of arrays/objects around `value` (1 for a record's field): an
+    array or object that would sit deeper than MAX_RECORD_DEPTH raises FastPathRefused
+    before it is entered, and canonicalize() then names the field and its depth.
 
     Also used by encoders in this package that assemble a larger value around `value`:
     they dump the result with OPT_SORT_KEYS, check the output with needs_utf16_key_order(),
@@ -135,12 +162,14 @@ def prepare_for_orjson(value: Any, strict: bool, check_keys: bool = False) -> An
     """
     t = type(value)
     if t is dict:
+        if depth >= MAX_RECORD_DEPTH:
+            raise FastPathRefused
         if check_keys:
             for k in value:
                 if type(k) is not str:
                     raise FastPathRefused
                 if not k.isascii() and max(k) >= _ASTRAL:
-                    return _Fragment(_encode_py(value, strict))
+                    return _Fragment(_encode_py(value, strict, depth))
         changed: dict[str, Any] | None = None
         for k, v in value.items():
             tv = type(v)
@@ -153,13 +182,15 @@ def prepare_for_orjson(value: Any, strict: bool, check_keys: bool = False) -> An
                 a = -v if v < 0.0 else v
                 if (_LOW <= a < 1e16 or 0.0 < a < _TINY) and not v.is_integer():
                     continue
-            nv = prepare_for_orjson(v, strict, check_keys)
+            nv = prepare_for_orjson(v, strict, check_keys, depth + 1)
             if nv is not v:
                 if changed is None:
                     changed = dict(value)
                 changed[k] = nv
         return value if changed is None else changed
     if t is list or t is tuple:
+        if depth >= MAX_RECORD_DEPTH:
+            raise FastPathRefused
         out: list[Any] | None = None
         for i, v in enumerate(value):
             tv = type(v)
@@ -172,7 +203,7 @@ def prepare_for_orjson(value: Any, strict: bool, check_keys: bool = False) -> An
                 a = -v if v < 0.0 else v
                 if (_LOW <= a < 1e16 or 0.0 < a < _TINY) and not v.is_integer():
                     continue
-            nv = prepare_for_orjson(v, strict, check_keys)
+            nv = prepare_for_orjson(v, strict, check_keys, depth + 1)
             if nv is not v:
                 if out is None:
                     out = list(value)
@@ -193,7 +224,7 @@ def prepare_for_orjson(value: Any, strict: bool, check_keys: bool = False) -> An
         if strict:
             raise FastPathRefused
         return _big_int_fragment(value)
-    return prepare_for_orjson(_coerce_subclass(value, strict), strict, check_keys)
+    return prepare_for_orjson(_coerce_subclass(value, strict), strict, check_keys, depth)
 
 
 def _big_int_text(value: int) -> str:
@@ -217,7 +248,7 @@ def _coerce_subclass(value: Any, strict: bool) -> Any:
     """
     if isinstance(value, bool):
         return bool(value)
-    if isinstance(value, UnrepresentableNumber):
+    if isinstance(value, (UnrepresentableNumber, UnrepresentableNesting)):
         raise FastPathRefused  # _diagnose names it
     if isinstance(value, str):
         return str.__str__(value)
@@ -247,6 +278,8 @@ def canonicalize(value: object, *, strict: bool = True) -> bytes:
     strict=True is the write path: values JCS cannot represent exactly are rejected.
     strict=False is the read path (values parsed back from jsonb): any integer is taken as
     the double it denotes; non-finite numbers are still rejected.
+    Either way a document nested deeper than MAX_RECORD_DEPTH (a record whose JSON values
+    nest deeper than MAX_JSON_DEPTH) is rejected, naming the field and its depth.
     """
     return canonicalize_at(value, strict=strict, path="")
 
@@ -258,9 +291,12 @@ def canonicalize_at(value: object, *, strict: bool, path: str) -> bytes:
         if needs_utf16_key_order(out):
             # An astral character somewhere: keys holding one need UTF-16 order.
             out = _dumps(prepare_for_orjson(value, strict, True), option=_SORT)
-    except (FastPathRefused, TypeError, RecursionError, CanonicalizationError):
-        # Either the value is invalid (diagnose names the path and raises) or orjson
-        # refused something valid (nesting deeper than its 254 levels): pure Python then.
+    except (FastPathRefused, TypeError, CanonicalizationError):
+        # The value is invalid (too deep, or diagnose names the path and raises), or orjson
+        # refused something valid: pure Python then.  No RecursionError is caught: the walk
+        # is bounded by MAX_RECORD_DEPTH, so one could only come from the caller's own
+        # stack, and must not decide a verdict.
+        _check_depth(value, path)
         _diagnose(value, strict, path)
         return _encode_py(value, strict)
     if strict and b"\\u0000" in out:
@@ -275,17 +311,19 @@ def _utf16_key(key: str) -> bytes:
     return key.encode("utf-16-be", "surrogatepass")
 
 
-def _encode_py(value: Any, strict: bool) -> bytes:
+def _encode_py(value: Any, strict: bool, depth: int = 0) -> bytes:
     parts: list[bytes] = []
     try:
-        _emit(value, strict, parts)
-    except (FastPathRefused, TypeError, RecursionError) as exc:
+        _emit(value, strict, parts, depth)
+    except (FastPathRefused, TypeError) as exc:
+        _check_depth(value, "", depth)
         _diagnose(value, strict, "")
         raise CanonicalizationError(f"cannot canonicalize value: {exc}") from exc
     return b"".join(parts)
 
 
-def _emit(value: Any, strict: bool, parts: list[bytes]) -> None:
+def _emit(value: Any, strict: bool, parts: list[bytes], depth: int) -> None:
+    """Append the JCS bytes of `value`, which sits inside `depth` arrays/objects."""
     t = type(value)
     if t is str or value is None or t is bool:
         parts.append(_dumps(value))
@@ -299,6 +337,8 @@ def _emit(value: Any, strict: bool, parts: list[bytes]) -> None:
         else:
             parts.append(_big_int_text(value).encode())
     elif t is dict:
+        if depth >= MAX_RECORD_DEPTH:
+            raise FastPathRefused  # checked before recursing: _check_depth names it
         for k in value:
             if not isinstance(k, str):
                 raise FastPathRefused
@@ -310,17 +350,19 @@ def _emit(value: Any, strict: bool, parts: list[bytes]) -> None:
             first = False
             parts.append(_dumps(k))
             parts.append(b":")
-            _emit(value[k], strict, parts)
+            _emit(value[k], strict, parts, depth + 1)
         parts.append(b"}")
     elif t is list or t is tuple:
+        if depth >= MAX_RECORD_DEPTH:
+            raise FastPathRefused
         parts.append(b"[")
         for i, v in enumerate(value):
             if i:
                 parts.append(b",")
-            _emit(v, strict, parts)
+            _emit(v, strict, parts, depth + 1)
         parts.append(b"]")
     else:
-        _emit(_coerce_subclass(value, strict), strict, parts)
+        _emit(_coerce_subclass(value, strict), strict, parts, depth)
 
 
 # --- diagnosis: slow, only runs once something has already gone wrong ----------------------
@@ -354,6 +396,8 @@ def _diagnose(value: Any, strict: bool, path: str) -> None:
         v, p = stack.pop()
         if v is None or isinstance(v, bool):
             continue
+        if isinstance(v, UnrepresentableNesting):
+            raise CanonicalizationError(f"{_where(p)}: {v.problem}")
         if isinstance(v, str):
             _check_str(v, strict, p, "string")
         elif isinstance(v, UnrepresentableNumber):
@@ -392,6 +436,116 @@ def _diagnose(value: Any, strict: bool, path: str) -> None:
             raise CanonicalizationError(
                 f"{_where(p)}: unsupported type {type(v).__name__} (JSON values only)"
             )
+
+
+# --- nesting (docs/json-nesting.md) -------------------------------------------------------
+
+
+def nesting_problem(depth: int, *, record: bool = False, measured: bool = True) -> str:
+    """Why a JSON value (or with `record`, a whole record) nested `depth` levels deep is
+    refused; `measured=False` when json_depth() stopped counting (then depth is a floor)."""
+    shown = str(depth) if measured else f"more than {depth - 1}"
+    allowed = (
+        f"the {MAX_RECORD_DEPTH} levels of a format-v1 record"
+        if record
+        else f"the {MAX_JSON_DEPTH} levels format v1 allows"
+    )
+    return f"JSON nested {shown} levels deep, more than {allowed} (docs/json-nesting.md)"
+
+
+def _containers(value: Any) -> Any:
+    """The children of an array/object (plain or subclass), or None for anything else."""
+    if isinstance(value, dict):
+        return value.values()
+    if isinstance(value, (list, tuple)):
+        return value
+    return None
+
+
+def json_depth(value: Any, stop_above: int = _DEPTH_MEASURED_UP_TO) -> int:
+    """How many arrays/objects nest in `value` (`1` and `"x"`: 0, `[]` and `{}`: 1,
+    `{"a": [1]}`: 2), without recursion.  Stops once past `stop_above` (a value that
+    contains itself would never end) and returns stop_above + 1 then."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, level = stack.pop()
+        children = _containers(v)
+        if children is None:
+            continue
+        if level > deepest:
+            deepest = level
+            if deepest > stop_above:
+                return deepest
+        stack.extend((c, level + 1) for c in children if _containers(c) is not None)
+    return deepest
+
+
+def _check_depth(value: Any, path: str, depth: int = 0) -> None:
+    """Raise CanonicalizationError when `value`, inside `depth` arrays/objects, takes the
+    document past MAX_RECORD_DEPTH; it names the record field whose JSON value is too deep
+    (the deepest one) with that value's own depth, or the root for any other document."""
+    own = json_depth(value)
+    if depth + own <= MAX_RECORD_DEPTH:
+        return
+    if depth == 0 and isinstance(value, dict):
+        key, child = max(
+            ((k, json_depth(v)) for k, v in value.items() if isinstance(k, str)),
+            key=lambda kv: kv[1],
+            default=(None, 0),
+        )
+        if key is not None and child > MAX_JSON_DEPTH:
+            problem = nesting_problem(child, measured=child <= _DEPTH_MEASURED_UP_TO)
+            raise CanonicalizationError(f"{_join(path, key)}: {problem}")
+    problem = nesting_problem(depth + own, record=True, measured=own <= _DEPTH_MEASURED_UP_TO)
+    raise CanonicalizationError(f"{_where(path)}: {problem}")
+
+
+# JSON text: strings are cut out (a bracket inside one is not nesting), then every bracket
+# becomes +1 or -1 and the deepest running sum is the depth: C loops only (re, translate,
+# accumulate over a signed-byte view), no parse, so any depth is measured.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_text_depth(text: str | bytes) -> int:
+    """json_depth() of the value JSON `text` holds, measured on the text (any depth)."""
+    source = _source_bytes(text)
+    if b'"' in source:
+        source = _JSON_STRING.sub(b"", source)
+    steps = source.translate(_BRACKET_STEPS, _NOT_BRACKETS)
+    return max(accumulate(memoryview(steps).cast("b")), default=0)
+
+
+def _may_nest_too_deep(text: str | bytes) -> bool:
+    """False when `text` certainly nests at most MAX_JSON_DEPTH levels (it has no more
+    opening brackets than that, strings included): two C counts on the common path."""
+    if type(text) is bytes:
+        return text.count(b"[") + text.count(b"{") > MAX_JSON_DEPTH
+    return text.count("[") + text.count("{") > MAX_JSON_DEPTH
+
+
+def stored_nesting_problem(text: str | bytes) -> str | None:
+    """Why the stored JSON `text` breaks the nesting rule, or None when it keeps it."""
+    if not _may_nest_too_deep(text):
+        return None
+    depth = json_text_depth(text)
+    return nesting_problem(depth) if depth > MAX_JSON_DEPTH else None
+
+
+class UnrepresentableNesting(str):
+    """A stored JSON value nested deeper than MAX_JSON_DEPTH, as parse_stored_json returns
+    it (unparsed: some are too deep for any Python parser).  It reads as a short text saying
+    so (summaries show it); canonicalize() refuses it, naming its path, so the step or
+    header holding it fails instead of crashing the read."""
+
+    __slots__ = ("problem",)
+
+    def __new__(cls, problem: str) -> UnrepresentableNesting:
+        self = super().__new__(cls, f"(not read: {problem})")
+        self.problem = problem
+        return self
 
 
 # --- read path ----------------------------------------------------------------------------
@@ -544,7 +698,12 @@ def parse_stored_json(text: str | bytes) -> object:
     refuses, the standard library parses it with every number checked: a refused number
     becomes an UnrepresentableNumber, which canonicalize() rejects, so the step is reported
     as unverifiable (naming the value) instead of crashing the read or hashing a look-alike.
+    A text nested deeper than MAX_JSON_DEPTH is not parsed at all: it becomes an
+    UnrepresentableNesting, which canonicalize() rejects in the same way.
     """
+    problem = stored_nesting_problem(text)
+    if problem is not None:
+        return UnrepresentableNesting(problem)
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -625,8 +784,12 @@ def canonicalize_stored_json(text: bytes | str) -> bytes:
     A parsed value holds only dict, list, str, int, float, bool and None, so orjson's output
     is JCS unless it shows one of the forms above, or the text may hold a number the
     stored-number rule refuses; only then does the exact path run (which raises
-    CanonicalizationError naming a refused number).
+    CanonicalizationError naming a refused number).  A text nested deeper than
+    MAX_JSON_DEPTH raises CanonicalizationError before it is parsed.
     """
+    problem = stored_nesting_problem(text)
+    if problem is not None:
+        raise CanonicalizationError(problem)
     try:
         value = _orjson_loads(text)
     except orjson.JSONDecodeError:
@@ -635,7 +798,7 @@ def canonicalize_stored_json(text: bytes | str) -> bytes:
     if _NATIVE_FRACTIONS:
         try:
             out = _dumps(value, option=_SORT)
-        except orjson.JSONEncodeError:  # nesting deeper than orjson writes
+        except orjson.JSONEncodeError:  # not expected (nesting is bounded above): exact path
             return canonicalize(parse_stored_json(text), strict=False)
         exact = _jcs_from_orjson(out, value, source)
         if exact is not None:

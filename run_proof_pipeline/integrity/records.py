@@ -152,21 +152,23 @@ def step_canonical_bytes(
                 raise FastPathRefused
         if type(outcome_code) is not str and outcome_code is not None:
             raise FastPathRefused
+        # Each field sits inside the record (depth 1): a JSON value nested deeper than
+        # MAX_JSON_DEPTH is refused before it is entered (docs/json-nesting.md).
         out = _dumps(
             {
-                "cost_cents": prepare_for_orjson(cost_cents, False),
-                "duration_ms": prepare_for_orjson(duration_ms, False),
+                "cost_cents": prepare_for_orjson(cost_cents, False, depth=1),
+                "duration_ms": prepare_for_orjson(duration_ms, False, depth=1),
                 "kind": "step",
                 "outcome_category": outcome_category,
                 "outcome_code": outcome_code,
-                "outcome_data": prepare_for_orjson(outcome_data, False),
-                "params": prepare_for_orjson(params, False),
-                "retry_count": prepare_for_orjson(retry_count, False),
+                "outcome_data": prepare_for_orjson(outcome_data, False, depth=1),
+                "params": prepare_for_orjson(params, False, depth=1),
+                "retry_count": prepare_for_orjson(retry_count, False, depth=1),
                 "run_id": run_id,
                 "skill_id": skill_id,
                 "skill_name": skill_name,
                 "status": status,
-                "step_index": prepare_for_orjson(step_index, False),
+                "step_index": prepare_for_orjson(step_index, False, depth=1),
                 "tenant_id": tenant_id,
                 "timestamp": ts,
                 "v": FORMAT_VERSION,
@@ -175,10 +177,11 @@ def step_canonical_bytes(
         )
         if not needs_utf16_key_order(out):
             return out
-    except (FastPathRefused, TypeError, RecursionError):
+    except (FastPathRefused, TypeError):
         pass
-    # Unusual values (UUIDs, astral keys, deep nesting, invalid numbers): the general path,
-    # which also names the offending field when there is one.
+    # Unusual values (UUIDs, astral keys, nesting past the limit, invalid numbers): the
+    # general path, which also names the offending field when there is one.  Nesting is
+    # bounded, so a RecursionError here could only be the caller's own and is not caught.
     record = step_record(
         tenant_id=tenant_id,
         run_id=run_id,

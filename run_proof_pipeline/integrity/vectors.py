@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from run_proof_pipeline.integrity.canonical import MAX_JSON_DEPTH, json_text_depth
 from run_proof_pipeline.integrity.chain import compute_chain
 from run_proof_pipeline.integrity.records import (
     header_record,
@@ -26,9 +27,26 @@ from run_proof_pipeline.integrity.verdicts import (
     VerificationStatus,
 )
 
-__all__ = ["BUNDLED_VECTORS", "VectorMismatch", "VectorReport", "check_vectors", "check_cases"]
+__all__ = [
+    "BUNDLED_VECTORS",
+    "MAX_VECTORS_FILE_DEPTH",
+    "InvalidVectorsFile",
+    "VectorMismatch",
+    "VectorReport",
+    "check_cases",
+    "check_vectors",
+]
 
 BUNDLED_VECTORS = Path(__file__).resolve().parent / "data" / "hash-chain-v1-vectors.json"
+# A file nests its values inside 5 levels of its own ({"cases": [{"steps": [{"params": ...
+# (docs/json-nesting.md): deeper than that, it cannot hold a valid case, and the standard
+# library's parser would hit Python's recursion limit on it.
+MAX_VECTORS_FILE_DEPTH = MAX_JSON_DEPTH + 5
+
+
+class InvalidVectorsFile(ValueError):
+    """The file is not a v1 vectors file (the message says why)."""
+
 
 # (case name, field, expected, computed)
 VectorMismatch = tuple[str, str, Any, Any]
@@ -42,8 +60,16 @@ class VectorReport:
 
 
 def check_vectors(path: str | Path = BUNDLED_VECTORS) -> VectorReport:
+    """Recompute the file's cases; InvalidVectorsFile (a ValueError) if it nests too deep."""
     with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+        text = f.read()
+    depth = json_text_depth(text)
+    if depth > MAX_VECTORS_FILE_DEPTH:
+        raise InvalidVectorsFile(
+            f"JSON nested deeper than {MAX_VECTORS_FILE_DEPTH} levels ({depth}; a case's values"
+            f" nest at most {MAX_JSON_DEPTH}, docs/json-nesting.md)"
+        )
+    data = json.loads(text)
     return check_cases(data["cases"])
 
 

@@ -93,9 +93,16 @@ class SealWritten(BaseModel):
     root_hash: str
 
 
-def _json_param(value: Any) -> str | None:
+def _json_param(value: Any, what: str) -> str | None:
+    """The jsonb text of a value canonicalize() already accepted (so nested at most
+    MAX_JSON_DEPTH levels, docs/json-nesting.md, well within what orjson writes)."""
     # SQL NULL and JSON null canonicalize alike (spec), so None is stored as SQL NULL.
-    return None if value is None else orjson.dumps(value).decode()
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:  # a TypeError: never raw out of the recorder
+        raise InvalidRecord(f"{what}: cannot be stored as JSON ({exc})") from None
 
 
 def _canonical(record: dict[str, Any], what: str) -> bytes:
@@ -130,7 +137,10 @@ class TraceRecorder:
             plan=trace.plan,
             started_at=trace.started_at,
         )
+        # Hashing refuses what the format cannot represent (a value nested deeper than
+        # MAX_JSON_DEPTH included, naming the field and its depth): before any write.
         genesis = _build(genesis_hash, "trace header", header=header).hex()
+        plan = _json_param(trace.plan, "trace header: plan")
         try:
             async with self._engine.begin() as conn:
                 await _bind_tenant(conn, trace.tenant_id)
@@ -147,7 +157,7 @@ class TraceRecorder:
                         "tenant_id": trace.tenant_id,
                         "agent_id": trace.agent_id,
                         "plan_id": trace.plan_id,
-                        "plan": _json_param(trace.plan),
+                        "plan": plan,
                         "started_at": header["started_at"],
                         "genesis_hash": genesis,
                     },
@@ -197,6 +207,8 @@ class TraceRecorder:
                 **step.model_dump(),
             )
             digest = step_hash(bytes.fromhex(prev), _canonical(record, f"step {index}")).hex()
+            params = _json_param(step.params, f"step {index}: params")
+            outcome_data = _json_param(step.outcome_data, f"step {index}: outcome_data")
             await conn.execute(
                 text(
                     "INSERT INTO aos_trace_steps (trace_id, run_id, tenant_id, step_index,"
@@ -211,8 +223,8 @@ class TraceRecorder:
                 {
                     **record,
                     "trace_id": trace["trace_id"],
-                    "params": _json_param(step.params),
-                    "outcome_data": _json_param(step.outcome_data),
+                    "params": params,
+                    "outcome_data": outcome_data,
                     "prev_hash": prev,
                     "step_hash": digest,
                 },

@@ -19,6 +19,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from psycopg.types.json import set_json_loads
 
 from run_proof_pipeline.integrity import (
     MAX_SAFE_INTEGER,
@@ -29,14 +30,19 @@ from run_proof_pipeline.integrity import (
     es6_number,
     parse_stored_json,
     step_canonical_bytes,
+    stored_number_problem,
 )
 from run_proof_pipeline.integrity.canonical import (
     _NATIVE_FRACTIONS,
+    MAX_RECORD_DEPTH,
     _jcs_from_orjson,
     canonicalize_stored_json,
+    stored_nesting_problem,
 )
 
 if TYPE_CHECKING:  # pydantic stays out of the segment workers' imports
+    import psycopg
+
     from run_proof_pipeline.coordinator.models import TraceStepSummary
 
 __all__ = [
@@ -45,6 +51,7 @@ __all__ = [
     "DecodedStep",
     "StepLineDecoder",
     "StepRowDecoder",
+    "decode_json_as_stored",
     "unescape_copy_field",
 ]
 
@@ -261,16 +268,35 @@ def _text(value: str | bytes | None) -> str | None:
 # column whose type the owner changed (store/relations.py refuses those types first).
 _FLOAT8_TEXT = re.compile(rb"-?(?:[0-9]+(?:\.[0-9]+)?(?:e[+-][0-9]+)?|Infinity)|NaN")
 _INT_TEXT = re.compile(rb"-?[0-9]+")
+# No float8 output with at most this many characters breaks the stored-number rule (17
+# digits, a sign and a point): only longer texts are checked digit by digit.
+_FLOAT8_SHORT = 19
 
 
 class StoredValueError(ValueError):
     """A stored number is not in the text form its column type prints."""
 
 
+def _float8_problem(raw: bytes) -> str | None:
+    """Why `raw` is not text a float8 column prints, or None.  Beyond the form, float8
+    prints at most 17 significant digits of a finite double (extra_float_digits pinned, store/
+    session_pins.py): a longer, underflowing or overflowing number can only come from a column
+    of another type (numeric), whose value the double would not be (docs/stored-numbers.md).
+    """
+    if not _FLOAT8_TEXT.fullmatch(raw):
+        return f"{raw.decode('utf-8', 'replace')!r} is not a float8 value"
+    if raw[-1:].isdigit() and len(raw) > _FLOAT8_SHORT:
+        problem = stored_number_problem(raw.decode())
+        if problem is not None:
+            return f"not a float8 value: {problem}"
+    return None
+
+
 def strict_float(value: str | bytes) -> float:
     raw = value.encode() if isinstance(value, str) else value
-    if not _FLOAT8_TEXT.fullmatch(raw):
-        raise StoredValueError(f"{raw.decode('utf-8', 'replace')!r} is not a float8 value")
+    problem = _float8_problem(raw)
+    if problem is not None:
+        raise StoredValueError(problem)
     return float(raw)
 
 
@@ -289,6 +315,15 @@ def _number(value: str | bytes | float | None) -> float | None:
 
 def _json(value: str | bytes | None) -> Any:
     return None if value is None else parse_stored_json(value)
+
+
+def decode_json_as_stored(driver: psycopg.AsyncConnection[Any] | psycopg.Connection[Any]) -> None:
+    """Make `driver` decode json/jsonb values (the header's `plan`) with parse_stored_json,
+    as the step columns are: the stored-number rule (docs/stored-numbers.md) and the nesting
+    rule (docs/json-nesting.md) then hold for them too, and a value nested deeper than any
+    Python parser reads comes back as an UnrepresentableNesting (the header FAILS, naming
+    it) instead of a RecursionError inside psycopg's default json.loads."""
+    set_json_loads(parse_stored_json, driver)
 
 
 class StepRowDecoder:
@@ -574,14 +609,20 @@ def _payloads(outcome_data: bytes | None, params: bytes | None) -> bytes:
 
     They sit side by side in C(step)'s key order, so one object holding both goes through
     orjson once (one parse, one sorted dump, one exactness check) instead of twice; when
-    the check fails, each column takes the exact path on its own.
+    the check fails, each column takes the exact path on its own.  A column nested deeper
+    than the format allows (docs/json-nesting.md) raises CanonicalizationError before any
+    parse: the general path then names it.
     """
     if _NATIVE_FRACTIONS:
         od = b"null" if outcome_data is None else outcome_data
         pa = b"null" if params is None else params
         exact = None
+        source = b'{"outcome_data":' + od + b',"params":' + pa + b"}"
+        # At most MAX_RECORD_DEPTH opening brackets (the wrapper's one included): neither
+        # column can nest deeper than MAX_JSON_DEPTH, so the exact count is skipped.
+        if source.count(b"[") + source.count(b"{") > MAX_RECORD_DEPTH:
+            _refuse_deep(outcome_data, params)
         try:
-            source = b'{"outcome_data":' + od + b',"params":' + pa + b"}"
             value = _loads(source)
             # The source lets the stored-number rule (docs/stored-numbers.md) scan the text once.
             exact = _jcs_from_orjson(_dumps(value, option=_SORT), value, source)
@@ -593,6 +634,14 @@ def _payloads(outcome_data: bytes | None, params: bytes | None) -> bytes:
         b"null" if outcome_data is None else canonicalize_stored_json(outcome_data),
         b"null" if params is None else canonicalize_stored_json(params),
     )
+
+
+def _refuse_deep(outcome_data: bytes | None, params: bytes | None) -> None:
+    """CanonicalizationError naming a column nested deeper than the format allows."""
+    for column, stored in (("outcome_data", outcome_data), ("params", params)):
+        problem = None if stored is None else stored_nesting_problem(stored)
+        if problem is not None:
+            raise CanonicalizationError(f"{column}: {problem}")
 
 
 _loads = orjson.loads
@@ -612,7 +661,7 @@ def _string(value: bytes) -> bytes | None:
 
 
 def _float(value: bytes) -> bytes | None:
-    if not _FLOAT8_TEXT.fullmatch(value):
+    if _float8_problem(value) is not None:
         return None  # the general path names the step
     try:
         return es6_number(float(value)).encode()
