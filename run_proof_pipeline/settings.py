@@ -267,10 +267,6 @@ class _UrlReader:
                 "is a libpq key=value connection string, not a URL; write it as "
                 "postgresql://user:password@host:port/dbname (percent-encode the password)"
             )
-        if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value):
-            raise self.refuse(
-                "contains whitespace or a control character; percent-encode it (a space is %20)"
-            )
         scheme, sep, rest = value.partition("://")
         if not sep or not _SCHEME.fullmatch(scheme):
             raise self.refuse(f"is not a valid database URL; {_EXPECTED}")
@@ -278,6 +274,10 @@ class _UrlReader:
             raise self.refuse(
                 f"is not a PostgreSQL URL (scheme {scheme!r}). Traces live in PostgreSQL only; "
                 "no other store is used as a fallback."
+            )
+        if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value):
+            raise self.refuse(
+                "contains whitespace or a control character; percent-encode it (a space is %20)"
             )
         return scheme.lower(), self._parts(rest)
 

@@ -21,7 +21,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.local_postgres import LocalPostgres, _tail
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl, redact
 from run_proof_pipeline.store.engine import ResolvedDatabase, run_on_connection
 from run_proof_pipeline.store.migrate import upgrade
@@ -340,3 +340,25 @@ def test_verify_process_refuses_a_conninfo_string_showing_no_password(
         "postgresql://user:***@host:port/dbname (percent-encode the password)"
     ]
     assert _leaked(completed.stdout + completed.stderr, PIECES) == []
+
+
+def test_server_log_tail_in_local_postgres_errors_hides_a_logged_password(
+    pg_server: LocalPostgres,
+) -> None:
+    # The server logs the statement of a failed command: a failed ALTER ROLE with a password
+    # puts the password in server.log, whose last lines LocalPostgresError messages quote.
+    secret = f"Lg{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.url(driver=""), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.UndefinedObject):
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(f"absent_{secret}"), sql.Literal(secret)
+                )
+            )
+    logged = pg_server.log_path.read_text(errors="replace")
+    assert f"PASSWORD '{secret}'" in logged  # the attack is real: the log holds it
+
+    tail = _tail(pg_server.log_path)
+
+    assert f"absent_{secret}" in tail  # the same lines, ...
+    assert f"PASSWORD '{secret}'" not in tail and "PASSWORD '***'" in tail  # ... masked

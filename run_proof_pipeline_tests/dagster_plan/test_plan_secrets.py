@@ -2,12 +2,16 @@
 `user:pw@with@at@host` with an unencoded '@' and ':') connects, proves, and shows the
 password nowhere: not in the Output Report (.md, .json), not in any row of Dagster's
 PostgreSQL storage (every table, whole rows as text), not in what the run printed or logged,
-not in any file under the instance's directory."""
+not in any file under the instance's directory. The last case runs `run-proof plan` as a
+process with a password in DAGSTER_PG_URL's query too."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +22,9 @@ import pytest
 from dagster import DagsterInstance
 from psycopg import sql
 
+from run_proof_pipeline.cli.dagster_env import LOCATION_VARIABLES
 from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.dagster_plan.plan_runs import (
@@ -31,6 +37,7 @@ from run_proof_pipeline_tests.dagster_plan.plan_runs import (
 )
 from run_proof_pipeline_tests.store_fixtures import record_run
 
+RUN_PROOF = str(Path(sys.executable).with_name("run-proof"))
 TENANT, RUN = "tenant-secret", "run-secret"
 # Each piece is distinctive, so that finding any one of them anywhere is a leak of (part of)
 # the password, whatever encoding it was written in.
@@ -187,3 +194,46 @@ def test_resource_configured_with_the_url_keeps_it_out_of_dagster_storage(
     stored = _dagster_storage_text(dagster_storage)
     assert result.run_id in stored
     assert QUERY_PASSWORD not in stored
+
+
+@pytest.mark.slow
+def test_run_proof_plan_process_shows_neither_password(
+    secret_store: SecretStore, dagster_storage: DatabaseUrl, tmp_path: Path
+) -> None:
+    # The README's main command: both URLs carry a password, Dagster's in its query.
+    storage = (
+        f"postgresql://{secret_store.query_role}@127.0.0.1:{secret_store.port}/"
+        f"{dagster_storage.database}?password={QUERY_PASSWORD}"
+    )
+    reports, home = tmp_path / "reports", tmp_path / "dagster_home"
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in LOCATION_VARIABLES},
+        "DATABASE_URL": secret_store.at_form(),
+        "DAGSTER_PG_URL": storage,
+        "DAGSTER_HOME": str(home),
+        "RUN_PROOF_REPORT_DIR": str(reports),
+    }
+
+    completed = subprocess.run(
+        [RUN_PROOF, "plan", "--no-coordinator-tests", "--tenant-id", TENANT, "--run-id", RUN],
+        env=env,
+        cwd=project_root(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines()[0] == (
+        f"Using DATABASE_URL={DatabaseUrl.parse(secret_store.at_form()).redacted()}"
+    )
+    assert "| **Coordinator verification_status** | `VERIFIED` |" in completed.stdout
+    places = {
+        "stdout and stderr": completed.stdout + completed.stderr,
+        "reports": _files_text(reports),
+        "DAGSTER_HOME": _files_text(home),
+        "Dagster storage rows": _dagster_storage_text(dagster_storage),
+    }
+    secrets = _pieces(AT_PASSWORD) + _pieces(QUERY_PASSWORD)
+    assert {p: s for p, text in places.items() for s in secrets if s in text} == {}
