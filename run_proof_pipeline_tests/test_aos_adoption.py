@@ -234,6 +234,7 @@ def test_seed_plan_stops_at_step_4_on_legacy_and_passes_once_adopted(
     dagster_instance: Any,
     tmp_path: Path,
 ) -> None:
+    monkeypatch.setenv("RUN_PROOF_REPORT_DIR", str(tmp_path))
     config = plan_config(tmp_path, run_id="run-a", tenant_id="acme")
     legacy = run_plan(dagster_instance, trace_store(upgraded), config)
     assert not legacy.success
