@@ -271,6 +271,9 @@ def handled(func: Callable[P, R]) -> Callable[P, R]:
             except typer.Exit as exc:
                 code = exc.exit_code
                 raise
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+                raise
             except Exception as exc:
                 mapped = _mapped(exc)
                 if mapped is None:
