@@ -10,15 +10,19 @@ from dagster import (
     AssetCheckSpec,
     AssetKey,
     AssetSpec,
+    Failure,
     MetadataValue,
     multi_asset_check,
 )
+from sqlalchemy.exc import DBAPIError
 
 from run_proof_pipeline.coordinator.models import RunProofResult
 from run_proof_pipeline.pipeline.resources import TraceStoreResource
 from run_proof_pipeline.plan.latest_sealed import prove_latest_sealed
 from run_proof_pipeline.plan.queries import TraceRef
 from run_proof_pipeline.plan.report import adoption_note
+from run_proof_pipeline.settings import ConfigError, redact
+from run_proof_pipeline.store.relations import UntrustedStore
 
 TRACE_STORE = AssetKey("aos_traces")
 HASH_CHAIN_CHECK = "hash_chain_integrity"
@@ -107,7 +111,19 @@ def proof_check_evaluations(
 def trace_store_checks(
     context: AssetCheckExecutionContext, trace_store: TraceStoreResource
 ) -> Iterator[AssetCheckResult]:
-    latest = prove_latest_sealed(trace_store.url())
+    try:
+        latest = prove_latest_sealed(trace_store.url())
+    except ConfigError as exc:
+        # A setting the proof needs (a checkpoint directory without a key, a worker count):
+        # one line, as the plan's Step 3 says it (docs/bad-input.md), never a traceback.
+        raise Failure(description=f"configuration error: {exc}") from None
+    except UntrustedStore as exc:
+        raise Failure(description=f"refusing to prove: {exc}") from None
+    except DBAPIError as exc:
+        detail = str(exc.orig or exc).strip().splitlines()
+        raise Failure(
+            description=redact(f"database error: {detail[0] if detail else exc}")
+        ) from None
     if latest is None:
         for name in CHECK_DESCRIPTIONS:
             yield AssetCheckResult(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,3 +122,33 @@ def test_chain_length_check_compares_with_the_counted_rows(store: DatabaseUrl) -
 
     assert matching == {HASH_CHAIN_CHECK: True, CHAIN_LENGTH_CHECK: True, SEAL_CHECK: True}
     assert counted_more == {HASH_CHAIN_CHECK: True, CHAIN_LENGTH_CHECK: False, SEAL_CHECK: True}
+
+
+def test_checks_with_a_checkpoint_dir_but_no_key_fail_in_one_line(
+    store: DatabaseUrl,
+    dagster_instance: DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The UI's "Execute checks" with checkpoints configured and no key to check them: the
+    check run fails with the one configuration line, not a traceback (docs/bad-input.md)."""
+    record_run(store, "tenant-a", "run-sealed", steps=2)
+    for name in ("RUN_PROOF_SIGNING_KEY", "RUN_PROOF_PUBLIC_KEY", "RUN_PROOF_PUBLIC_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RUN_PROOF_CHECKPOINT_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", store.libpq())
+    monkeypatch.setenv("USE_POSTGRES_TRACES", "true")
+
+    result = CHECKS_ONLY.resolve_job_def("aos_traces_checks").execute_in_process(
+        instance=dagster_instance, raise_on_error=False
+    )
+
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert len(failures) == 1
+    error = failures[0].event_specific_data.error
+    assert error.cls_name == "Failure"
+    line = error.message.removeprefix("dagster._core.definitions.events.Failure: ").strip()
+    assert line.startswith("configuration error: checkpoints are configured but there is no key")
+    assert "\n" not in line
+    assert list(tmp_path.iterdir()) == []
