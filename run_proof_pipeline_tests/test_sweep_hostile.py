@@ -175,6 +175,31 @@ def test_server_stopped_mid_sweep_is_exit_5_and_the_next_sweep_proves_the_rest(
     }
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_state_table_that_rejects_its_rows_is_one_line_exit_1(
+    store: DatabaseUrl, workers: str
+) -> None:
+    # The owner's constraint on the sweep's own table: recording fails in the shard (or in
+    # process) with a database error, which is one line in both cases, not a traceback.
+    assert run_sweep(store, SweepOptions(workers=1)).runs == 0  # creates the state table
+    with psycopg.connect(store.libpq(), autocommit=True) as conn:
+        conn.execute(
+            "ALTER TABLE run_proof_sweep_verified ADD CONSTRAINT never CHECK (status <> 'VERIFIED')"
+        )
+    record_run(store, *GENUINE, steps=2)
+
+    result = CliRunner().invoke(
+        app, ["sweep", "--workers", workers], env={"DATABASE_URL": store.libpq()}
+    )
+
+    assert result.exit_code == 1, result.output
+    assert _one_line(result.stderr) == (
+        'run-proof: database error: new row for relation "run_proof_sweep_verified" violates'
+        ' check constraint "never"'
+    )
+    assert _state(store) == {}
+
+
 # --- rows sharing a trace_id -------------------------------------------------------------
 
 
@@ -334,6 +359,7 @@ def test_a_row_replaced_under_a_verified_trace_id_is_swept_again(store: Database
     assert (swept.runs, swept.failures) == (1, 1)
     [failed] = swept.failed
     assert (failed.tenant_id, failed.run_id, failed.status) == (*FORGED, "FAILED")
+    assert failed.first_bad == "header" and "genesis_hash mismatch" in failed.reason
     assert _state(store)[FORGED] == "FAILED"
 
 
