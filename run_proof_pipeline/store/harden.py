@@ -34,10 +34,16 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl
-from run_proof_pipeline.store.relations import StoreNotMigrated
 from run_proof_pipeline.store.session_pins import startup_options, store_schema
 
-__all__ = ["BINDINGS_TABLE", "HardenRefused", "TenantScope", "harden"]
+__all__ = [
+    "BINDINGS_TABLE",
+    "HardenRefused",
+    "TenantScope",
+    "UnmigratedStore",
+    "bound_tenants",
+    "harden",
+]
 
 BINDINGS_TABLE = "run_proof_writer_tenants"
 TRACE_TABLES = ("aos_traces", "aos_trace_steps")
@@ -53,6 +59,11 @@ HARDEN_LOCK_KEY = 0x52_50_48_41_52_44
 
 class HardenRefused(ConfigError):
     """`db harden` was asked for something that would not isolate; nothing was changed."""
+
+
+class UnmigratedStore(ConfigError):
+    """The store is not migrated to head: `db harden` refuses before changing anything
+    (exit 2), since its policies name the columns and functions the migrations create."""
 
 
 class TenantScope(BaseModel):
@@ -145,7 +156,7 @@ def _qualified(schema: str, name: str) -> sql.Composable:
 
 
 def _require_migrated(cur: psycopg.Cursor, schema: str) -> None:
-    """StoreNotMigrated (exit 2) unless the store is at head; checked before any change."""
+    """UnmigratedStore (exit 2) unless the store is at head; checked before any change."""
     from run_proof_pipeline.store.migrate import VERSION_TABLE, head_revision
 
     missing = [
@@ -164,7 +175,7 @@ def _require_migrated(cur: psycopg.Cursor, schema: str) -> None:
     head = head_revision()
     if missing or current != head:
         lacks = f"{', '.join(missing)} missing, " if missing else ""
-        raise StoreNotMigrated(
+        raise UnmigratedStore(
             f"the trace store in schema {schema} is not migrated ({lacks}database at "
             f"{current or 'no run-proof revision'}, code at {head}): run `run-proof db upgrade`"
             " first; db harden changed nothing"
@@ -366,39 +377,44 @@ def _functions(cur: psycopg.Cursor, schema: str) -> None:
     )
 
 
-def _no_statistics(cur: psycopg.Cursor, schema: str, table: str) -> str | None:
+def _no_statistics(cur: psycopg.Cursor, schema: str, tables: Sequence[str]) -> str | None:
     """Turn off column statistics: the planner applies leakproof operators (=, <) to them
     whatever row-level security hides, so EXPLAIN's row estimates gave a writer other
     tenants' ids (tenant ids from the most common values, run ids from histogram bounds,
     recovered by bisection). Returns a line when old statistics may remain."""
-    target = _qualified(schema, table)
-    columns = cur.execute(
-        "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass(%s)"
-        " AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-        (f"{schema}.{table}",),
-    ).fetchall()
-    for (column,) in columns:
-        cur.execute(
-            sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET STATISTICS 0").format(
-                target, sql.Identifier(column)
+    names = [f"{schema}.{table}" for table in tables]
+    for name, table in zip(names, tables, strict=True):
+        columns = cur.execute(
+            "SELECT attname FROM pg_catalog.pg_attribute"
+            " WHERE attrelid = pg_catalog.to_regclass(%s) AND attnum > 0 AND NOT attisdropped"
+            " ORDER BY attnum",
+            (name,),
+        ).fetchall()
+        for (column,) in columns:
+            cur.execute(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET STATISTICS 0").format(
+                    _qualified(schema, table), sql.Identifier(column)
+                )
             )
-        )
     # ANALYZE skips such columns but keeps what it gathered before; only a superuser may
     # delete from pg_statistic.
-    if cur.execute(
+    superuser = cur.execute(
         "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user"
-    ).fetchone()[0]:
+    ).fetchone()
+    if superuser is not None and superuser[0]:
         cur.execute(
-            "DELETE FROM pg_catalog.pg_statistic WHERE starelid = pg_catalog.to_regclass(%s)",
-            (f"{schema}.{table}",),
+            "DELETE FROM pg_catalog.pg_statistic WHERE starelid = ANY(SELECT"
+            " pg_catalog.to_regclass(n) FROM pg_catalog.unnest(%s::text[]) n)",
+            (names,),
         )
         return None
+    listed = ", ".join(f"'{name}'::regclass" for name in names)
     # Printed for an administrator, never executed here.
-    advice = (
-        "DELETE FROM pg_catalog.pg_statistic"  # noqa: S608
-        f" WHERE starelid = '{schema}.{table}'::regclass"
+    advice = f"DELETE FROM pg_catalog.pg_statistic WHERE starelid IN ({listed})"  # noqa: S608
+    return (
+        "column statistics are off, but those gathered before may remain and only a superuser"
+        f" can remove them: {advice}"
     )
-    return f"{table}: statistics gathered before may remain; a superuser should run {advice}"
 
 
 def harden(
@@ -455,10 +471,9 @@ def harden(
             )
         )
         _functions(cur, schema)
-        for table in (*TRACE_TABLES, BINDINGS_TABLE):
-            remains = _no_statistics(cur, schema, table)
-            if remains:
-                done.append(remains)
+        remains = _no_statistics(cur, schema, (*TRACE_TABLES, BINDINGS_TABLE))
+        if remains:
+            done.append(remains)
         done.append(
             f"{writer_role}: INSERT/SELECT on trace tables of its tenants, UPDATE of the seal"
             " columns only, no access to the ledger"
