@@ -62,6 +62,9 @@ _LOG_TAIL_LINES = 40
 _MAX_IDENTIFIER_BYTES = 63  # NAMEDATALEN - 1; longer names are silently truncated by the server
 
 
+_MAX_SOCKET_PATH = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
+
+
 class LocalPostgresError(RuntimeError):
     """The local server could not be located, initialised, started or stopped."""
 
@@ -452,12 +455,21 @@ class LocalPostgres:
             self._creds = self._load_or_create_credentials()
         return self._creds
 
+    def _socket_setting(self, port: int) -> str:
+        # A Unix socket path may hold 107 bytes (sun_path); a project checked out deep enough
+        # makes `<base_dir>/socket/.s.PGSQL.<port>` longer and the server refuses to start.
+        # Every client of ours connects over TCP, so such a server simply gets no Unix socket.
+        path = self.socket_dir / f".s.PGSQL.{port}"
+        if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
+            return "''"
+        return "'{}'".format(str(self.socket_dir).replace("'", "''"))
+
     def _write_settings(self, creds: _Credentials) -> None:
         # Rewritten before every start so port/fast follow credentials.json and the constructor.
         settings = {
             "listen_addresses": "'127.0.0.1'",
             "port": str(creds.port),
-            "unix_socket_directories": "'{}'".format(str(self.socket_dir).replace("'", "''")),
+            "unix_socket_directories": self._socket_setting(creds.port),
             "unix_socket_permissions": "0700",
             "max_connections": "100",
         }

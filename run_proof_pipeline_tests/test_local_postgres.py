@@ -282,3 +282,21 @@ def test_embedded_default_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.chdir(tmp_path)
     assert embedded_default().base_dir == tmp_path / ".run-proof" / "postgres"
     assert embedded_default(tmp_path / "x").base_dir == tmp_path / "x" / ".run-proof" / "postgres"
+
+
+def test_a_base_dir_too_deep_for_a_unix_socket_still_starts(tmp_path: Path) -> None:
+    """`<base_dir>/socket/.s.PGSQL.<port>` over 107 bytes made the server refuse to start
+    (a project checked out deep); it now starts on TCP alone."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    pg = LocalPostgres(deep, fast=True)
+    assert len(os.fsencode(pg.socket_dir)) > 107
+    try:
+        pg.start()
+        with psycopg.connect(pg.url(driver="")) as conn:
+            assert conn.execute("SELECT current_setting('unix_socket_directories')").fetchone() == (
+                "",
+            )
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        pg.stop()
+    assert not pg.is_running()
