@@ -316,6 +316,39 @@ def test_a_writers_temporary_table_does_not_stand_in_for_the_record_of_ids(
     assert _state(shared) == before
 
 
+def test_a_clients_temporary_objects_do_not_stand_in_for_the_stores(
+    store: DatabaseUrl, checkpoint_env: CheckpointEnv
+) -> None:
+    # Before 0004 pinned the search path of 0001-0003's functions, each of these worked for
+    # any client: pg_temp was searched first (or the caller's search path applied).
+    record_run(store, TENANT, "run-sealed", steps=1)
+    make_checkpoint(store)
+    record_run(store, TENANT, "run-open", steps=2, seal=False)
+    last_seq = sql(store, "SELECT last_value FROM aos_traces_seal_seq")[0][0]
+    root = RunShape(TENANT, "run-open", steps=2).chain().root_hash
+    with psycopg.connect(store.libpq()) as conn:
+        conn.execute("CREATE TEMP SEQUENCE aos_traces_seal_seq START 1000000")
+        conn.execute("CREATE TEMP TABLE run_proof_ledger (LIKE public.run_proof_ledger)")
+        conn.execute(
+            "UPDATE aos_traces SET status = 'succeeded', completed_at = %s, root_hash = %s,"
+            " chain_length = 2 WHERE run_id = 'run-open'",
+            (BASE + timedelta(hours=1), root),
+        )
+    # The seal drew from the store's sequence and its entry went to the store's ledger.
+    assert sql(store, "SELECT seal_seq FROM aos_traces WHERE run_id = 'run-open'") == [
+        (last_seq + 1,)
+    ]
+    assert prove(store, TENANT, "run-open").integrity.verification_status == "VERIFIED"
+    with (
+        psycopg.connect(store.libpq()) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege, match="retire it first"),
+    ):
+        conn.execute("CREATE TEMP TABLE run_proof_retirements (trace_id text)")
+        conn.execute("INSERT INTO run_proof_retirements VALUES ('trace-run-sealed')")
+        conn.execute("DELETE FROM aos_traces WHERE run_id = 'run-sealed'")
+    assert prove(store, TENANT, "run-sealed").integrity.verification_status == "VERIFIED"
+
+
 # --- concurrency: a retirement and a re-insert racing ---------------------------------------
 
 

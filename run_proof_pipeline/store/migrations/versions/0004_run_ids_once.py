@@ -34,6 +34,13 @@ The functions are SECURITY DEFINER (writers need no privilege on run_proof_run_i
 temporary table cannot stand in for the store's (pg_temp is searched first for relations
 unless it is named, and last here). Both triggers are ENABLE ALWAYS; only the table owner can
 disable them, and a reuse forced that way is FAILED by `checkpoint verify` (ledger/audit.py).
+
+The trigger functions of 0001-0003 that read or write relations get the same search path.
+Before, they resolved names under the caller's search path (0001) or with pg_temp searched
+first (0002, 0003), so any client could make them use its own temporary objects: a temporary
+sequence `aos_traces_seal_seq` chose the seal_seq of its seals (the sensors' cursor), a
+temporary table `run_proof_retirements` holding a trace id let a DELETE of that unretired
+format-v1 trace through, a temporary `run_proof_ledger` took the seal's ledger entry.
 """
 
 from alembic import op
@@ -167,6 +174,22 @@ TRIGGERS = (
 )
 
 
+# (function, argument types, the search_path 0001-0003 gave it: None for the caller's).
+PINNED_FUNCTIONS = (
+    ("run_proof_fill_step_identity", "", None),
+    ("run_proof_guard_trace_insert", "", None),
+    ("run_proof_guard_step_change", "", None),
+    ("run_proof_guard_trace_change", "", None),
+    ("run_proof_ledger_assign", "", "{schema}, pg_catalog"),
+    ("run_proof_ledger_record_seal", "", "{schema}, pg_catalog"),
+    ("run_proof_reject_step_after_seal", "", "{schema}, pg_catalog"),
+    ("run_proof_ledger_record_adoption", "", "{schema}, pg_catalog"),
+    ("run_proof_record_retirement", "", "{schema}, pg_catalog"),
+    ("run_proof_trace_retired", "text", "{schema}, pg_catalog"),
+)
+PINNED_PATH = "pg_catalog, {schema}, pg_temp"
+
+
 def _run(statements: sql.Composable) -> None:
     # Straight to psycopg, as 0002: the SQL holds `%` and `::`, which SQLAlchemy's text() and
     # the DB-API paramstyle would read; identifiers are quoted by psycopg.
@@ -198,18 +221,37 @@ def _trigger_statements(schema: sql.Identifier) -> list[sql.Composable]:
     return statements
 
 
+def _set_search_path(schema: sql.Identifier, function: str, args: str, path: str | None) -> None:
+    setting = (
+        sql.SQL("RESET search_path")
+        if path is None
+        else sql.SQL("SET search_path = ") + sql.SQL(path).format(schema=schema)
+    )
+    _run(
+        sql.SQL("ALTER FUNCTION {schema}.{function}({args}) ").format(
+            schema=schema, function=sql.Identifier(function), args=sql.SQL(args)
+        )
+        + setting
+    )
+
+
 def upgrade() -> None:
     schema = _schema()
     for statements in (TABLE, FUNCTIONS, BACKFILL):
         _run(sql.SQL(statements).format(schema=schema))
     for statement in _trigger_statements(schema):
         _run(statement)
+    for function, args, _ in PINNED_FUNCTIONS:
+        _set_search_path(schema, function, args, PINNED_PATH)
 
 
 def downgrade() -> None:
-    """Back to 0003: the reuse guard goes, and with it the record of used ids (a new upgrade
-    rebuilds it from the ledger and the format-v1 traces, which keep every id that matters)."""
+    """Back to 0003: the functions of 0001-0003 get their old search paths back, the reuse
+    guard goes, and with it the record of used ids (a new upgrade rebuilds it from the ledger
+    and the format-v1 traces, which keep every id that matters)."""
     schema = _schema()
+    for function, args, path in PINNED_FUNCTIONS:
+        _set_search_path(schema, function, args, path)
     for table, name, *_ in TRIGGERS:
         _run(
             sql.SQL("DROP TRIGGER IF EXISTS {name} ON {schema}.{table}").format(
