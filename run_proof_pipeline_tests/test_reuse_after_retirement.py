@@ -25,6 +25,8 @@ from typer.testing import CliRunner
 
 from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.integrity import genesis_hash, header_record
+from run_proof_pipeline.ledger.entry import LedgerEntry
+from run_proof_pipeline.ledger.queries import entries_for_run
 from run_proof_pipeline.ledger.settings import load_ledger_settings
 from run_proof_pipeline.legacy.kinds import count_trace_kinds
 from run_proof_pipeline.legacy.retirement import (
@@ -32,6 +34,7 @@ from run_proof_pipeline.legacy.retirement import (
     RetirementError,
     audit_reuses,
     retire_run,
+    reuse_after_retirement,
 )
 from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
@@ -349,6 +352,67 @@ def test_a_clients_temporary_objects_do_not_stand_in_for_the_stores(
     assert prove(store, TENANT, "run-sealed").integrity.verification_status == "VERIFIED"
 
 
+def test_a_run_retired_unsealed_and_sealed_afterwards_is_no_reuse(shared: DatabaseUrl) -> None:
+    # A writer that seemed dead is retired at its head, then seals: the same trace, first
+    # sealed after its tombstone (0003 allows it). Not a reuse; retiring it again says why not.
+    record_run(shared, TENANT, "run-late", steps=1, seal=False)
+    tombstone = _retire(shared, "run-late").ledger_seq
+
+    async def seal() -> None:
+        engine = async_engine(shared)
+        try:
+            await TraceRecorder(engine).seal(
+                TENANT, "run-late", status="succeeded", completed_at=BASE + timedelta(hours=1)
+            )
+        finally:
+            await engine.dispose()
+
+    run(seal())
+
+    assert on(shared, audit_reuses) == []
+    with pytest.raises(RetirementError) as refused:
+        _retire(shared, "run-late")
+    assert str(refused.value) == (
+        f"trace 'trace-run-late' was retired before (tombstone: ledger entry {tombstone}), and "
+        f"ledger entry {tombstone + 1} records it again after that: it was sealed after its "
+        "retirement, and the earlier tombstone does not retire what it holds; see "
+        "`run-proof checkpoint verify`"
+    )
+
+
+def _entry(seq: int, kind: str, trace_id: str = "trace-r") -> LedgerEntry:
+    return LedgerEntry(
+        seq=seq,
+        kind=kind,
+        tenant_id=TENANT,
+        run_id="r",
+        trace_id=trace_id,
+        chain_length=1,
+        root_hash="ab" * 32,
+        recorded_at="2026-02-09T10:00:00.000000Z",
+    )
+
+
+@pytest.mark.parametrize(
+    ("entries", "reused"),
+    [
+        ([_entry(1, "seal"), _entry(2, "seal")], False),  # sealed twice, no tombstone
+        ([_entry(1, "seal"), _entry(2, "tombstone")], False),  # retired
+        ([_entry(1, "tombstone"), _entry(2, "seal")], False),  # retired unsealed, sealed later
+        ([_entry(1, "seal"), _entry(2, "tombstone"), _entry(3, "seal")], True),
+        ([_entry(1, "seal"), _entry(2, "tombstone"), _entry(3, "adoption", "tr-aos")], True),
+        ([_entry(1, "tombstone"), _entry(2, "seal", "trace-other")], True),
+    ],
+)
+def test_reuse_after_retirement_reads_one_runs_entries(
+    entries: list[LedgerEntry], reused: bool
+) -> None:
+    reason = reuse_after_retirement(entries)
+    assert (reason is not None) == reused
+    if reason is not None:
+        assert reason.startswith("the run was recorded again after its retirement (tombstone:")
+
+
 # --- concurrency: a retirement and a re-insert racing ---------------------------------------
 
 
@@ -542,9 +606,26 @@ def test_a_reuse_forced_by_the_owner_is_failed_naming_the_tombstone(
     verified = _cli(store, "checkpoint", "verify")
     assert verified.exit_code == 1
     assert f"INCONSISTENT: {reuse}" in verified.output.splitlines()
+    # What proof/anchors.py would say with reuse_after_retirement (see its docstring).
+    entries = on(store, lambda conn: entries_for_run(conn, TENANT, "run-forced"))
+    assert reuse_after_retirement(entries) == (
+        f"the run was recorded again after its retirement (tombstone: ledger entry {tombstone}; "
+        "seals and adoptions: ledger entries 1, 3): its id was reused past the reuse guard of "
+        "migration 0004 (only the table owner can disable it), so the ledger no longer says "
+        "which run the id names"
+    )
     # The second life cannot be retired under the first one's tombstone.
-    with pytest.raises(RetirementError, match="was retired before"):
-        _retire(store, "run-forced")
+    retired = _cli(
+        store, "retire", "--tenant-id", TENANT, "--run-id", "run-forced", "--reason", "x"
+    )
+    assert retired.exit_code == 4
+    said = [line for line in retired.output.splitlines() if line.startswith("run-proof:")]
+    assert said == [
+        f"run-proof: trace 'trace-run-forced' was retired before (tombstone: ledger entry "
+        f"{tombstone}), and ledger entry 3 records it again after that: its ids were reused, "
+        "which only the table owner can do (past migration 0004), and the earlier tombstone "
+        "does not retire what it holds; see `run-proof checkpoint verify`"
+    ]
     assert sql(store, "SELECT count(*) FROM run_proof_retirements") == [(1,)]
 
 

@@ -114,20 +114,32 @@ async def _existing(
             "table owner can do (past migration 0004), and cannot be retired under it; "
             "see `run-proof checkpoint verify`"
         )
-    recorded_since = await conn.scalar(
-        text(
-            "SELECT EXISTS (SELECT 1 FROM run_proof_ledger WHERE trace_id = :trace_id"
-            " AND kind IN ('seal', 'adoption') AND seq > :tombstone)"
-        ),
-        {"trace_id": trace_id, "tombstone": row.ledger_seq},
-    )
-    if (row.root_hash, row.chain_length) != (head, length) or recorded_since:
+    later = (
+        await conn.execute(
+            text(
+                "SELECT min(seq) FILTER (WHERE seq > :tombstone) AS after,"
+                " bool_or(seq < :tombstone) AS before FROM run_proof_ledger"
+                " WHERE trace_id = :trace_id AND kind IN ('seal', 'adoption')"
+            ),
+            {"trace_id": trace_id, "tombstone": row.ledger_seq},
+        )
+    ).one()
+    if later.after is not None:
+        why = (
+            "its ids were reused, which only the table owner can do (past migration 0004)"
+            if later.before
+            else "it was sealed after its retirement"
+        )
         raise RetirementError(
-            f"{where} as it stood then (hash {row.root_hash}, {row.chain_length} steps), and it "
-            f"was written after that (it now holds hash {head}, {length} steps"
-            f"{', and a later ledger entry seals or adopts it' if recorded_since else ''}): "
-            "its ids were reused, or the retired trace was written to; see "
+            f"{where}, and ledger entry {later.after} records it again after that: {why}, "
+            "and the earlier tombstone does not retire what it holds; see "
             "`run-proof checkpoint verify`"
+        )
+    if (row.root_hash, row.chain_length) != (head, length):
+        raise RetirementError(
+            f"{where} as it stood then (hash {row.root_hash}, {row.chain_length} steps), but "
+            f"it now holds hash {head}, {length} steps: it was written to after its "
+            "retirement, and the tombstone does not name what it holds"
         )
     return Retirement(
         tombstone=_tombstone_of(row),
