@@ -304,3 +304,39 @@ def test_checkpoint_create_writes_a_new_note_file_once(
     _one_line(again, 2, "never overwritten")
     assert target.read_bytes() == note
     assert sorted(p.name for p in tmp_path.iterdir()) == ["first.note", "keys"]
+
+
+@pytest.mark.slow
+def test_checkpoint_create_stopped_mid_write_leaves_no_partial_note(
+    out_store: DatabaseUrl, tmp_path: Path
+) -> None:
+    """A real process whose writes stop at 64 bytes (RLIMIT_FSIZE, EFBIG, as a full disk):
+    the checkpoint directory holds no partial note and no temp file afterwards."""
+    from run_proof_pipeline.ledger.keys import generate_signing_key, write_signing_key
+    from run_proof_pipeline.ledger.settings import default_origin
+
+    key = tmp_path / "ledger.key"
+    write_signing_key(key, generate_signing_key(default_origin(out_store.database)))
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in _LEDGER_ENV}
+    env.update(DATABASE_URL=out_store.libpq(), RUN_PROOF_SIGNING_KEY=str(key))
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
+
+    completed = subprocess.run(
+        [CLI, "checkpoint", "create", "--out", str(directory)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit,  # the child's own limit, set before exec
+    )
+
+    assert completed.returncode == 2, completed.stderr
+    [line] = completed.stderr.splitlines()
+    assert line.startswith(f"run-proof: cannot write checkpoint {directory}/checkpoint-")
+    assert line.endswith(": File too large; nothing was written")
+    assert _entries(directory) == []
+    assert "checkpoint written" not in completed.stdout

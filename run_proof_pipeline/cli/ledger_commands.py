@@ -31,7 +31,10 @@ def _resolved(*, machine_output: bool = False) -> ResolvedDatabase:
 @handled
 def checkpoint_create(
     out: Path | None = typer.Option(
-        None, "--out", help="Directory or .note file; default: $RUN_PROOF_CHECKPOINT_DIR."
+        None,
+        "--out",
+        help="Directory (created if missing) or a new .note file, never overwritten; default: "
+        "$RUN_PROOF_CHECKPOINT_DIR.",
     ),
 ) -> None:
     """Sign the ledger's current size and tree head (C2SP tlog-checkpoint, Ed25519)."""

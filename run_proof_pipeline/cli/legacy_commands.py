@@ -91,9 +91,12 @@ def adopt(
             await engine.dispose()
 
     report = asyncio.run(run())
+    counts = (
+        f"{len(report.adopted)} adopted, {len(report.skipped)} skipped, "
+        f"{report.already_adopted} adopted before"
+    )
     record_outcome(
-        f"adoption is committed ({len(report.adopted)} adopted, {len(report.skipped)} "
-        f"skipped, {report.already_adopted} adopted before)"
+        f"the adoption is committed ({counts})" if report.adopted else f"nothing adopted ({counts})"
     )
     for trace in report.adopted:
         print(
@@ -105,10 +108,7 @@ def adopt(
             f"skipped tenant {skipped.tenant_id!r}, run {skipped.run_id!r} "
             f"(trace {skipped.trace_id!r}): {skipped.reason}"
         )
-    print(
-        f"{len(report.adopted)} adopted, {len(report.skipped)} skipped, "
-        f"{report.already_adopted} adopted before"
-    )
+    print(counts)
 
 
 def _progress_bar() -> Any:
