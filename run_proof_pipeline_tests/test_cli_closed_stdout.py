@@ -240,7 +240,7 @@ def test_export_to_a_lost_stdout_is_a_failure_to_export(
 
     assert ran.code == 2, ran.stderr
     last = ran.stderr.splitlines()[-1]
-    assert last.startswith(line) and last.endswith("(write it to a file with --out FILE)")
+    assert last.startswith(line) and last.endswith("; write it to a file with --out FILE")
     # Before it, at most the banner, which export prints on stderr (stdout is the bundle's).
     assert all(x.startswith("Using ") for x in ran.stderr.splitlines()[:-1])
     _no_noise(ran)

@@ -183,7 +183,7 @@ def _stdout_usable(*, written: bool = False) -> None:
         return
     done = "was not written whole" if written else "cannot be written"
     raise CommandError(
-        f"the bundle {done}: {why} (write it to a file with --out FILE)", ExitCode.USAGE
+        f"the bundle {done}: {why}; write it to a file with --out FILE", ExitCode.USAGE
     )
 
 
