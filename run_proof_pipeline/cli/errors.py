@@ -52,7 +52,6 @@ class _GuardedStream:
     fails on it; later writes are discarded. Everything else is the wrapped stream's."""
 
     def __init__(self, stream: TextIO | None, fd: int, name: str) -> None:
-        self._fd = fd
         self._name = name
         self.lost: str | None = None
         if stream is None:
@@ -130,6 +129,7 @@ class _Invocation:
     originals: tuple[Any, Any]
     outcome: str | None = None  # what the command did, said when its output was lost
     failure_said: bool = False  # a failure line is on stderr already: no second line
+    loss_said: bool = False  # the lost-output line is said once (handled() may nest)
 
 
 _current: _Invocation | None = None
@@ -194,8 +194,9 @@ def fail(message: str, code: ExitCode) -> typer.Exit:
 
 def _say_output_lost(invocation: _Invocation, code: int | None) -> None:
     why = invocation.stdout.lost
-    if why is None or invocation.failure_said or code is None:
+    if why is None or invocation.failure_said or invocation.loss_said or code is None:
         return
+    invocation.loss_said = True
     if invocation.outcome is not None and code == ExitCode.OK:
         say(f"{invocation.outcome}; only the output was lost: {why}")
     else:
