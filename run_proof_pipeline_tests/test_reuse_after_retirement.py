@@ -590,8 +590,11 @@ def test_a_reuse_forced_by_the_owner_is_failed_naming_the_tombstone(
     assert integrity.verification_status == "FAILED"
     assert integrity.failure is not None and integrity.failure.location == "ledger"
     assert integrity.failure.rule == 5
-    # proof/anchors.py names both seals (and, with reuse_after_retirement, the tombstone).
-    assert "ledger entries 1, 3" in (integrity.failure_reason or "")
+    # proof/anchors.py names the tombstone and both seals: a reused id, not a rewritten seal.
+    assert (integrity.failure_reason or "").startswith(
+        f"ledger: the run was recorded again after its retirement (tombstone: ledger entry "
+        f"{tombstone}; seals and adoptions: ledger entries 1, 3)"
+    )
     reuse = (
         f"ledger entry 3 (tenant '{TENANT}', run 'run-forced'): seal of trace 'trace-run-forced' "
         f"after the run's tombstone (ledger entry {tombstone}): the retired run id was recorded "
@@ -709,7 +712,8 @@ def test_the_bug_on_revision_0003_and_the_upgrade_over_it(
 
     # Before 0004 the reuse was written, and FAILED the run for good.
     record_run(url, TENANT, "run-old", steps=2)
-    assert "sealed more than once" in (prove(url, TENANT, "run-old").integrity.failure_reason or "")
+    reason = prove(url, TENANT, "run-old").integrity.failure_reason or ""
+    assert reason.startswith("ledger: the run was recorded again after its retirement")
 
     upgrade(url)
 

@@ -25,6 +25,7 @@ from run_proof_pipeline.ledger.settings import load_ledger_settings
 from run_proof_pipeline.ledger.signed_head import SignedHead, load_signed_head
 from run_proof_pipeline.ledger.signed_tree import remember_signed_leaves, signed_leaves
 from run_proof_pipeline.ledger.tree import LedgerTree
+from run_proof_pipeline.legacy.retirement import reuse_after_retirement
 from run_proof_pipeline.store.snapshot import TraceRow
 
 _ANCHORING_KINDS = {EntryKind.SEAL.value, EntryKind.ADOPTION.value}
@@ -112,9 +113,13 @@ async def _anchor_from(
     entry = entries[0]
     if len(entries) > 1:
         seqs = ", ".join(str(e.seq) for e in entries)
+        # A second seal after the run's tombstone is a reused id (docs/ledger-v1.md, "Ids are
+        # recorded once"), not a seal cleared and rewritten: say which it is.
+        reused = reuse_after_retirement(run_entries)
         return _ledger_failure(
-            f"the run was sealed more than once (ledger entries {seqs}): its seal was cleared "
-            "and rewritten",
+            reused
+            or f"the run was sealed more than once (ledger entries {seqs}): its seal was "
+            "cleared and rewritten",
             expected=f"one entry ({entry.root_hash})",
             found=entries[1].root_hash,
             field="root_hash",
