@@ -56,6 +56,7 @@ async def record_run_async(
     started_at: datetime = BASE,
     status: str = "succeeded",
     step_fields: Callable[[int], dict[str, Any]] | None = None,
+    plan: dict[str, Any] | None = None,
 ) -> str:
     """A run as TraceRecorder writes it; `step_fields(i)` overrides fields of step i."""
     engine = async_engine(url)
@@ -68,7 +69,7 @@ async def record_run_async(
                 trace_id=f"trace-{run_id}",
                 agent_id="agent-7",
                 plan_id="plan-42",
-                plan={"goal": "fetch and summarize"},
+                plan={"goal": "fetch and summarize"} if plan is None else plan,
                 started_at=started_at,
             )
         )

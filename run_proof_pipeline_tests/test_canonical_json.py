@@ -33,7 +33,7 @@ from run_proof_pipeline.integrity import (
     step_record,
     stored_number_problem,
 )
-from run_proof_pipeline.integrity.canonical import canonicalize_stored_json
+from run_proof_pipeline.integrity.canonical import MAX_RECORD_DEPTH, canonicalize_stored_json
 
 SAFE = 2**53 - 1
 
@@ -139,9 +139,11 @@ def test_tuples_and_subclasses_encode_as_plain_json() -> None:
     assert canonicalize(value) == rfc8785.dumps(value)
 
 
-def test_nesting_deeper_than_orjson_allows_falls_back_to_pure_python() -> None:
+def test_nesting_up_to_the_record_limit_matches_the_oracle() -> None:
+    # A record nests at most MAX_RECORD_DEPTH levels (docs/json-nesting.md); deeper ones are
+    # refused (test_json_nesting.py).
     value: Any = 1.5
-    for i in range(400):
+    for i in range(MAX_RECORD_DEPTH):
         value = [value] if i % 2 else {"k": value}
     assert canonicalize(value) == rfc8785.dumps(value)
 
@@ -281,7 +283,7 @@ def test_without_orjson_native_fractions_every_float_is_a_fragment_and_still_exa
 
 
 @settings(max_examples=50, deadline=None, database=None)
-@given(st.integers(min_value=1, max_value=400), scalars)
+@given(st.integers(min_value=1, max_value=MAX_RECORD_DEPTH), scalars)
 def test_deep_nesting_matches_the_oracle(depth: int, leaf: Any) -> None:
     value: Any = leaf
     for i in range(depth):

@@ -445,16 +445,8 @@ def test_run_proof_verify_exits_1_naming_the_field_without_a_traceback(
     assert completed.stderr == ""
 
 
-# psycopg reads `plan` with json.loads, which cannot parse 5,000 levels (RecursionError while
-# the trace row is read). Passes once store/snapshot.py's begin_snapshot() calls
-# store.step_rows.decode_json_as_stored() on its connection (see docs/json-nesting.md);
-# strict, so that the marker is removed then.
-_NEEDS_PLAN_LOADER = pytest.mark.xfail(
-    strict=True, raises=RecursionError, reason="begin_snapshot does not decode plan as stored"
-)
-
-
-@_NEEDS_PLAN_LOADER
+# psycopg's own json.loads cannot parse 5,000 levels; begin_snapshot() makes the connection
+# read `plan` as the step columns are (store.step_rows.decode_json_as_stored).
 def test_a_plan_deeper_than_python_parses_fails_the_header_in_one_stream(
     nesting_store: DatabaseUrl,
 ) -> None:
@@ -463,7 +455,6 @@ def test_a_plan_deeper_than_python_parses_fails_the_header_in_one_stream(
     assert _outcome(result) == ("FAILED", header_failure(5_000))
 
 
-@_NEEDS_PLAN_LOADER
 def test_a_plan_deeper_than_python_parses_fails_the_header_in_the_sweep(
     nesting_store: DatabaseUrl,
 ) -> None:

@@ -211,3 +211,23 @@ def test_honest_writers_long_forms_still_verify(store: DatabaseUrl) -> None:
 
     integrity = prove(store, TENANT, "run-honest").integrity
     assert integrity.verification_status == "VERIFIED", integrity.failure_reason
+
+
+def test_a_plan_number_rewritten_to_the_same_double_fails_the_header(store: DatabaseUrl) -> None:
+    """The header's `plan` is read under the same rule as the step columns (it was read with
+    psycopg's json.loads, which rounds to the double: the rewrite went unseen)."""
+    record_run(store, TENANT, "run-plan-number", plan={"goal": "g", "n": 2798})
+    assert prove(store, TENANT, "run-plan-number").integrity.verification_status == "VERIFIED"
+    touched = owner_sql(
+        store,
+        "UPDATE aos_traces SET plan = jsonb_set(plan, '{n}', '2798.0000000000000000001')"
+        " WHERE run_id = 'run-plan-number'",
+        table="aos_traces",
+    )
+    assert touched == 1
+
+    integrity = prove(store, TENANT, "run-plan-number").integrity
+
+    assert integrity.verification_status == "FAILED"
+    assert integrity.failure is not None and integrity.failure.location == "header"
+    assert "plan.n: number 2798.0000000000000000001" in integrity.failure.reason

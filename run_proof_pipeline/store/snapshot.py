@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from run_proof_pipeline.store.relations import PROOF_RELATIONS, check_proof_relations
 from run_proof_pipeline.store.session_pins import pinned_settings, store_schema
-from run_proof_pipeline.store.step_rows import STEP_COLUMNS, STEP_SELECT
+from run_proof_pipeline.store.step_rows import STEP_COLUMNS, STEP_SELECT, decode_json_as_stored
 
 TRACE_COLUMNS = (
     "trace_id, run_id, tenant_id, agent_id, plan_id, plan, status, started_at, completed_at,"
@@ -61,6 +61,10 @@ async def begin_snapshot(conn: AsyncConnection) -> None:
     """Make `conn`'s transaction a REPEATABLE READ snapshot under the pinned settings, and
     check that the relations a proof reads are the store's own (store/relations.py)."""
     await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+    # The header's `plan` is read as the step columns are: the stored-number and nesting rules
+    # hold for it too (docs/stored-numbers.md, docs/json-nesting.md), and a value deeper than
+    # Python's parser reads is a FAILED header, not a RecursionError in psycopg's json.loads.
+    decode_json_as_stored(await _driver(conn))
     statement, params = pin_statement()
     await conn.execute(text(statement), params)
     await check_proof_relations(conn, store_schema(), PROOF_RELATIONS)
