@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import struct
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -26,7 +28,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from run_proof_pipeline.integrity import CanonicalizationError, canonicalize, es6_number
+from run_proof_pipeline.integrity import (
+    CanonicalizationError,
+    canonicalize,
+    es6_number,
+    step_canonical_bytes,
+)
 from run_proof_pipeline.integrity.canonical import canonicalize_stored_json
 from run_proof_pipeline.integrity.timestamps import parse_timestamp
 from run_proof_pipeline.integrity.vectors import BUNDLED_VECTORS
@@ -453,6 +460,8 @@ EDGE_FLOATS = [
     123456789.125,
     4.35,
     0.000015,
+    1e23,  # float8out: 9.999999999999999e+22
+    3.4060724690242328e16,  # float8out: 3.4060724690242328e+16, ES6: 34060724690242330
 ]
 _floats = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
@@ -545,6 +554,96 @@ def test_sql_reads_every_stored_number_as_python_does_and_flags_inexact_ones(
             assert problem is not None and problem.startswith("(root): inexact: "), text
 
 
+def _cesu8(key: str) -> bytes:
+    units = key.encode("utf-16-be")
+    return b"".join(
+        chr(int.from_bytes(units[i : i + 2], "big")).encode("utf-8", "surrogatepass")
+        for i in range(0, len(units), 2)
+    )
+
+
+@BATCH
+@given(st.lists(_keys, min_size=60, max_size=60))
+@example(["", "\U0001f600", "\ue000", "\ud7ff", "\U0010ffff", "é€\U00010000x"])
+def test_sql_sort_keys_order_as_utf16_code_units(conn: psycopg.Connection, keys: list[str]) -> None:
+    query = sql.SQL(
+        "SELECT {}(u.k) FROM pg_catalog.unnest(%s::pg_catalog.text[]) WITH ORDINALITY u(k, i)"
+        " ORDER BY u.i"
+    ).format(_fn("run_proof_utf16_sort_key"))
+    got = [bytes(row[0]) for row in conn.execute(query, (keys,)).fetchall()]
+    assert got == [_cesu8(key) for key in keys]
+    by_sql = [key for _, key in sorted(zip(got, keys, strict=True))]
+    assert by_sql == sorted(keys, key=lambda key: key.encode("utf-16-be"))
+
+
+_texts_or_null = st.one_of(st.none(), _strings)
+_steps = st.fixed_dictionaries(
+    {
+        "tenant_id": _strings,
+        "run_id": _strings,
+        "step_index": st.one_of(st.none(), st.integers(0, 2**63 - 1)),
+        "skill_id": _texts_or_null,
+        "skill_name": _texts_or_null,
+        "params": json_values,
+        "status": _texts_or_null,
+        "outcome_category": _texts_or_null,
+        "outcome_code": _texts_or_null,
+        "outcome_data": st.one_of(st.none(), json_values),
+        "cost_cents": st.one_of(st.none(), _floats),
+        "duration_ms": st.one_of(st.none(), _floats),
+        "retry_count": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+        "timestamp": st.one_of(
+            st.none(),
+            st.datetimes(
+                min_value=datetime(1, 1, 2),
+                max_value=datetime(9999, 12, 30),
+                timezones=st.just(UTC),
+            ),
+        ),
+    }
+)
+
+
+@settings(max_examples=10, deadline=None, database=None)
+@given(st.lists(_steps, min_size=25, max_size=25))
+def test_sql_step_record_equals_the_python_reader_on_random_steps(
+    conn: psycopg.Connection, steps: list[dict[str, Any]]
+) -> None:
+    def column(name: str) -> list[Any]:
+        return [step[name] for step in steps]
+
+    types = "text text int8 text text text text text text text float8 float8 int8 timestamptz"
+    unnests = sql.SQL(", ").join(
+        sql.SQL("pg_catalog.unnest(%s::{}[])").format(sql.SQL(name)) for name in types.split()
+    )
+    query = sql.SQL(
+        "SELECT {}(u.tenant_id, u.run_id, u.step_index, u.skill_id, u.skill_name,"
+        " u.params::pg_catalog.jsonb, u.status, u.outcome_category, u.outcome_code,"
+        " u.outcome_data::pg_catalog.jsonb, u.cost_cents, u.duration_ms, u.retry_count, u.ts)"
+        " FROM ROWS FROM ({}) WITH ORDINALITY u(tenant_id, run_id, step_index, skill_id,"
+        " skill_name, params, status, outcome_category, outcome_code, outcome_data, cost_cents,"
+        " duration_ms, retry_count, ts, i) ORDER BY u.i"
+    ).format(_fn("run_proof_v1_step_canonical"), unnests)
+    arguments = [
+        column("tenant_id"),
+        column("run_id"),
+        column("step_index"),
+        column("skill_id"),
+        column("skill_name"),
+        [json.dumps(step["params"]) for step in steps],
+        column("status"),
+        column("outcome_category"),
+        column("outcome_code"),
+        [_json(step["outcome_data"]) for step in steps],
+        column("cost_cents"),
+        column("duration_ms"),
+        column("retry_count"),
+        column("timestamp"),
+    ]
+    got = [row[0] for row in conn.execute(query, arguments).fetchall()]
+    assert got == [step_canonical_bytes(**step).decode() for step in steps]
+
+
 @BATCH
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=60, max_size=60))
 @example([-0.0, 5e-324, 1e15, 1e-5, 1e21, 1e-7, 1e16, 0.0001])
@@ -555,6 +654,33 @@ def test_sql_prints_float8_values_as_es6(conn: psycopg.Connection, values: list[
     ).format(_fn("run_proof_jcs_double"))
     got = [row[0] for row in conn.execute(query, (values,)).fetchall()]
     assert got == [es6_number(value) for value in values]
+
+
+def _huge_doubles() -> list[float]:
+    """Doubles at and beyond 2^54, where float8out's shortest digits can differ from ES6's."""
+    rng = random.Random(13)
+    values = [1e23, -1e23, 3.4060724690242328e16, 2.0**54, 2.0**1023, 1.7976931348623157e308]
+    for _ in range(2000):
+        bits = (rng.randint(54, 1023) + 1023) << 52 | rng.getrandbits(52)
+        values.append(struct.unpack(">d", struct.pack(">Q", bits))[0])
+    values += [float(f"{d}e{k}") for k in range(16, 308) for d in (1, 2, 5, 9)]
+    return values
+
+
+def test_sql_prints_huge_doubles_as_es6_where_float8out_does_not(
+    conn: psycopg.Connection,
+) -> None:
+    values = _huge_doubles()
+    query = sql.SQL(
+        "SELECT {}(u.x) FROM pg_catalog.unnest(%s::pg_catalog.float8[]) WITH ORDINALITY u(x, i)"
+        " ORDER BY u.i"
+    ).format(_fn("run_proof_jcs_double"))
+    got = [row[0] for row in conn.execute(query, (values,)).fetchall()]
+    assert got == [es6_number(value) for value in values]
+    assert got[:3] == ["1e+23", "-1e+23", "34060724690242330"]
+    # and the same doubles written as jsonb numbers (exactly, the way Python writes ints)
+    texts = [str(int(value)) for value in values]
+    assert sql_canonical(conn, texts) == [python_read_path(text) for text in texts]
 
 
 # --- what cannot be represented: NULL, never an error ------------------------------------------
@@ -707,14 +833,43 @@ def _everything(conn: psycopg.Connection) -> dict[str, Any]:
     }
 
 
-def test_a_hostile_session_gets_the_same_bytes(canon_url: str, conn: psycopg.Connection) -> None:
+def _defaults(conn: psycopg.Connection, scope: str, database: str, reset: bool) -> None:
+    """Each hostile value as a default of the database, or of the role in this database."""
+    target = (
+        sql.SQL("DATABASE {}").format(sql.Identifier(database))
+        if scope == "database"
+        else sql.SQL("ROLE CURRENT_USER IN DATABASE {}").format(sql.Identifier(database))
+    )
+    for name, value in HOSTILE:
+        # a list setting takes its elements one by one ('a, b' would be one schema name)
+        shown: sql.Composable = (
+            sql.SQL(", ").join(sql.Identifier(part.strip()) for part in value.split(","))
+            if name == "search_path"
+            else sql.Literal(value)
+        )
+        change = (
+            sql.SQL("RESET {}").format(sql.Identifier(name))
+            if reset
+            else sql.SQL("SET {} = {}").format(sql.Identifier(name), shown)
+        )
+        conn.execute(sql.SQL("ALTER {} {}").format(target, change))
+
+
+@pytest.mark.parametrize("scope", ["session", "database", "role"])
+def test_a_hostile_session_gets_the_same_bytes(
+    canon_url: str, conn: psycopg.Connection, scope: str
+) -> None:
     baseline = _everything(conn)
     assert baseline["chains"][0] == _expected(_bundled_cases()[0])
+    database = conn.info.dbname
     conn.execute(SHADOW)
     try:
+        if scope != "session":
+            _defaults(conn, scope, database, reset=False)
         with psycopg.connect(canon_url, autocommit=True) as hostile:
-            for name, value in HOSTILE:
-                hostile.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
+            if scope == "session":
+                for name, value in HOSTILE:
+                    hostile.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
             # The attack is real: unpinned SQL in this session prints and resolves otherwise.
             bitten = hostile.execute(
                 "SELECT 227.6::pg_catalog.float8::pg_catalog.text, jsonb_typeof('1'),"
@@ -726,6 +881,8 @@ def test_a_hostile_session_gets_the_same_bytes(canon_url: str, conn: psycopg.Con
             assert bitten == ("2e+02", "string", "00", "X", True, "2026-02-10 13:15")
             assert _everything(hostile) == baseline
     finally:
+        if scope != "session":
+            _defaults(conn, scope, database, reset=True)
         conn.execute("DROP SCHEMA shadow CASCADE")
 
 

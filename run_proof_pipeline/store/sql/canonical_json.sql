@@ -106,6 +106,7 @@ DECLARE
     v_bits bigint;
     v_exact numeric;
     v_digits integer;
+    v_shown integer;
     v_unit numeric;
     v_low numeric;
     v_high numeric;
@@ -116,16 +117,17 @@ BEGIN
     IF v_abs < 18014398509481984 THEN  -- 2^54
         RETURN v_text;
     END IF;
-    IF v_abs = 'Infinity'::float8 OR v_abs <> v_abs THEN
-        RETURN NULL;
+    IF v_abs IN ('Infinity'::float8, 'NaN'::float8) THEN
+        RETURN NULL;  -- (PostgreSQL's NaN equals NaN and sorts above every number)
     END IF;
     -- The exact value, an integer here: (2^52 + fraction bits) x 2^(exponent - 1075).
     v_bits := ('x' || encode(float8send(v_abs), 'hex'))::bit(64)::bigint;
     v_exact := trunc(((v_bits & 4503599627370495) + 4503599627370496)
         * power(2::numeric, ((v_bits >> 52) & 2047)::integer - 1075));
     v_digits := length(v_exact::text);
-    FOR v_k IN 1 .. length(rtrim(ltrim(translate(split_part(v_text, 'e', 1), '-.', ''), '0'), '0')) - 1
-    LOOP
+    -- float8out's digit count, the longest the answer can be
+    v_shown := length(rtrim(ltrim(translate(split_part(v_text, 'e', 1), '-.', ''), '0'), '0'));
+    FOR v_k IN 1 .. v_shown - 1 LOOP
         v_unit := power(10::numeric, v_digits - v_k);
         v_low := trunc(div(v_exact, v_unit) * v_unit);
         v_high := v_low + v_unit;
@@ -261,8 +263,10 @@ END $$;
 -- Sort key of an object key in UTF-16 code unit order (RFC 8785 section 3.2.3): the key
 -- in CESU-8, i.e. each UTF-16 code unit encoded as UTF-8 encodes it, so that bytewise
 -- order is code unit order. Without astral characters that is the key's UTF-8; an astral
--- character becomes its surrogate pair (ED A0..AF xx, ED B0..BF xx), which sorts after
--- U+D7FF (ED 9F BF) and before U+E000 (EE 80 80), as in UTF-16. No byte of it is 0xFF.
+-- character (4 bytes in UTF-8) becomes its surrogate pair (ED A0..AF xx, ED B0..BF xx),
+-- which sorts after U+D7FF (ED 9F BF) and before U+E000 (EE 80 80), as in UTF-16. No
+-- byte of it is 0xFF. Code points are read from the UTF-8 bytes, whatever the server
+-- encoding; one statement, linear in the key's length.
 CREATE OR REPLACE FUNCTION @schema@.run_proof_utf16_sort_key(p_key text) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -274,29 +278,28 @@ SET IntervalStyle = 'postgres'
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-    v_out bytea := ''::bytea;
-    v_char text;
-    v_code integer;
-    v_high integer;
-    v_low integer;
+    v_out bytea;
 BEGIN
-    IF p_key !~ E'[\\U00010000-\\U0010FFFF]' THEN
-        RETURN convert_to(p_key, 'UTF8');
-    END IF;
-    FOREACH v_char IN ARRAY regexp_split_to_array(p_key, '') LOOP
-        v_code := ascii(v_char);  -- the code point, in a UTF8 database
-        IF v_code < 65536 THEN
-            v_out := v_out || convert_to(v_char, 'UTF8');
-        ELSE
-            v_high := 55296 + ((v_code - 65536) >> 10);  -- 0xD800 + the upper 10 bits
-            v_low := 56320 + ((v_code - 65536) & 1023);  -- 0xDC00 + the lower 10 bits
-            -- each unit as 1110 1101, 10xx xxxx, 10xx xxxx (0xED8080 = 15564928)
-            v_out := v_out
-                || decode(to_hex(15564928 + ((v_high >> 6) & 63) * 256 + (v_high & 63)), 'hex')
-                || decode(to_hex(15564928 + ((v_low >> 6) & 63) * 256 + (v_low & 63)), 'hex');
-        END IF;
-    END LOOP;
-    RETURN v_out;
+    SELECT string_agg(CASE WHEN octet_length(u.b) < 4 THEN u.b ELSE
+               -- the high and the low surrogate, each as 1110 1101, 10xx xxxx, 10xx xxxx
+               -- (0xED8080 = 15564928; 0xD800 = 55296, 0xDC00 = 56320)
+               decode(to_hex(15564928 + (((55296 + (u.code >> 10)) >> 6) & 63) * 256
+                   + ((55296 + (u.code >> 10)) & 63)), 'hex')
+               || decode(to_hex(15564928 + (((56320 + (u.code & 1023)) >> 6) & 63) * 256
+                   + ((56320 + (u.code & 1023)) & 63)), 'hex')
+           END, ''::bytea ORDER BY u.ordinality)
+    INTO v_out
+    FROM (
+        SELECT c.b, c.ordinality, CASE WHEN octet_length(c.b) = 4 THEN
+                   ((get_byte(c.b, 0) & 7) << 18) + ((get_byte(c.b, 1) & 63) << 12)
+                   + ((get_byte(c.b, 2) & 63) << 6) + (get_byte(c.b, 3) & 63) - 65536
+               END AS code  -- the code point minus 0x10000, for an astral character
+        FROM (
+            SELECT convert_to(t.ch, 'UTF8') AS b, t.ordinality
+            FROM regexp_split_to_table(p_key, '') WITH ORDINALITY t(ch, ordinality)
+        ) c
+    ) u;
+    RETURN coalesce(v_out, ''::bytea);
 END $$;
 
 -- Canonical JSON of a jsonb value of any depth, without recursion of function calls, so
@@ -370,8 +373,8 @@ BEGIN
                            WHEN 'object' THEN NULL
                            WHEN 'array' THEN NULL
                            WHEN 'number' THEN CASE
-                               WHEN octet_length(e.value::text) <= 15 AND e.value::text
-                                   ~ E'^-?(?:[1-9][0-9]*(?:\\.[0-9]*[1-9])?|0\\.0{0,5}[1-9][0-9]*|0)$'
+                               WHEN octet_length(e.value::text) <= 15 AND e.value::text ~
+                                   E'^-?(?:[1-9][0-9]*(?:\\.[0-9]*[1-9])?|0\\.0{0,5}[1-9][0-9]*|0)$'
                                    THEN e.value::text
                                ELSE @schema@.run_proof_jcs_number(e.value::numeric, p_exact) END
                            ELSE e.value::text
@@ -389,8 +392,8 @@ BEGIN
                            WHEN 'object' THEN NULL
                            WHEN 'array' THEN NULL
                            WHEN 'number' THEN CASE
-                               WHEN octet_length(a.value::text) <= 15 AND a.value::text
-                                   ~ E'^-?(?:[1-9][0-9]*(?:\\.[0-9]*[1-9])?|0\\.0{0,5}[1-9][0-9]*|0)$'
+                               WHEN octet_length(a.value::text) <= 15 AND a.value::text ~
+                                   E'^-?(?:[1-9][0-9]*(?:\\.[0-9]*[1-9])?|0\\.0{0,5}[1-9][0-9]*|0)$'
                                    THEN a.value::text
                                ELSE @schema@.run_proof_jcs_number(a.value::numeric, p_exact) END
                            ELSE a.value::text
@@ -459,9 +462,9 @@ BEGIN
 END $$;
 
 -- RFC 8785 canonical JSON of a jsonb value, one container per call: an object's members
--- sorted by their keys' UTF-16 sort keys (plain UTF-8 bytes unless a key holds an astral
--- character), an array's elements in order, scalars in place, nested containers by a
--- call one level down (from 32 levels on, by run_proof_jcs_walk, which has no stack). p_exact as in
+-- sorted by their keys' UTF-16 sort keys (an ASCII key's bytes as they are), an array's
+-- elements in order, scalars in place, nested containers by a call one level down (from
+-- 32 levels on, by run_proof_jcs_walk, which needs no stack). p_exact as in
 -- run_proof_jcs_number. SQL NULL gives 'null'; NULL means that a number in the value
 -- cannot be represented.
 --
@@ -691,8 +694,9 @@ BEGIN
     ), 'UTF8')), 'hex');
 END $$;
 
--- C(step), the step record of hash chain v1. The two doubles, the two integers and the
--- timestamp are written here in their common forms (one call less each, per step).
+-- C(step), the step record of hash chain v1. The two doubles and the two integers are
+-- written here in their common forms (a call less each, per step), their rare forms
+-- (exponents, -0, NaN, beyond 2^53) through run_proof_jcs_double / run_proof_v1_integer.
 CREATE OR REPLACE FUNCTION @schema@.run_proof_v1_step_canonical(
     p_tenant_id text, p_run_id text, p_step_index bigint, p_skill_id text, p_skill_name text,
     p_params jsonb, p_status text, p_outcome_category text, p_outcome_code text,
