@@ -40,7 +40,7 @@ from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.migrate import current_revision, head_revision, upgrade
-from run_proof_pipeline.store.recorder import DuplicateRun, RecorderError, TraceRecorder
+from run_proof_pipeline.store.recorder import RecorderError, RunRetired, TraceRecorder
 from run_proof_pipeline_tests.aos_fixtures import on, sql
 from run_proof_pipeline_tests.store_fixtures import BASE, make_step, prove, record_run, run
 from run_proof_pipeline_tests.test_ledger_support import (
@@ -183,10 +183,11 @@ def test_the_recorder_refuses_a_retired_run_id_and_writes_nothing(shared: Databa
     before = _state(shared)
     kinds_before = on(shared, count_trace_kinds)
 
-    with pytest.raises(DuplicateRun) as refused:
+    with pytest.raises(RunRetired) as refused:
         record_run(shared, TENANT, "run-erased", steps=2)
 
     assert isinstance(refused.value, RecorderError)
+    assert str(refused.value) == _run_message("run-erased", tombstone)
     cause = refused.value.__cause__.orig  # type: ignore[union-attr]
     assert isinstance(cause, psycopg.errors.UniqueViolation)
     assert (cause.diag.sqlstate, cause.diag.constraint_name) == ("23505", RUN_ID_USED)

