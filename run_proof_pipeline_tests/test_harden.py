@@ -20,11 +20,11 @@ from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.harden import (
     HardenRefused,
     TenantScope,
-    UnmigratedStore,
     bound_tenants,
     harden,
 )
 from run_proof_pipeline.store.migrate import upgrade
+from run_proof_pipeline.store.relations import StoreNotMigrated
 from run_proof_pipeline_tests.store_fixtures import record_run
 from run_proof_pipeline_tests.test_ledger_support import ledger_entries
 
@@ -253,7 +253,7 @@ def test_a_store_behind_head_is_refused_before_anything_is_created(new_database:
     suffix = uuid.uuid4().hex[:8]
     writer, verifier = f"rp_w_{suffix}", f"rp_v_{suffix}"
 
-    with pytest.raises(UnmigratedStore) as refused:
+    with pytest.raises(StoreNotMigrated) as refused:
         harden(url, writer_role=writer, verifier_role=verifier, scope=TENANT_A)
 
     assert "database at 0002" in str(refused.value)

@@ -34,13 +34,13 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl
+from run_proof_pipeline.store.relations import StoreNotMigrated
 from run_proof_pipeline.store.session_pins import startup_options, store_schema
 
 __all__ = [
     "BINDINGS_TABLE",
     "HardenRefused",
     "TenantScope",
-    "UnmigratedStore",
     "bound_tenants",
     "harden",
 ]
@@ -59,11 +59,6 @@ HARDEN_LOCK_KEY = 0x52_50_48_41_52_44
 
 class HardenRefused(ConfigError):
     """`db harden` was asked for something that would not isolate; nothing was changed."""
-
-
-class UnmigratedStore(ConfigError):
-    """The store is not migrated to head: `db harden` refuses before changing anything
-    (exit 2), since its policies name the columns and functions the migrations create."""
 
 
 class TenantScope(BaseModel):
@@ -156,7 +151,8 @@ def _qualified(schema: str, name: str) -> sql.Composable:
 
 
 def _require_migrated(cur: psycopg.Cursor, schema: str) -> None:
-    """UnmigratedStore (exit 2) unless the store is at head; checked before any change."""
+    """StoreNotMigrated (exit 2) unless the store is at head; checked before any change, since
+    the policies name the columns and functions the migrations create."""
     from run_proof_pipeline.store.migrate import VERSION_TABLE, head_revision
 
     missing = [
@@ -175,7 +171,7 @@ def _require_migrated(cur: psycopg.Cursor, schema: str) -> None:
     head = head_revision()
     if missing or current != head:
         lacks = f"{', '.join(missing)} missing, " if missing else ""
-        raise UnmigratedStore(
+        raise StoreNotMigrated(
             f"the trace store in schema {schema} is not migrated ({lacks}database at "
             f"{current or 'no run-proof revision'}, code at {head}): run `run-proof db upgrade`"
             " first; db harden changed nothing"
