@@ -536,3 +536,37 @@ def test_run_proof_vectors_on_a_file_deeper_than_python_parses_is_one_line(
         " docs/json-nesting.md)"
     ]
     assert completed.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("tenant_id", "run_id", "where"),
+    [
+        (TENANT, PARAMS_129, "step 1: params"),
+        (TENANT, OUTCOME_5000, "step 2: outcome_data"),
+        (TENANT_DEEP_PLAN, PLAN_5000, "header: plan"),
+    ],
+)
+def test_export_refuses_a_value_it_cannot_represent_and_writes_no_bundle(
+    nesting_store: DatabaseUrl,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    tenant_id: str,
+    run_id: str,
+    where: str,
+) -> None:
+    """A bundle with a stand-in for the stored value would not be the stored run."""
+    from typer.testing import CliRunner
+
+    from run_proof_pipeline.cli.main import app
+
+    monkeypatch.setenv("DATABASE_URL", nesting_store.libpq())
+    out = tmp_path / "bundle.json"
+    args = ["export", "--tenant-id", tenant_id, "--run-id", run_id, "--out", str(out)]
+
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("run-proof:")]
+    assert len(lines) == 1 and lines[0].startswith(f"run-proof: {where}: ")
+    assert "levels deep" in lines[0] and lines[0].endswith("the bundle was not written")
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -16,6 +16,7 @@ from run_proof_pipeline.bundle.model import (
     ProofBundle,
 )
 from run_proof_pipeline.integrity import canonical_timestamp, parse_stored_json
+from run_proof_pipeline.integrity.canonical import CanonicalizationError, canonicalize_at
 from run_proof_pipeline.ledger.entry import EntryKind
 from run_proof_pipeline.ledger.queries import database_name, entries_for_run, read_entries
 from run_proof_pipeline.ledger.settings import LedgerSettings
@@ -24,7 +25,7 @@ from run_proof_pipeline.ledger.tree import LedgerTree
 from run_proof_pipeline.store.snapshot import STEP_COLUMNS, read_trace, stream_step_rows
 from run_proof_pipeline.store.step_rows import strict_float, strict_int
 
-__all__ = ["RunNotFound", "export_bundle"]
+__all__ = ["RunNotFound", "Unexportable", "export_bundle"]
 
 _JSON_COLUMNS = {"params", "outcome_data"}
 _FLOAT_COLUMNS = {"cost_cents", "duration_ms"}
@@ -33,6 +34,20 @@ _INT_COLUMNS = {"step_index", "retry_count"}
 
 class RunNotFound(LookupError):
     pass
+
+
+class Unexportable(ValueError):
+    """A stored value the format cannot represent (docs/stored-numbers.md,
+    docs/json-nesting.md): a bundle holding a stand-in for it would not be the stored run, so
+    none is written (the run's proof is FAILED at the same place)."""
+
+
+def _representable(value: Any, where: str) -> Any:
+    try:
+        canonicalize_at(value, strict=True, path=where)
+    except CanonicalizationError as exc:
+        raise Unexportable(f"{where}: {exc}; the bundle was not written") from None
+    return value
 
 
 def _value(column: str, text: str | None) -> Any:
@@ -67,6 +82,8 @@ async def export_bundle(
     steps: list[BundleStep] = []
     async for row in stream_step_rows(conn, trace.trace_id):
         fields = {c: _value(c, v) for c, v in zip(STEP_COLUMNS, row, strict=True)}
+        for column in _JSON_COLUMNS:
+            _representable(fields[column], f"step {fields['step_index']}: {column}")
         # The step's own tenant/run columns are not hashed: the trace's are (spec).
         del fields["tenant_id"], fields["run_id"]
         steps.append(BundleStep(**fields))
@@ -100,7 +117,7 @@ async def export_bundle(
             trace_id=trace.trace_id,
             agent_id=trace.agent_id,
             plan_id=trace.plan_id,
-            plan=trace.plan,
+            plan=_representable(trace.plan, "header: plan"),
             started_at=canonical_timestamp(trace.started_at),
             status=trace.status,
             completed_at=_timestamp(trace.completed_at),

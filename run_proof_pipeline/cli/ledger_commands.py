@@ -133,7 +133,7 @@ def export(
     ),
 ) -> None:
     """Write a run's offline proof bundle (JSON): trace, steps, ledger proof, checkpoint."""
-    from run_proof_pipeline.bundle.export import RunNotFound, export_bundle
+    from run_proof_pipeline.bundle.export import RunNotFound, Unexportable, export_bundle
     from run_proof_pipeline.cli.progress import UPDATE_EVERY, step_progress_bar
     from run_proof_pipeline.ledger.checkpoint_files import check_output_path, write_output_file
     from run_proof_pipeline.ledger.settings import load_ledger_settings
@@ -163,6 +163,8 @@ def export(
             )
     except RunNotFound as exc:
         raise CommandError(str(exc), ExitCode.NOT_FOUND) from None
+    except Unexportable as exc:
+        raise CommandError(str(exc), ExitCode.FAILED) from None
     text = bundle.model_dump_json(indent=2) + "\n"
     if out is None:
         sys.stdout.write(text)
