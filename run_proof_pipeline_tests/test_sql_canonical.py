@@ -98,7 +98,8 @@ def sql_canonical(
 def sql_walked(conn: psycopg.Connection, texts: list[str], exact: bool) -> list[str | None]:
     """The same through the stackless walk, which values nested 32 levels deep take."""
     query = sql.SQL(
-        "SELECT {}(u.j::pg_catalog.jsonb, %s, false) FROM pg_catalog.unnest(%s::pg_catalog.text[])"
+        "SELECT {}(u.j::pg_catalog.jsonb, %s, false, 0)"
+        " FROM pg_catalog.unnest(%s::pg_catalog.text[])"
         " WITH ORDINALITY u(j, i) ORDER BY u.i"
     ).format(_fn("run_proof_jcs_walk"))
     return [row[0] for row in conn.execute(query, (exact, texts)).fetchall()]
@@ -753,25 +754,55 @@ def test_integers_beyond_2_53_in_integer_columns_read_as_their_double(
     assert got[-2:] == ["9223372036854776000", "-9223372036854776000"]
 
 
-def test_nesting_of_any_depth_is_canonicalized_without_reaching_the_stack_limit(
+def _nested(depth: int, inner: str = "1.50") -> str:
+    """`depth` levels, arrays and objects taking turns, around `inner`."""
+    text = inner
+    for level in range(depth):
+        text = f'{{"k":{text},"a":0}}' if level % 2 else f"[{text},-0.0]"
+    return text
+
+
+def test_nesting_up_to_128_levels_is_canonicalized_and_deeper_is_refused_like_python(
     conn: psycopg.Connection,
 ) -> None:
-    # 31 levels stay on the per-level path, 40 and 2,000 cross over to the stackless walk
-    texts, expected = [], []
-    for depth in (31, 40, 2000):
-        texts.append("[" * depth + "1.50" + "]" * depth)
-        expected.append("[" * depth + "1.5" + "]" * depth)
-        texts.append('{"k":' * depth + '{"b":2,"a":1e21}' + "}" * depth)
-        expected.append('{"k":' * depth + '{"a":1e+21,"b":2}' + "}" * depth)
-    assert sql_canonical(conn, texts) == expected
+    # docs/json-nesting.md: a hashed value nests at most 128 levels. 31 stay on the
+    # per-level path; 40 and more cross over to the stackless walk, which also measures
+    # values as deep as jsonb takes them (14,554 levels of `[` by default).
+    mixed = [31, 32, 33, 40, 127, 128, 129, 2000, 5000]
+    arrays = [*mixed, 14000]
+    depths = [*mixed, *arrays, 1]
+    texts = [_nested(depth) for depth in mixed] + [
+        "[" * depth + "1" + "]" * depth for depth in arrays
+    ]
+    texts.append('{"s":"' + "[" * 200 + '"}')  # brackets in a string are text: depth 1
+    python = [python_read_path(text) for text in texts]
+    assert [value is not None for value in python] == [depth <= 128 for depth in depths]
+    for exact in (False, True):
+        function = "run_proof_jcs_exact" if exact else "run_proof_jcs"
+        assert sql_canonical(conn, texts, function) == python
+        assert sql_walked(conn, texts, exact) == python
+    problems = sql_problems(conn, texts, exact=False)
+    for depth, problem in zip(depths, problems, strict=True):
+        assert problem == (None if depth <= 128 else f"(root): nesting: {depth} levels")
+    # a refused number inside a too-deep value: the nesting is named first
+    deep_and_refused = _nested(130, "1e400")
+    assert sql_canonical(conn, [deep_and_refused]) == [None]
+    assert sql_problems(conn, [deep_and_refused], exact=False) == ["(root): nesting: 130 levels"]
+    shallow_and_refused = _nested(50, "1e400")
+    assert sql_problems(conn, [shallow_and_refused], exact=False) == [
+        "/k/0" * 25 + ": overflow: 1" + "0" * 23 + "..." + "0" * 12 + " (401 characters)"
+    ]
+
+
+def test_walk_and_per_level_path_agree_on_a_wide_and_deep_value(
+    conn: psycopg.Connection,
+) -> None:
     nested: Any = {"\U0001f600": [1e-7], "\ue000": -0.0}
     for i in range(60):
         nested = [nested, {"z": i, "\ud7ff": nested}] if i % 7 == 0 else {"n": nested, "a": i}
     text = json.dumps(nested)
-    walked = conn.execute(
-        sql.SQL("SELECT {}(%s::jsonb, false, false)").format(_fn("run_proof_jcs_walk")), (text,)
-    ).fetchone()[0]
-    assert sql_canonical(conn, [text]) == [walked] == [rfc8785.dumps(nested).decode()]
+    assert sql_canonical(conn, [text]) == sql_walked(conn, [text], exact=False)
+    assert sql_canonical(conn, [text]) == [rfc8785.dumps(nested).decode()]
 
 
 # --- a hostile session -------------------------------------------------------------------------

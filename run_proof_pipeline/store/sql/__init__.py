@@ -28,7 +28,7 @@ CANONICAL_JSON_FUNCTIONS = (
     "run_proof_jcs_double(double precision)",
     "run_proof_jcs_number(numeric,boolean)",
     "run_proof_utf16_sort_key(text)",
-    "run_proof_jcs_walk(jsonb,boolean,boolean)",
+    "run_proof_jcs_walk(jsonb,boolean,boolean,integer)",
     "run_proof_jcs_node(jsonb,boolean,integer)",
     "run_proof_jcs(jsonb)",
     "run_proof_jcs_exact(jsonb)",

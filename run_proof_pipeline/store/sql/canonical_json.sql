@@ -304,15 +304,18 @@ END $$;
 
 -- Canonical JSON of a jsonb value of any depth, without recursion of function calls, so
 -- that no nesting a writer can store reaches the stack limit: run_proof_jcs_node hands a
--- value over to it 32 levels down. A loop with an explicit stack, linear in the size of
--- the value: a container pushes its closing bracket, then its members in reverse
--- canonical order (an object's by their keys' UTF-16 sort keys, an array's by index),
--- each as its ready text ("," unless it comes first, `"key":` in an object, and a
--- scalar's token) or, for a nested container, its text before it and the container;
--- popping writes texts and expands containers. Scalars as in run_proof_jcs_node.
--- p_explain: instead of the canonical text, why it is NULL (see run_proof_jcs_problem).
+-- value over to it 32 levels down (p_depth: the levels above p_value). A loop with an
+-- explicit stack, linear in the size of the value: a container pushes its closing
+-- bracket, then its members in reverse canonical order (an object's by their keys' UTF-16
+-- sort keys, an array's by index), each as its ready text ("," unless it comes first,
+-- `"key":` in an object, and a scalar's token) or, for a nested container, its text
+-- before it and the container; popping writes texts and expands containers. Scalars as in
+-- run_proof_jcs_node. NULL as soon as a container sits deeper than 128 levels
+-- (docs/json-nesting.md) or a number cannot be represented.
+-- p_explain: instead of the canonical text, why it is NULL (see run_proof_jcs_problem):
+-- the whole value is walked, for its depth, and the first refused number is kept.
 CREATE OR REPLACE FUNCTION @schema@.run_proof_jcs_walk(
-    p_value jsonb, p_exact boolean, p_explain boolean
+    p_value jsonb, p_exact boolean, p_explain boolean, p_depth integer
 ) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -325,13 +328,17 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_texts text[] := ARRAY[NULL]::text[];   -- a stack entry: a text to write, or NULL...
-    v_values jsonb[] := ARRAY[p_value];      -- ...and then the value to expand here
+    v_values jsonb[] := ARRAY[p_value];      -- ...and then the value to expand here,
+    v_depths integer[] := ARRAY[p_depth];    -- the levels above it,
     v_pointers text[] := ARRAY[''];          -- its JSON Pointer (RFC 6901), p_explain only
     v_top integer := 1;
     v_parts text[] := ARRAY[]::text[];
     v_count integer := 0;
+    v_deepest integer := 0;
+    v_problem text;
     v_value jsonb;
     v_pointer text;
+    v_depth integer;
     v_kind text;
     v_token text;
     v_prefixes text[];
@@ -341,7 +348,7 @@ DECLARE
     v_n integer;
     v_abs numeric;
 BEGIN
-    IF p_exact IS NULL OR p_explain IS NULL THEN
+    IF p_exact IS NULL OR p_explain IS NULL OR p_depth IS NULL THEN
         RETURN NULL;
     END IF;
     IF p_value IS NULL THEN
@@ -356,8 +363,15 @@ BEGIN
         END IF;
         v_value := v_values[v_top];
         v_pointer := v_pointers[v_top];
+        v_depth := v_depths[v_top] + 1;  -- this value's level, if it is a container
         v_top := v_top - 1;
         v_kind := jsonb_typeof(v_value);
+        IF v_kind IN ('object', 'array') THEN
+            v_deepest := greatest(v_deepest, v_depth);
+            IF v_depth > 128 AND NOT p_explain THEN
+                RETURN NULL;  -- docs/json-nesting.md: at most 128 levels
+            END IF;
+        END IF;
         IF v_kind = 'object' THEN
             SELECT array_agg(c.prefix ORDER BY c.sort_key DESC),
                    array_agg(c.token ORDER BY c.sort_key DESC),
@@ -410,33 +424,43 @@ BEGIN
                 IF NOT p_explain THEN
                     RETURN NULL;  -- a number that cannot be represented
                 END IF;
-                v_abs := abs(v_value::numeric);
-                v_token := v_value::text;
-                IF length(v_token) > 48 THEN  -- jsonb writes 1e-400 as 0.000...0001
-                    v_token := left(v_token, 24) || '...' || right(v_token, 12)
-                        || ' (' || length(v_token)::text || ' characters)';
+                IF v_problem IS NULL THEN
+                    v_abs := abs(v_value::numeric);
+                    v_token := v_value::text;
+                    IF length(v_token) > 48 THEN  -- jsonb writes 1e-400 as 0.000...0001
+                        v_token := left(v_token, 24) || '...' || right(v_token, 12)
+                            || ' (' || length(v_token)::text || ' characters)';
+                    END IF;
+                    v_problem := CASE WHEN v_pointer = '' THEN '(root)' ELSE v_pointer END
+                        || ': ' || CASE
+                            WHEN v_abs >= power(2::numeric, 1024) - power(2::numeric, 970)
+                                THEN 'overflow'
+                            WHEN v_abs * power(2::numeric, 1075) <= 1 THEN 'underflow'
+                            WHEN @schema@.run_proof_jcs_number(v_abs, false) IS NULL
+                                THEN 'digits'
+                            ELSE 'inexact' END
+                        || ': ' || v_token;
                 END IF;
-                RETURN CASE WHEN v_pointer = '' THEN '(root)' ELSE v_pointer END || ': '
-                    || CASE
-                        WHEN v_abs >= power(2::numeric, 1024) - power(2::numeric, 970)
-                            THEN 'overflow'
-                        WHEN v_abs * power(2::numeric, 1075) <= 1 THEN 'underflow'
-                        WHEN @schema@.run_proof_jcs_number(v_abs, false) IS NULL THEN 'digits'
-                        ELSE 'inexact' END
-                    || ': ' || v_token;
+                CONTINUE;
             END IF;
-            v_count := v_count + 1;
-            v_parts[v_count] := v_token;
+            IF NOT p_explain THEN
+                v_count := v_count + 1;
+                v_parts[v_count] := v_token;
+            END IF;
             CONTINUE;
         ELSE
-            v_count := v_count + 1;
-            v_parts[v_count] := v_value::text;  -- string, true, false, null
+            IF NOT p_explain THEN
+                v_count := v_count + 1;
+                v_parts[v_count] := v_value::text;  -- string, true, false, null
+            END IF;
             CONTINUE;
         END IF;
-        v_count := v_count + 1;
-        v_parts[v_count] := v_token;
-        v_top := v_top + 1;  -- the closing bracket, set above
-        v_values[v_top] := NULL;
+        IF NOT p_explain THEN
+            v_count := v_count + 1;
+            v_parts[v_count] := v_token;
+            v_top := v_top + 1;  -- the closing bracket, set above
+            v_values[v_top] := NULL;
+        END IF;
         v_n := coalesce(array_length(v_prefixes, 1), 0);
         FOR v_i IN 1 .. v_n LOOP
             IF v_tokens[v_i] IS NULL THEN
@@ -445,10 +469,15 @@ BEGIN
                 v_top := v_top + 1;
                 v_texts[v_top] := NULL;
                 v_values[v_top] := v_children[v_i];
-                v_pointers[v_top] := v_pointer || '/' || v_steps[v_i];
-                v_top := v_top + 1;
-                v_texts[v_top] := CASE WHEN v_i < v_n THEN ',' ELSE '' END || v_prefixes[v_i];
-            ELSE
+                v_depths[v_top] := v_depth;
+                IF p_explain THEN
+                    v_pointers[v_top] := v_pointer || '/' || v_steps[v_i];
+                ELSE
+                    v_top := v_top + 1;
+                    v_texts[v_top] := CASE WHEN v_i < v_n THEN ',' ELSE '' END
+                        || v_prefixes[v_i];
+                END IF;
+            ELSIF NOT p_explain THEN
                 v_top := v_top + 1;
                 v_texts[v_top] := CASE WHEN v_i < v_n THEN ',' ELSE '' END || v_prefixes[v_i]
                     || v_tokens[v_i];
@@ -456,7 +485,10 @@ BEGIN
         END LOOP;
     END LOOP;
     IF p_explain THEN
-        RETURN NULL;
+        IF v_deepest > 128 THEN
+            RETURN '(root): nesting: ' || v_deepest::text || ' levels';
+        END IF;
+        RETURN v_problem;
     END IF;
     RETURN array_to_string(v_parts, '');
 END $$;
@@ -498,7 +530,7 @@ BEGIN
         RETURN 'null';
     END IF;
     IF p_depth >= 32 THEN
-        RETURN @schema@.run_proof_jcs_walk(p_value, p_exact, false);
+        RETURN @schema@.run_proof_jcs_walk(p_value, p_exact, false, p_depth);
     END IF;
     v_kind := jsonb_typeof(p_value);
     -- A member that cannot be represented (NULL) is written as U+0001, which canonical
@@ -576,11 +608,12 @@ BEGIN
     RETURN @schema@.run_proof_jcs_node(p_value, true, 0);
 END $$;
 
--- Why the canonical form of p_value is NULL: the JSON Pointer (RFC 6901) of the first
--- refused number in canonical order, the reason, and the number as stored, e.g.
--- `/params/max_tokens: digits: 2798.0000000000000000001` (`(root)` for the value itself).
--- Reasons: overflow, underflow, digits (the stored-number rule), inexact (p_exact only).
--- NULL when no number is refused.
+-- Why the canonical form of p_value is NULL. A value nested deeper than 128 levels
+-- (docs/json-nesting.md): `(root): nesting: 2000 levels`. Otherwise the JSON Pointer
+-- (RFC 6901) of the first refused number in canonical order, the reason, and the number
+-- as stored, e.g. `/params/max_tokens: digits: 2798.0000000000000000001` (`(root)` for
+-- the value itself). Reasons: overflow, underflow, digits (the stored-number rule),
+-- inexact (p_exact only). NULL when nothing is refused.
 CREATE OR REPLACE FUNCTION @schema@.run_proof_jcs_problem(p_value jsonb, p_exact boolean)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -593,7 +626,7 @@ SET IntervalStyle = 'postgres'
 SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
-    RETURN @schema@.run_proof_jcs_walk(p_value, p_exact, true);
+    RETURN @schema@.run_proof_jcs_walk(p_value, p_exact, true, 0);
 END $$;
 
 -- A timestamp in hash chain v1's form, `YYYY-MM-DDTHH:MM:SS.ffffffZ` in UTC (a
