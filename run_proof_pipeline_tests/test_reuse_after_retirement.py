@@ -289,10 +289,13 @@ def test_a_legacy_trace_may_share_a_retired_run_id_but_is_never_adopted_as_it(
 
     adopted = _cli(shared, "adopt", "--tenant-id", TENANT, "--run-id", "run-shared-id")
 
-    # adoption.py does not skip it yet: the database refuses the UPDATE, one line, exit 1.
-    assert adopted.exit_code == 1, adopted.output
-    said = [line for line in adopted.output.splitlines() if line.startswith("run-proof:")]
-    assert said == [f"run-proof: database error: {_run_message('run-shared-id', tombstone)}"]
+    # Skipped, naming the earlier run and its tombstone (the database would refuse it too).
+    assert adopted.exit_code == 0, adopted.output
+    assert (
+        f"skipped tenant '{TENANT}', run 'run-shared-id' (trace 'tr-aos-1'): run 'run-shared-id'"
+        f" was recorded before in format v1 (trace 'trace-run-shared-id') (tombstone: ledger "
+        f"entry {tombstone}): a run id is recorded once, so this trace cannot be adopted as it"
+    ) in adopted.output.splitlines()
     assert _state(shared) == before
     assert audit(shared).problems == []
 
@@ -674,9 +677,20 @@ def test_an_adoption_forced_after_the_tombstone_is_failed(
     with psycopg.connect(store.libpq()) as conn:
         _insert_trace(conn, run_id="run-adopted", trace_id="tr-aos-2", genesis=None)
 
+    # The owner forces it: the record of used ids loses the run (adopt would skip it), and
+    # the guard on adoption is off while adopt runs.
+    with psycopg.connect(store.libpq()) as conn:
+        conn.execute("ALTER TABLE run_proof_run_ids DISABLE TRIGGER ALL")
+        removed = conn.execute(
+            "DELETE FROM run_proof_run_ids WHERE tenant_id = %s AND run_id = %s",
+            (TENANT, "run-adopted"),
+        ).rowcount
+        conn.execute("ALTER TABLE run_proof_run_ids ENABLE TRIGGER ALL")
+    assert removed == 1
     with _owner_disables(store, "aos_traces_ids_once_on_adoption"):
         adopted = _cli(store, "adopt", "--tenant-id", TENANT, "--run-id", "run-adopted")
     assert adopted.exit_code == 0, adopted.output
+    assert "1 adopted, 0 skipped, 0 adopted before" in adopted.output.splitlines()
 
     kinds = [row[0] for row in sql(store, "SELECT kind FROM run_proof_ledger ORDER BY seq")]
     assert kinds == ["seal", "tombstone", "adoption"]

@@ -31,7 +31,7 @@ from run_proof_pipeline.integrity import (
     sha256,
 )
 from run_proof_pipeline.store.snapshot import TRACE_COLUMNS, TraceRow, stream_step_rows
-from run_proof_pipeline.store.step_rows import StepRowDecoder
+from run_proof_pipeline.store.step_rows import StepRowDecoder, decode_json_as_stored
 
 # Chunk of step hashes written per UPDATE (arrays bound as parameters).
 _WRITE_CHUNK = 5000
@@ -211,6 +211,32 @@ async def _write_step_hashes(
         )
 
 
+# Migration 0004 records every format-v1 run id and trace id once (docs/ledger-v1.md, "Ids
+# are recorded once"): a legacy trace holding one cannot become that run.
+_RECORDED_BEFORE = text(
+    "SELECT u.trace_id, r.ledger_seq,"
+    " (u.tenant_id = :tenant_id AND u.run_id = :run_id) AS same_run"
+    " FROM run_proof_run_ids u LEFT JOIN run_proof_retirements r ON r.trace_id = u.trace_id"
+    " WHERE (u.tenant_id = :tenant_id AND u.run_id = :run_id) OR u.trace_id = :trace_id"
+    " ORDER BY 3 DESC LIMIT 1"
+)
+
+
+async def _recorded_before(conn: AsyncConnection, trace: TraceRow) -> str | None:
+    """Why `trace` cannot be adopted under its ids, or None."""
+    params = {"tenant_id": trace.tenant_id, "run_id": trace.run_id, "trace_id": trace.trace_id}
+    row = (await conn.execute(_RECORDED_BEFORE, params)).first()
+    if row is None:
+        return None
+    retired = "" if row.ledger_seq is None else f" (tombstone: ledger entry {row.ledger_seq})"
+    if row.same_run:
+        return (
+            f"run {trace.run_id!r} was recorded before in format v1 (trace {row.trace_id!r})"
+            f"{retired}: a run id is recorded once, so this trace cannot be adopted as it"
+        )
+    return f"its trace id was used before by a format-v1 trace{retired}: a trace id is used once"
+
+
 async def _lock(conn: AsyncConnection, trace_id: str) -> tuple[TraceRow, int] | None:
     statement = text(
         f"SELECT {TRACE_COLUMNS},"  # noqa: S608 - constant column list
@@ -230,6 +256,8 @@ async def _adopt_one(engine: AsyncEngine, trace_id: str) -> AdoptedTrace | Skipp
     async with engine.begin() as conn:
         # Step timestamps travel as text: read them in UTC, as the proof does.
         await conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
+        # `plan` read under the stored-number and nesting rules, as a proof reads it.
+        decode_json_as_stored((await conn.get_raw_connection()).driver_connection)
         locked = await _lock(conn, trace_id)
         if locked is None or locked[0].genesis_hash is not None:
             return None
@@ -245,6 +273,9 @@ async def _adopt_one(engine: AsyncEngine, trace_id: str) -> AdoptedTrace | Skipp
                     f"run {trace.run_id!r} has {same_run} traces and format v1 allows one per "
                     "run; archive or delete the others (they are legacy), then adopt"
                 )
+            earlier = await _recorded_before(conn, trace)
+            if earlier is not None:
+                raise _Skip(earlier)
             genesis = _genesis(trace)
             head, hashes = await _chain(conn, trace, genesis)
             root = _root(trace, head, len(hashes))
