@@ -281,8 +281,9 @@ def test_the_sql_file_ships_in_the_package_and_names_its_schema_by_placeholder()
     installed = canonical_json_sql('odd "name"')
     assert SCHEMA_PLACEHOLDER not in installed
     assert 'CREATE OR REPLACE FUNCTION "odd ""name""".run_proof_jcs(' in installed
-    with pytest.raises(ValueError, match="empty"):
-        canonical_json_sql("")
+    for bad in ("", "a$$b", "nul\x00"):
+        with pytest.raises(ValueError, match="empty or holds"):
+            canonical_json_sql(bad)
 
 
 def test_installed_functions_are_the_listed_ones_immutable_parallel_safe_and_pinned(

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from importlib import resources
 
-__all__ = ["CANONICAL_JSON_FUNCTIONS", "SCHEMA_PLACEHOLDER", "canonical_json_sql"]
+__all__ = [
+    "CANONICAL_JSON_FUNCTIONS",
+    "SCHEMA_PLACEHOLDER",
+    "canonical_json_sql",
+    "quote_identifier",
+]
 
 SCHEMA_PLACEHOLDER = "@schema@"
 
@@ -45,9 +50,13 @@ CANONICAL_JSON_FUNCTIONS = (
 
 
 def quote_identifier(name: str) -> str:
-    """`name` as a double-quoted SQL identifier (what psycopg's sql.Identifier writes)."""
-    if not name or "\x00" in name:
-        raise ValueError(f"schema name {name!r} is empty or holds U+0000")
+    """`name` as a double-quoted SQL identifier (what psycopg's sql.Identifier writes).
+
+    A `$` is refused: the name also lands inside the functions' `$$`-quoted bodies, where
+    `$$` would end the body.
+    """
+    if not name or "\x00" in name or "$" in name:
+        raise ValueError(f"schema name {name!r} is empty or holds U+0000 or '$'")
     return '"' + name.replace('"', '""') + '"'
 
 
