@@ -767,3 +767,30 @@ def test_downgrade_to_0003_and_upgrade_again(
     ]
     refused = _refused_insert(store, run_id="run-down", trace_id="trace-run-down")
     assert _first_line(refused) == _run_message("run-down", tombstone)
+
+
+def test_another_tenants_retired_trace_id_is_refused_without_saying_it_was_retired(
+    shared: DatabaseUrl,
+) -> None:
+    """A writer of another tenant learns only that the trace id is taken (which it chose),
+    never that or where the other tenant's run was retired (docs/threat-model.md)."""
+    _retired_and_deleted(shared, "run-other-tenant")
+    before = _state(shared)
+
+    with (
+        psycopg.connect(shared.libpq()) as conn,
+        pytest.raises(psycopg.errors.UniqueViolation) as refused,
+    ):
+        conn.execute(
+            "INSERT INTO aos_traces (trace_id, run_id, tenant_id, status, started_at,"
+            " genesis_hash) VALUES ('trace-run-other-tenant', 'run-b', 'tenant-b', 'running', %s,"
+            " %s)",
+            (BASE, GENESIS),
+        )
+
+    assert refused.value.diag.constraint_name == "run_proof_trace_id_used"
+    assert _first_line(refused.value) == (
+        "trace id 'trace-run-other-tenant' was used before by a format-v1 trace: a trace id is "
+        "used once, even after its trace is retired or removed; give this trace a new trace id"
+    )
+    assert _state(shared) == before

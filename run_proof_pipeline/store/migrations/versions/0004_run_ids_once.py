@@ -110,10 +110,12 @@ BEGIN
                                  'record this run under a new run id',
                                  NEW.run_id, NEW.tenant_id, earlier.trace_id, retired);
         END IF;
-        IF tombstone IS NOT NULL THEN
+        -- Of another run, maybe of another tenant: only the trace id is named, and whether
+        -- and where it was retired only to a writer of the same tenant (docs/threat-model.md,
+        -- "Tenant isolation": no writer learns of another tenant's runs).
+        IF tombstone IS NOT NULL AND earlier.tenant_id = NEW.tenant_id THEN
             retired := format(' that was retired (tombstone: ledger entry %s)', tombstone);
         END IF;
-        -- Of another run, maybe of another tenant: only the trace id is named.
         RAISE EXCEPTION USING
             ERRCODE = 'unique_violation', CONSTRAINT = 'run_proof_trace_id_used',
             TABLE = 'aos_traces',
