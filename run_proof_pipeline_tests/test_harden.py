@@ -25,8 +25,8 @@ from run_proof_pipeline.store.harden import (
 )
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline.store.relations import StoreNotMigrated
-from run_proof_pipeline_tests.store_fixtures import record_run
-from run_proof_pipeline_tests.test_ledger_support import ledger_entries
+from run_proof_pipeline_tests.store_fixtures import prove, record_run
+from run_proof_pipeline_tests.test_ledger_support import audit, ledger_entries
 
 TENANT_A = TenantScope(tenants=("tenant-a",))
 
@@ -330,3 +330,30 @@ def test_the_recorder_writes_through_row_level_security_as_the_writer(
     run(go())
 
     assert prove(url, "tenant-a", "run-a-open").integrity.verification_status == "VERIFIED"
+
+
+def test_a_login_role_of_the_verifier_proves_and_audits_every_tenant(
+    hardened: tuple[DatabaseUrl, str, str],
+) -> None:
+    """The verifier role reads all a proof and the ledger audit read (tombstones and the
+    record of used ids included), as a real login, not only through SET ROLE."""
+    url, _writer, verifier = hardened
+    login = f"{verifier}_login"
+    password = "Vf7-login-pw"
+    with psycopg.connect(url.libpq(), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
+                sql.Identifier(login), sql.Literal(password), sql.Identifier(verifier)
+            )
+        )
+    as_verifier = DatabaseUrl(url.url.set(username=login, password=password))
+    try:
+        for tenant, run_id in (("tenant-a", "run-a"), ("tenant-b", "run-b")):
+            proof = prove(as_verifier, tenant, run_id)
+            assert proof.integrity.verification_status == "VERIFIED", proof.integrity
+        assert audit(as_verifier).problems == []
+        with psycopg.connect(as_verifier.libpq()) as conn:
+            for table in ("run_proof_retirements", "run_proof_run_ids", "run_proof_ledger"):
+                conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+    finally:
+        _drop_roles(url, login)

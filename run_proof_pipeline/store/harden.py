@@ -461,11 +461,12 @@ def harden(
         ledger = _qualified(schema, "run_proof_ledger")
         cur.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC").format(ledger))
         cur.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(ledger, verifier))
-        cur.execute(
-            sql.SQL("GRANT SELECT ON {} TO {}").format(
-                _qualified(schema, "run_proof_alembic_version"), verifier
+        # What the ledger audit reads besides the ledger: the signed tombstones and the record
+        # of used ids (migrations 0003, 0004), and the revision (store/relations.py).
+        for table in ("run_proof_alembic_version", "run_proof_retirements", "run_proof_run_ids"):
+            cur.execute(
+                sql.SQL("GRANT SELECT ON {} TO {}").format(_qualified(schema, table), verifier)
             )
-        )
         _functions(cur, schema)
         remains = _no_statistics(cur, schema, (*TRACE_TABLES, BINDINGS_TABLE))
         if remains:
