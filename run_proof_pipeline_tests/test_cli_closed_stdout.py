@@ -26,7 +26,7 @@ from run_proof_pipeline.ledger.keys import generate_signing_key, write_signing_k
 from run_proof_pipeline.ledger.settings import default_origin
 from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.migrate import upgrade
+from run_proof_pipeline.store.migrate import head_revision, upgrade
 from run_proof_pipeline_tests.store_fixtures import record_run
 from run_proof_pipeline_tests.test_ledger_support import one, tamper
 
@@ -243,4 +243,15 @@ def test_export_to_a_lost_stdout_is_a_failure_to_export(
     assert last.startswith(line) and last.endswith("; write it to a file with --out FILE")
     # Before it, at most the banner, which export prints on stderr (stdout is the bundle's).
     assert all(x.startswith("Using ") for x in ran.stderr.splitlines()[:-1])
+    _no_noise(ran)
+
+
+def test_db_upgrade_with_its_output_lost_says_the_store_is_migrated(closed_store: Store) -> None:
+    ran = _run(closed_store, "db", "upgrade", stdout="broken-pipe")
+
+    assert ran.code == 0, ran.stderr
+    assert ran.stderr.splitlines() == [
+        f"run-proof: the trace store is migrated to revision {head_revision()}; only the output "
+        "was lost: standard output is a broken pipe (its reader exited)"
+    ]
     _no_noise(ran)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from run_proof_pipeline.cli.errors import CommandError, handled
+from run_proof_pipeline.cli.errors import CommandError, handled, record_outcome
 from run_proof_pipeline.cli.exit_codes import STATUS_EXIT, ExitCode
 from run_proof_pipeline.proof.worker_limit import MAX_WORKERS
 from run_proof_pipeline.store.engine import ResolvedDatabase, async_engine, resolve_database
@@ -52,6 +52,7 @@ def db_upgrade(
         print("\n".join(upgrade_plan(resolved.url).lines()))
         return
     upgrade(resolved.url)
+    record_outcome(f"the trace store is migrated to revision {head_revision()}")
     print(f"trace store at revision {head_revision()}")
 
 
@@ -109,6 +110,7 @@ def demo(
                 print("the store already has traces; nothing seeded (use --force to add more)")
                 return
             summary = await seed_demo(engine, runs=runs)
+            record_outcome(f"{summary.traces} demo traces are committed")
             print(
                 f"seeded {summary.traces} traces with {summary.steps} steps; "
                 f"latest run {summary.latest_run_id}, still running: {summary.running_run_id}"
