@@ -3,22 +3,44 @@
 `canonical_json.sql` defines the functions (docs/sql-canonical.md). It names its schema
 `@schema@` everywhere, so that every function is created, and calls its siblings,
 schema-qualified: nothing depends on the search_path of the session that installs it or
-of the session that calls it. `canonical_json_sql(schema)` returns the text ready to run
-(one psycopg `execute()` without parameters; it is idempotent).
+of the session that calls it. Each function has a line `@pins@` where its `SET` clauses go,
+written once here (`PINS_SQL`), so that every function pins the same settings.
+`canonical_json_sql(schema)` returns the text ready to run (one psycopg `execute()` without
+parameters; it is idempotent).
 """
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 
 __all__ = [
     "CANONICAL_JSON_FUNCTIONS",
+    "PINS_PLACEHOLDER",
+    "PINS_SQL",
     "SCHEMA_PLACEHOLDER",
     "canonical_json_sql",
     "quote_identifier",
 ]
 
 SCHEMA_PLACEHOLDER = "@schema@"
+PINS_PLACEHOLDER = "@pins@"
+_PLACEHOLDER = re.compile(r"@[A-Za-z_]+@")
+
+# The SET clauses every function has, in this order, so that no session, role or database
+# default can change a byte (docs/sql-canonical.md, "Settings pinned, and why"): built-ins
+# only on the path, pg_temp last (else it is searched first for type names); how the bodies'
+# string and timestamp literals are read; float8out's shortest round-trip digits (needs
+# extra_float_digits > 0); generic plans (a session forcing custom plans made every call
+# 2.7x slower, though no result depends on the plan).
+PINS_SQL = """\
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 1
+SET TimeZone = 'UTC'
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+SET plan_cache_mode = force_generic_plan"""
 
 # Every function the file defines, as PostgreSQL's regprocedure prints it (for grants,
 # checks and drops): name(argument types).
@@ -60,7 +82,36 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _expand(text: str, schema: str) -> str:
+    """`text` with its placeholders filled in; ValueError for a file that is not as written.
+
+    Strict, because a slip would install functions that trust the session: a placeholder
+    other than the two, a missing one, or a pins placeholder anywhere but on a line of its
+    own in a function's header, before `AS $$`, exactly once per function (so that every
+    function is pinned), is refused rather than installed half-substituted.
+    """
+    unknown = set(_PLACEHOLDER.findall(text)) - {SCHEMA_PLACEHOLDER, PINS_PLACEHOLDER}
+    if unknown:
+        raise ValueError(f"canonical_json.sql holds unknown placeholders {sorted(unknown)}")
+    if SCHEMA_PLACEHOLDER not in text:
+        raise ValueError(f"canonical_json.sql holds no {SCHEMA_PLACEHOLDER}")
+    functions = text.split("\nCREATE OR REPLACE FUNCTION ")[1:]
+    headers = [function.split("\nAS $$", 1)[0] + "\n" for function in functions]
+    pinned = sum(header.count(f"\n{PINS_PLACEHOLDER}\n") == 1 for header in headers)
+    if pinned != len(functions) or text.count(PINS_PLACEHOLDER) != len(functions):
+        raise ValueError(
+            f"canonical_json.sql: {len(functions) - pinned} of {len(functions)} functions lack"
+            f" a line {PINS_PLACEHOLDER} before AS $$, and it stands"
+            f" {text.count(PINS_PLACEHOLDER)} times in all: it goes exactly once in each"
+            " function's header, on a line of its own"
+        )
+    return text.replace(PINS_PLACEHOLDER, PINS_SQL).replace(
+        SCHEMA_PLACEHOLDER, quote_identifier(schema)
+    )
+
+
 def canonical_json_sql(schema: str) -> str:
-    """The text of canonical_json.sql with its functions placed in `schema`."""
+    """The text of canonical_json.sql with its functions placed in `schema` and pinned."""
+    quote_identifier(schema)  # a bad name is refused before anything is read
     text = resources.files(__name__).joinpath("canonical_json.sql").read_text(encoding="utf-8")
-    return text.replace(SCHEMA_PLACEHOLDER, quote_identifier(schema))
+    return _expand(text, schema)

@@ -7,7 +7,9 @@
 -- or at call time. Idempotent: CREATE OR REPLACE only, no state. Needs a UTF8 database.
 --
 -- Every function pins, with SET clauses, each setting a result could depend on, so that a
--- hostile session (or role or database default) cannot change one:
+-- hostile session (or role or database default) cannot change one. The clauses are written
+-- once, as PINS_SQL in __init__.py; canonical_json_sql puts them in place of each
+-- function's pins placeholder line (it refuses a function without one, or any other):
 --   search_path = pg_catalog, pg_temp   built-ins only; pg_temp, otherwise searched first
 --                                       for type names (`text`, `jsonb`), last
 --   standard_conforming_strings = on    how the string literals of the bodies are read
@@ -31,13 +33,7 @@
 -- float8out prints: `0.30000000000000004`, `100`, `1e+21`, `1.5e-07`.
 CREATE OR REPLACE FUNCTION @schema@.run_proof_es6_layout(p_text text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 DECLARE
     v_parts text[];
@@ -92,13 +88,7 @@ END $$;
 CREATE OR REPLACE FUNCTION @schema@.run_proof_shortest_double(p_value double precision)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 DECLARE
     v_text text := p_value::text;
@@ -154,13 +144,7 @@ END $$;
 -- A finite double in ECMAScript shortest form; NULL for NaN and the infinities.
 CREATE OR REPLACE FUNCTION @schema@.run_proof_jcs_double(p_value double precision) RETURNS text
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 DECLARE
     v_text text;
@@ -193,13 +177,7 @@ END $$;
 CREATE OR REPLACE FUNCTION @schema@.run_proof_jcs_number(p_value numeric, p_exact boolean)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 DECLARE
     v_abs numeric;
@@ -269,13 +247,7 @@ END $$;
 -- encoding; one statement, linear in the key's length.
 CREATE OR REPLACE FUNCTION @schema@.run_proof_utf16_sort_key(p_key text) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 DECLARE
     v_out bytea;
@@ -318,13 +290,7 @@ CREATE OR REPLACE FUNCTION @schema@.run_proof_jcs_walk(
     p_value jsonb, p_exact boolean, p_explain boolean, p_depth integer
 ) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 DECLARE
     v_texts text[] := ARRAY[NULL]::text[];   -- a stack entry: a text to write, or NULL...
@@ -511,13 +477,7 @@ CREATE OR REPLACE FUNCTION @schema@.run_proof_jcs_node(
     p_value jsonb, p_exact boolean, p_depth integer
 ) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 DECLARE
     v_kind text;
@@ -580,13 +540,7 @@ END $$;
 -- the stored-number rule refuses one. Equals Python's canonicalize_stored_json(value::text).
 CREATE OR REPLACE FUNCTION @schema@.run_proof_jcs(p_value jsonb) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 BEGIN
     RETURN @schema@.run_proof_jcs_node(p_value, false, 0);
@@ -596,13 +550,7 @@ END $$;
 -- run_proof_jcs_number): every non-NULL result denotes exactly the stored numbers.
 CREATE OR REPLACE FUNCTION @schema@.run_proof_jcs_exact(p_value jsonb) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 BEGIN
     RETURN @schema@.run_proof_jcs_node(p_value, true, 0);
@@ -617,13 +565,7 @@ END $$;
 CREATE OR REPLACE FUNCTION @schema@.run_proof_jcs_problem(p_value jsonb, p_exact boolean)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 BEGIN
     RETURN @schema@.run_proof_jcs_walk(p_value, p_exact, true, 0);
@@ -635,13 +577,7 @@ END $$;
 CREATE OR REPLACE FUNCTION @schema@.run_proof_canonical_timestamp(p_value timestamptz)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 BEGIN
     -- The bounds exclude -infinity and infinity too; their literals are read under the
@@ -663,13 +599,7 @@ END $$;
 -- A JSON integer field: NULL as null, +-(2^53-1) as written, beyond as its double.
 CREATE OR REPLACE FUNCTION @schema@.run_proof_v1_integer(p_value bigint) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 BEGIN
     IF p_value IS NULL THEN
@@ -686,13 +616,7 @@ CREATE OR REPLACE FUNCTION @schema@.run_proof_v1_header_canonical(
     p_plan jsonb, p_started_at timestamptz
 ) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 BEGIN
     RETURN '{"agent_id":' || coalesce(to_json(p_agent_id)::text, 'null')
@@ -713,13 +637,7 @@ CREATE OR REPLACE FUNCTION @schema@.run_proof_v1_genesis_hash(
     p_plan jsonb, p_started_at timestamptz
 ) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 BEGIN
     RETURN encode(sha256(convert_to(@schema@.run_proof_v1_header_canonical(
@@ -737,13 +655,7 @@ CREATE OR REPLACE FUNCTION @schema@.run_proof_v1_step_canonical(
     p_retry_count bigint, p_timestamp timestamptz
 ) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 DECLARE
     v_cost text := p_cost_cents::text;
@@ -803,13 +715,7 @@ CREATE OR REPLACE FUNCTION @schema@.run_proof_v1_step_hash(
     p_retry_count bigint, p_timestamp timestamptz
 ) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 BEGIN
     IF p_prev_hash IS NULL OR p_prev_hash !~ '^[0-9a-f]{64}$' THEN
@@ -828,13 +734,7 @@ CREATE OR REPLACE FUNCTION @schema@.run_proof_v1_seal_canonical(
     p_chain_length bigint
 ) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 BEGIN
     RETURN '{"chain_length":' || @schema@.run_proof_v1_integer(p_chain_length)
@@ -853,13 +753,7 @@ CREATE OR REPLACE FUNCTION @schema@.run_proof_v1_root_hash(
     p_completed_at timestamptz, p_chain_length bigint
 ) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 1
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-SET plan_cache_mode = force_generic_plan
+@pins@
 AS $$
 BEGIN
     IF p_head_hash IS NULL OR p_head_hash !~ '^[0-9a-f]{64}$' THEN
