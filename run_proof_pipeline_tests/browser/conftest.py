@@ -8,6 +8,7 @@ processes stopped by their own handles in finalizers, whether the tests pass or 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -73,7 +74,10 @@ def chromium_executable() -> str:
 
 @pytest.fixture(scope="package")
 def ui_store(pg_server: LocalPostgres) -> UIStore:
-    url = DatabaseUrl.parse(pg_server.create_database("browser_traces", exist_ok=False))
+    # Unique names: under pytest-xdist a worker may leave this package and come back to it,
+    # building the package's fixtures again on the same server.
+    name = f"browser_traces_{uuid.uuid4().hex[:8]}"
+    url = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
     upgrade(url)
 
     async def seed() -> str:
@@ -102,7 +106,9 @@ def dagster_ui(
 ) -> DagsterUI:
     """dagster-webserver + dagster-daemon (launches from the UI are queued: the daemon runs
     them) on the project's dagster.yaml, with Dagster's storage in its own database."""
-    storage = DatabaseUrl.parse(pg_server.create_database("browser_dagster", exist_ok=False))
+    storage = DatabaseUrl.parse(
+        pg_server.create_database(f"browser_dagster_{uuid.uuid4().hex[:8]}", exist_ok=False)
+    )
     home = tmp_path_factory.mktemp("browser_dagster_home")
     reports = tmp_path_factory.mktemp("browser_reports")
     logs = tmp_path_factory.mktemp("browser_server_logs")
