@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterator
+import uuid
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
 import pytest
+from psycopg import sql as pgsql
 
 from run_proof_pipeline.coordinator import (
     RunProofCoordinator,
     RunProofResult,
     get_run_proof_coordinator,
 )
+from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine, session_scope
 from run_proof_pipeline.store.migrate import upgrade
@@ -127,6 +132,53 @@ def owner_sql(url: DatabaseUrl, sql: str, params: tuple[Any, ...] = (), *, table
         touched = cursor.rowcount
         conn.execute(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {triggers[table]}")
     return touched
+
+
+@dataclass(frozen=True)
+class PasswordStore:
+    """A migrated store with one recorded run, and login roles that have passwords."""
+
+    admin: DatabaseUrl
+    database: str
+    roles: tuple[str, ...]
+
+
+@contextmanager
+def password_store(
+    server: LocalPostgres,
+    prefix: str,
+    passwords: Sequence[tuple[str, str]],
+    tenant_run: tuple[str, str],
+    *,
+    steps: int,
+) -> Iterator[PasswordStore]:
+    """Database `<prefix>_<suffix>`, migrated, holding the run `tenant_run` (tenant, run id)
+    with `steps` steps, and per (role prefix, password) a LOGIN SUPERUSER role
+    `<role prefix>_<suffix>` with that password; database and roles are dropped afterwards.
+
+    The trace store's own role is a superuser too: the roles have the same rights and only
+    another password, so a test can log in with a password written in any URL form.
+    """
+    suffix = uuid.uuid4().hex[:10]
+    name = f"{prefix}_{suffix}"
+    admin = DatabaseUrl.parse(server.create_database(name, exist_ok=False))
+    upgrade(admin)
+    record_run(admin, *tenant_run, steps=steps)
+    roles = tuple(f"{role}_{suffix}" for role, _ in passwords)
+    with psycopg.connect(admin.libpq(), autocommit=True) as conn:
+        for role, (_, password) in zip(roles, passwords, strict=True):
+            conn.execute(
+                pgsql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+                    pgsql.Identifier(role), pgsql.Literal(password)
+                )
+            )
+    try:
+        yield PasswordStore(admin, name, roles)
+    finally:
+        server.drop_database(name)
+        with psycopg.connect(server.url(driver=""), autocommit=True) as conn:
+            for role in roles:
+                conn.execute(pgsql.SQL("DROP ROLE IF EXISTS {}").format(pgsql.Identifier(role)))
 
 
 @pytest.fixture

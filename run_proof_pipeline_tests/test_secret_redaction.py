@@ -24,8 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from run_proof_pipeline.local_postgres import LocalPostgres, _tail
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl, redact
 from run_proof_pipeline.store.engine import ResolvedDatabase, run_on_connection
-from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.store_fixtures import record_run
+from run_proof_pipeline_tests.store_fixtures import password_store
 from run_proof_pipeline_tests.test_url_settings import verify_process
 
 
@@ -185,26 +184,9 @@ class Roles:
 
 @pytest.fixture(scope="module")
 def roles(pg_server: LocalPostgres) -> Iterator[Roles]:
-    suffix = uuid.uuid4().hex[:10]
-    name = f"redact_{suffix}"
-    admin = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
-    upgrade(admin)
-    record_run(admin, TENANT, RUN, steps=2)
-    created = (f"enc_pw_{suffix}", f"at_pw_{suffix}")
-    with psycopg.connect(admin.libpq(), autocommit=True) as conn:
-        for role, password in zip(created, (ENCODED_PASSWORD, AT_PASSWORD), strict=True):
-            conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
-                    sql.Identifier(role), sql.Literal(password)
-                )
-            )
-    try:
-        yield Roles(pg_server.port, name, *created)
-    finally:
-        pg_server.drop_database(name)
-        with psycopg.connect(pg_server.url(driver=""), autocommit=True) as conn:
-            for role in created:
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    passwords = (("enc_pw", ENCODED_PASSWORD), ("at_pw", AT_PASSWORD))
+    with password_store(pg_server, "redact", passwords, (TENANT, RUN), steps=2) as made:
+        yield Roles(pg_server.port, made.database, *made.roles)
 
 
 FORMS = [

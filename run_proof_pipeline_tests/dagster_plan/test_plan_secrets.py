@@ -26,7 +26,6 @@ from run_proof_pipeline.cli.dagster_env import LOCATION_VARIABLES
 from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.dagster_plan.plan_runs import (
     PLAN_STEPS,
     everything_logged,
@@ -35,7 +34,7 @@ from run_proof_pipeline_tests.dagster_plan.plan_runs import (
     succeeded_steps,
     trace_store,
 )
-from run_proof_pipeline_tests.store_fixtures import record_run
+from run_proof_pipeline_tests.store_fixtures import password_store
 
 RUN_PROOF = str(Path(sys.executable).with_name("run-proof"))
 TENANT, RUN = "tenant-secret", "run-secret"
@@ -72,27 +71,9 @@ class SecretStore:
 
 @pytest.fixture(scope="module")
 def secret_store(pg_server: LocalPostgres) -> Iterator[SecretStore]:
-    suffix = uuid.uuid4().hex[:10]
-    name = f"secrets_{suffix}"
-    admin = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
-    upgrade(admin)
-    record_run(admin, TENANT, RUN, steps=3)
-    roles = (f"query_pw_{suffix}", f"at_pw_{suffix}")
-    with psycopg.connect(admin.libpq(), autocommit=True) as conn:
-        for role, password in zip(roles, (QUERY_PASSWORD, AT_PASSWORD), strict=True):
-            # The trace store's own role is a superuser too: the same rights, another password.
-            conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
-                    sql.Identifier(role), sql.Literal(password)
-                )
-            )
-    try:
-        yield SecretStore(admin, pg_server.port, name, *roles)
-    finally:
-        pg_server.drop_database(name)
-        with psycopg.connect(pg_server.url(driver=""), autocommit=True) as conn:
-            for role in roles:
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    passwords = (("query_pw", QUERY_PASSWORD), ("at_pw", AT_PASSWORD))
+    with password_store(pg_server, "secrets", passwords, (TENANT, RUN), steps=3) as made:
+        yield SecretStore(made.admin, pg_server.port, made.database, *made.roles)
 
 
 def _dagster_storage_text(storage: DatabaseUrl) -> str:
