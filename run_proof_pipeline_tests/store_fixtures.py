@@ -135,8 +135,33 @@ def owner_sql(url: DatabaseUrl, sql: str, params: tuple[Any, ...] = (), *, table
 
 
 @dataclass(frozen=True)
+class RecordedStore:
+    """A database of its own, migrated, holding one recorded run (see recorded_store)."""
+
+    database: str
+    url: DatabaseUrl
+
+
+@contextmanager
+def recorded_store(
+    server: LocalPostgres, prefix: str, tenant_id: str, run_id: str, *, steps: int
+) -> Iterator[RecordedStore]:
+    """Database `<prefix>_<12 hex>` on `server`, migrated, holding the sealed run
+    (`tenant_id`, `run_id`) of `steps` steps; dropped afterwards. For a module's fixture
+    when the cases only read the store, or a test's when it alters it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    url = DatabaseUrl.parse(server.create_database(name, exist_ok=False))
+    try:
+        upgrade(url)
+        record_run(url, tenant_id, run_id, steps=steps)
+        yield RecordedStore(name, url)
+    finally:
+        server.drop_database(name)
+
+
+@dataclass(frozen=True)
 class PasswordStore:
-    """A migrated store with one recorded run, and login roles that have passwords."""
+    """A recorded store, and login roles that have passwords (see password_store)."""
 
     admin: DatabaseUrl
     database: str
@@ -152,33 +177,31 @@ def password_store(
     *,
     steps: int,
 ) -> Iterator[PasswordStore]:
-    """Database `<prefix>_<suffix>`, migrated, holding the run `tenant_run` (tenant, run id)
-    with `steps` steps, and per (role prefix, password) a LOGIN SUPERUSER role
-    `<role prefix>_<suffix>` with that password; database and roles are dropped afterwards.
+    """A recorded_store (`tenant_run`: tenant, run id) and per (role prefix, password) a
+    LOGIN SUPERUSER role `<role prefix>_<hex of the database name>` with that password;
+    database and roles are dropped afterwards.
 
     The trace store's own role is a superuser too: the roles have the same rights and only
     another password, so a test can log in with a password written in any URL form.
     """
-    suffix = uuid.uuid4().hex[:10]
-    name = f"{prefix}_{suffix}"
-    admin = DatabaseUrl.parse(server.create_database(name, exist_ok=False))
-    upgrade(admin)
-    record_run(admin, *tenant_run, steps=steps)
-    roles = tuple(f"{role}_{suffix}" for role, _ in passwords)
-    with psycopg.connect(admin.libpq(), autocommit=True) as conn:
-        for role, (_, password) in zip(roles, passwords, strict=True):
-            conn.execute(
-                pgsql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
-                    pgsql.Identifier(role), pgsql.Literal(password)
-                )
-            )
-    try:
-        yield PasswordStore(admin, name, roles)
-    finally:
-        server.drop_database(name)
-        with psycopg.connect(server.url(driver=""), autocommit=True) as conn:
-            for role in roles:
-                conn.execute(pgsql.SQL("DROP ROLE IF EXISTS {}").format(pgsql.Identifier(role)))
+    with recorded_store(server, prefix, *tenant_run, steps=steps) as made:
+        suffix = made.database.rsplit("_", 1)[1]
+        roles = tuple(f"{role}_{suffix}" for role, _ in passwords)
+        try:
+            with psycopg.connect(made.url.libpq(), autocommit=True) as conn:
+                for role, (_, password) in zip(roles, passwords, strict=True):
+                    conn.execute(
+                        pgsql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+                            pgsql.Identifier(role), pgsql.Literal(password)
+                        )
+                    )
+            yield PasswordStore(made.url, made.database, roles)
+        finally:
+            server.drop_database(made.database)  # roles go once nothing connects as them
+            with psycopg.connect(server.url(driver=""), autocommit=True) as conn:
+                for role in roles:
+                    drop = pgsql.SQL("DROP ROLE IF EXISTS {}").format(pgsql.Identifier(role))
+                    conn.execute(drop)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,10 +26,10 @@ from run_proof_pipeline.ledger.settings import default_origin
 from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import head_revision, upgrade
+from run_proof_pipeline_tests.cli_process import CLI, retire_words
 from run_proof_pipeline_tests.store_fixtures import record_run
 from run_proof_pipeline_tests.test_ledger_support import one, tamper
 
-CLI = str(Path(sys.executable).with_name("run-proof"))
 TENANT = "tenant-s"
 CLEAN, TAMPERED = "run-clean", "run-tampered"
 _CLEARED = (
@@ -116,18 +115,7 @@ def _run(store: Store, *args: str, stdout: str, unbuffered: bool = True) -> Ran:
 
 def _retire(store: Store, run_id: str, *, stdout: str, unbuffered: bool = True) -> Ran:
     record_run(store.url, TENANT, run_id, steps=2)
-    return _run(
-        store,
-        "retire",
-        "--tenant-id",
-        TENANT,
-        "--run-id",
-        run_id,
-        "--reason",
-        "retention",
-        stdout=stdout,
-        unbuffered=unbuffered,
-    )
+    return _run(store, *retire_words(TENANT, run_id), stdout=stdout, unbuffered=unbuffered)
 
 
 def _tombstone_seq(store: Store, run_id: str) -> int | None:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,11 +42,11 @@ from run_proof_pipeline_tests.aos_fixtures import (
     aos_insert_trace,
     create_aos_store,
 )
+from run_proof_pipeline_tests.cli_process import CLI, retire_words, run_process
 from run_proof_pipeline_tests.store_fixtures import prove, record_run
 from run_proof_pipeline_tests.test_hostile_session import _reset_default, _set_default
 from run_proof_pipeline_tests.test_ledger_support import audit, make_checkpoint, one, tamper
 
-CLI = str(Path(sys.executable).with_name("run-proof"))
 TENANT = "tenant-d"
 CLEAN, TAMPERED = "run-clean", "run-tampered"
 HOSTILE = (("DateStyle", "SQL, DMY"), ("client_encoding", "LATIN1"))
@@ -111,7 +109,7 @@ def _cli(url: DatabaseUrl, *args: str, checkpoints: Path, key: Path) -> Ran:
         RUN_PROOF_CHECKPOINT_DIR=str(checkpoints),
         RUN_PROOF_SIGNING_KEY=str(key),
     )
-    completed = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=300)
+    completed = run_process([CLI, *args], env, timeout=300)
     ran = Ran(completed.returncode, completed.stdout, completed.stderr)
     assert "Traceback" not in ran.stdout + ran.stderr, ran.stderr
     return ran
@@ -266,17 +264,7 @@ def _retire(s: Shared, hostile: Any) -> None:
     record_run(s.url, TENANT, run_id, steps=2)
     root = one(s.url, "SELECT root_hash FROM aos_traces WHERE run_id = %s", (run_id,))
     with hostile(s.url):
-        ran = _cli(
-            s.url,
-            "retire",
-            "--tenant-id",
-            TENANT,
-            "--run-id",
-            run_id,
-            "--reason",
-            "retention",
-            **_keys(s),
-        )
+        ran = _cli(s.url, *retire_words(TENANT, run_id), **_keys(s))
     assert ran.code == 0, ran.stderr
     assert f"retired: tenant {TENANT!r}, run {run_id!r}" in ran.stdout and root in ran.stdout
     with _ledger_env(s.checkpoints, s.key):

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,10 +23,9 @@ from typer.testing import CliRunner
 from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.store_fixtures import record_run
+from run_proof_pipeline_tests.cli_process import CLI, file_size_limit, run_process
+from run_proof_pipeline_tests.store_fixtures import recorded_store
 
-CLI = str(Path(sys.executable).with_name("run-proof"))
 TENANT, RUN = "tenant-o", "run-out"
 OLD = b'{"a key file, or anything": "that must survive"}\n'
 # Settings a developer's shell could set; each case gives its own.
@@ -46,12 +42,8 @@ _LEDGER_ENV = (
 def out_store(pg_server: LocalPostgres) -> Iterator[DatabaseUrl]:
     """One store for the module: a sealed run of 3 steps; the cases only read it (and sign
     its ledger)."""
-    name = f"outputs_{uuid.uuid4().hex[:12]}"
-    url = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
-    upgrade(url)
-    record_run(url, TENANT, RUN, steps=3)
-    yield url
-    pg_server.drop_database(name)
+    with recorded_store(pg_server, "outputs", TENANT, RUN, steps=3) as made:
+        yield made.url
 
 
 def _env(url: DatabaseUrl, **settings: str) -> dict[str, str | None]:
@@ -215,16 +207,10 @@ def test_a_file_size_limit_mid_write_leaves_the_old_file_and_no_temp_file(
     env = {k: v for k, v in os.environ.items() if k not in _LEDGER_ENV}
     env["DATABASE_URL"] = out_store.libpq()
 
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
-
-    completed = subprocess.run(
+    completed = run_process(
         [CLI, "export", "--tenant-id", TENANT, "--run-id", RUN, "--out", str(existing), "--force"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=limit,  # the child's own limit, set before exec
+        env,
+        preexec_fn=file_size_limit(1024),  # the child's own limit, set before exec
     )
 
     assert completed.returncode == 2, completed.stderr
@@ -322,16 +308,10 @@ def test_checkpoint_create_stopped_mid_write_leaves_no_partial_note(
     env = {k: v for k, v in os.environ.items() if k not in _LEDGER_ENV}
     env.update(DATABASE_URL=out_store.libpq(), RUN_PROOF_SIGNING_KEY=str(key))
 
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
-
-    completed = subprocess.run(
+    completed = run_process(
         [CLI, "checkpoint", "create", "--out", str(directory)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=limit,  # the child's own limit, set before exec
+        env,
+        preexec_fn=file_size_limit(64),  # the child's own limit, set before exec
     )
 
     assert completed.returncode == 2, completed.stderr

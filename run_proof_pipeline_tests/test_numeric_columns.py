@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,11 +23,10 @@ import pytest
 from run_proof_pipeline.integrity import ChainVerifier, StoredTrace, genesis_hash, header_record
 from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline.store.relations import UntrustedStore
 from run_proof_pipeline.store.step_rows import StepLineDecoder, StepRowDecoder
 from run_proof_pipeline.sweep import SweepOptions, run_sweep
-from run_proof_pipeline_tests.store_fixtures import record_run
+from run_proof_pipeline_tests.store_fixtures import recorded_store
 from run_proof_pipeline_tests.test_ledger_support import one, tamper
 
 CLI = str(Path(sys.executable).with_name("run-proof"))
@@ -57,12 +55,8 @@ def _one_line(completed: subprocess.CompletedProcess[str], needle: str) -> str:
 
 @pytest.fixture
 def altered_store(pg_server: LocalPostgres) -> Iterator[DatabaseUrl]:
-    name = f"numeric_{uuid.uuid4().hex[:12]}"
-    url = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
-    upgrade(url)
-    record_run(url, TENANT, RUN, steps=3)
-    yield url
-    pg_server.drop_database(name)
+    with recorded_store(pg_server, "numeric", TENANT, RUN, steps=3) as made:
+        yield made.url
 
 
 def _alter(url: DatabaseUrl, column: str, new_type: str, stored: str) -> None:

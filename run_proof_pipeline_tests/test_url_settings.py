@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,8 @@ from sqlalchemy.engine import make_url
 
 from run_proof_pipeline.cli.dagster_env import LOCATION_VARIABLES, dagster_storage_url
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl, Settings
+from run_proof_pipeline_tests.cli_process import CLI, run_process
 
-CLI = str(Path(sys.executable).with_name("run-proof"))
 SECRET = "Urs3cretPW"
 
 
@@ -33,13 +32,7 @@ def verify_process(
     env["RUN_PROOF_HOME"] = str(home)
     if database_url is not None:
         env["DATABASE_URL"] = database_url
-    return subprocess.run(
-        [CLI, "verify", "--tenant-id", tenant_id, "--run-id", run_id, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_process([CLI, "verify", "--tenant-id", tenant_id, "--run-id", run_id, *args], env)
 
 
 def _slow(*values: object, id: str) -> Any:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from run_proof_pipeline.definitions import defs
 from run_proof_pipeline.pipeline.job import run_proof_plan
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline_tests.cli_process import run_process
 from run_proof_pipeline_tests.dagster_plan.plan_runs import PLAN_STEPS
 
 _DECLARED = """
@@ -81,15 +81,7 @@ def test_the_plan_runs_with_no_run_config_at_all() -> None:
 
 def _declared(env: dict[str, str]) -> dict[str, str]:
     """What the Definitions declare when loaded in a fresh process with exactly `env`."""
-    completed = subprocess.run(
-        [sys.executable, "-c", _DECLARED],
-        env=env,
-        cwd=project_root(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    completed = run_process([sys.executable, "-c", _DECLARED], env, cwd=project_root())
     assert completed.returncode == 0, completed.stderr
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
@@ -129,21 +121,9 @@ def test_dagster_definitions_validate_accepts_the_workspace(
         "DAGSTER_PG_URL": dagster_storage.psycopg2(),
     }
 
-    completed = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("dagster")),
-            "definitions",
-            "validate",
-            "-w",
-            str(project_root() / "workspace.yaml"),
-        ],
-        env=env,
-        cwd=project_root(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    validate = [dagster, "definitions", "validate", "-w", str(project_root() / "workspace.yaml")]
+    completed = run_process(validate, env, cwd=project_root(), timeout=300)
 
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output

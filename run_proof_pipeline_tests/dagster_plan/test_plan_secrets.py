@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from run_proof_pipeline.cli.dagster_env import LOCATION_VARIABLES
 from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline_tests.cli_process import CLI, run_process
 from run_proof_pipeline_tests.dagster_plan.plan_runs import (
     PLAN_STEPS,
     everything_logged,
@@ -36,7 +35,6 @@ from run_proof_pipeline_tests.dagster_plan.plan_runs import (
 )
 from run_proof_pipeline_tests.store_fixtures import password_store
 
-RUN_PROOF = str(Path(sys.executable).with_name("run-proof"))
 TENANT, RUN = "tenant-secret", "run-secret"
 # Each piece is distinctive, so that finding any one of them anywhere is a leak of (part of)
 # the password, whatever encoding it was written in.
@@ -195,13 +193,10 @@ def test_run_proof_plan_process_shows_neither_password(
         "RUN_PROOF_REPORT_DIR": str(reports),
     }
 
-    completed = subprocess.run(
-        [RUN_PROOF, "plan", "--no-coordinator-tests", "--tenant-id", TENANT, "--run-id", RUN],
-        env=env,
+    completed = run_process(
+        [CLI, "plan", "--no-coordinator-tests", "--tenant-id", TENANT, "--run-id", RUN],
+        env,
         cwd=project_root(),
-        capture_output=True,
-        text=True,
-        check=False,
         timeout=600,
     )
 
