@@ -11,7 +11,7 @@ recorded once").
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -124,13 +124,21 @@ def _insert_trace(
     )
 
 
-def _refused_insert(url: DatabaseUrl, **fields: Any) -> psycopg.errors.UniqueViolation:
+def _refused(
+    url: DatabaseUrl, act: Callable[[psycopg.Connection], object]
+) -> psycopg.errors.UniqueViolation:
+    """The unique violation that `act`, run on a new connection of the table owner, raises
+    (the test fails if it raises none)."""
     with (
         psycopg.connect(url.libpq()) as conn,
         pytest.raises(psycopg.errors.UniqueViolation) as refused,
     ):
-        _insert_trace(conn, **fields)
+        act(conn)
     return refused.value
+
+
+def _refused_insert(url: DatabaseUrl, **fields: Any) -> psycopg.errors.UniqueViolation:
+    return _refused(url, lambda conn: _insert_trace(conn, **fields))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -261,18 +269,17 @@ def test_retention_undone_from_the_archive_is_refused(shared: DatabaseUrl) -> No
     sql(shared, "DELETE FROM aos_traces WHERE run_id = %s", ("run-archived",))
     before = _state(shared)
 
-    with (
-        psycopg.connect(shared.libpq()) as conn,
-        pytest.raises(psycopg.errors.UniqueViolation) as refused,
-    ):
-        # The archived row is sealed: restored, it would append a second seal of the run.
-        conn.execute(
+    # The archived row is sealed: restored, it would append a second seal of the run.
+    refused = _refused(
+        shared,
+        lambda conn: conn.execute(
             "INSERT INTO aos_traces SELECT * FROM aos_traces_archive WHERE run_id = %s",
             ("run-archived",),
-        )
+        ),
+    )
 
-    assert refused.value.diag.constraint_name == RUN_ID_USED
-    assert _first_line(refused.value) == _run_message("run-archived", tombstone)
+    assert refused.diag.constraint_name == RUN_ID_USED
+    assert _first_line(refused) == _run_message("run-archived", tombstone)
     assert _state(shared) == before
 
 
@@ -306,10 +313,7 @@ def test_a_writers_temporary_table_does_not_stand_in_for_the_record_of_ids(
     tombstone = _retired_and_deleted(shared, "run-temp")
     before = _state(shared)
 
-    with (
-        psycopg.connect(shared.libpq()) as conn,
-        pytest.raises(psycopg.errors.UniqueViolation) as refused,
-    ):
+    def insert_behind_temporary_tables(conn: psycopg.Connection) -> None:
         # Unless named, pg_temp is searched first for relations: the guard's functions
         # name it last and qualify their tables.
         conn.execute(
@@ -319,7 +323,8 @@ def test_a_writers_temporary_table_does_not_stand_in_for_the_record_of_ids(
         conn.execute("CREATE TEMP TABLE run_proof_retirements (LIKE public.run_proof_retirements)")
         _insert_trace(conn, run_id="run-temp", trace_id="trace-run-temp")
 
-    assert _first_line(refused.value) == _run_message("run-temp", tombstone)
+    refused = _refused(shared, insert_behind_temporary_tables)
+    assert _first_line(refused) == _run_message("run-temp", tombstone)
     assert _state(shared) == before
 
 
@@ -579,10 +584,7 @@ def _force_second_life(url: DatabaseUrl, run_id: str, *, trace_id: str | None = 
 def test_a_reuse_forced_by_the_owner_is_failed_naming_the_tombstone(
     store: DatabaseUrl, checkpoint_env: CheckpointEnv
 ) -> None:
-    record_run(store, TENANT, "run-forced", steps=2)
-    make_checkpoint(store)
-    tombstone = _retire(store, "run-forced").ledger_seq
-    sql(store, "DELETE FROM aos_traces WHERE run_id = 'run-forced'")
+    tombstone = _retired_and_deleted_with_checkpoint(store, "run-forced")
     make_checkpoint(store)
     assert audit(store).problems == []
 
@@ -639,10 +641,7 @@ def test_a_reuse_forced_by_the_owner_is_failed_naming_the_tombstone(
 def test_a_retired_trace_id_forced_onto_another_run_is_failed(
     store: DatabaseUrl, checkpoint_env: CheckpointEnv
 ) -> None:
-    record_run(store, TENANT, "run-first", steps=2)
-    make_checkpoint(store)
-    tombstone = _retire(store, "run-first").ledger_seq
-    sql(store, "DELETE FROM aos_traces WHERE run_id = 'run-first'")
+    tombstone = _retired_and_deleted_with_checkpoint(store, "run-first")
 
     _force_second_life(store, "run-second", trace_id="trace-run-first")
 
@@ -777,19 +776,18 @@ def test_another_tenants_retired_trace_id_is_refused_without_saying_it_was_retir
     _retired_and_deleted(shared, "run-other-tenant")
     before = _state(shared)
 
-    with (
-        psycopg.connect(shared.libpq()) as conn,
-        pytest.raises(psycopg.errors.UniqueViolation) as refused,
-    ):
-        conn.execute(
+    refused = _refused(
+        shared,
+        lambda conn: conn.execute(
             "INSERT INTO aos_traces (trace_id, run_id, tenant_id, status, started_at,"
             " genesis_hash) VALUES ('trace-run-other-tenant', 'run-b', 'tenant-b', 'running', %s,"
             " %s)",
             (BASE, GENESIS),
-        )
+        ),
+    )
 
-    assert refused.value.diag.constraint_name == "run_proof_trace_id_used"
-    assert _first_line(refused.value) == (
+    assert refused.diag.constraint_name == "run_proof_trace_id_used"
+    assert _first_line(refused) == (
         "trace id 'trace-run-other-tenant' was used before by a format-v1 trace: a trace id is "
         "used once, even after its trace is retired or removed; give this trace a new trace id"
     )
