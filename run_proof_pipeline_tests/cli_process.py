@@ -9,13 +9,14 @@ the code), a timeout.
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["CLI", "file_size_limit", "retire_words", "run_process"]
+__all__ = ["CLI", "file_size_limit", "retire_words", "run_process", "verify_run"]
 
 CLI = str(Path(sys.executable).with_name("run-proof"))
 
@@ -55,3 +56,11 @@ def file_size_limit(limit: int) -> Callable[[], None]:
 def retire_words(tenant_id: str, run_id: str, reason: str = "retention") -> list[str]:
     """The arguments of `run-proof retire` for one run."""
     return ["retire", "--tenant-id", tenant_id, "--run-id", run_id, "--reason", reason]
+
+
+def verify_run(database_url: str, tenant_id: str, run_id: str) -> subprocess.CompletedProcess[str]:
+    """`run-proof verify` of one run as a process, DATABASE_URL `database_url` (the rest of
+    the environment as it is, but for the developer's USE_POSTGRES_TRACES)."""
+    env = {k: v for k, v in os.environ.items() if k != "USE_POSTGRES_TRACES"}
+    env["DATABASE_URL"] = database_url
+    return run_process([CLI, "verify", "--tenant-id", tenant_id, "--run-id", run_id], env)

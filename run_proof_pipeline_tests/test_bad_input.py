@@ -10,7 +10,6 @@ import math
 import os
 import socket
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,10 @@ from run_proof_pipeline.ledger.keys import generate_signing_key
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.recorder import InvalidRecord, TraceRecorder, TraceSealed
+from run_proof_pipeline_tests.cli_process import CLI, run_process, verify_run
 from run_proof_pipeline_tests.store_fixtures import BASE, make_step, record_run, run
 from run_proof_pipeline_tests.test_ledger_support import ledger_entries, one
 
-CLI = str(Path(sys.executable).with_name("run-proof"))
 SECRET = "s3cret-pw"
 
 
@@ -41,18 +40,6 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _verify(database_url: str, tenant_id: str, run_id: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "USE_POSTGRES_TRACES"}
-    env["DATABASE_URL"] = database_url
-    return subprocess.run(
-        [CLI, "verify", "--tenant-id", tenant_id, "--run-id", run_id],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.mark.parametrize(
@@ -69,7 +56,7 @@ def _verify(database_url: str, tenant_id: str, run_id: str) -> subprocess.Comple
     ids=["malformed", "mysql", "sqlite", "no-database", "closed-port"],
 )
 def test_bad_database_url_is_one_clear_line(database_url: str, code: int, message: str) -> None:
-    completed = _verify(database_url.format(port=_closed_port()), "tenant-a", "run-1")
+    completed = verify_run(database_url.format(port=_closed_port()), "tenant-a", "run-1")
 
     assert completed.returncode == code
     lines = completed.stderr.splitlines()
@@ -92,7 +79,7 @@ def test_bad_database_url_is_one_clear_line(database_url: str, code: int, messag
 def test_hostile_ids_find_nothing(store: DatabaseUrl, tenant_id: str, run_id: str) -> None:
     record_run(store, "tenant-a", "run-1", steps=2)
 
-    completed = _verify(store.libpq(), tenant_id, run_id)
+    completed = verify_run(store.libpq(), tenant_id, run_id)
 
     assert completed.returncode == 4, completed.stderr
     assert "verification_status: UNSUPPORTED" in completed.stdout
@@ -188,12 +175,8 @@ def _verify_bundle(tmp_path: Path, *args: str, **env: str) -> subprocess.Complet
     """`run-proof verify-bundle` as a process, with only `env` for the key and origin settings."""
     settings = ("RUN_PROOF_PUBLIC_KEY", "RUN_PROOF_PUBLIC_KEY_FILE", "RUN_PROOF_CHECKPOINT_ORIGIN")
     clean = {k: v for k, v in os.environ.items() if k not in settings}
-    return subprocess.run(
-        [CLI, "verify-bundle", str(tmp_path / "bundle.json"), *args],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    return run_process(
+        [CLI, "verify-bundle", str(tmp_path / "bundle.json"), *args], {**clean, **env}
     )
 
 

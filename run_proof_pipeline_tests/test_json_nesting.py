@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -58,10 +57,10 @@ from run_proof_pipeline.store.recorder import (
 )
 from run_proof_pipeline.store.step_rows import StepLineDecoder, StepRowDecoder
 from run_proof_pipeline.sweep import SweepOptions, run_sweep
+from run_proof_pipeline_tests.cli_process import CLI, run_process, verify_run
 from run_proof_pipeline_tests.store_fixtures import BASE, make_step, prove, record_run, run
 from run_proof_pipeline_tests.test_ledger_support import one, tamper
 
-CLI = str(Path(sys.executable).with_name("run-proof"))
 LIMIT = MAX_JSON_DEPTH
 TENANT = "tenant-n"
 TENANT_DEEP_PLAN = "tenant-deep-plan"
@@ -418,18 +417,6 @@ def test_the_sweep_lists_each_deep_run_at_its_first_bad_place(nesting_store: Dat
     assert {f.run_id: (f.first_bad, f.reason) for f in report.failed} == EXPECTED
 
 
-def _verify(url: DatabaseUrl, tenant_id: str, run_id: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "USE_POSTGRES_TRACES"}
-    env["DATABASE_URL"] = url.libpq()
-    return subprocess.run(
-        [CLI, "verify", "--tenant-id", tenant_id, "--run-id", run_id],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.parametrize(
     "run_id",
     [PARAMS_129, pytest.param(OUTCOME_5000, marks=pytest.mark.slow), PLAN_129],
@@ -437,7 +424,7 @@ def _verify(url: DatabaseUrl, tenant_id: str, run_id: str) -> subprocess.Complet
 def test_run_proof_verify_exits_1_naming_the_field_without_a_traceback(
     nesting_store: DatabaseUrl, run_id: str
 ) -> None:
-    completed = _verify(nesting_store, TENANT, run_id)
+    completed = verify_run(nesting_store.libpq(), TENANT, run_id)
 
     assert completed.returncode == 1, completed.stderr
     assert "verification_status: FAILED" in completed.stdout
@@ -525,9 +512,7 @@ def test_run_proof_vectors_on_a_file_deeper_than_python_parses_is_one_line(
     path = tmp_path / "deep.json"
     path.write_text("[" * 100_000, encoding="utf-8")
 
-    completed = subprocess.run(
-        [CLI, "vectors", str(path)], capture_output=True, text=True, timeout=120
-    )
+    completed = run_process([CLI, "vectors", str(path)], os.environ)
 
     assert completed.returncode == 2
     assert completed.stderr.splitlines() == [
