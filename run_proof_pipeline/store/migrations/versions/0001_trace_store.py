@@ -12,6 +12,15 @@ genesis hash (native, or adopted by `run-proof adopt`) is append-only.
 `planned_changes()` is the whole migration: `upgrade()` executes exactly the changes it
 lists, and `run-proof db upgrade --check` prints them and executes none.
 
+AOS as deployed has triggers of its own on these tables (its revisions 052, 083, 126): they
+stay in force, with the same definitions; the check names each and says how the upgrade
+coexists with it. The one UPDATE of existing rows here, the backfill of run_id/tenant_id of
+existing steps, would be refused by AOS's step trigger (it refuses every UPDATE of a step but
+an archival): the trigger is lifted for that statement only and restored, in the state it was
+in, right after it, inside this revision's transaction (issue 13, item 1). Nobody else sees
+it lifted: the change is not committed until it is undone, and the ADD COLUMN before it (or the
+DISABLE TRIGGER itself) keeps writers of the table waiting until this revision commits.
+
 Revision ID: 0001
 Revises:
 """
@@ -440,17 +449,145 @@ def _adapt_archive(existing: list[ColumnState], traces_after: list[ColumnState])
     return changes
 
 
-def _step_identity(connection: Connection, existing: list[ColumnState]) -> list[Change]:
-    """Backfill run_id/tenant_id of existing steps from their trace, then require them."""
+class Trigger(NamedTuple):
+    table: str
+    name: str
+    definition: str
+    # pg_trigger.tgenabled: O (origin), A (always), R (replica), D (disabled).
+    enabled: str
+    fires_on_update: bool
+
+
+# Triggers run-proof creates on AOS's tables (here and in later revisions); any other is
+# someone else's, AOS's own in an AOS database.
+RUN_PROOF_TRIGGERS = {name for _, name, *_ in TRIGGERS} | {
+    "aos_trace_steps_not_after_seal",
+    "aos_traces_ledger_on_seal",
+    "aos_traces_ledger_on_insert",
+    "aos_traces_ledger_on_adoption",
+    "aos_traces_ids_once_on_insert",
+    "aos_traces_ids_once_on_adoption",
+}
+# How the upgrade coexists with each trigger of AOS's migrations (docs/existing-aos-database.md).
+LIFTED_FOR_BACKFILL = (
+    " kept in force; the upgrade lifts it for its run_id/tenant_id backfill only (below) and"
+    " restores it before this revision commits; AOS's inserts never fire it"
+)
+# AOS's step triggers that refuse the backfill (its revision 083's, and 052's before it): the
+# only triggers the upgrade ever lifts (issue 13, item 1).
+AOS_STEP_UPDATE_TRIGGERS = {
+    "prevent_trace_step_update": (
+        "AOS's step immutability, refuses every UPDATE of a step but an archival:"
+        + LIFTED_FOR_BACKFILL
+    ),
+    "enforce_trace_step_immutability": (
+        "AOS's step immutability (its revision 052), refuses every UPDATE of a step:"
+        + LIFTED_FOR_BACKFILL
+    ),
+}
+AOS_TRIGGER_ROLES = {
+    **AOS_STEP_UPDATE_TRIGGERS,
+    "prevent_trace_update": (
+        "AOS's trace immutability, passes an archival or a completion (status, completed_at,"
+        " metadata) and refuses a change to any other AOS column, root_hash included: kept in"
+        " force; the upgrade updates no trace row, and run-proof's BEFORE UPDATE trigger"
+        " aos_traces_seal_once, which fires before it (name order), changes only run-proof's"
+        " columns of a legacy trace. It also refuses run-proof's own writes of root_hash"
+        " (sealing a native run, run-proof adopt) on this database"
+    ),
+    "enforce_trace_immutability": (
+        "AOS's trace immutability (its revision 052): kept in force; the upgrade updates no"
+        " trace row"
+    ),
+    "enforce_trace_step_delete_restriction": (
+        "AOS's rule that a step goes only by its trace's cascade: kept in force; run-proof's"
+        " step guard allows the same cascade"
+    ),
+    "enforce_trace_delete_restriction": (
+        "AOS's rule that a trace is deleted only once a copy is in aos_traces_archive: kept in"
+        " force; the upgrade gives aos_traces_archive the columns of aos_traces, in order, so"
+        " AOS's retention (INSERT INTO aos_traces_archive SELECT *, then DELETE) can copy first"
+    ),
+}
+_ENABLE = {"O": "ENABLE", "A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}
+
+
+def _foreign_triggers(connection: Connection) -> list[Trigger]:
+    rows = connection.execute(
+        text(
+            "SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid), t.tgenabled::text,"
+            " (t.tgtype & 16) <> 0"
+            " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            " WHERE NOT t.tgisinternal AND t.tgrelid = ANY(ARRAY["
+            "to_regclass('aos_traces'), to_regclass('aos_trace_steps'),"
+            " to_regclass('aos_traces_archive')])"
+            " ORDER BY c.relname, t.tgname"
+        )
+    ).all()
+    return [Trigger(*row) for row in rows if row[1] not in RUN_PROOF_TRIGGERS]
+
+
+def _trigger_findings(triggers: list[Trigger], steps_to_fill: int) -> list[Change]:
+    changes = []
+    for trigger in triggers:
+        role = AOS_TRIGGER_ROLES.get(
+            trigger.name, "not run-proof's: kept in force, with the same definition"
+        )
+        if (
+            trigger.name not in AOS_STEP_UPDATE_TRIGGERS
+            and trigger.table == "aos_trace_steps"
+            and trigger.fires_on_update
+            and trigger.enabled != "D"
+            and steps_to_fill
+        ):
+            role += (
+                f"; it fires on the backfill's UPDATE of {steps_to_fill} steps, and if it"
+                " refuses it the upgrade stops and changes nothing"
+            )
+        state = "disabled" if trigger.enabled == "D" else _ENABLE[trigger.enabled]
+        changes.append(Change(f"found trigger {trigger.name} on {trigger.table} ({state}): {role}"))
+    return changes
+
+
+def _lifted_for_backfill(triggers: list[Trigger]) -> list[Trigger]:
+    """AOS's step triggers, where enabled: they would refuse the backfill's UPDATE."""
+    return [
+        t
+        for t in triggers
+        if t.table == "aos_trace_steps" and t.name in AOS_STEP_UPDATE_TRIGGERS and t.enabled != "D"
+    ]
+
+
+def _steps_to_fill(connection: Connection, existing: list[ColumnState] | None) -> int:
+    """Existing steps the backfill gives a run_id/tenant_id."""
+    if existing is None:
+        return 0
     names = {c.name for c in existing}
     missing_filter = (
         "TRUE" if not {"run_id", "tenant_id"} <= names else "(run_id IS NULL OR tenant_id IS NULL)"
     )
-    to_fill = _count(
+    return _count(
         connection,
         f"SELECT count(*) FROM aos_trace_steps WHERE trace_id IS NOT NULL AND {missing_filter}",  # noqa: S608
     )
+
+
+def _step_identity(
+    connection: Connection, existing: list[ColumnState], triggers: list[Trigger]
+) -> list[Change]:
+    """Backfill run_id/tenant_id of existing steps from their trace, then require them."""
+    to_fill = _steps_to_fill(connection, existing)
     changes: list[Change] = []
+    lifted = _lifted_for_backfill(triggers) if to_fill else []
+    for trigger in lifted:
+        changes.append(
+            Change(
+                f"aos_trace_steps: lift trigger {trigger.name} for the backfill below only,"
+                " inside this revision's transaction (no other session sees it lifted: the"
+                " change is not committed, and the table stays locked against writers)",
+                f"ALTER TABLE aos_trace_steps DISABLE TRIGGER {_quoted(trigger.name)}",
+            )
+        )
     if to_fill:
         changes.append(
             Change(
@@ -460,6 +597,15 @@ def _step_identity(connection: Connection, existing: list[ColumnState]) -> list[
                 " tenant_id = COALESCE(s.tenant_id, t.tenant_id)"
                 " FROM aos_traces t WHERE s.trace_id = t.trace_id"
                 " AND (s.run_id IS NULL OR s.tenant_id IS NULL)",
+            )
+        )
+    for trigger in lifted:
+        changes.append(
+            Change(
+                f"aos_trace_steps: restore trigger {trigger.name} as it was"
+                f" ({_ENABLE[trigger.enabled]}), before this revision commits",
+                f"ALTER TABLE aos_trace_steps {_ENABLE[trigger.enabled]} TRIGGER"
+                f" {_quoted(trigger.name)}",
             )
         )
     orphans = _count(connection, "SELECT count(*) FROM aos_trace_steps WHERE trace_id IS NULL")
@@ -497,8 +643,11 @@ def planned_changes(connection: Connection) -> list[Change]:
     traces = _columns(connection, "aos_traces")
     steps = _columns(connection, "aos_trace_steps")
     changes: list[Change] = []
+    triggers: list[Trigger] = []
     if traces is not None or steps is not None:
         changes += _existing_tables(connection)
+        triggers = _foreign_triggers(connection)
+        changes += _trigger_findings(triggers, _steps_to_fill(connection, steps))
     if traces is None:
         changes.append(
             Change("create table aos_traces", _create_table("aos_traces", TRACE_COLUMNS))
@@ -522,7 +671,7 @@ def planned_changes(connection: Connection) -> list[Change]:
     else:
         adapted, _ = _adapt_table("aos_trace_steps", steps, STEP_COLUMNS)
         changes += adapted
-        changes += _step_identity(connection, steps)
+        changes += _step_identity(connection, steps, triggers)
     for name, sql in INDEXES:
         if connection.execute(text("SELECT to_regclass(:n) IS NULL"), {"n": name}).scalar_one():
             changes.append(Change(f"create index {name}", sql))
