@@ -40,13 +40,13 @@ SAFE = 2**53 - 1
 # --- strategies ----------------------------------------------------------------------------
 
 # Astral characters and U+E000..U+FFFF are where UTF-16 order and code point order disagree.
-_key_chars = st.one_of(
+key_chars = st.one_of(
     st.characters(min_codepoint=0x01, max_codepoint=0x7F),
     st.characters(min_codepoint=0xE000, max_codepoint=0xFFFF, exclude_categories=["Cs"]),
     st.characters(min_codepoint=0x10000, max_codepoint=0x10FFFF),
     st.characters(min_codepoint=0x01, exclude_categories=["Cs"]),
 )
-keys = st.text(_key_chars, max_size=6)
+keys = st.text(key_chars, max_size=6)
 strings = st.text(st.characters(min_codepoint=0x01, exclude_categories=["Cs"]), max_size=12)
 finite_floats = st.floats(allow_nan=False, allow_infinity=False)
 safe_ints = st.integers(min_value=-SAFE, max_value=SAFE)

@@ -44,6 +44,7 @@ from run_proof_pipeline.store.sql import (
     SCHEMA_PLACEHOLDER,
     canonical_json_sql,
 )
+from run_proof_pipeline_tests.test_canonical_json import key_chars
 
 SCHEMA = "rp_canon"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -417,14 +418,10 @@ def test_sql_equals_rfc8785_on_the_authors_test_data(conn: psycopg.Connection) -
 
 # --- property tests: random JSON through the server --------------------------------------------
 
-# Where UTF-16 order and code point order disagree (astral against U+E000..U+FFFF), control
-# characters, and anything else but U+0000 (jsonb refuses it) and lone surrogates.
-_chars = st.one_of(
-    st.characters(min_codepoint=0x01, max_codepoint=0x7F),
-    st.characters(min_codepoint=0xE000, max_codepoint=0xFFFF, exclude_categories=["Cs"]),
-    st.characters(min_codepoint=0x10000, max_codepoint=0x10FFFF),
-    st.characters(min_codepoint=0x01, exclude_categories=["Cs"]),
-)
+# The Python canonicalizer's key characters (test_canonical_json): where UTF-16 order and code
+# point order disagree (astral against U+E000..U+FFFF), control characters, and anything else
+# but U+0000 (jsonb refuses it) and lone surrogates.
+_chars = key_chars
 _keys = st.text(_chars, max_size=6)
 _strings = st.text(_chars, max_size=12)
 # Edge doubles: layout switches of ES6 (1e21, 1e-7) and of float8out (1e15, 1e-4), the fast
@@ -646,15 +643,20 @@ def test_sql_step_record_equals_the_python_reader_on_random_steps(
     assert got == [step_canonical_bytes(**step).decode() for step in steps]
 
 
-@BATCH
-@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=60, max_size=60))
-@example([-0.0, 5e-324, 1e15, 1e-5, 1e21, 1e-7, 1e16, 0.0001])
-def test_sql_prints_float8_values_as_es6(conn: psycopg.Connection, values: list[float]) -> None:
+def _sql_doubles(conn: psycopg.Connection, values: list[float]) -> list[str | None]:
+    """run_proof_jcs_double of each value, in order, in one query."""
     query = sql.SQL(
         "SELECT {}(u.x) FROM pg_catalog.unnest(%s::pg_catalog.float8[]) WITH ORDINALITY u(x, i)"
         " ORDER BY u.i"
     ).format(_fn("run_proof_jcs_double"))
-    got = [row[0] for row in conn.execute(query, (values,)).fetchall()]
+    return [row[0] for row in conn.execute(query, (values,)).fetchall()]
+
+
+@BATCH
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=60, max_size=60))
+@example([-0.0, 5e-324, 1e15, 1e-5, 1e21, 1e-7, 1e16, 0.0001])
+def test_sql_prints_float8_values_as_es6(conn: psycopg.Connection, values: list[float]) -> None:
+    got = _sql_doubles(conn, values)
     assert got == [es6_number(value) for value in values]
 
 
@@ -673,11 +675,7 @@ def test_sql_prints_huge_doubles_as_es6_where_float8out_does_not(
     conn: psycopg.Connection,
 ) -> None:
     values = _huge_doubles()
-    query = sql.SQL(
-        "SELECT {}(u.x) FROM pg_catalog.unnest(%s::pg_catalog.float8[]) WITH ORDINALITY u(x, i)"
-        " ORDER BY u.i"
-    ).format(_fn("run_proof_jcs_double"))
-    got = [row[0] for row in conn.execute(query, (values,)).fetchall()]
+    got = _sql_doubles(conn, values)
     assert got == [es6_number(value) for value in values]
     assert got[:3] == ["1e+23", "-1e+23", "34060724690242330"]
     # and the same doubles written as jsonb numbers (exactly, the way Python writes ints)
