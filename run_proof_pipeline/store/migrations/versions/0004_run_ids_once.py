@@ -88,6 +88,8 @@ DECLARE
     earlier record;
     tombstone bigint;
     retired text := '';
+    refused_by text;
+    refusal text;
 BEGIN
     SELECT u.tenant_id, u.run_id, u.trace_id,
            (v1 AND u.tenant_id = NEW.tenant_id AND u.run_id = NEW.run_id) AS same_run
@@ -102,26 +104,27 @@ BEGIN
             IF tombstone IS NOT NULL THEN
                 retired := format(' and retired (tombstone: ledger entry %s)', tombstone);
             END IF;
-            RAISE EXCEPTION USING
-                ERRCODE = 'unique_violation', CONSTRAINT = 'run_proof_run_id_used',
-                TABLE = 'aos_traces',
-                MESSAGE = format('run %L of tenant %L was recorded before (trace %L)%s: a run id '
-                                 'is recorded once, even after its run is retired or removed; '
-                                 'record this run under a new run id',
-                                 NEW.run_id, NEW.tenant_id, earlier.trace_id, retired);
-        END IF;
-        -- Of another run, maybe of another tenant: only the trace id is named, and whether
-        -- and where it was retired only to a writer of the same tenant (docs/threat-model.md,
-        -- "Tenant isolation": no writer learns of another tenant's runs).
-        IF tombstone IS NOT NULL AND earlier.tenant_id = NEW.tenant_id THEN
-            retired := format(' that was retired (tombstone: ledger entry %s)', tombstone);
+            refused_by := 'run_proof_run_id_used';
+            refusal := format('run %L of tenant %L was recorded before (trace %L)%s: a run id '
+                              'is recorded once, even after its run is retired or removed; '
+                              'record this run under a new run id',
+                              NEW.run_id, NEW.tenant_id, earlier.trace_id, retired);
+        ELSE
+            -- Of another run, maybe of another tenant: only the trace id is named, and whether
+            -- and where it was retired only to a writer of the same tenant
+            -- (docs/threat-model.md, "Tenant isolation": no writer learns of another tenant's
+            -- runs).
+            IF tombstone IS NOT NULL AND earlier.tenant_id = NEW.tenant_id THEN
+                retired := format(' that was retired (tombstone: ledger entry %s)', tombstone);
+            END IF;
+            refused_by := 'run_proof_trace_id_used';
+            refusal := format('trace id %L was used before by a format-v1 trace%s: a trace id '
+                              'is used once, even after its trace is retired or removed; give '
+                              'this trace a new trace id', NEW.trace_id, retired);
         END IF;
         RAISE EXCEPTION USING
-            ERRCODE = 'unique_violation', CONSTRAINT = 'run_proof_trace_id_used',
-            TABLE = 'aos_traces',
-            MESSAGE = format('trace id %L was used before by a format-v1 trace%s: a trace id is '
-                             'used once, even after its trace is retired or removed; give this '
-                             'trace a new trace id', NEW.trace_id, retired);
+            ERRCODE = 'unique_violation', CONSTRAINT = refused_by, TABLE = 'aos_traces',
+            MESSAGE = refusal;
     END IF;
     IF v1 THEN
         -- Not seen in this snapshot; the unique constraints still refuse a claim made since.
