@@ -293,35 +293,6 @@ def _plan_config(tenant_id: str, run_id: str, coordinator_tests: bool) -> dict[s
     return {"ops": ops} if ops else {}
 
 
-@app.command()
-@handled
-def ui(
-    port: int = typer.Option(3000, help="Port of the Dagster UI (loopback only)."),
-) -> None:
-    """Start the Dagster UI and daemon (dagster dev) on the PostgreSQL-backed instance."""
-    import subprocess
-
-    from run_proof_pipeline.cli.dagster_env import dagster_environment
-    from run_proof_pipeline.plan.coordinator_tests import project_root
-
-    resolved = _database()
-    if resolved.embedded:
-        _embedded_store_ready(resolved)
-    environment = dagster_environment(resolved)
-    print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={environment.home})")
-    command = [
-        str(Path(sys.executable).with_name("dagster")),
-        "dev",
-        "-w",
-        str(project_root() / "workspace.yaml"),
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
-    raise typer.Exit(subprocess.run(command, env=environment.env, check=False).returncode)
-
-
 # --- command modules: each domain registers its own commands on `app` here, one line each.
 from run_proof_pipeline.cli import ledger_commands  # noqa: E402
 
@@ -335,6 +306,9 @@ sweep_commands.register(app)
 from run_proof_pipeline.cli import harden_commands  # noqa: E402
 
 harden_commands.register(db_app)
+from run_proof_pipeline.cli import ui_command  # noqa: E402
+
+ui_command.register(app)
 # (end of command modules)
 
 if __name__ == "__main__":
