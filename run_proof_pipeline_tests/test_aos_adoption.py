@@ -274,3 +274,20 @@ def test_a_legacy_trace_with_a_refused_number_is_skipped_naming_trace_step_and_v
     assert "params.attempt: number 1.0000000000000000000001 has 23 significant digits" in output
     assert sql(upgraded, "SELECT genesis_hash FROM aos_traces WHERE trace_id = 'tr-a'") == [(None,)]
     assert prove(upgraded, "acme", "run-a").integrity.verification_status == "UNSUPPORTED"
+
+
+def test_verify_says_on_its_plain_output_that_a_trace_was_adopted_and_since_when(
+    upgraded: DatabaseUrl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adopt(upgraded, monkeypatch, "--run-id", "run-a")
+    adopted_at = prove(upgraded, "acme", "run-a").integrity.adopted_at
+    assert adopted_at is not None
+
+    result = CliRunner().invoke(app, ["verify", "--tenant-id", "acme", "--run-id", "run-a"])
+
+    assert result.exit_code == 0, result.output
+    assert "verification_status: VERIFIED" in result.output.splitlines()
+    assert (
+        f"adoption: adopted at {adopted_at.isoformat()}: proves no change since adoption, "
+        "not since the run"
+    ) in result.output.splitlines()

@@ -335,6 +335,7 @@ def _anchor_of(url: DatabaseUrl, monkeypatch: pytest.MonkeyPatch, run_id: str) -
     payload = json.loads(as_json.stdout)
     [line] = [x for x in lines.stdout.splitlines() if x.startswith("anchor: ")]
     assert line == f"anchor: {payload['integrity']['anchor']}"
+    assert "adoption: native (not adopted)" in lines.stdout.splitlines()  # a native run
     return payload["integrity"]["anchor"], lines.stdout
 
 

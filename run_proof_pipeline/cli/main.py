@@ -138,6 +138,7 @@ def verify(
     """Prove one run: prints the seed's Step 3 fields and the verdict."""
     from run_proof_pipeline.cli.progress import UPDATE_EVERY, StepProgress, step_progress_bar
     from run_proof_pipeline.coordinator import RunProofCoordinator, RunProofResult
+    from run_proof_pipeline.plan.report import adoption_note
     from run_proof_pipeline.store.engine import session_scope
 
     # Before anything else: a bad count (option or setting) is one line and exit 2.
@@ -164,6 +165,9 @@ def verify(
         print("trace_count:", len(result.aos_traces))
         print("step_count:", result.steps_read)
         print("anchor:", integrity.anchor)
+        # An adopted trace is proven since its adoption only (docs/existing-aos-database.md):
+        # the plain output says so, not only --json.
+        print("adoption:", adoption_note(integrity.adopted_at))
         if integrity.failure_reason:
             print("failure_reason:", integrity.failure_reason)
     raise typer.Exit(int(STATUS_EXIT[integrity.verification_status]))
