@@ -64,6 +64,7 @@ CANONICAL_JSON_FUNCTIONS = (
     "run_proof_v1_integer(bigint)",
     f"run_proof_v1_header_canonical(text,text,text,text,text,jsonb,{_TS})",
     f"run_proof_v1_genesis_hash(text,text,text,text,text,jsonb,{_TS})",
+    "run_proof_v1_link_hash(text,text)",
     f"run_proof_v1_step_canonical({_STEP})",
     f"run_proof_v1_step_hash(text,{_STEP})",
     f"run_proof_v1_seal_canonical(text,text,text,{_TS},bigint)",

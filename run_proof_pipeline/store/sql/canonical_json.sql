@@ -409,21 +409,18 @@ BEGIN
                 END IF;
                 CONTINUE;
             END IF;
-            IF NOT p_explain THEN
-                v_count := v_count + 1;
-                v_parts[v_count] := v_token;
-            END IF;
-            CONTINUE;
         ELSE
-            IF NOT p_explain THEN
-                v_count := v_count + 1;
-                v_parts[v_count] := v_value::text;  -- string, true, false, null
-            END IF;
-            CONTINUE;
+            v_token := v_value::text;  -- string, true, false, null
         END IF;
+        -- A scalar's text, or a container's opening bracket
         IF NOT p_explain THEN
             v_count := v_count + 1;
             v_parts[v_count] := v_token;
+        END IF;
+        IF v_kind NOT IN ('object', 'array') THEN
+            CONTINUE;  -- a scalar is written whole
+        END IF;
+        IF NOT p_explain THEN
             v_top := v_top + 1;  -- the closing bracket, set above
             v_values[v_top] := NULL;
         END IF;
@@ -645,6 +642,21 @@ BEGIN
     ), 'UTF8')), 'hex');
 END $$;
 
+-- H(prev || record), the link of the chain (step hash and root hash): prev the raw 32 bytes
+-- of the hash before it, given as 64 lowercase hex digits; NULL when prev is not that or the
+-- record is NULL (cannot be represented).
+CREATE OR REPLACE FUNCTION @schema@.run_proof_v1_link_hash(p_prev_hash text, p_record text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+@pins@
+AS $$
+BEGIN
+    IF p_prev_hash IS NULL OR p_prev_hash !~ '^[0-9a-f]{64}$' THEN
+        RETURN NULL;
+    END IF;
+    RETURN encode(sha256(decode(p_prev_hash, 'hex') || convert_to(p_record, 'UTF8')), 'hex');
+END $$;
+
 -- C(step), the step record of hash chain v1. The two doubles and the two integers are
 -- written here in their common forms (a call less each, per step), their rare forms
 -- (exponents, -0, NaN, beyond 2^53) through run_proof_jcs_double / run_proof_v1_integer.
@@ -718,15 +730,11 @@ LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 @pins@
 AS $$
 BEGIN
-    IF p_prev_hash IS NULL OR p_prev_hash !~ '^[0-9a-f]{64}$' THEN
-        RETURN NULL;
-    END IF;
-    RETURN encode(sha256(decode(p_prev_hash, 'hex') || convert_to(
-        @schema@.run_proof_v1_step_canonical(
-            p_tenant_id, p_run_id, p_step_index, p_skill_id, p_skill_name, p_params, p_status,
-            p_outcome_category, p_outcome_code, p_outcome_data, p_cost_cents, p_duration_ms,
-            p_retry_count, p_timestamp
-        ), 'UTF8')), 'hex');
+    RETURN @schema@.run_proof_v1_link_hash(p_prev_hash, @schema@.run_proof_v1_step_canonical(
+        p_tenant_id, p_run_id, p_step_index, p_skill_id, p_skill_name, p_params, p_status,
+        p_outcome_category, p_outcome_code, p_outcome_data, p_cost_cents, p_duration_ms,
+        p_retry_count, p_timestamp
+    ));
 END $$;
 
 CREATE OR REPLACE FUNCTION @schema@.run_proof_v1_seal_canonical(
@@ -747,7 +755,8 @@ BEGIN
         || ',"v":1}';
 END $$;
 
--- root_hash = H(head || C(seal)), head the last step hash (or the genesis hash) in hex.
+-- root_hash = H(head || C(seal)), head the last step hash (or the genesis hash) in hex; NULL
+-- when head is not 64 lowercase hex digits or the seal cannot be hashed.
 CREATE OR REPLACE FUNCTION @schema@.run_proof_v1_root_hash(
     p_head_hash text, p_tenant_id text, p_run_id text, p_status text,
     p_completed_at timestamptz, p_chain_length bigint
@@ -756,11 +765,7 @@ LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 @pins@
 AS $$
 BEGIN
-    IF p_head_hash IS NULL OR p_head_hash !~ '^[0-9a-f]{64}$' THEN
-        RETURN NULL;
-    END IF;
-    RETURN encode(sha256(decode(p_head_hash, 'hex') || convert_to(
-        @schema@.run_proof_v1_seal_canonical(
-            p_tenant_id, p_run_id, p_status, p_completed_at, p_chain_length
-        ), 'UTF8')), 'hex');
+    RETURN @schema@.run_proof_v1_link_hash(p_head_hash, @schema@.run_proof_v1_seal_canonical(
+        p_tenant_id, p_run_id, p_status, p_completed_at, p_chain_length
+    ));
 END $$;
