@@ -731,7 +731,7 @@ def test_the_bug_on_revision_0003_and_the_upgrade_over_it(
 
     upgrade(url)
 
-    assert current_revision(url) == head_revision() == "0004"
+    assert current_revision(url) == head_revision()
     # The ids are claimed once, from the ledger; the alarm stays and says what happened.
     assert sql(url, "SELECT tenant_id, run_id, trace_id FROM run_proof_run_ids") == [
         (TENANT, "run-old", "trace-run-old")
