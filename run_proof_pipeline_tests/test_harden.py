@@ -357,3 +357,36 @@ def test_a_login_role_of_the_verifier_proves_and_audits_every_tenant(
                 conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
     finally:
         _drop_roles(url, login)
+
+
+def test_the_writer_archives_its_tenants_runs_and_nothing_else(
+    hardened: tuple[DatabaseUrl, str, str],
+) -> None:
+    """Where the tables have AOS's `archived_at`, the producer role may archive (migration
+    0005 lets only a pure archival through; the policies only its tenants' rows)."""
+    url, writer, verifier = hardened
+    with psycopg.connect(url.libpq(), autocommit=True) as conn:
+        for table in ("aos_traces", "aos_trace_steps"):
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN archived_at timestamptz").format(
+                    sql.Identifier(table)
+                )
+            )
+    harden(url, writer_role=writer, verifier_role=verifier, scope=TENANT_A)
+
+    with psycopg.connect(url.libpq()) as conn:
+        _as(conn, writer)
+        archived = {
+            run_id: conn.execute(
+                "UPDATE aos_traces SET archived_at = now() WHERE run_id = %s", (run_id,)
+            ).rowcount
+            for run_id in ("run-a", "run-b")
+        }
+        steps = conn.execute(
+            "UPDATE aos_trace_steps SET archived_at = now() WHERE run_id = 'run-a'"
+        ).rowcount
+    assert archived == {"run-a": 1, "run-b": 0} and steps == 2
+    assert "permission denied" in _refused(
+        url, writer, "UPDATE aos_traces SET plan_id = 'x' WHERE run_id = 'run-a'"
+    )
+    assert prove(url, "tenant-a", "run-a").integrity.verification_status == "VERIFIED"
