@@ -1,4 +1,4 @@
-"""Retirement: a signed tombstone in the ledger before a format-v1 run's rows may go.
+"""Retirement: a signed tombstone in the ledger before a format run's rows (v1 or v2) may go.
 
 Retention and erasure are lawful; a silent deletion is not. `retire_run` signs a statement
 naming the run as it stands (hash and length) and the reason, with the Ed25519 key that lives
@@ -63,28 +63,33 @@ def _signer(key: VerifierKey) -> str:
 
 
 async def _as_it_stands(conn: AsyncConnection, tenant_id: str, run_id: str) -> tuple[str, int, str]:
-    """(trace_id, hash, length) of the run's format-v1 trace, locked against a seal."""
-    # A format-v1 trace first: a legacy trace may share its run id (AOS allowed that).
+    """(trace_id, hash, length) of the run's format trace, locked against a seal."""
+    # A format trace first: a legacy trace (chain_format NULL, docs/hash-chain-v2.md) may
+    # share its run id (AOS allowed that). The seal is seal_hash for v1 and v2 (migration
+    # 0006); the tombstone's `root_hash` names it.
     statement = text(
-        "SELECT trace_id, genesis_hash, root_hash, chain_length FROM aos_traces"
+        "SELECT trace_id, chain_format, genesis_hash, seal_hash, chain_length FROM aos_traces"
         " WHERE tenant_id = :tenant_id AND run_id = :run_id"
-        " ORDER BY genesis_hash IS NULL LIMIT 1 FOR UPDATE"
+        " ORDER BY chain_format IS NULL LIMIT 1 FOR UPDATE"
     )
     row = (await conn.execute(statement, {"tenant_id": tenant_id, "run_id": run_id})).first()
     if row is None:
         raise RetirementError(f"no trace for tenant {tenant_id!r}, run {run_id!r}")
-    if row.genesis_hash is None:
+    if row.chain_format is None or (row.chain_format == 1 and row.genesis_hash is None):
         raise RetirementError(
             f"run {run_id!r} is a legacy trace: it was never in the ledger and needs no "
             "tombstone; archive or delete it as AOS does"
         )
-    if row.root_hash is not None:
-        return row.trace_id, row.root_hash, row.chain_length
+    if row.seal_hash is not None:
+        return row.trace_id, row.seal_hash, row.chain_length
+    # Not sealed: the head as it stands. Format v2 chains steps in insertion order (chain
+    # position); format v1 steps have no position and chain in step_index order.
     head = (
         await conn.execute(
             text(
                 "SELECT count(*) AS n, (SELECT step_hash FROM aos_trace_steps"
-                "  WHERE trace_id = :trace_id ORDER BY step_index DESC LIMIT 1) AS head"
+                "  WHERE trace_id = :trace_id"
+                "  ORDER BY chain_position DESC NULLS LAST, step_index DESC LIMIT 1) AS head"
                 " FROM aos_trace_steps WHERE trace_id = :trace_id"
             ),
             {"trace_id": row.trace_id},
