@@ -1,0 +1,402 @@
+"""The three hashed records of hash-chain v2 (header, step, seal) and their C2 encoders.
+
+docs/hash-chain-v2.md, "Records": every field is always present, field names are column
+names (except `aos_root_hash`, the `root_hash` column as the writer inserted it).  Records
+are plain dicts so that any C2 encoder can check them; the *_canonical_v2 functions equal
+canonicalize_v2(*_record_v2(...)) byte for byte (the tests hold them to that), and
+step_canonical_v2 is the read path's encoder, run once per stored step.
+
+Value conventions (the column types of AOS's tables, docs/existing-aos-database.md):
+- text/varchar columns: str or None; a UUID becomes str(UUID) (PostgreSQL's uuid text form);
+- timestamptz columns: datetime or stored text, written by canonical_timestamp;
+- double precision columns (cost_cents, duration_ms): the double, ES6; an int or Decimal
+  given for one is taken as the double the column would hold;
+- integer columns (step_index, retry_count, seed, chain_length) and JSON numbers: exact;
+- jsonb columns (plan, trace, metadata, params, outcome_data): parsed values, numbers as
+  int/Decimal (parse_stored_json_v2) or float.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from run_proof_pipeline.integrity.canonical import (
+    CanonicalizationError,
+    FastPathRefused,
+    needs_utf16_key_order,
+)
+from run_proof_pipeline.integrity.canonical_v2 import _prepare, canonicalize_v2
+from run_proof_pipeline.integrity.timestamps import canonical_timestamp
+
+__all__ = [
+    "FORMAT_VERSION_V2",
+    "HEADER_V2_FIELDS",
+    "SEAL_V2_FIELDS",
+    "STEP_V2_FIELDS",
+    "header_canonical_v2",
+    "header_record_v2",
+    "seal_canonical_v2",
+    "seal_record_v2",
+    "step_canonical_v2",
+    "step_record_v2",
+]
+
+FORMAT_VERSION_V2 = 2
+
+HEADER_V2_FIELDS: tuple[str, ...] = (
+    "tenant_id",
+    "run_id",
+    "trace_id",
+    "agent_id",
+    "plan_id",
+    "plan",
+    "started_at",
+    "created_at",
+    "correlation_id",
+    "seed",
+    "frozen_timestamp",
+    "plan_hash",
+    "schema_version",
+    "trace",
+    "stored_by",
+    "checksum",
+    "incident_id",
+    "is_synthetic",
+    "synthetic_scenario_id",
+    "aos_root_hash",
+)
+STEP_V2_FIELDS: tuple[str, ...] = (
+    "tenant_id",
+    "run_id",
+    "trace_id",
+    "step_index",
+    "skill_id",
+    "skill_name",
+    "params",
+    "status",
+    "outcome_category",
+    "outcome_code",
+    "outcome_data",
+    "cost_cents",
+    "duration_ms",
+    "retry_count",
+    "timestamp",
+    "input_hash",
+    "output_hash",
+    "rng_state_before",
+    "idempotency_key",
+    "replay_behavior",
+    "source",
+    "level",
+    "is_synthetic",
+    "synthetic_scenario_id",
+)
+SEAL_V2_FIELDS: tuple[str, ...] = (
+    "tenant_id",
+    "run_id",
+    "trace_id",
+    "status",
+    "completed_at",
+    "chain_length",
+    "metadata",
+)
+
+
+def _text(value: Any) -> Any:
+    # PostgreSQL prints a uuid as str(UUID) does, so a uuid value and its text hash alike.
+    if isinstance(value, UUID):
+        return str(value)
+    return value
+
+
+def _ts(value: Any) -> str | None:
+    return None if value is None else canonical_timestamp(value)
+
+
+def _double(value: Any, field: str) -> Any:
+    """A double precision column's value: the double (NaN/inf refused by the encoder)."""
+    if value is None or type(value) is float:
+        return value
+    if isinstance(value, bool):
+        return value  # not a number: the encoder writes it as a boolean (a type error upstream)
+    if isinstance(value, (int, Decimal)):
+        try:
+            return float(value)
+        except OverflowError:
+            raise CanonicalizationError(f"{field}: {value} is not a finite double") from None
+    if isinstance(value, float):
+        return float(value)
+    return value
+
+
+def header_record_v2(
+    *,
+    tenant_id: Any,
+    run_id: Any,
+    trace_id: Any,
+    agent_id: Any,
+    plan_id: Any,
+    plan: Any,
+    started_at: Any,
+    created_at: Any,
+    correlation_id: Any,
+    seed: Any,
+    frozen_timestamp: Any,
+    plan_hash: Any,
+    schema_version: Any,
+    trace: Any,
+    stored_by: Any,
+    checksum: Any,
+    incident_id: Any,
+    is_synthetic: Any,
+    synthetic_scenario_id: Any,
+    aos_root_hash: Any,
+) -> dict[str, Any]:
+    return {
+        "v": FORMAT_VERSION_V2,
+        "kind": "trace",
+        "tenant_id": _text(tenant_id),
+        "run_id": _text(run_id),
+        "trace_id": _text(trace_id),
+        "agent_id": _text(agent_id),
+        "plan_id": _text(plan_id),
+        "plan": plan,
+        "started_at": _ts(started_at),
+        "created_at": _ts(created_at),
+        "correlation_id": _text(correlation_id),
+        "seed": seed,
+        # varchar in AOS's schema (not a timestamptz): hashed as the text it is.
+        "frozen_timestamp": _text(frozen_timestamp),
+        "plan_hash": _text(plan_hash),
+        "schema_version": _text(schema_version),
+        "trace": trace,
+        "stored_by": _text(stored_by),
+        "checksum": _text(checksum),
+        "incident_id": _text(incident_id),
+        "is_synthetic": is_synthetic,
+        "synthetic_scenario_id": _text(synthetic_scenario_id),
+        "aos_root_hash": _text(aos_root_hash),
+    }
+
+
+def step_record_v2(
+    *,
+    tenant_id: Any,
+    run_id: Any,
+    trace_id: Any,
+    step_index: Any,
+    skill_id: Any,
+    skill_name: Any,
+    params: Any,
+    status: Any,
+    outcome_category: Any,
+    outcome_code: Any,
+    outcome_data: Any,
+    cost_cents: Any,
+    duration_ms: Any,
+    retry_count: Any,
+    timestamp: Any,
+    input_hash: Any,
+    output_hash: Any,
+    rng_state_before: Any,
+    idempotency_key: Any,
+    replay_behavior: Any,
+    source: Any,
+    level: Any,
+    is_synthetic: Any,
+    synthetic_scenario_id: Any,
+) -> dict[str, Any]:
+    return {
+        "v": FORMAT_VERSION_V2,
+        "kind": "step",
+        "tenant_id": _text(tenant_id),
+        "run_id": _text(run_id),
+        "trace_id": _text(trace_id),
+        "step_index": step_index,
+        "skill_id": _text(skill_id),
+        "skill_name": _text(skill_name),
+        "params": params,
+        "status": _text(status),
+        "outcome_category": _text(outcome_category),
+        "outcome_code": _text(outcome_code),
+        "outcome_data": outcome_data,
+        "cost_cents": _double(cost_cents, "cost_cents"),
+        "duration_ms": _double(duration_ms, "duration_ms"),
+        "retry_count": retry_count,
+        "timestamp": _ts(timestamp),
+        "input_hash": _text(input_hash),
+        "output_hash": _text(output_hash),
+        "rng_state_before": _text(rng_state_before),
+        "idempotency_key": _text(idempotency_key),
+        "replay_behavior": _text(replay_behavior),
+        "source": _text(source),
+        "level": _text(level),
+        "is_synthetic": is_synthetic,
+        "synthetic_scenario_id": _text(synthetic_scenario_id),
+    }
+
+
+def seal_record_v2(
+    *,
+    tenant_id: Any,
+    run_id: Any,
+    trace_id: Any,
+    status: Any,
+    completed_at: Any,
+    chain_length: Any,
+    metadata: Any,
+) -> dict[str, Any]:
+    return {
+        "v": FORMAT_VERSION_V2,
+        "kind": "seal",
+        "tenant_id": _text(tenant_id),
+        "run_id": _text(run_id),
+        "trace_id": _text(trace_id),
+        "status": _text(status),
+        "completed_at": _ts(completed_at),
+        "chain_length": chain_length,
+        "metadata": metadata,
+    }
+
+
+def header_canonical_v2(**fields: Any) -> bytes:
+    """C2(header_record_v2(**fields))."""
+    return canonicalize_v2(header_record_v2(**fields))
+
+
+def seal_canonical_v2(**fields: Any) -> bytes:
+    """C2(seal_record_v2(**fields))."""
+    return canonicalize_v2(seal_record_v2(**fields))
+
+
+_dumps = orjson.dumps
+_SORT = orjson.OPT_SORT_KEYS
+_str = str
+
+
+def step_canonical_v2(
+    *,
+    tenant_id: Any,
+    run_id: Any,
+    trace_id: Any,
+    step_index: Any,
+    skill_id: Any,
+    skill_name: Any,
+    params: Any,
+    status: Any,
+    outcome_category: Any,
+    outcome_code: Any,
+    outcome_data: Any,
+    cost_cents: Any,
+    duration_ms: Any,
+    retry_count: Any,
+    timestamp: Any,
+    input_hash: Any,
+    output_hash: Any,
+    rng_state_before: Any,
+    idempotency_key: Any,
+    replay_behavior: Any,
+    source: Any,
+    level: Any,
+    is_synthetic: Any,
+    synthetic_scenario_id: Any,
+) -> bytes:
+    """canonicalize_v2(step_record_v2(...)), with one orjson call and no walk over the
+    record's own keys (fixed, ASCII, so orjson's sorted order is UTF-16 order)."""
+    ts = None if timestamp is None else canonical_timestamp(timestamp)
+    try:
+        for text in (
+            tenant_id,
+            run_id,
+            trace_id,
+            skill_id,
+            skill_name,
+            status,
+            outcome_category,
+            outcome_code,
+            input_hash,
+            output_hash,
+            rng_state_before,
+            idempotency_key,
+            replay_behavior,
+            source,
+            level,
+            synthetic_scenario_id,
+        ):
+            if type(text) is not _str and text is not None:
+                raise FastPathRefused
+        if type(is_synthetic) is not bool and is_synthetic is not None:
+            raise FastPathRefused
+        if type(cost_cents) is not float or type(duration_ms) is not float:
+            raise FastPathRefused
+        # Each field sits inside the record (depth 1): a JSON value nested deeper than
+        # MAX_JSON_DEPTH is refused before it is entered (docs/json-nesting.md).
+        out = _dumps(
+            {
+                "cost_cents": _prepare(cost_cents, False, 1),
+                "duration_ms": _prepare(duration_ms, False, 1),
+                "idempotency_key": idempotency_key,
+                "input_hash": input_hash,
+                "is_synthetic": is_synthetic,
+                "kind": "step",
+                "level": level,
+                "outcome_category": outcome_category,
+                "outcome_code": outcome_code,
+                "outcome_data": _prepare(outcome_data, False, 1),
+                "output_hash": output_hash,
+                "params": _prepare(params, False, 1),
+                "replay_behavior": replay_behavior,
+                "retry_count": _prepare(retry_count, False, 1),
+                "rng_state_before": rng_state_before,
+                "run_id": run_id,
+                "skill_id": skill_id,
+                "skill_name": skill_name,
+                "source": source,
+                "status": status,
+                "step_index": _prepare(step_index, False, 1),
+                "synthetic_scenario_id": synthetic_scenario_id,
+                "tenant_id": tenant_id,
+                "timestamp": ts,
+                "trace_id": trace_id,
+                "v": FORMAT_VERSION_V2,
+            },
+            option=_SORT,
+        )
+        if not needs_utf16_key_order(out):
+            return out
+    except (FastPathRefused, TypeError, orjson.JSONEncodeError):
+        pass
+    # Unusual values (UUIDs, ints for doubles, astral keys, nesting past the limit, invalid
+    # numbers): the general path, which also names the offending field.
+    return canonicalize_v2(
+        step_record_v2(
+            tenant_id=tenant_id,
+            run_id=run_id,
+            trace_id=trace_id,
+            step_index=step_index,
+            skill_id=skill_id,
+            skill_name=skill_name,
+            params=params,
+            status=status,
+            outcome_category=outcome_category,
+            outcome_code=outcome_code,
+            outcome_data=outcome_data,
+            cost_cents=cost_cents,
+            duration_ms=duration_ms,
+            retry_count=retry_count,
+            timestamp=ts,
+            input_hash=input_hash,
+            output_hash=output_hash,
+            rng_state_before=rng_state_before,
+            idempotency_key=idempotency_key,
+            replay_behavior=replay_behavior,
+            source=source,
+            level=level,
+            is_synthetic=is_synthetic,
+            synthetic_scenario_id=synthetic_scenario_id,
+        )
+    )
