@@ -62,17 +62,22 @@ def _signer(key: VerifierKey) -> str:
     return f"{key.name}+{key.id.hex()}"
 
 
-async def _as_it_stands(conn: AsyncConnection, tenant_id: str, run_id: str) -> tuple[str, int, str]:
-    """(trace_id, hash, length) of the run's format trace, locked against a seal."""
+async def _as_it_stands(
+    conn: AsyncConnection, tenant_id: str, run_id: str, trace_id: str | None = None
+) -> tuple[str, int, str]:
+    """(trace_id, hash, length) of the run's format trace, locked against a seal; only
+    `trace_id` when given (the batch retirement names the trace it selected)."""
     # A format trace first: a legacy trace (chain_format NULL, docs/hash-chain-v2.md) may
     # share its run id (AOS allowed that). The seal is seal_hash for v1 and v2 (migration
     # 0006); the tombstone's `root_hash` names it.
     statement = text(
         "SELECT trace_id, chain_format, genesis_hash, seal_hash, chain_length FROM aos_traces"
         " WHERE tenant_id = :tenant_id AND run_id = :run_id"
+        " AND (CAST(:trace_id AS text) IS NULL OR trace_id = :trace_id)"
         " ORDER BY chain_format IS NULL LIMIT 1 FOR UPDATE"
     )
-    row = (await conn.execute(statement, {"tenant_id": tenant_id, "run_id": run_id})).first()
+    params = {"tenant_id": tenant_id, "run_id": run_id, "trace_id": trace_id}
+    row = (await conn.execute(statement, params)).first()
     if row is None:
         raise RetirementError(f"no trace for tenant {tenant_id!r}, run {run_id!r}")
     if row.chain_format is None or (row.chain_format == 1 and row.genesis_hash is None):
@@ -160,13 +165,20 @@ def _tombstone_of(row: Any) -> Tombstone:
 
 
 async def retire_run(
-    engine: AsyncEngine, tenant_id: str, run_id: str, reason: str, key: SigningKey
+    engine: AsyncEngine,
+    tenant_id: str,
+    run_id: str,
+    reason: str,
+    key: SigningKey,
+    *,
+    trace_id: str | None = None,
 ) -> Retirement:
-    """Append the run's signed tombstone to the ledger; idempotent (a retired run is kept)."""
+    """Append the run's signed tombstone to the ledger; idempotent (a retired run is kept).
+    With `trace_id`, only that trace of the run (else RetirementError: no trace)."""
     if not reason.strip():
         raise RetirementError("a retirement needs a reason (--reason)")
     async with engine.begin() as conn:
-        trace_id, head, length = await _as_it_stands(conn, tenant_id, run_id)
+        trace_id, head, length = await _as_it_stands(conn, tenant_id, run_id, trace_id)
         existing = await _existing(conn, tenant_id, run_id, (trace_id, head, length))
         if existing is not None:
             return existing
