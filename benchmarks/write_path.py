@@ -42,6 +42,7 @@ from typing import Any
 import psycopg
 
 from benchmarks import aos_writer
+from benchmarks.write_recheck import recheck_steps
 from benchmarks.write_stats import paired_ratio, round_summary, side_summary, table
 from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
@@ -156,6 +157,14 @@ def _verify(db: Database, run_id: str) -> dict[str, Any]:
 
     outcome = _stored(db, run_id)
     try:
+        outcome["reference"] = recheck_steps(db.dsn, f"trace_{run_id}")
+    except Exception as exc:  # reported, not raised, like the proof below
+        outcome["reference"] = {
+            "checked": 0,
+            "ok": False,
+            "problem": f"{type(exc).__name__}: {exc}",
+        }
+    try:
         result = asyncio.run(prove())
     except Exception as exc:  # reported, not raised: the figures stand without the proof
         outcome |= {"status": "ERROR", "error": f"{type(exc).__name__}: {exc}"[:500]}
@@ -263,22 +272,33 @@ def _measure_all(
     results["targets"] = _targets(results)
 
 
+def _chained(results: dict[str, Any], server: str, part: str) -> bool:
+    proof = results["verification"][server][part]["after"]
+    return bool(proof["steps"]) and proof["chained_steps"] == proof["steps"]
+
+
 def _targets(results: dict[str, Any]) -> dict[str, Any]:
+    """Issue 13 item 6's targets; a target is met only where the after side was chained
+    (before migration 0006 the after side is plain and proves nothing about chaining)."""
     out: dict[str, Any] = {}
     on = results["autocommit"].get("fsync=on")
     if on:
         ratio = on["ratio"]["median"]
+        chained = _chained(results, "fsync=on", "autocommit")
         out["autocommit_fsync_on_ratio"] = {
             "target": f"<= {TARGET_AUTOCOMMIT_RATIO}",
             "measured": ratio,
-            "met": ratio <= TARGET_AUTOCOMMIT_RATIO,
+            "chained": chained,
+            "met": chained and ratio <= TARGET_AUTOCOMMIT_RATIO,
         }
     for label, sides in results["batched"].items():
         rate = sides["after"]["steps_per_second"]
+        chained = _chained(results, label, "batched")
         out[f"batched_{label}_chained_steps_per_second"] = {
             "target": f">= {TARGET_BATCHED_STEPS_PER_SECOND}",
             "measured": rate,
-            "met": rate >= TARGET_BATCHED_STEPS_PER_SECOND,
+            "chained": chained,
+            "met": chained and rate >= TARGET_BATCHED_STEPS_PER_SECOND,
         }
     return out
 

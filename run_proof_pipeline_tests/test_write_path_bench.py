@@ -103,6 +103,7 @@ def test_smoke_run_json_shape_and_chained_rows_verify(tmp_path: Path) -> None:
         "batched_fsync=on_chained_steps_per_second",
         "batched_fsync=off_chained_steps_per_second",
     }
+    assert all(target["chained"] for target in results["targets"].values()), results["targets"]
 
     for server in ("fsync=on", "fsync=off"):
         for part in ("autocommit", "batched"):
@@ -113,6 +114,8 @@ def test_smoke_run_json_shape_and_chained_rows_verify(tmp_path: Path) -> None:
             proof = stored["after"]
             assert proof["steps"] == STEPS
             assert proof["chained_steps"] == STEPS, proof
+            # Every step hash recomputed in Python from the rows (benchmarks/write_recheck.py).
+            assert proof["reference"] == {"checked": STEPS, "ok": True, "problem": None}
             assert proof["status"] == "VERIFIED", proof
             assert proof["model"] == "HASH_CHAIN"
             assert proof["chain_length"] == STEPS
