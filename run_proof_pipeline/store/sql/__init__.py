@@ -1,12 +1,13 @@
-"""SQL shipped with the package: canonical JSON and hash chain v1 in PostgreSQL.
+"""SQL shipped with the package: canonical JSON and hash chains v1 and v2 in PostgreSQL.
 
-`canonical_json.sql` defines the functions (docs/sql-canonical.md). It names its schema
+`canonical_json.sql` defines canonical JSON and the functions of format v1, `chain_v2.sql`
+those of format v2, on top of the former (docs/sql-canonical.md). Each file names its schema
 `@schema@` everywhere, so that every function is created, and calls its siblings,
 schema-qualified: nothing depends on the search_path of the session that installs it or
 of the session that calls it. Each function has a line `@pins@` where its `SET` clauses go,
 written once here (`PINS_SQL`), so that every function pins the same settings.
-`canonical_json_sql(schema)` returns the text ready to run (one psycopg `execute()` without
-parameters; it is idempotent).
+`canonical_json_sql(schema)` and `chain_v2_sql(schema)` return the texts ready to run (one
+psycopg `execute()` each without parameters, the former first; both are idempotent).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ __all__ = [
     "PINS_PLACEHOLDER",
     "PINS_SQL",
     "SCHEMA_PLACEHOLDER",
+    "CHAIN_V2_FUNCTIONS",
     "canonical_json_sql",
+    "chain_v2_sql",
     "quote_identifier",
 ]
 
@@ -71,6 +74,36 @@ CANONICAL_JSON_FUNCTIONS = (
     f"run_proof_v1_root_hash(text,text,text,text,{_TS},bigint)",
 )
 
+# The functions of chain_v2.sql, in the same form.
+_V2_HEADER = (
+    f"text,text,text,text,text,jsonb,{_TS},{_TS},text,numeric,text,text,text,jsonb,text,"
+    "text,text,boolean,text,text"
+)
+_V2_STEP = (
+    "text,text,text,bigint,text,text,jsonb,text,text,text,jsonb,double precision,"
+    f"double precision,bigint,{_TS},text,text,text,text,text,text,text,boolean,text"
+)
+_V2_SEAL = f"text,text,text,text,{_TS},bigint,jsonb"
+CHAIN_V2_FUNCTIONS = (
+    "run_proof_jcs2_number(numeric)",
+    "run_proof_jcs2_depth(jsonb)",
+    "run_proof_jcs2_walk(jsonb,integer)",
+    "run_proof_jcs2_node(jsonb,integer)",
+    "run_proof_jcs2(jsonb)",
+    "run_proof_jcs2_problem(jsonb)",
+    "run_proof_v2_double_problem(double precision)",
+    f"run_proof_v2_timestamp_problem({_TS})",
+    f"run_proof_v2_header_canonical({_V2_HEADER})",
+    f"run_proof_v2_genesis_hash({_V2_HEADER})",
+    f"run_proof_v2_header_problem({_V2_HEADER})",
+    f"run_proof_v2_step_canonical({_V2_STEP})",
+    f"run_proof_v2_step_hash(text,{_V2_STEP})",
+    f"run_proof_v2_step_problem({_V2_STEP})",
+    f"run_proof_v2_seal_canonical({_V2_SEAL})",
+    f"run_proof_v2_seal_hash(text,{_V2_SEAL})",
+    f"run_proof_v2_seal_problem({_V2_SEAL})",
+)
+
 
 def quote_identifier(name: str) -> str:
     """`name` as a double-quoted SQL identifier (what psycopg's sql.Identifier writes).
@@ -83,7 +116,7 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _expand(text: str, schema: str) -> str:
+def _expand(text: str, schema: str, name: str = "canonical_json.sql") -> str:
     """`text` with its placeholders filled in; ValueError for a file that is not as written.
 
     Strict, because a slip would install functions that trust the session: a placeholder
@@ -93,15 +126,15 @@ def _expand(text: str, schema: str) -> str:
     """
     unknown = set(_PLACEHOLDER.findall(text)) - {SCHEMA_PLACEHOLDER, PINS_PLACEHOLDER}
     if unknown:
-        raise ValueError(f"canonical_json.sql holds unknown placeholders {sorted(unknown)}")
+        raise ValueError(f"{name} holds unknown placeholders {sorted(unknown)}")
     if SCHEMA_PLACEHOLDER not in text:
-        raise ValueError(f"canonical_json.sql holds no {SCHEMA_PLACEHOLDER}")
+        raise ValueError(f"{name} holds no {SCHEMA_PLACEHOLDER}")
     functions = text.split("\nCREATE OR REPLACE FUNCTION ")[1:]
     headers = [function.split("\nAS $$", 1)[0] + "\n" for function in functions]
     pinned = sum(header.count(f"\n{PINS_PLACEHOLDER}\n") == 1 for header in headers)
     if pinned != len(functions) or text.count(PINS_PLACEHOLDER) != len(functions):
         raise ValueError(
-            f"canonical_json.sql: {len(functions) - pinned} of {len(functions)} functions lack"
+            f"{name}: {len(functions) - pinned} of {len(functions)} functions lack"
             f" a line {PINS_PLACEHOLDER} before AS $$, and it stands"
             f" {text.count(PINS_PLACEHOLDER)} times in all: it goes exactly once in each"
             " function's header, on a line of its own"
@@ -116,3 +149,14 @@ def canonical_json_sql(schema: str) -> str:
     quote_identifier(schema)  # a bad name is refused before anything is read
     text = resources.files(__name__).joinpath("canonical_json.sql").read_text(encoding="utf-8")
     return _expand(text, schema)
+
+
+def chain_v2_sql(schema: str) -> str:
+    """The text of chain_v2.sql with its functions placed in `schema` and pinned.
+
+    It calls functions of canonical_json.sql in the same schema: run canonical_json_sql(schema)
+    first (the functions are resolved when called, so the order matters only for use).
+    """
+    quote_identifier(schema)
+    text = resources.files(__name__).joinpath("chain_v2.sql").read_text(encoding="utf-8")
+    return _expand(text, schema, "chain_v2.sql")
