@@ -1,4 +1,5 @@
-"""Streaming verification of stored hash-chain v1 rows (spec rules 1-5), constant memory.
+"""Streaming verification of stored hash-chain rows, constant memory: format v1 (spec rules
+1-5) and format v2 (docs/hash-chain-v2.md, "Verification"), chosen by StoredTrace.chain_format.
 
 Usage: ChainVerifier(trace), then feed() each stored step in step_index order, then
 finish(anchor).  The first failure is final: feed() keeps returning it without doing any
@@ -12,6 +13,7 @@ verdict, first failure and step count are those of feeding every step here.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -23,6 +25,13 @@ from run_proof_pipeline.integrity.records import (
     header_record,
     seal_record,
     step_canonical_bytes,
+)
+from run_proof_pipeline.integrity.records_v2 import (
+    HEADER_V2_FIELDS,
+    STEP_V2_FIELDS,
+    header_canonical_v2,
+    seal_canonical_v2,
+    step_canonical_v2,
 )
 from run_proof_pipeline.integrity.timestamps import InvalidTimestamp
 
@@ -38,13 +47,50 @@ __all__ = [
     "StoredStep",
     "StoredTrace",
     "Verdict",
+    "HEADER_V2_ONLY_FIELDS",
+    "STEP_V2_ONLY_FIELDS",
     "VerificationStatus",
     "stored_step_canonical",
+    "stored_step_canonical_v2",
 ]
 
 LEGACY_TRACE_REASON = "legacy trace without a format-v1 genesis hash"
 
 _sha256 = hashlib.sha256
+
+# The v2 record fields a v1 StoredTrace / StoredStep does not carry: a reader of a format-v2
+# trace passes them in StoredTrace.header_v2 and StoredStep.extra (docs/hash-chain-v2.md).
+HEADER_V2_ONLY_FIELDS: tuple[str, ...] = (
+    "created_at",
+    "correlation_id",
+    "seed",
+    "frozen_timestamp",
+    "plan_hash",
+    "schema_version",
+    "trace",
+    "stored_by",
+    "checksum",
+    "incident_id",
+    "is_synthetic",
+    "synthetic_scenario_id",
+    "aos_root_hash",
+)
+STEP_V2_ONLY_FIELDS: tuple[str, ...] = (
+    "trace_id",
+    "input_hash",
+    "output_hash",
+    "rng_state_before",
+    "idempotency_key",
+    "replay_behavior",
+    "source",
+    "level",
+    "is_synthetic",
+    "synthetic_scenario_id",
+)
+_TRACE_HEADER_FIELDS = tuple(f for f in HEADER_V2_FIELDS if f not in HEADER_V2_ONLY_FIELDS)
+_STEP_OWN_FIELDS = tuple(
+    f for f in STEP_V2_FIELDS if f not in STEP_V2_ONLY_FIELDS and f not in ("tenant_id", "run_id")
+)
 
 
 class VerificationStatus(StrEnum):
@@ -62,7 +108,15 @@ class IntegrityModel(StrEnum):
 
 @dataclass(frozen=True)
 class StoredTrace:
-    """One aos_traces row as read back (hashes exactly as stored, unvalidated)."""
+    """One aos_traces row as read back (hashes exactly as stored, unvalidated).
+
+    `root_hash` is the format's stored seal (the seal_hash column).  `chain_format` is the
+    stored format: 1, 2, or None for a legacy trace (a format-1 trace without genesis_hash
+    is legacy too).  Format 2 also needs `header_v2` (HEADER_V2_ONLY_FIELDS, with
+    `aos_root_hash` = the root_hash column) and `metadata` (part of the seal).  For format 1
+    the reader passes the root_hash column in `root_hash_column`: v1's seal lives in both
+    columns after migration 0006, and they must agree (None: the column was not read).
+    """
 
     tenant_id: Any
     run_id: Any
@@ -76,6 +130,10 @@ class StoredTrace:
     genesis_hash: str | None
     root_hash: str | None
     chain_length: int | None
+    chain_format: int | None = 1
+    header_v2: Mapping[str, Any] | None = None
+    metadata: Any = None
+    root_hash_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +155,9 @@ class StoredStep:
     timestamp: str | datetime | None
     prev_hash: str | None
     step_hash: str | None
+    # Format v2: the database's chain position of the row, and STEP_V2_ONLY_FIELDS.
+    chain_position: int | None = None
+    extra: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +242,7 @@ class _ChainWalk:
 
     __slots__ = (
         "_legacy",
+        "_check_positions",
         "_failure",
         "_prev",
         "_prev_hex",
@@ -190,8 +252,10 @@ class _ChainWalk:
         "_head_at_sealed_length",
     )
 
-    def __init__(self, sealed_length: int | None) -> None:
+    def __init__(self, sealed_length: int | None, check_positions: bool = False) -> None:
         self._legacy = False
+        # Format v2 (rule 2): step i must sit at chain position i.
+        self._check_positions = check_positions
         self._failure: IntegrityFailure | None = None
         self._prev = b""
         self._prev_hex = ""
@@ -213,18 +277,28 @@ class _ChainWalk:
     def sealed_length(self) -> int | None:
         return self._sealed_length
 
-    def feed_unverifiable(self, step_index: int, error: str) -> IntegrityFailure | None:
+    @property
+    def checks_positions(self) -> bool:
+        return self._check_positions
+
+    def feed_unverifiable(
+        self, step_index: int, error: str, chain_position: int | None = None
+    ) -> IntegrityFailure | None:
         """Record a step whose stored values cannot be canonicalized (e.g. a number that is
         not a finite double): FAILED, naming the step."""
         self._seen += 1
         if self._failure is None and not self._legacy:
-            self._failure = self._index_failure(step_index) or IntegrityFailure(
-                location="step",
-                step_index=step_index,
-                rule=3,
-                expected=None,
-                found=None,
-                reason=f"step {step_index}: stored values cannot be hashed ({error})",
+            self._failure = (
+                self._index_failure(step_index)
+                or self._position_failure(step_index, chain_position)
+                or IntegrityFailure(
+                    location="step",
+                    step_index=step_index,
+                    rule=3,
+                    expected=None,
+                    found=None,
+                    reason=f"step {step_index}: stored values cannot be hashed ({error})",
+                )
             )
         return self._failure  # None only for a legacy trace, which is not verified at all
 
@@ -234,14 +308,19 @@ class _ChainWalk:
         canonical: bytes,
         prev_hash: str | None,
         step_hash: str | None,
+        chain_position: int | None = None,
     ) -> IntegrityFailure | None:
-        """feed() for callers that already hold C(step) (e.g. from step_canonical_bytes)."""
+        """feed() for callers that already hold C(step) (from step_canonical_bytes or
+        step_canonical_v2); `chain_position` is checked only in v2 mode."""
         self._seen += 1
         if self._failure is not None or self._legacy:
             return self._failure
         index = self._next_index
         if step_index != index:
             self._failure = self._index_failure(step_index)
+            return self._failure
+        if self._check_positions and (type(chain_position) is not int or chain_position != index):
+            self._failure = self._position_failure(index, chain_position)
             return self._failure
         if prev_hash != self._prev_hex:
             self._failure = _mismatch("step", index, 3, "prev_hash", self._prev_hex, prev_hash)
@@ -278,6 +357,29 @@ class _ChainWalk:
             field="step_index",
         )
 
+    def _position_failure(self, step_index: int, chain_position: object) -> IntegrityFailure | None:
+        """Rule 2 of format v2: the database chained step i at position i."""
+        if not self._check_positions or (
+            type(chain_position) is int and chain_position == step_index
+        ):
+            return None
+        if chain_position is None:
+            why = "no chain position (the row was not chained by the database)"
+        else:
+            why = (
+                f"inserted out of order (chained at position {chain_position}, "
+                f"expected {step_index})"
+            )
+        return IntegrityFailure(
+            location="step",
+            step_index=step_index,
+            rule=2,
+            expected=str(step_index),
+            found=None if chain_position is None else str(chain_position),
+            reason=f"step {step_index}: {why}",
+            field="chain_position",
+        )
+
 
 def stored_step_canonical(trace: StoredTrace, step: StoredStep) -> bytes:
     """C(step) of a stored row; tenant_id and run_id come from its trace (so a row moved in
@@ -301,6 +403,49 @@ def stored_step_canonical(trace: StoredTrace, step: StoredStep) -> bytes:
     )
 
 
+def _missing(fields: Mapping[str, Any] | None, names: tuple[str, ...]) -> list[str]:
+    if fields is None:
+        return list(names)
+    return [name for name in names if name not in fields]
+
+
+def stored_step_canonical_v2(trace: StoredTrace, step: StoredStep) -> bytes:
+    """C2(step) of a stored format-v2 row: tenant_id and run_id come from its trace (a step
+    row does not carry them), the v2-only fields from step.extra.  Raises
+    CanonicalizationError / InvalidTimestamp for a stored value outside the spec, and
+    CanonicalizationError when the reader did not pass every v2 field."""
+    extra = step.extra
+    missing = _missing(extra, STEP_V2_ONLY_FIELDS)
+    if missing or extra is None:
+        raise CanonicalizationError(f"the step's v2 fields were not read: {', '.join(missing)}")
+    return step_canonical_v2(
+        tenant_id=trace.tenant_id,
+        run_id=trace.run_id,
+        trace_id=extra["trace_id"],
+        step_index=step.step_index,
+        skill_id=step.skill_id,
+        skill_name=step.skill_name,
+        params=step.params,
+        status=step.status,
+        outcome_category=step.outcome_category,
+        outcome_code=step.outcome_code,
+        outcome_data=step.outcome_data,
+        cost_cents=step.cost_cents,
+        duration_ms=step.duration_ms,
+        retry_count=step.retry_count,
+        timestamp=step.timestamp,
+        input_hash=extra["input_hash"],
+        output_hash=extra["output_hash"],
+        rng_state_before=extra["rng_state_before"],
+        idempotency_key=extra["idempotency_key"],
+        replay_behavior=extra["replay_behavior"],
+        source=extra["source"],
+        level=extra["level"],
+        is_synthetic=extra["is_synthetic"],
+        synthetic_scenario_id=extra["synthetic_scenario_id"],
+    )
+
+
 def sealed_length_of(trace: StoredTrace) -> int | None:
     """The stored chain_length when it is plausible enough to spot extra steps with; a bad
     one fails at the seal instead."""
@@ -320,6 +465,7 @@ class SegmentStart:
     prev_hash: str | None
     step_hash: str | None
     error: str | None = None
+    chain_position: int | None = None  # format v2
 
 
 @dataclass(frozen=True)
@@ -337,6 +483,9 @@ class SegmentResult:
     next_index: int
     head: bytes | None  # digest of the segment's last row, when nothing failed
     head_at_sealed_length: bytes | None
+    # Whether the rows were checked for their chain positions (format v2): a merger checks
+    # positions exactly when its segments did (feed_segment refuses a mix).
+    checks_positions: bool = False
 
 
 class ChainSegment(_ChainWalk):
@@ -350,8 +499,8 @@ class ChainSegment(_ChainWalk):
 
     __slots__ = ("_first", "_start_fails")
 
-    def __init__(self, sealed_length: int | None) -> None:
-        super().__init__(sealed_length)
+    def __init__(self, sealed_length: int | None, check_positions: bool = False) -> None:
+        super().__init__(sealed_length, check_positions)
         self._first: SegmentStart | None = None
         self._start_fails = False
 
@@ -361,15 +510,23 @@ class ChainSegment(_ChainWalk):
         canonical: bytes,
         prev_hash: str | None,
         step_hash: str | None,
+        chain_position: int | None = None,
     ) -> bool:
         if self._first is None:
-            return self._start(SegmentStart(step_index, canonical, prev_hash, step_hash))
-        return super().feed_canonical(step_index, canonical, prev_hash, step_hash) is not None
+            return self._start(
+                SegmentStart(step_index, canonical, prev_hash, step_hash, None, chain_position)
+            )
+        failure = super().feed_canonical(
+            step_index, canonical, prev_hash, step_hash, chain_position
+        )
+        return failure is not None
 
-    def feed_unverifiable(self, step_index: int, error: str) -> bool:  # type: ignore[override]
+    def feed_unverifiable(  # type: ignore[override]
+        self, step_index: int, error: str, chain_position: int | None = None
+    ) -> bool:
         if self._first is None:
-            return self._start(SegmentStart(step_index, None, None, None, error))
-        return super().feed_unverifiable(step_index, error) is not None
+            return self._start(SegmentStart(step_index, None, None, None, error, chain_position))
+        return super().feed_unverifiable(step_index, error, chain_position) is not None
 
     def _start(self, first: SegmentStart) -> bool:
         self._first = first
@@ -394,32 +551,47 @@ class ChainSegment(_ChainWalk):
             next_index=self._next_index,
             head=None if failure is not None or self._start_fails else self._prev,
             head_at_sealed_length=self._head_at_sealed_length,
+            checks_positions=self._check_positions,
         )
 
 
+def _format_of(trace: StoredTrace) -> int | None:
+    """1, 2, None (legacy), or -1 for a stored value that names no format."""
+    fmt = trace.chain_format
+    if fmt is None:
+        return None
+    if type(fmt) is not int or fmt not in (1, 2):
+        return -1
+    if fmt == 1 and trace.genesis_hash is None:
+        return None  # a v1 trace without its genesis: legacy, as before format v2
+    return fmt
+
+
 class ChainVerifier(_ChainWalk):
-    __slots__ = ("_trace", "_genesis_hex")
+    __slots__ = ("_trace", "_genesis_hex", "_v2")
 
     def __init__(self, trace: StoredTrace) -> None:
-        super().__init__(sealed_length_of(trace))
+        fmt = _format_of(trace)
+        super().__init__(sealed_length_of(trace), check_positions=fmt == 2)
         self._trace = trace
-        self._legacy = trace.genesis_hash is None
+        self._v2 = fmt == 2
+        self._legacy = fmt is None
         self._genesis_hex: str | None = None
         if self._legacy:
             return
-        try:
-            canonical = canonicalize(
-                header_record(
-                    tenant_id=trace.tenant_id,
-                    run_id=trace.run_id,
-                    trace_id=trace.trace_id,
-                    agent_id=trace.agent_id,
-                    plan_id=trace.plan_id,
-                    plan=trace.plan,
-                    started_at=trace.started_at,
-                ),
-                strict=False,
+        if fmt == -1:
+            self._failure = IntegrityFailure(
+                location="header",
+                step_index=None,
+                rule=1,
+                expected="1 or 2",
+                found=_shown(trace.chain_format),
+                reason=f"header: unknown chain_format {trace.chain_format!r} (formats: 1, 2)",
+                field="chain_format",
             )
+            return
+        try:
+            canonical = self._header_canonical()
         except (CanonicalizationError, InvalidTimestamp) as exc:
             self._failure = IntegrityFailure(
                 location="header",
@@ -441,16 +613,45 @@ class ChainVerifier(_ChainWalk):
                 "header", None, 1, "genesis_hash", self._genesis_hex, trace.genesis_hash
             )
 
+    def _header_canonical(self) -> bytes:
+        trace = self._trace
+        if not self._v2:
+            return canonicalize(
+                header_record(
+                    tenant_id=trace.tenant_id,
+                    run_id=trace.run_id,
+                    trace_id=trace.trace_id,
+                    agent_id=trace.agent_id,
+                    plan_id=trace.plan_id,
+                    plan=trace.plan,
+                    started_at=trace.started_at,
+                ),
+                strict=False,
+            )
+        fields = trace.header_v2
+        missing = _missing(fields, HEADER_V2_ONLY_FIELDS)
+        if missing or fields is None:
+            raise CanonicalizationError(f"the v2 header fields were not read: {', '.join(missing)}")
+        own = {name: getattr(trace, name) for name in _TRACE_HEADER_FIELDS}
+        return header_canonical_v2(**own, **{name: fields[name] for name in HEADER_V2_ONLY_FIELDS})
+
     def feed(self, step: StoredStep) -> IntegrityFailure | None:
         """Check one stored step (rules 2-3); returns the first failure so far, if any."""
         if self._failure is not None or self._legacy:
             self._seen += 1
             return self._failure
+        position = step.chain_position
         try:
-            canonical = stored_step_canonical(self._trace, step)
+            canonical = (
+                stored_step_canonical_v2(self._trace, step)
+                if self._v2
+                else stored_step_canonical(self._trace, step)
+            )
         except (CanonicalizationError, InvalidTimestamp) as exc:
-            return self.feed_unverifiable(step.step_index, str(exc))
-        return self.feed_canonical(step.step_index, canonical, step.prev_hash, step.step_hash)
+            return self.feed_unverifiable(step.step_index, str(exc), position)
+        return self.feed_canonical(
+            step.step_index, canonical, step.prev_hash, step.step_hash, position
+        )
 
     def feed_segment(self, segment: SegmentResult) -> IntegrityFailure | None:
         """Take a ChainSegment's result for the rows that come next, as if each had been fed
@@ -460,16 +661,27 @@ class ChainVerifier(_ChainWalk):
         if self._legacy:
             self._seen += segment.steps
             return None
+        if segment.checks_positions != self._check_positions:
+            # A v2 trace's segment read without positions would skip rule 2 on its rows.
+            raise ValueError(
+                "segment checked chain positions "
+                f"{'on' if segment.checks_positions else 'off'}, the trace needs them "
+                f"{'on' if self._check_positions else 'off'} (ChainSegment(check_positions=))"
+            )
         if self._failure is not None:
             return self._failure
         first = segment.first
         if first is None:
             return None
         failure = (
-            self.feed_unverifiable(first.step_index, first.error)
+            self.feed_unverifiable(first.step_index, first.error, first.chain_position)
             if first.error is not None or first.canonical is None
             else self.feed_canonical(
-                first.step_index, first.canonical, first.prev_hash, first.step_hash
+                first.step_index,
+                first.canonical,
+                first.prev_hash,
+                first.step_hash,
+                first.chain_position,
             )
         )
         if failure is not None:
@@ -492,6 +704,17 @@ class ChainVerifier(_ChainWalk):
 
     def _seal_root(self, head: bytes, chain_length: int) -> str:
         trace = self._trace
+        if self._v2:
+            canonical = seal_canonical_v2(
+                tenant_id=trace.tenant_id,
+                run_id=trace.run_id,
+                trace_id=trace.trace_id,
+                status=trace.status,
+                completed_at=trace.completed_at,
+                chain_length=chain_length,
+                metadata=trace.metadata,
+            )
+            return _sha256(head + canonical).hexdigest()
         seal = seal_record(
             tenant_id=trace.tenant_id,
             run_id=trace.run_id,
@@ -562,18 +785,32 @@ class ChainVerifier(_ChainWalk):
     def _check_seal(self) -> tuple[str | None, IntegrityFailure | None]:
         trace = self._trace
         stored_root, stored_length = trace.root_hash, trace.chain_length
+        column = "seal_hash" if self._v2 else "root_hash"
+        if (
+            not self._v2
+            and trace.root_hash_column is not None
+            and (trace.root_hash_column != stored_root)
+        ):
+            # Format v1 keeps its seal in both columns after migration 0006.
+            return None, self._seal_failure(
+                "root_hash",
+                _shown(stored_root),
+                trace.root_hash_column,
+                f"root_hash mismatch (seal_hash holds {_found_text(stored_root)}, root_hash "
+                f"holds {_found_text(trace.root_hash_column)}; a format-v1 seal is in both)",
+            )
         if stored_root is None and stored_length is None:
             return None, None
         if stored_length is None:
             return None, self._seal_failure(
-                "chain_length", None, None, "root_hash is set but chain_length is not"
+                "chain_length", None, None, f"{column} is set but chain_length is not"
             )
         if stored_root is None:
             return None, self._seal_failure(
-                "root_hash",
+                column,
                 None,
                 None,
-                f"chain_length is set ({stored_length}) but root_hash is not",
+                f"chain_length is set ({stored_length}) but {column} is not",
             )
         n = self._next_index
         if type(stored_length) is not int or stored_length < 0:
@@ -587,7 +824,7 @@ class ChainVerifier(_ChainWalk):
             root = self._seal_root(self._prev, n)
             if stored_length == n:
                 if stored_root != root:
-                    return root, _mismatch("seal", None, 4, "root_hash", root, stored_root)
+                    return root, _mismatch("seal", None, 4, column, root, stored_root)
                 return root, None
             if stored_length < n and self._head_at_sealed_length is not None:
                 sealed_prefix_root = self._seal_root(self._head_at_sealed_length, stored_length)
