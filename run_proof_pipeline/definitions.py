@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from run_proof_pipeline.automation.schedules import nightly_run_proof
+from run_proof_pipeline.automation.schedules import (
+    aos_retention_retirement,
+    aos_retention_retirement_job,
+    nightly_run_proof,
+)
 from run_proof_pipeline.automation.sensors import new_sealed_traces, run_proof_failure_alert
 from run_proof_pipeline.ledger.dagster_checkpoint import (
     run_proof_checkpoint,
@@ -23,12 +27,13 @@ from run_proof_pipeline.sweep.dagster_assets import (
 defs = Definitions(
     assets=[trace_store_spec, aos_traces_sweep],
     asset_checks=[trace_store_checks],
-    jobs=[run_proof_plan, run_proof_checkpoint, aos_traces_sweep_job],
+    jobs=[run_proof_plan, run_proof_checkpoint, aos_traces_sweep_job, aos_retention_retirement_job],
     schedules=[
         nightly_run_proof,
         nightly_sweep,
         weekly_full_sweep,
         run_proof_checkpoint_schedule,
+        aos_retention_retirement,
     ],
     sensors=[new_sealed_traces, run_proof_failure_alert],
     resources={"trace_store": TraceStoreResource()},

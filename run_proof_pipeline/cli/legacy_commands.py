@@ -1,5 +1,6 @@
-"""`run-proof adopt` and `run-proof retire`: legacy AOS traces into format v1, and runs out
-of the store with a signed tombstone."""
+"""`run-proof adopt` and `run-proof retire`: legacy AOS traces into the proven formats, and
+runs out of the store with a signed tombstone (one run, or every run created before a date,
+ahead of AOS's retention: legacy/retire_batch.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def _resolved():  # type: ignore[no-untyped-def]
     return _database()
 
 
-def parse_started_before(value: str) -> datetime | None:
+def parse_time_option(value: str, option: str) -> datetime | None:
     """A date (midnight UTC) or an ISO 8601 time with an offset; naive times are refused."""
     if not value:
         return None
@@ -32,14 +33,18 @@ def parse_started_before(value: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise CommandError(
-            f"--started-before {value!r} is not a date (YYYY-MM-DD) or ISO 8601 time",
+            f"{option} {value!r} is not a date (YYYY-MM-DD) or ISO 8601 time",
             ExitCode.USAGE,
         ) from None
     if parsed.tzinfo is None:
         raise CommandError(
-            f"--started-before {value!r} has no UTC offset (write e.g. {value}Z)", ExitCode.USAGE
+            f"{option} {value!r} has no UTC offset (write e.g. {value}Z)", ExitCode.USAGE
         )
     return parsed
+
+
+def parse_started_before(value: str) -> datetime | None:
+    return parse_time_option(value, "--started-before")
 
 
 def adopt(
@@ -118,12 +123,39 @@ def _progress_bar() -> Any:
 
 
 def retire(
-    tenant_id: str = typer.Option(..., "--tenant-id", help="Tenant of the run."),
-    run_id: str = typer.Option(..., "--run-id", help="Run to retire."),
+    tenant_id: str = typer.Option(
+        "", "--tenant-id", help="Tenant of the run (with --run-id: required)."
+    ),
+    run_id: str = typer.Option("", "--run-id", help="Run to retire."),
+    created_before: str = typer.Option(
+        "",
+        "--created-before",
+        help="Instead of --run-id: every format run created before this date or time (UTC), "
+        "sealed or not, as AOS's retention selects them.",
+    ),
     reason: str = typer.Option(..., "--reason", help="Why (retention, erasure request...)."),
+    batch_size: int = typer.Option(
+        200, "--batch-size", min=1, help="With --created-before: runs per batch."
+    ),
 ) -> None:
     """Append the run's signed tombstone to the ledger, so that its rows may then be deleted or
     archived without an alarm. Needs RUN_PROOF_SIGNING_KEY (an existing key)."""
+    if bool(run_id) == bool(created_before):
+        raise CommandError(
+            "give either --run-id (one run, with --tenant-id) or --created-before (every run "
+            "created before a date)",
+            ExitCode.USAGE,
+        )
+    cut = parse_time_option(created_before, "--created-before")
+    if cut is not None:
+        _retire_created_before(tenant_id or None, cut, reason, batch_size)
+        return
+    if not tenant_id:
+        raise CommandError("--run-id needs --tenant-id", ExitCode.USAGE)
+    _retire_one(tenant_id, run_id, reason)
+
+
+def _retire_one(tenant_id: str, run_id: str, reason: str) -> None:
     from run_proof_pipeline.ledger.settings import load_ledger_settings
     from run_proof_pipeline.legacy.retirement import RetirementError, retire_run
     from run_proof_pipeline.store.engine import async_engine
@@ -160,6 +192,75 @@ def retire(
         "its rows may now be deleted (DELETE FROM aos_traces WHERE trace_id = ...) or moved "
         "to aos_traces_archive; create a checkpoint to cover the tombstone"
     )
+
+
+def _retire_created_before(
+    tenant_id: str | None, cut: datetime, reason: str, batch_size: int
+) -> None:
+    from run_proof_pipeline.ledger.settings import load_ledger_settings
+    from run_proof_pipeline.legacy.retire_batch import (
+        RetireBatchDone,
+        RetireSelection,
+        retire_created_before,
+    )
+    from run_proof_pipeline.legacy.retirement import RetirementError
+    from run_proof_pipeline.store.engine import async_engine
+
+    resolved = _resolved()
+    key = load_ledger_settings().signing_key()
+    selection = RetireSelection(created_before=cut, tenant_id=tenant_id)
+
+    def progress(done: RetireBatchDone) -> None:
+        # On stderr: stdout lists the runs, one line each.
+        print(
+            f"batch {done.batch}: {done.examined} runs examined; {done.retired} retired, "
+            f"{done.already_retired} retired before, {done.refused} refused so far",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async def run() -> Any:
+        engine = async_engine(resolved.url)
+        try:
+            return await retire_created_before(
+                engine, selection, reason, key, batch_size=batch_size, progress=progress
+            )
+        finally:
+            await engine.dispose()
+
+    try:
+        report = asyncio.run(run())
+    except RetirementError as exc:
+        raise CommandError(str(exc), ExitCode.USAGE) from None
+    counts = (
+        f"{len(report.retired)} retired, {len(report.already_retired)} retired before, "
+        f"{len(report.refused)} refused"
+    )
+    record_outcome(
+        f"the tombstones are committed ({counts})"
+        if report.retired
+        else f"no new tombstone ({counts})"
+    )
+    for retirement in report.retired:
+        tombstone = retirement.tombstone
+        print(
+            f"retired: tenant {tombstone.tenant_id!r}, run {tombstone.run_id!r} (trace "
+            f"{tombstone.trace_id!r}, {tombstone.chain_length} steps, hash "
+            f"{tombstone.root_hash}); tombstone is ledger entry {retirement.ledger_seq}"
+        )
+    for refused in report.refused:
+        print(
+            f"refused: tenant {refused.tenant_id!r}, run {refused.run_id!r} (trace "
+            f"{refused.trace_id!r}): {refused.reason}"
+        )
+    where = f" of tenant {tenant_id!r}" if tenant_id else ""
+    print(f"format runs{where} created before {cut.isoformat()}: {counts}")
+    if report.refused:
+        raise CommandError(
+            f"{len(report.refused)} runs created before {cut.isoformat()} were not retired "
+            "(listed above): AOS's retention will fail on them until they are resolved",
+            ExitCode.NOT_FOUND,
+        )
 
 
 def register(app: typer.Typer, db_app: typer.Typer) -> None:
