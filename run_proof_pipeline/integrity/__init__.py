@@ -1,5 +1,6 @@
-"""Pure integrity core of hash-chain v1: canonical JSON, records, chain hashes, streaming
-verification verdicts, test vectors and an RFC 9162 Merkle tree.  No I/O, no database."""
+"""Pure integrity core of the hash chain (formats v1 and v2, docs/hash-chain-v2.md): canonical
+JSON, records, chain hashes, streaming verification verdicts, test vectors and an RFC 9162
+Merkle tree.  No I/O, no database."""
 
 from run_proof_pipeline.integrity.canonical import (
     MAX_SAFE_INTEGER,
@@ -10,6 +11,12 @@ from run_proof_pipeline.integrity.canonical import (
     es6_number,
     parse_stored_json,
     stored_number_problem,
+)
+from run_proof_pipeline.integrity.canonical_v2 import (
+    canonicalize_stored_json_v2,
+    canonicalize_v2,
+    number_v2,
+    parse_stored_json_v2,
 )
 from run_proof_pipeline.integrity.chain import (
     ChainHashes,
@@ -39,14 +46,33 @@ from run_proof_pipeline.integrity.records import (
     step_canonical_bytes,
     step_record,
 )
+from run_proof_pipeline.integrity.records_v2 import (
+    FORMAT_VERSION_V2,
+    HEADER_V2_FIELDS,
+    SEAL_V2_FIELDS,
+    STEP_V2_FIELDS,
+    header_canonical_v2,
+    header_record_v2,
+    seal_canonical_v2,
+    seal_record_v2,
+    step_canonical_v2,
+    step_record_v2,
+)
 from run_proof_pipeline.integrity.timestamps import (
     InvalidTimestamp,
     canonical_timestamp,
     parse_timestamp,
 )
-from run_proof_pipeline.integrity.vectors import VectorReport, check_vectors
+from run_proof_pipeline.integrity.vectors import (
+    VectorReport,
+    check_vectors,
+    check_vectors_v2,
+    compute_chain_v2,
+)
 from run_proof_pipeline.integrity.verdicts import (
+    HEADER_V2_ONLY_FIELDS,
     LEGACY_TRACE_REASON,
+    STEP_V2_ONLY_FIELDS,
     Anchor,
     ChainSegment,
     ChainVerifier,
@@ -58,10 +84,30 @@ from run_proof_pipeline.integrity.verdicts import (
     StoredTrace,
     Verdict,
     VerificationStatus,
+    stored_step_canonical_v2,
 )
 
 __all__ = [
     "FORMAT_VERSION",
+    "FORMAT_VERSION_V2",
+    "HEADER_V2_FIELDS",
+    "HEADER_V2_ONLY_FIELDS",
+    "SEAL_V2_FIELDS",
+    "STEP_V2_FIELDS",
+    "STEP_V2_ONLY_FIELDS",
+    "canonicalize_stored_json_v2",
+    "canonicalize_v2",
+    "check_vectors_v2",
+    "compute_chain_v2",
+    "header_canonical_v2",
+    "header_record_v2",
+    "number_v2",
+    "parse_stored_json_v2",
+    "seal_canonical_v2",
+    "seal_record_v2",
+    "step_canonical_v2",
+    "step_record_v2",
+    "stored_step_canonical_v2",
     "LEGACY_TRACE_REASON",
     "MAX_SAFE_INTEGER",
     "MAX_SIGNIFICANT_DIGITS",
