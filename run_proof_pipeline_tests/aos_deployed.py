@@ -691,3 +691,148 @@ def aos_trigger_definitions(url: DatabaseUrl) -> list[tuple[str, str, str, str, 
     """AOS's triggers: table, name, definition, enabled state, function definition."""
     with psycopg.connect(url.libpq()) as conn:
         return conn.execute(TRIGGER_SQL, ([name for _, name, _ in AOS_TRIGGERS],)).fetchall()
+
+
+# --- Format v2 as the database chains it (migration 0006), recomputed from the rows ---------
+
+V2_TRACE_SQL = """
+SELECT tenant_id, run_id, trace_id, agent_id, plan_id, plan::text AS plan, started_at,
+       created_at, correlation_id, seed, frozen_timestamp, plan_hash, schema_version,
+       trace::text AS trace, stored_by, checksum, incident_id, is_synthetic,
+       synthetic_scenario_id, root_hash, status, completed_at, metadata::text AS metadata,
+       chain_format, genesis_hash, seal_hash, chain_length, seal_seq, chain_problem
+FROM aos_traces WHERE trace_id = %s
+"""
+V2_STEP_SQL = """
+SELECT trace_id, step_index, skill_id, skill_name, params::text AS params, status,
+       outcome_category, outcome_code, outcome_data::text AS outcome_data, cost_cents,
+       duration_ms, retry_count, "timestamp", input_hash, output_hash, rng_state_before,
+       idempotency_key, replay_behavior, source, level, is_synthetic, synthetic_scenario_id,
+       chain_position, prev_hash, step_hash, chain_problem
+FROM aos_trace_steps WHERE trace_id = %s ORDER BY chain_position NULLS LAST, step_index
+"""
+
+
+@dataclass(frozen=True)
+class ChainedStep:
+    step_index: int
+    chain_position: int | None
+    prev_hash: str | None
+    step_hash: str | None
+    expected_hash: str
+    chain_problem: str | None
+
+
+@dataclass(frozen=True)
+class ChainedRun:
+    """A format-v2 trace's stored hashes beside the Python reference's (records_v2),
+    recomputed from the rows as stored; steps in chain order."""
+
+    trace: dict[str, Any]
+    expected_genesis: str
+    steps: list[ChainedStep]
+    # The seal over the head after chain_length steps (None when not sealed).
+    expected_seal: str | None
+
+    def assert_matches(self) -> None:
+        assert self.trace["chain_format"] == 2, self.trace
+        assert self.trace["genesis_hash"] == self.expected_genesis, self.trace
+        prev = self.expected_genesis
+        for position, step in enumerate(self.steps):
+            assert step.chain_position == position, step
+            assert step.prev_hash == prev, step
+            assert step.step_hash == step.expected_hash, step
+            prev = step.expected_hash
+        assert self.trace["seal_hash"] == self.expected_seal, self.trace
+
+
+def _parsed(text: str | None) -> Any:
+    from run_proof_pipeline.integrity.canonical_v2 import parse_stored_json_v2
+
+    return None if text is None else parse_stored_json_v2(text)
+
+
+def chained_run(conn: psycopg.Connection[Any], trace_id: str) -> ChainedRun:
+    """The trace's rows and what records_v2 says their hashes must be."""
+    import hashlib
+
+    from psycopg.rows import dict_row
+
+    from run_proof_pipeline.integrity.records_v2 import (
+        header_canonical_v2,
+        seal_canonical_v2,
+        step_canonical_v2,
+    )
+
+    with conn.cursor(row_factory=dict_row) as cur:
+        trace = cur.execute(V2_TRACE_SQL, (trace_id,)).fetchone()
+        assert trace is not None, trace_id
+        steps = cur.execute(V2_STEP_SQL, (trace_id,)).fetchall()
+    header = {
+        k: trace[k]
+        for k in (
+            "tenant_id run_id trace_id agent_id plan_id started_at created_at correlation_id"
+            " seed frozen_timestamp plan_hash schema_version stored_by checksum incident_id"
+            " is_synthetic synthetic_scenario_id"
+        ).split()
+    }
+    header.update(plan=_parsed(trace["plan"]), trace=_parsed(trace["trace"]))
+    genesis = hashlib.sha256(header_canonical_v2(**header, aos_root_hash=trace["root_hash"]))
+    prev = genesis.digest()
+    chained: list[ChainedStep] = []
+    for step in steps:
+        fields = {
+            k: step[k]
+            for k in (
+                "trace_id step_index skill_id skill_name status outcome_category outcome_code"
+                " cost_cents duration_ms retry_count timestamp input_hash output_hash"
+                " rng_state_before idempotency_key replay_behavior source level is_synthetic"
+                " synthetic_scenario_id"
+            ).split()
+        }
+        canonical = step_canonical_v2(
+            **fields,
+            tenant_id=trace["tenant_id"],
+            run_id=trace["run_id"],
+            params=_parsed(step["params"]),
+            outcome_data=_parsed(step["outcome_data"]),
+        )
+        digest = hashlib.sha256(prev + canonical).digest()
+        chained.append(
+            ChainedStep(
+                step["step_index"],
+                step["chain_position"],
+                step["prev_hash"],
+                step["step_hash"],
+                digest.hex(),
+                step["chain_problem"],
+            )
+        )
+        prev = digest
+    seal = None
+    if trace["chain_length"] is not None and trace["seal_hash"] is not None:
+        n = trace["chain_length"]
+        head = bytes.fromhex(chained[n - 1].expected_hash) if n else genesis.digest()
+        record = seal_canonical_v2(
+            tenant_id=trace["tenant_id"],
+            run_id=trace["run_id"],
+            trace_id=trace["trace_id"],
+            status=trace["status"],
+            completed_at=trace["completed_at"],
+            chain_length=n,
+            metadata=_parsed(trace["metadata"]),
+        )
+        seal = hashlib.sha256(head + record).hexdigest()
+    return ChainedRun(trace, genesis.hexdigest(), chained, seal)
+
+
+def ledger_entries(conn: psycopg.Connection[Any], trace_id: str) -> list[tuple[str, int, str]]:
+    """(kind, chain_length, root_hash) of the trace's ledger entries, in order."""
+    return [
+        (str(r[0]), int(r[1]), str(r[2]))
+        for r in conn.execute(
+            "SELECT kind, chain_length, root_hash FROM run_proof_ledger WHERE trace_id = %s"
+            " ORDER BY seq",
+            (trace_id,),
+        ).fetchall()
+    ]
