@@ -45,16 +45,23 @@ from run_proof_pipeline_tests.aos_deployed import (
 from run_proof_pipeline_tests.store_fixtures import prove
 
 # Columns the upgrade adds; everything else in a row is AOS's and must not change.
+OURS = {"genesis_hash", "chain_length", "seal_seq", "adopted_at", "aos_root_hash"}
+# Migration 0006 (format v2): the format and seal of a trace, the chain position of a step.
+OURS_V2 = {"chain_format", "seal_hash", "chain_problem"}
 ADDED = {
-    "aos_traces": {"genesis_hash", "chain_length", "seal_seq", "adopted_at", "aos_root_hash"},
-    "aos_trace_steps": {"run_id", "tenant_id", "prev_hash", "step_hash"},
+    "aos_traces": OURS | OURS_V2,
+    "aos_trace_steps": {
+        "run_id",
+        "tenant_id",
+        "prev_hash",
+        "step_hash",
+        "chain_position",
+        "chain_problem",
+    },  # fmt: skip
     # The archive also gets the five columns AOS's later revisions added to aos_traces only.
-    "aos_traces_archive": {
-        "genesis_hash",
-        "chain_length",
-        "seal_seq",
-        "adopted_at",
-        "aos_root_hash",
+    "aos_traces_archive": OURS
+    | OURS_V2
+    | {
         "checksum",
         "incident_id",
         "is_synthetic",
@@ -223,10 +230,25 @@ def test_aos_step_trigger_is_really_back_on(deployed: Deployed) -> None:
 
 
 def _legacy_verdict(url: DatabaseUrl, tenant_id: str, run_id: str) -> None:
-    """A run AOS writes after the upgrade is legacy today (until issue 13, item 2)."""
+    """A trace AOS wrote before the upgrade stays legacy, whatever AOS adds to it later."""
     integrity = prove(url, tenant_id, run_id).integrity
     assert integrity.verification_status == "UNSUPPORTED"
     assert integrity.failure_reason == LEGACY_REASON
+
+
+def _v2_verdict(url: DatabaseUrl, tenant_id: str, run_id: str, steps: int) -> None:
+    """A run AOS writes after the upgrade is chained and sealed by the database (format v2):
+    VERIFIED, with no adopt and nothing of ours in AOS's write path."""
+    integrity = prove(url, tenant_id, run_id).integrity
+    assert integrity.verification_status == "VERIFIED", integrity.failure_reason
+    assert integrity.chain_length == steps
+    [(seal_hash, chain_format)] = rows(
+        url,
+        "SELECT seal_hash, chain_format FROM aos_traces WHERE tenant_id = %s AND run_id = %s",
+        (tenant_id, run_id),
+    )
+    assert chain_format == 2
+    assert integrity.root_hash == seal_hash
 
 
 def test_start_record_complete_after_the_upgrade(deployed: Deployed) -> None:
@@ -246,12 +268,17 @@ def test_start_record_complete_after_the_upgrade(deployed: Deployed) -> None:
             record_step(conn, "trace_nope", 0, "x", {}, "success", "S", None, None, 0, 0, 0)
         assert complete_trace(conn, "run-new", "completed", {"total_cost_cents": 1.5}) == 1
 
-    assert rows(
+    [(correlation_id, root_hash, status, metadata, genesis_hash)] = rows(
         url,
         "SELECT correlation_id, root_hash, status, metadata, genesis_hash FROM aos_traces"
         " WHERE trace_id = %s",
         (trace_id,),
-    ) == [("corr-new", "pending", "completed", {"total_cost_cents": 1.5}, None)]
+    )
+    # AOS's values as AOS wrote them; the genesis is the database's, in a column of ours.
+    assert (correlation_id, root_hash, status, metadata) == (
+        "corr-new", "pending", "completed", {"total_cost_cents": 1.5},
+    )  # fmt: skip
+    assert genesis_hash is not None and len(genesis_hash) == 64
     steps = rows(
         url,
         "SELECT step_index, skill_name, run_id, tenant_id, level FROM aos_trace_steps"
@@ -261,7 +288,7 @@ def test_start_record_complete_after_the_upgrade(deployed: Deployed) -> None:
     assert steps == [(i, "http_call", "run-new", "acme", "INFO") for i in range(3)]
     # The seed's Step 2 counts AOS's new steps by run id.
     assert rows(url, "SELECT count(*) FROM aos_trace_steps WHERE run_id = 'run-new'") == [(3,)]
-    _legacy_verdict(url, "acme", "run-new")
+    _v2_verdict(url, "acme", "run-new", 3)
 
 
 def test_a_step_into_a_trace_running_since_before_the_upgrade(deployed: Deployed) -> None:
@@ -290,7 +317,7 @@ def test_mark_trace_aborted_after_the_upgrade(deployed: Deployed) -> None:
         url, "SELECT status, metadata, completed_at IS NOT NULL FROM aos_traces WHERE run_id = %s",
         ("run-abort-new",),
     ) == [("aborted", {"abort_reason": "worker died"}, True)]  # fmt: skip
-    _legacy_verdict(url, "globex", "run-abort-new")
+    _v2_verdict(url, "globex", "run-abort-new", 1)
 
 
 def test_store_trace_after_the_upgrade(deployed: Deployed) -> None:
@@ -321,7 +348,8 @@ def test_store_trace_after_the_upgrade(deployed: Deployed) -> None:
         " ORDER BY step_index",
         (trace_id,),
     ) == [(0, "INFO", "run-stored-new"), (1, "ERROR", "run-stored-new")]
-    _legacy_verdict(url, "acme", "run-stored-new")
+    # Sealed by the database once the two steps its `trace` lists were chained.
+    _v2_verdict(url, "acme", "run-stored-new", 2)
 
 
 def test_complete_trace_of_a_run_id_two_traces_share(deployed: Deployed) -> None:
