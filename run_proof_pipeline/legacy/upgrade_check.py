@@ -2,7 +2,9 @@
 
 A revision that can say what it would do (a module-level `planned_changes(connection)`, as
 0001 does for AOS tables) is asked, inside a READ ONLY transaction that is rolled back;
-later revisions, which would run against a schema that does not exist yet, are named.
+later revisions, which would run against a schema that does not exist yet, are named, unless
+they declare `DESCRIBES_AHEAD` (0006: its columns, tables, triggers, and how it coexists with
+AOS's triggers, listed from base too).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from pydantic import BaseModel
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store import migrate
@@ -54,6 +57,20 @@ def _title(doc: str | None) -> str:
     return (doc or "").strip().splitlines()[0] if doc and doc.strip() else "(no description)"
 
 
+def _described(module: object, connection: Connection, *, first: bool) -> list[str]:
+    """What a pending revision says it would change. The first pending one reads the
+    database as it is; a later one only if it declares `DESCRIBES_AHEAD` (it then plans
+    from the database as it is and from what earlier revisions create, e.g. 0006)."""
+    describe = getattr(module, "planned_changes", None)
+    if describe is None:
+        return []
+    if first:
+        return [c.description for c in describe(connection)]
+    if getattr(module, "DESCRIBES_AHEAD", False):
+        return [c.description for c in describe(connection, ahead=True)]
+    return []
+
+
 def upgrade_plan(url: DatabaseUrl) -> UpgradePlan:
     scripts = _scripts()
     current = migrate.current_revision(url)
@@ -65,12 +82,7 @@ def upgrade_plan(url: DatabaseUrl) -> UpgradePlan:
         with engine.connect() as connection:
             connection.execute(text("SET TRANSACTION READ ONLY"))
             for position, script in enumerate(pending):
-                describe = getattr(script.module, "planned_changes", None)
-                changes = (
-                    [c.description for c in describe(connection)]
-                    if position == 0 and describe is not None
-                    else []
-                )
+                changes = _described(script.module, connection, first=position == 0)
                 revisions.append(
                     PlannedRevision(
                         revision=script.revision, title=_title(script.doc), changes=changes

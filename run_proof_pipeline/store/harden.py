@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl
 from run_proof_pipeline.store.relations import StoreNotMigrated
 from run_proof_pipeline.store.session_pins import startup_options, store_schema
+from run_proof_pipeline.store.sql import CANONICAL_JSON_FUNCTIONS, CHAIN_V2_FUNCTIONS
 
 __all__ = [
     "BINDINGS_TABLE",
@@ -49,7 +50,24 @@ BINDINGS_TABLE = "run_proof_writer_tenants"
 TRACE_TABLES = ("aos_traces", "aos_trace_steps")
 # Tables a hardened store must already have (created by `run-proof db upgrade`).
 REQUIRED_TABLES = ("aos_traces", "aos_trace_steps", "run_proof_ledger")
-SEAL_COLUMNS = ("status", "completed_at", "root_hash", "chain_length")
+# What a writer may UPDATE on aos_traces: the format-v1 recorder's seal (root_hash,
+# chain_length) and AOS's completion (status, completed_at, metadata; migration 0006 seals a
+# format-v2 trace itself, into columns no writer may write). archived_at is granted where the
+# table has it (AOS's archival).
+SEAL_COLUMNS = ("status", "completed_at", "metadata", "root_hash", "chain_length")
+# Trigger functions of migration 0006 that run as the owner (SECURITY DEFINER): nobody needs
+# EXECUTE on them (a trigger fires without it), and a writer holding it could attach them to a
+# table of its own (they refuse that too).
+DEFINER_TRIGGER_FUNCTIONS = (
+    "run_proof_guard_trace_insert()",
+    "run_proof_guard_trace_change()",
+    "run_proof_v2_open_chain()",
+    "run_proof_v2_chain_step()",
+    "run_proof_ledger_record_seal()",
+    "run_proof_ledger_record_adoption()",
+    "run_proof_record_retirement()",
+    "run_proof_record_ids_once()",
+)
 ISOLATION_POLICY = "run_proof_tenant_isolation"
 READ_ALL_POLICY = "run_proof_read_all"
 OWN_BINDINGS_POLICY = "run_proof_own_bindings"
@@ -144,6 +162,11 @@ class _Expressions:
         )
         check = sql.SQL("({} AND {})").format(self.bound(tenant), self.trace_match())
         return using, check
+
+
+def _qualified_text(schema: str) -> str:
+    """The schema as a quoted identifier, for to_regprocedure's text argument."""
+    return '"' + schema.replace('"', '""') + '"'
 
 
 def _qualified(schema: str, name: str) -> sql.Composable:
@@ -356,11 +379,20 @@ def _functions(cur: psycopg.Cursor, schema: str) -> None:
     `CREATE TEMP TABLE aos_traces (...)` made the no-step-after-seal trigger read it (a step
     was appended to a sealed trace), and a temporary `run_proof_ledger` took the seal's ledger
     entry (docs/threat-model.md, "Tenant isolation")."""
+    # The canonicalizer and the format-v2 hash functions (store/sql/) pin their own settings,
+    # a path without the store's schema included; they keep them.
+    own_pins = [
+        f"{_qualified_text(schema)}.{signature}"
+        for signature in (*CANONICAL_JSON_FUNCTIONS, *CHAIN_V2_FUNCTIONS)
+    ]
     names = cur.execute(
         "SELECT p.oid::pg_catalog.regprocedure::text FROM pg_catalog.pg_proc p"
         " WHERE p.pronamespace = pg_catalog.to_regnamespace(%s) AND p.prokind = 'f'"
-        " AND p.proname LIKE 'run\\_proof\\_%%' ORDER BY 1",
-        (schema,),
+        " AND p.proname LIKE 'run\\_proof\\_%%'"
+        " AND p.oid <> ALL (SELECT pg_catalog.to_regprocedure(f)"
+        " FROM pg_catalog.unnest(%s::text[]) f WHERE pg_catalog.to_regprocedure(f) IS NOT NULL)"
+        " ORDER BY 1",
+        (schema, own_pins),
     ).fetchall()
     path = sql.SQL("pg_catalog, {}, pg_temp").format(sql.Identifier(schema))
     for (signature,) in names:
@@ -377,6 +409,17 @@ def _functions(cur: psycopg.Cursor, schema: str) -> None:
             _qualified(schema, "run_proof_guard_trace_insert")
         )
     )
+    for signature in DEFINER_TRIGGER_FUNCTIONS:
+        exists = cur.execute(
+            "SELECT pg_catalog.to_regprocedure(%s) IS NOT NULL",
+            (f"{_qualified_text(schema)}.{signature}",),
+        ).fetchone()
+        if exists and exists[0]:
+            cur.execute(
+                sql.SQL("REVOKE EXECUTE ON FUNCTION {}.{} FROM PUBLIC").format(
+                    sql.Identifier(schema), sql.SQL(signature)
+                )
+            )
     # Whether another tenant's trace is retired is not a writer's business; only the DELETE
     # trigger calls it, and writers may not delete.
     cur.execute(
@@ -476,7 +519,13 @@ def harden(
         cur.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(ledger, verifier))
         # What the ledger audit reads besides the ledger: the signed tombstones and the record
         # of used ids (migrations 0003, 0004), and the revision (store/relations.py).
-        for table in ("run_proof_alembic_version", "run_proof_retirements", "run_proof_run_ids"):
+        # The proof of an adopted format-v2 trace reads its step hashes (migration 0006).
+        for table in (
+            "run_proof_alembic_version",
+            "run_proof_retirements",
+            "run_proof_run_ids",
+            "run_proof_adopted_steps",
+        ):
             cur.execute(
                 sql.SQL("GRANT SELECT ON {} TO {}").format(_qualified(schema, table), verifier)
             )
@@ -486,7 +535,8 @@ def harden(
             done.append(remains)
         done.append(
             f"{writer_role}: INSERT/SELECT on trace tables of its tenants, UPDATE of the seal"
-            " columns only, no access to the ledger"
+            " and completion columns only, no access to the ledger or to run-proof's chain"
+            " tables (the triggers write them as their owner)"
         )
         done.append(f"{verifier_role}: SELECT on trace tables and ledger, across tenants")
     return done
