@@ -29,6 +29,7 @@ from run_proof_pipeline.automation.schedules import (
 )
 from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.ledger.keys import generate_signing_key, write_signing_key
+from run_proof_pipeline.ledger.settings import default_origin
 from run_proof_pipeline.pipeline.resources import TraceStoreResource
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
@@ -55,9 +56,13 @@ RETENTION_DAYS = 30
 
 @pytest.fixture
 def signing(checkpoint_env: CheckpointEnv) -> CheckpointEnv:
-    """checkpoint_env with its signing key written (retire never creates one)."""
-    write_signing_key(checkpoint_env.signing_key, generate_signing_key("run-proof-test"))
+    """checkpoint_env; `_key_for(url)` writes its key (retire never creates one)."""
     return checkpoint_env
+
+
+def _key_for(url: DatabaseUrl, env: CheckpointEnv) -> None:
+    # Named by the log's origin, so that checkpoints can be signed with it too.
+    write_signing_key(env.signing_key, generate_signing_key(default_origin(url.database)))
 
 
 def _cli(url: DatabaseUrl, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
@@ -84,6 +89,7 @@ def _soon() -> str:
 def test_batch_retires_every_format_run_of_the_window_once(
     store: DatabaseUrl, signing: CheckpointEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _key_for(store, signing)
     for run_id in ("r1", "r2", "r3"):
         record_run(store, "tenant-a", run_id, steps=2)
     record_run(store, "tenant-a", "r-open", steps=3, seal=False)
@@ -123,6 +129,7 @@ def test_batch_retires_every_format_run_of_the_window_once(
 def test_batch_outside_the_window_and_refusals(
     store: DatabaseUrl, signing: CheckpointEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _key_for(store, signing)
     record_run(store, "tenant-a", "r1", steps=1)
     record_run(store, "tenant-a", "r-cleared", steps=1)
 
@@ -242,6 +249,7 @@ def deployed(new_database: Any, signing: CheckpointEnv) -> DatabaseUrl:
     url = DatabaseUrl.parse(new_database("aosret"))
     create_aos_deployed_store(url)
     upgrade(url)
+    _key_for(url, signing)
     long_ago = datetime.now(UTC) - timedelta(days=2 * RETENTION_DAYS)
     with connect(url) as conn:
         _old_v2_run(conn, "run-old-sealed", long_ago, steps=2, seal=True)

@@ -55,8 +55,9 @@ def adopt(
     ),
     batch_size: int = typer.Option(200, "--batch-size", min=1, help="Traces per batch."),
 ) -> None:
-    """Adopt finished legacy AOS traces into format v1: hashes from their rows as they stand
-    now, recorded in the ledger. Their proofs then cover changes since adoption."""
+    """Adopt finished legacy AOS traces into format v2: hashes from their rows as they stand
+    now, in columns and tables of ours (no AOS column changes), recorded in the ledger.
+    Their proofs then cover changes since adoption."""
     from run_proof_pipeline.legacy.adoption import (
         AdoptionSelection,
         BatchDone,

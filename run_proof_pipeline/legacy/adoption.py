@@ -1,14 +1,26 @@
-"""Adoption: give legacy AOS traces format-v1 hashes computed from their rows as they stand now.
+"""Adoption: give legacy AOS traces format-v2 hashes computed from their rows as they stand now.
 
-Honest by construction: the proof of an adopted trace covers changes since `adopted_at` (set
-by the database's clock in the trace guard), not since the run. AOS's own root hash moves to
-`aos_root_hash` (the guard insists), so nothing is lost. A trace that is still running is
-never touched; neither is a run with more than one trace (format v1 allows one per run).
+Honest by construction: the proof of an adopted trace covers changes since `adopted_at` (the
+database's clock), not since the run. Under AOS's rules (issue 13 item 4,
+docs/existing-aos-database.md): no AOS column of the trace or its steps changes, `root_hash`
+included (the header covers it as `aos_root_hash`, docs/hash-chain-v2.md "Records"), and
+AOS's triggers stay on. What adoption computes goes where AOS's triggers let it
+(docs/hash-chain-v2.md "Where every value is stored"): the trace row's columns of ours
+(`chain_format` 2, `genesis_hash`, `seal_hash`, `chain_length`, `adopted_at`), the step
+hashes into `run_proof_adopted_steps` (a legacy step row takes no UPDATE under AOS's
+trigger), and the chain's state into `run_proof_chain_heads`, sealed, so that a step AOS
+adds later is chained after the seal and the verifier names it. The ledger's trigger appends
+the `adoption` entry when `seal_hash` goes from NULL to a value.
+
+Traces adopted before in format v1 (their `aos_root_hash` set, `chain_format` 1) stay as
+they are and keep verifying as v1. A trace that is still running is never touched; neither
+is a run with more than one trace (a format run has one trace), nor a run or trace id the
+ledger recorded before (migration 0004).
 
 Each trace is adopted in its own transaction with its row locked `FOR UPDATE`, which also
 blocks AOS from inserting a step into it meanwhile (the foreign key takes `FOR KEY SHARE`).
-The hashes come from the same decoding the proof uses (COPY text rows, StepRowDecoder), so
-an adopted trace verifies exactly as a native one.
+The step hashes come from the same decoding the proof uses (COPY text rows, StepV2Decoder,
+store/step_rows_v2.py), so an adopted trace verifies exactly as it was hashed.
 """
 
 from __future__ import annotations
@@ -24,16 +36,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from run_proof_pipeline.integrity import (
     CanonicalizationError,
-    InvalidTimestamp,
-    canonicalize,
-    header_record,
-    seal_record,
+    header_canonical_v2,
+    parse_stored_json_v2,
+    seal_canonical_v2,
     sha256,
 )
-from run_proof_pipeline.store.snapshot import TRACE_COLUMNS, TraceRow, stream_step_rows
-from run_proof_pipeline.store.step_rows import StepRowDecoder, decode_json_as_stored
+from run_proof_pipeline.integrity.timestamps import InvalidTimestamp
+from run_proof_pipeline.store.snapshot import TraceRow, pin_statement, stream_step_rows_v2
+from run_proof_pipeline.store.step_rows_v2 import StepV2Decoder
 
-# Chunk of step hashes written per UPDATE (arrays bound as parameters).
+# Chunk of step hashes written per INSERT (arrays bound as parameters).
 _WRITE_CHUNK = 5000
 
 
@@ -56,6 +68,8 @@ _FILTER = (
     " AND (CAST(:run_id AS text) IS NULL OR run_id = :run_id)"
     " AND (CAST(:started_before AS timestamptz) IS NULL OR started_at < :started_before)"
 )
+# A legacy trace: no format (docs/hash-chain-v2.md, "Where every value is stored").
+_LEGACY = "chain_format IS NULL"
 
 
 class AdoptedTrace(BaseModel):
@@ -63,6 +77,7 @@ class AdoptedTrace(BaseModel):
     run_id: str
     trace_id: str
     chain_length: int
+    # The format's root: the seal (seal_hash); AOS's root_hash column is left as it was.
     root_hash: str
     adopted_at: datetime
 
@@ -96,11 +111,6 @@ class _Skip(Exception):
     """This trace cannot be adopted now; the message says why."""
 
 
-def is_running(trace: TraceRow) -> bool:
-    # AOS sets completed_at when a run ends; a trace without it may still get steps.
-    return trace.status == "running" or trace.completed_at is None
-
-
 async def _count(conn: AsyncConnection, where: str, selection: AdoptionSelection) -> int:
     return int(
         (
@@ -120,7 +130,7 @@ async def _candidate_batch(
 ) -> list[tuple[datetime, str]]:
     rows = await conn.execute(
         text(
-            "SELECT started_at, trace_id FROM aos_traces WHERE genesis_hash IS NULL"  # noqa: S608
+            f"SELECT started_at, trace_id FROM aos_traces WHERE {_LEGACY}"  # noqa: S608
             f"{_FILTER}"
             " AND (CAST(:after_started AS timestamptz) IS NULL"
             "      OR (started_at, trace_id) > (:after_started, :after_trace))"
@@ -136,71 +146,153 @@ async def _candidate_batch(
     return [(row.started_at, row.trace_id) for row in rows]
 
 
-_HEADER_FIELDS = ("tenant_id", "run_id", "trace_id", "agent_id", "plan_id", "plan", "started_at")
-_SEAL_FIELDS = ("tenant_id", "run_id", "status", "completed_at")
+# The header's columns as the format covers them (docs/hash-chain-v2.md "Records"): JSON as
+# its stored text (parsed with every number exact), timestamps as text under the pinned
+# TimeZone/DateStyle (a value the format cannot represent, 'infinity', is then a reason to
+# skip rather than a driver error).
+_HEADER_TEXT = ("tenant_id", "run_id", "trace_id", "agent_id", "plan_id")
+_HEADER_SAME = (
+    "correlation_id",
+    "seed",
+    "frozen_timestamp",
+    "plan_hash",
+    "schema_version",
+    "stored_by",
+    "checksum",
+    "incident_id",
+    "is_synthetic",
+    "synthetic_scenario_id",
+)
+_LOCK = text(
+    "SELECT trace_id, run_id, tenant_id, agent_id, plan_id, status, chain_format, root_hash,"  # noqa: S608
+    " plan::text AS plan, trace::text AS trace, metadata::text AS metadata,"
+    " started_at::text AS started_at, created_at::text AS created_at,"
+    " completed_at::text AS completed_at, completed_at IS NULL AS open_ended,"
+    f" {', '.join(_HEADER_SAME)},"
+    " CASE WHEN jsonb_typeof(trace -> 'steps') = 'array'"
+    "      THEN jsonb_array_length(trace -> 'steps') ELSE 0 END AS listed_steps,"
+    " (SELECT count(*) FROM aos_trace_steps s WHERE s.trace_id = t.trace_id) AS stored_steps,"
+    " (SELECT count(*) FROM aos_traces d WHERE d.run_id = t.run_id) AS same_run"
+    " FROM aos_traces t WHERE trace_id = :trace_id FOR UPDATE"
+)
 
 
-def _genesis(trace: TraceRow) -> bytes:
-    header = header_record(**{name: getattr(trace, name) for name in _HEADER_FIELDS})
+def _json(value: str | None, what: str) -> Any:
+    if value is None:
+        return None
     try:
-        return sha256(canonicalize(header, strict=False))
+        return parse_stored_json_v2(value)
+    except CanonicalizationError as exc:
+        raise _Skip(f"its {what} cannot be hashed in format v2 ({exc})") from None
+
+
+def _genesis(row: Any) -> bytes:
+    fields = {name: getattr(row, name) for name in _HEADER_TEXT + _HEADER_SAME}
+    try:
+        header = header_canonical_v2(
+            **fields,
+            plan=_json(row.plan, "plan"),
+            trace=_json(row.trace, "trace"),
+            started_at=row.started_at,
+            created_at=row.created_at,
+            # AOS's own value, kept and covered (never the format's seal).
+            aos_root_hash=row.root_hash,
+        )
     except (CanonicalizationError, InvalidTimestamp) as exc:
-        raise _Skip(f"its header cannot be hashed in format v1 ({exc})") from None
+        raise _Skip(f"its header cannot be hashed in format v2 ({exc})") from None
+    return sha256(header)
+
+
+def _steps_row(row: Any) -> TraceRow:
+    """The TraceRow that store/snapshot.py streams a legacy trace's steps by (native
+    columns; their chain columns are NULL and unused here)."""
+    return TraceRow(
+        trace_id=row.trace_id,
+        run_id=row.run_id,
+        tenant_id=row.tenant_id,
+        agent_id=row.agent_id,
+        plan_id=row.plan_id,
+        plan=None,
+        status=row.status,
+        started_at=None,  # type: ignore[arg-type]  # not read by the step stream
+        completed_at=None,
+        genesis_hash=None,
+        root_hash=row.root_hash,
+        chain_length=None,
+        seal_seq=None,
+    )
 
 
 async def _chain(
-    conn: AsyncConnection, trace: TraceRow, genesis: bytes
+    conn: AsyncConnection, row: Any, genesis: bytes
 ) -> tuple[bytes, list[tuple[int, str, str]]]:
-    """(head hash, [(step_index, prev_hash, step_hash)]) of the trace's steps as stored."""
-    unindexed = (
-        await conn.execute(
-            text(
-                "SELECT count(*) FROM aos_trace_steps"
-                " WHERE trace_id = :trace_id AND step_index IS NULL"
-            ),
-            {"trace_id": trace.trace_id},
-        )
-    ).scalar_one()
-    if unindexed:
-        raise _Skip(f"{unindexed} of its steps have no step_index")
-    decoder = StepRowDecoder()
+    """(head hash, [(step_index, prev_hash, step_hash)]) of the trace's steps as stored,
+    chained in step_index order: chain position p is step p (docs/hash-chain-v2.md
+    "Verification", rule 2), so the indexes must be 0..n-1."""
+    decoder = StepV2Decoder(row.tenant_id, row.run_id, row.trace_id)
     head = genesis
     hashes: list[tuple[int, str, str]] = []
-    async for row in stream_step_rows(conn, trace.trace_id):
-        step = decoder.decode(row)
+    async for stored in stream_step_rows_v2(conn, _steps_row(row)):
+        step = decoder.decode_row(stored)
         expected = len(hashes)
+        if step.step_index is None:
+            raise _Skip(f"step {expected}: {step.error or 'no step_index'}")
         if step.step_index != expected:
             raise _Skip(
                 f"its step indexes are not 0..n-1 (expected {expected}, found {step.step_index})"
             )
         if step.canonical is None:
-            raise _Skip(step.error or f"step {expected} cannot be hashed in format v1")
+            raise _Skip(step.error or f"step {expected} cannot be hashed in format v2")
         digest = sha256(head + step.canonical)
         hashes.append((expected, head.hex(), digest.hex()))
         head = digest
     return head, hashes
 
 
-def _root(trace: TraceRow, head: bytes, chain_length: int) -> str:
-    fields = {name: getattr(trace, name) for name in _SEAL_FIELDS}
-    seal = seal_record(chain_length=chain_length, **fields)
+def _seal(row: Any, head: bytes, chain_length: int) -> str:
     try:
-        return sha256(head + canonicalize(seal, strict=False)).hex()
+        seal = seal_canonical_v2(
+            tenant_id=row.tenant_id,
+            run_id=row.run_id,
+            trace_id=row.trace_id,
+            status=row.status,
+            completed_at=row.completed_at,
+            chain_length=chain_length,
+            metadata=_json(row.metadata, "metadata"),
+        )
     except (CanonicalizationError, InvalidTimestamp) as exc:
-        raise _Skip(f"its seal cannot be hashed in format v1 ({exc})") from None
+        raise _Skip(f"its seal cannot be hashed in format v2 ({exc})") from None
+    return sha256(head + seal).hex()
+
+
+def _still_running(row: Any) -> str | None:
+    """Why the run may still get steps, or None. The database's own rule for a finished
+    trace (docs/hash-chain-v2.md "When a trace is sealed"): status no longer 'running', and
+    for a trace stored whole without a completion time (AOS's store_trace), the steps its
+    `trace` column lists are in."""
+    if row.status == "running":
+        return f"it is still running (status {row.status!r}); adopt it once it has finished"
+    if row.open_ended and row.stored_steps < row.listed_steps:
+        return (
+            f"it has no completion time and {row.stored_steps} of the {row.listed_steps} "
+            "steps its trace lists (AOS's store_trace may still be writing them)"
+        )
+    return None
 
 
 async def _write_step_hashes(
     conn: AsyncConnection, trace_id: str, hashes: list[tuple[int, str, str]]
 ) -> None:
+    # Chain position = the step's place in step_index order (0..n-1 was checked).
     for start in range(0, len(hashes), _WRITE_CHUNK):
         chunk = hashes[start : start + _WRITE_CHUNK]
         await conn.execute(
             text(
-                "UPDATE aos_trace_steps s SET prev_hash = u.prev, step_hash = u.hash"
+                "INSERT INTO run_proof_adopted_steps"
+                " (trace_id, step_index, chain_position, prev_hash, step_hash)"
+                " SELECT :trace_id, u.i, u.i, u.prev, u.hash"
                 " FROM unnest(CAST(:indexes AS integer[]), CAST(:prevs AS text[]),"
                 "             CAST(:hashes AS text[])) AS u(i, prev, hash)"
-                " WHERE s.trace_id = :trace_id AND s.step_index = u.i"
             ),
             {
                 "trace_id": trace_id,
@@ -211,7 +303,7 @@ async def _write_step_hashes(
         )
 
 
-# Migration 0004 records every format-v1 run id and trace id once (docs/ledger-v1.md, "Ids
+# Migration 0004 records every format run id and trace id once (docs/ledger-v1.md, "Ids
 # are recorded once"): a legacy trace holding one cannot become that run.
 _RECORDED_BEFORE = text(
     "SELECT u.trace_id, r.ledger_seq,"
@@ -222,92 +314,88 @@ _RECORDED_BEFORE = text(
 )
 
 
-async def _recorded_before(conn: AsyncConnection, trace: TraceRow) -> str | None:
-    """Why `trace` cannot be adopted under its ids, or None."""
-    params = {"tenant_id": trace.tenant_id, "run_id": trace.run_id, "trace_id": trace.trace_id}
-    row = (await conn.execute(_RECORDED_BEFORE, params)).first()
-    if row is None:
+async def _recorded_before(conn: AsyncConnection, row: Any) -> str | None:
+    """Why the trace cannot be adopted under its ids, or None."""
+    params = {"tenant_id": row.tenant_id, "run_id": row.run_id, "trace_id": row.trace_id}
+    found = (await conn.execute(_RECORDED_BEFORE, params)).first()
+    if found is None:
         return None
-    retired = "" if row.ledger_seq is None else f" (tombstone: ledger entry {row.ledger_seq})"
-    if row.same_run:
+    retired = "" if found.ledger_seq is None else f" (tombstone: ledger entry {found.ledger_seq})"
+    if found.same_run:
         return (
-            f"run {trace.run_id!r} was recorded before in format v1 (trace {row.trace_id!r})"
-            f"{retired}: a run id is recorded once, so this trace cannot be adopted as it"
+            f"run {row.run_id!r} was recorded before (trace {found.trace_id!r}){retired}: "
+            "a run id is recorded once, so this trace cannot be adopted as it"
         )
-    return f"its trace id was used before by a format-v1 trace{retired}: a trace id is used once"
+    return f"its trace id was used before by a format trace{retired}: a trace id is used once"
 
 
-async def _lock(conn: AsyncConnection, trace_id: str) -> tuple[TraceRow, int] | None:
-    statement = text(
-        f"SELECT {TRACE_COLUMNS},"  # noqa: S608 - constant column list
-        " (SELECT count(*) FROM aos_traces d WHERE d.run_id = t.run_id) AS same_run"
-        " FROM aos_traces t WHERE trace_id = :trace_id FOR UPDATE"
+async def _check(conn: AsyncConnection, row: Any) -> None:
+    """Raise _Skip when the trace cannot be adopted now."""
+    running = _still_running(row)
+    if running is not None:
+        raise _Skip(running)
+    if row.same_run > 1:
+        raise _Skip(
+            f"run {row.run_id!r} has {row.same_run} traces and a format run has one; "
+            "archive or delete the others (they are legacy), then adopt"
+        )
+    earlier = await _recorded_before(conn, row)
+    if earlier is not None:
+        raise _Skip(earlier)
+
+
+async def _record(
+    conn: AsyncConnection, row: Any, genesis: bytes, head: bytes, seal: str, n: int
+) -> datetime:
+    """Store the adoption: the chain's state, then the trace's columns of ours (the ledger's
+    trigger appends the `adoption` entry as seal_hash gets its value)."""
+    # Sealed at n: a step AOS inserts later is chained at position n, after the seal, and
+    # the verdict names it ("extra step beyond the sealed chain").
+    await conn.execute(
+        text(
+            "INSERT INTO run_proof_chain_heads (trace_id, next_position, head_hash, seal_at,"
+            " sealed) VALUES (:trace_id, :n, :head, :n, true)"
+        ),
+        {"trace_id": row.trace_id, "n": n, "head": head.hex()},
     )
-    row = (await conn.execute(statement, {"trace_id": trace_id})).first()
-    if row is None:
-        return None
-    fields = dict(row._mapping)
-    same_run = int(fields.pop("same_run"))
-    return TraceRow(**fields), same_run
+    return (
+        await conn.execute(
+            text(
+                "UPDATE aos_traces SET chain_format = 2, genesis_hash = :genesis,"
+                " seal_hash = :seal, chain_length = :length, adopted_at = now()"
+                " WHERE trace_id = :trace_id AND chain_format IS NULL RETURNING adopted_at"
+            ),
+            {"genesis": genesis.hex(), "seal": seal, "length": n, "trace_id": row.trace_id},
+        )
+    ).scalar_one()
 
 
 async def _adopt_one(engine: AsyncEngine, trace_id: str) -> AdoptedTrace | SkippedTrace | None:
     """Adopt one trace in its own transaction; None when it is gone or adopted meanwhile."""
     async with engine.begin() as conn:
-        # Step timestamps travel as text: read them in UTC, as the proof does.
-        await conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
-        # `plan` read under the stored-number and nesting rules, as a proof reads it.
-        decode_json_as_stored((await conn.get_raw_connection()).driver_connection)
-        locked = await _lock(conn, trace_id)
-        if locked is None or locked[0].genesis_hash is not None:
+        # Text output as the proof reads it (UTC timestamps, exact floats).
+        statement, params = pin_statement()
+        await conn.execute(text(statement), params)
+        row = (await conn.execute(_LOCK, {"trace_id": trace_id})).first()
+        if row is None or row.chain_format is not None:
             return None
-        trace, same_run = locked
         try:
-            if is_running(trace):
-                raise _Skip(
-                    f"it is still running (status {trace.status!r}, "
-                    f"completed_at {trace.completed_at}); adopt it once it has finished"
-                )
-            if same_run > 1:
-                raise _Skip(
-                    f"run {trace.run_id!r} has {same_run} traces and format v1 allows one per "
-                    "run; archive or delete the others (they are legacy), then adopt"
-                )
-            earlier = await _recorded_before(conn, trace)
-            if earlier is not None:
-                raise _Skip(earlier)
-            genesis = _genesis(trace)
-            head, hashes = await _chain(conn, trace, genesis)
-            root = _root(trace, head, len(hashes))
+            await _check(conn, row)
+            genesis = _genesis(row)
+            head, hashes = await _chain(conn, row, genesis)
+            seal = _seal(row, head, len(hashes))
         except _Skip as skip:
             return SkippedTrace(
-                tenant_id=trace.tenant_id,
-                run_id=trace.run_id,
-                trace_id=trace.trace_id,
-                reason=str(skip),
+                tenant_id=row.tenant_id, run_id=row.run_id, trace_id=row.trace_id, reason=str(skip)
             )
-        await _write_step_hashes(conn, trace.trace_id, hashes)
-        adopted_at = (
-            await conn.execute(
-                text(
-                    "UPDATE aos_traces SET genesis_hash = :genesis, root_hash = :root,"
-                    " chain_length = :length, aos_root_hash = root_hash"
-                    " WHERE trace_id = :trace_id AND genesis_hash IS NULL RETURNING adopted_at"
-                ),
-                {
-                    "genesis": genesis.hex(),
-                    "root": root,
-                    "length": len(hashes),
-                    "trace_id": trace.trace_id,
-                },
-            )
-        ).scalar_one()
+        await _write_step_hashes(conn, row.trace_id, hashes)
+        adopted_at = await _record(conn, row, genesis, head, seal, len(hashes))
     return AdoptedTrace(
-        tenant_id=trace.tenant_id,
-        run_id=trace.run_id,
-        trace_id=trace.trace_id,
+        tenant_id=row.tenant_id,
+        run_id=row.run_id,
+        trace_id=row.trace_id,
         chain_length=len(hashes),
-        root_hash=root,
+        root_hash=seal,
         adopted_at=adopted_at,
     )
 
@@ -322,7 +410,7 @@ async def adopt_legacy_traces(
     """Adopt every finished legacy trace the selection matches, in batches; idempotent."""
     async with engine.connect() as conn:
         already = await _count(conn, "adopted_at IS NOT NULL", selection)
-        candidates = await _count(conn, "genesis_hash IS NULL", selection)
+        candidates = await _count(conn, _LEGACY, selection)
     adopted: list[AdoptedTrace] = []
     skipped: list[SkippedTrace] = []
     after: tuple[datetime, str] | None = None
