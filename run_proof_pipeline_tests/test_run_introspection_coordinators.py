@@ -6,10 +6,13 @@ never launches the Dagster job.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from run_proof_pipeline.coordinator import INTEGRITY_CONFIG
 from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.store_fixtures import owner_sql, prove, record_run
 
 pytestmark = pytest.mark.usefixtures("store")
@@ -34,8 +37,9 @@ def test_root_hash_matches_the_stored_seal(store: DatabaseUrl) -> None:
 
     record_run(store, "tenant-a", "run-root", steps=2)
     with psycopg.connect(store.libpq()) as conn:
+        # The format's seal (docs/hash-chain-v2.md "Where every value is stored").
         stored = conn.execute(
-            "SELECT root_hash FROM aos_traces WHERE run_id = %s", ("run-root",)
+            "SELECT seal_hash FROM aos_traces WHERE run_id = %s", ("run-root",)
         ).fetchone()[0]
 
     assert prove(store, "tenant-a", "run-root").integrity.root_hash == stored
@@ -142,19 +146,47 @@ def test_step_summaries_can_be_capped_while_the_proof_covers_every_step(
     assert result.integrity.verification_status == "VERIFIED"
 
 
-def test_legacy_trace_without_genesis_is_never_verified(store: DatabaseUrl) -> None:
+def test_legacy_trace_without_genesis_is_never_verified(new_database: Any) -> None:
+    """A trace written before the store knew format v2 (here: at revision 0005, by a plain
+    INSERT, as AOS wrote its traces) stays legacy after the upgrade: UNSUPPORTED, never
+    VERIFIED. (Since 0006 the same INSERT is chained by the database instead.)"""
+    import psycopg
+
+    url = DatabaseUrl.parse(new_database("legacy"))
+    upgrade(url, "0005")
+    with psycopg.connect(url.libpq()) as conn:
+        conn.execute(
+            "INSERT INTO aos_traces (trace_id, run_id, tenant_id, status)"
+            " VALUES ('trace-legacy', 'run-legacy', 'tenant-a', 'completed')"
+        )
+    upgrade(url)
+
+    result = prove(url, "tenant-a", "run-legacy")
+
+    assert result.integrity.verification_status == "UNSUPPORTED"
+    assert "legacy" in (result.integrity.failure_reason or "")
+
+
+def test_a_plain_insert_is_chained_by_the_database(store: DatabaseUrl) -> None:
+    """Any client's INSERT is hashed by PostgreSQL itself (format v2): a finished trace with
+    no steps listed is sealed at insert, with its genesis and seal in columns of ours."""
     import psycopg
 
     with psycopg.connect(store.libpq()) as conn:
         conn.execute(
             "INSERT INTO aos_traces (trace_id, run_id, tenant_id, status)"
-            " VALUES ('trace-legacy', 'run-legacy', 'tenant-a', 'completed')"
+            " VALUES ('trace-plain', 'run-plain', 'tenant-a', 'completed')"
         )
+        [(seal_hash, chain_format)] = conn.execute(
+            "SELECT seal_hash, chain_format FROM aos_traces WHERE trace_id = 'trace-plain'"
+        ).fetchall()
 
-    result = prove(store, "tenant-a", "run-legacy")
+    result = prove(store, "tenant-a", "run-plain")
 
-    assert result.integrity.verification_status == "UNSUPPORTED"
-    assert "legacy" in (result.integrity.failure_reason or "")
+    assert chain_format == 2
+    assert result.integrity.verification_status == "VERIFIED"
+    assert result.integrity.chain_length == 0
+    assert result.integrity.root_hash == seal_hash
 
 
 def test_integrity_config_keeps_the_aos_values() -> None:
