@@ -125,9 +125,12 @@ def _double(value: Any, field: str) -> Any:
         return value  # not a number: the encoder writes it as a boolean (a type error upstream)
     if isinstance(value, (int, Decimal)):
         try:
-            return float(value)
+            double = float(value)
         except OverflowError:
-            raise CanonicalizationError(f"{field}: {value} is not a finite double") from None
+            double = float("inf")
+        if double - double != 0.0 and not (isinstance(value, Decimal) and not value.is_finite()):
+            raise CanonicalizationError(f"{field}: {value} is beyond the range of a double")
+        return double
     if isinstance(value, float):
         return float(value)
     return value
