@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +50,7 @@ from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import current_revision, upgrade
 from run_proof_pipeline_tests.aos_deployed import FIRST_MIGRATION, IMMUTABILITY, LATER_COLUMNS
 
+ROOT = Path(__file__).resolve().parents[1]
 TENANT = "tenant-bench"
 SIDES = ("before", "after")
 SETTINGS = ("fsync", "synchronous_commit", "full_page_writes", "wal_sync_method")
@@ -193,6 +195,21 @@ def _servers(base: Path, which: list[str]) -> Iterator[dict[str, LocalPostgres]]
         yield servers
 
 
+def _source() -> dict[str, Any]:
+    """The commit measured, and any uncommitted change to what `db upgrade` installs (other
+    work lands in the same tree while a benchmark runs): the "after" side is this code."""
+    installed = ["run_proof_pipeline/store/migrations", "run_proof_pipeline/store/sql"]
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "uncommitted_in_upgrade": git("status", "--porcelain", "--", *installed).splitlines(),
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     servers_wanted = [f"fsync={v}" for v in args.fsync]
     results: dict[str, Any] = {
@@ -200,6 +217,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": "python -m benchmarks.write_path " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, shared with other work while measured",
+        "source": _source(),
         "client": "asyncpg, statement_cache_size=0, one connection, same process for both sides",
         "step_shape": asdict(aos_writer.StepShape.measure()),
         "steps_per_round": args.steps,

@@ -48,6 +48,10 @@ def paired_ratio(before: list[dict[str, float]], after: list[dict[str, float]]) 
 
 def table(results: dict[str, Any]) -> str:
     after = results["revisions"]["after"]
+    source = results.get("source") or {}
+    if source.get("commit"):
+        dirty = " + uncommitted" if source.get("uncommitted_in_upgrade") else ""
+        after = f"{after} at {source['commit']}{dirty}"
     rows = [
         "| write | server | side | steps/s | median (ms) | p99 (ms) | after / before |",
         "|---|---|---|---:|---:|---:|---:|",
