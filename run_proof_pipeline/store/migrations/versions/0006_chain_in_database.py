@@ -44,7 +44,9 @@ ours are SECURITY DEFINER, and refuse to run as a trigger of any table but the s
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import importlib.util
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from alembic import op
 from sqlalchemy.engine import Connection
@@ -940,17 +942,18 @@ def _execute(statements: str) -> None:
     op.get_bind().connection.driver_connection.execute(statements)
 
 
-def _ids_once(connection: Connection, schema: str) -> str:
-    """0004's run_proof_record_ids_once, with format v2 claimed like v1."""
+def _ids_once(connection: Connection, schema: str, *, down: bool = False) -> str:
+    """0004's run_proof_record_ids_once with format v2 claimed like v1 (or, `down`, back)."""
+    before, after = (IDS_ONCE_TO, IDS_ONCE_FROM) if down else (IDS_ONCE_FROM, IDS_ONCE_TO)
     definition = str(
         connection.exec_driver_sql(
             "SELECT pg_get_functiondef(%(f)s::regprocedure)",
             {"f": f"{_quoted(schema)}.run_proof_record_ids_once()"},
         ).scalar_one()
     )
-    if IDS_ONCE_FROM not in definition:
-        raise RuntimeError("run_proof_record_ids_once is not as migration 0004 left it")
-    return definition.replace(IDS_ONCE_FROM, IDS_ONCE_TO) + ";"
+    if before not in definition:
+        raise RuntimeError("run_proof_record_ids_once is not as migrations 0004/0006 left it")
+    return definition.replace(before, after) + ";"
 
 
 def _trigger_sql(name: str, schema: str) -> str:
@@ -989,9 +992,97 @@ def upgrade() -> None:
             _execute(_render(change.sql, schema))
 
 
+def _sibling(filename: str) -> Any:
+    """An earlier revision's module (alembic loads revisions without registering them)."""
+    path = Path(__file__).with_name(filename)
+    spec = importlib.util.spec_from_file_location(f"run_proof_revision_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _function_text(blob: str, name: str) -> str:
+    """The CREATE OR REPLACE FUNCTION statement of `name` in an earlier revision's SQL."""
+    at = blob.index(f"{name}()")
+    start = blob.rindex("CREATE OR REPLACE FUNCTION", 0, at)
+    end = blob.index("$$;", blob.index("AS $$", at) + 5) + 3
+    return blob[start:end] + "\n"
+
+
+# (revision file, attribute holding its SQL, functions of it that 0006 replaces).
+_PRIOR_FUNCTIONS = (
+    ("0001_trace_store.py", "FUNCTIONS", ("run_proof_fill_step_identity", "run_proof_guard_trace_insert")),
+    ("0002_ledger.py", "TRIGGERS", ("run_proof_ledger_record_seal", "run_proof_reject_step_after_seal")),
+    ("0003_aos_adoption.py", "FUNCTIONS", ("run_proof_ledger_record_adoption", "run_proof_record_retirement")),
+)  # fmt: skip
+# 0002's and 0003's ledger triggers as they created them.
+_PRIOR_LEDGER_TRIGGERS = (
+    ("aos_traces_ledger_on_seal", "AFTER UPDATE",
+     "WHEN (OLD.root_hash IS NULL AND NEW.root_hash IS NOT NULL AND NEW.genesis_hash IS NOT NULL)",
+     "run_proof_ledger_record_seal"),
+    ("aos_traces_ledger_on_insert", "AFTER INSERT",
+     "WHEN (NEW.root_hash IS NOT NULL AND NEW.genesis_hash IS NOT NULL)",
+     "run_proof_ledger_record_seal"),
+    ("aos_traces_ledger_on_adoption", "AFTER UPDATE",
+     "WHEN (OLD.genesis_hash IS NULL AND NEW.genesis_hash IS NOT NULL"
+     " AND NEW.root_hash IS NOT NULL AND OLD.root_hash IS NOT NULL)",
+     "run_proof_ledger_record_adoption"),
+)  # fmt: skip
+
+
 def downgrade() -> None:
-    raise NotImplementedError(
-        "format-v2 traces are chained and sealed in columns and tables this revision adds;"
-        " dropping them would unprove every run recorded since: the trace store is never"
-        " migrated down past 0006"
+    """Back to 0005: the triggers and functions of 0001-0005 as they were (0004's search
+    path), and without what this revision added: its tables, functions and columns of ours
+    (format-v2 traces written since lose their hashes and become legacy rows; a format-v1
+    trace keeps its root_hash). AOS's later columns stay: this revision cannot tell whether
+    AOS or it added them, and they are AOS's schema."""
+    connection = op.get_bind()
+    schema = _schema(connection)
+    quoted = _quoted(schema)
+    statements: list[str] = []
+    for table, name, *_ in TRIGGERS:
+        if name in NEW_TRIGGERS:
+            statements.append(f"DROP TRIGGER IF EXISTS {name} ON {{schema}}.{table}")
+    for name, timing, condition, function in _PRIOR_LEDGER_TRIGGERS:
+        statements.append(
+            f"DROP TRIGGER IF EXISTS {name} ON {{schema}}.aos_traces;"
+            f" CREATE TRIGGER {name} {timing} ON {{schema}}.aos_traces FOR EACH ROW {condition}"
+            f" EXECUTE FUNCTION {{schema}}.{function}();"
+            f" ALTER TABLE {{schema}}.aos_traces ENABLE ALWAYS TRIGGER {name}"
+        )
+    archival = _sibling("0005_archival.py")
+    replaced: list[str] = ["run_proof_guard_step_change", "run_proof_guard_trace_change"]
+    statements.append(archival.STEP_GUARD + archival.TRACE_GUARD)
+    for filename, attribute, names in _PRIOR_FUNCTIONS:
+        blob = getattr(_sibling(filename), attribute)
+        for name in names:
+            statements.append(_function_text(blob, name))
+            replaced.append(name)
+    rendered = [_render(statement, schema) for statement in statements]
+    rendered.append(_ids_once(connection, schema, down=True))
+    for name in replaced:
+        # 0004's pinned path; SECURITY DEFINER only where 0001-0005 had it.
+        rendered.append(
+            f"ALTER FUNCTION {quoted}.{name}() SET search_path = pg_catalog, {quoted}, pg_temp"
+        )
+    for signature in NEW_FUNCTIONS:
+        rendered.append(f"DROP FUNCTION IF EXISTS {quoted}.{signature}")
+    rendered.append(
+        f"DROP TABLE IF EXISTS {quoted}.run_proof_adopted_steps;"
+        f" DROP TABLE IF EXISTS {quoted}.run_proof_chain_heads"
     )
+    for table, columns in (
+        ("aos_traces", OUR_TRACE_COLUMNS),
+        ("aos_traces_archive", OUR_TRACE_COLUMNS),
+        ("aos_trace_steps", OUR_STEP_COLUMNS),
+    ):
+        if _columns(connection, schema, table) is not None:
+            drops = ", ".join(f"DROP COLUMN IF EXISTS {c}" for c in columns)
+            rendered.append(f"ALTER TABLE {quoted}.{table} {drops}")
+    from run_proof_pipeline.store.sql import CANONICAL_JSON_FUNCTIONS, CHAIN_V2_FUNCTIONS
+
+    for signature in (*CHAIN_V2_FUNCTIONS, *reversed(CANONICAL_JSON_FUNCTIONS)):
+        rendered.append(f"DROP FUNCTION IF EXISTS {quoted}.{signature}")
+    for statement in rendered:
+        _execute(statement)
