@@ -39,6 +39,7 @@ from run_proof_pipeline_tests.aos_deployed import (
     connect,
     record_step,
     row_dumps,
+    store_trace,
 )
 from run_proof_pipeline_tests.aos_deployed import (
     create_aos_deployed_store as create_store,
@@ -63,6 +64,7 @@ ADOPTED = {
     ("acme", "run-trace_ancient"): 1,
     ("acme", "run-trace_old_0"): 1,
     ("acme", "run-trace_old_1"): 1,
+    ("acme", "run-whole"): 2,
 }
 Dumps = dict[str, dict[str, dict[str, Any]]]
 
@@ -90,10 +92,35 @@ def rows(url: DatabaseUrl, statement: str, params: tuple[Any, ...] = ()) -> list
         return conn.execute(statement, params).fetchall()
 
 
+def _stored_whole(conn: psycopg.Connection[Any]) -> None:
+    """Two legacy runs by AOS's store_trace, no completion time: one with the two steps its
+    trace lists, one whose second step had no step_index (AOS writes 0: ON CONFLICT skips
+    it), so that only one of its two listed steps is in."""
+    steps = [{"step_index": 0, "skill_name": "a"}, {"step_index": 1, "skill_name": "b"}]
+    store_trace(
+        conn,
+        {"run_id": "run-whole", "trace_id": "trace_whole", "root_hash": "e" * 64, "steps": steps},
+        "acme",
+    )
+    partial = [{"skill_name": "a"}, {"skill_name": "b"}]
+    store_trace(
+        conn,
+        {
+            "run_id": "run-partial",
+            "trace_id": "trace_partial",
+            "root_hash": "d" * 64,
+            "steps": partial,
+        },
+        "acme",
+    )
+
+
 @pytest.fixture(scope="module")
 def adopted(pg_server: LocalPostgres) -> Iterator[Adopted]:
     url = DatabaseUrl.parse(pg_server.create_database(f"aosadopt_{uuid.uuid4().hex[:12]}"))
     create_store(url)
+    with connect(url) as conn:
+        _stored_whole(conn)
     dumps_before, triggers_before = row_dumps(url), aos_trigger_definitions(url)
     upgraded = cli(url, "db", "upgrade")
     assert upgraded.exit_code == 0, upgraded.output
@@ -113,12 +140,18 @@ def adopted(pg_server: LocalPostgres) -> Iterator[Adopted]:
 
 def test_adopt_reports_what_it_adopted_and_skipped(adopted: Adopted) -> None:
     out = adopted.adopt_output
-    assert "batch 1: 4 traces examined" in out and "batch 3: 2 traces examined" in out
-    assert "7 adopted, 3 skipped, 0 adopted before" in out
+    assert "batch 1: 4 traces examined" in out and "batch 3: 4 traces examined" in out
+    assert "8 adopted, 4 skipped, 0 adopted before" in out
+    assert (
+        "(trace 'trace_partial'): it has no completion time and 1 of the 2 steps its trace lists"
+    ) in out
     assert "(trace 'trace_run-live'): it is still running" in out
     assert "run 'run-shared' has 2 traces and a format run has one" in out
-    for tenant, run_id in ADOPTED:
-        assert f"adopted tenant {tenant!r}, run {run_id!r}" in out
+    seals = dict(rows(adopted.url, "SELECT run_id, seal_hash FROM aos_traces"))
+    for (tenant, run_id), steps in ADOPTED.items():
+        assert (
+            f"adopted tenant {tenant!r}, run {run_id!r}: {steps} steps, seal {seals[run_id]}" in out
+        )
 
 
 def test_adoption_changes_no_aos_column_of_any_row(adopted: Adopted) -> None:
@@ -285,7 +318,7 @@ def test_adoption_is_idempotent(adopted: Adopted) -> None:
     again = cli(adopted.url, "adopt")
 
     assert again.exit_code == 0, again.output
-    assert "0 adopted, 3 skipped, 7 adopted before" in again.output
+    assert "0 adopted, 4 skipped, 8 adopted before" in again.output
     assert rows(
         adopted.url, "SELECT trace_id, seal_hash, adopted_at FROM aos_traces ORDER BY 1"
     ) == (seals)

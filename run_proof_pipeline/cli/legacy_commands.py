@@ -107,7 +107,7 @@ def adopt(
     for trace in report.adopted:
         print(
             f"adopted tenant {trace.tenant_id!r}, run {trace.run_id!r}: {trace.chain_length} "
-            f"steps, root {trace.root_hash}, adopted at {trace.adopted_at.isoformat()}"
+            f"steps, seal {trace.root_hash}, adopted at {trace.adopted_at.isoformat()}"
         )
     for skipped in report.skipped:
         print(
