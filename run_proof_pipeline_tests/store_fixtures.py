@@ -24,6 +24,7 @@ from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine, session_scope
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline.store.recorder import StepAppend, TraceRecorder, TraceStart
+from run_proof_pipeline_tests.v1_writer import V1TraceWriter
 
 T = TypeVar("T")
 BASE = datetime(2026, 2, 9, 10, 0, tzinfo=UTC)
@@ -62,11 +63,16 @@ async def record_run_async(
     status: str = "succeeded",
     step_fields: Callable[[int], dict[str, Any]] | None = None,
     plan: dict[str, Any] | None = None,
+    chain_format: int = 1,
 ) -> str:
-    """A run as TraceRecorder writes it; `step_fields(i)` overrides fields of step i."""
+    """A run as TraceRecorder writes it (`chain_format` 2: chained by the database, format
+    v2) or as the format-v1 recorder did (1: run_proof_pipeline_tests/v1_writer.py, the rows
+    of a store recorded before migration 0006); `step_fields(i)` overrides fields of step i."""
+    if chain_format not in (1, 2):
+        raise ValueError(f"chain_format {chain_format!r}: 1 or 2")
     engine = async_engine(url)
     try:
-        recorder = TraceRecorder(engine)
+        recorder = TraceRecorder(engine) if chain_format == 2 else V1TraceWriter(engine)
         trace_id = await recorder.start_trace(
             TraceStart(
                 tenant_id=tenant_id,

@@ -1,32 +1,44 @@
-"""The write path producers use: start a trace, append steps, seal it.
+"""The write path producers use: start a trace, append steps, seal it (format v2).
 
-Hashes are computed here, at write time, by the pure integrity core. Each call is one
-transaction, and the trace row is locked (`FOR UPDATE`) while its head is read, so two
-writers racing on one run are serialised: the chain never forks and never has a gap.
+One write path (issue 13, item 2): since migration 0006 the database chains every row any
+client inserts (docs/hash-chain-v2.md, "Chain" and "When a trace is sealed"), and the recorder
+is one more client. It inserts the content columns only; the triggers compute the genesis, each
+step's hash and the seal, and the recorder takes them back with RETURNING. It then recomputes
+each hash with the Python reference (integrity/records_v2.py, canonical_v2.py) from the values
+it sent, exactly as stored (columns it left to the database are read back), and a disagreement
+raises ChainMismatch inside the transaction: nothing is written.
+
+The database never refuses a value (it stores the row with a NULL hash and a chain_problem),
+so the recorder refuses what the format cannot represent, or PostgreSQL cannot store, itself
+and before any write (InvalidRecord, naming the field).
+
+Each call is one transaction and locks the trace row (`FOR UPDATE`) while it reads the head,
+so two recorders racing on one run are serialized: the chain never forks, and a step's
+index is its chain position. Format-v1 traces are written by no producer any more (tests make
+them with run_proof_pipeline_tests/v1_writer.py); the recorder refuses to extend them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from run_proof_pipeline.integrity import (
     CanonicalizationError,
     InvalidTimestamp,
-    canonicalize,
-    genesis_hash,
-    header_record,
-    root_hash,
-    seal_record,
-    step_hash,
-    step_record,
+    canonical_timestamp,
+    canonicalize_v2,
+    header_record_v2,
+    parse_stored_json_v2,
+    seal_record_v2,
+    step_record_v2,
 )
 
 
@@ -59,11 +71,25 @@ class RunRetired(DuplicateRun):
     recorded once (migration 0004, docs/ledger-v1.md "Ids are recorded once")."""
 
 
+class ChainMismatch(RecorderError):
+    """The database's hash (or chain position) differs from the Python reference of the
+    format; the transaction was rolled back, nothing was written."""
+
+
 # Migration 0004's refusal: SQLSTATE 23505 with one of these constraint names.
-_IDS_RECORDED_ONCE = frozenset({"run_proof_run_id_used", "run_proof_trace_id_used"})
+IDS_RECORDED_ONCE = frozenset({"run_proof_run_id_used", "run_proof_trace_id_used"})
+
+# PostgreSQL's integer column ranges (a value outside one would make the insert raise).
+_INT4 = (-(2**31), 2**31 - 1)
+_INT8 = (-(2**63), 2**63 - 1)
+# Stands in for a created_at the database fills, to refuse a bad header before the write.
+_SOME_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class TraceStart(BaseModel):
+    """A trace header. A field left None is not inserted: the column takes the database's
+    default (created_at: now(); correlation_id: the run id) and the hash covers that value."""
+
     model_config = ConfigDict(frozen=True)
 
     tenant_id: str = Field(min_length=1)
@@ -73,9 +99,28 @@ class TraceStart(BaseModel):
     plan_id: str | None = None
     plan: Any = None
     started_at: datetime | str
+    # Format v2 covers these too (docs/hash-chain-v2.md, "Records"; AOS's columns).
+    created_at: datetime | str | None = None
+    correlation_id: str | None = None
+    seed: int | None = None
+    frozen_timestamp: str | None = None
+    plan_hash: str | None = None
+    schema_version: str | None = None
+    trace: Any = None
+    stored_by: str | None = None
+    checksum: str | None = None
+    incident_id: str | None = None
+    is_synthetic: bool | None = None
+    synthetic_scenario_id: str | None = None
+    # The `root_hash` column as a writer inserts it (AOS: 'pending'); AOS's value, covered by
+    # the header as aos_root_hash and never the format's seal.
+    aos_root_hash: str | None = None
 
 
 class StepAppend(BaseModel):
+    """A step. A field left None is not inserted (replay_behavior, source, level and
+    is_synthetic then take the database's defaults, covered by the hash)."""
+
     model_config = ConfigDict(frozen=True)
 
     skill_id: str | None = None
@@ -89,6 +134,15 @@ class StepAppend(BaseModel):
     duration_ms: float | None = None
     retry_count: int | None = None
     timestamp: datetime | str
+    input_hash: str | None = None
+    output_hash: str | None = None
+    rng_state_before: str | None = None
+    idempotency_key: str | None = None
+    replay_behavior: str | None = None
+    source: str | None = None
+    level: str | None = None
+    is_synthetic: bool | None = None
+    synthetic_scenario_id: str | None = None
 
 
 class StepWritten(BaseModel):
@@ -99,34 +153,138 @@ class StepWritten(BaseModel):
 
 class SealWritten(BaseModel):
     chain_length: int
+    # The format's seal (aos_traces.seal_hash), not AOS's root_hash column.
     root_hash: str
 
 
-def _json_param(value: Any, what: str) -> str | None:
-    """The jsonb text of a value canonicalize() already accepted (so nested at most
-    MAX_JSON_DEPTH levels, docs/json-nesting.md, well within what orjson writes)."""
-    # SQL NULL and JSON null canonicalize alike (spec), so None is stored as SQL NULL.
+# Columns of each record, and how each is sent and read back. JSON columns travel as text.
+_JSON_COLUMNS = frozenset({"plan", "trace", "params", "outcome_data", "metadata"})
+_TIME_COLUMNS = frozenset({"started_at", "created_at", "timestamp", "completed_at"})
+_HEADER_COLUMNS: tuple[tuple[str, str], ...] = (
+    # (record field, column)
+    ("tenant_id", "tenant_id"),
+    ("run_id", "run_id"),
+    ("trace_id", "trace_id"),
+    ("agent_id", "agent_id"),
+    ("plan_id", "plan_id"),
+    ("plan", "plan"),
+    ("started_at", "started_at"),
+    ("created_at", "created_at"),
+    ("correlation_id", "correlation_id"),
+    ("seed", "seed"),
+    ("frozen_timestamp", "frozen_timestamp"),
+    ("plan_hash", "plan_hash"),
+    ("schema_version", "schema_version"),
+    ("trace", "trace"),
+    ("stored_by", "stored_by"),
+    ("checksum", "checksum"),
+    ("incident_id", "incident_id"),
+    ("is_synthetic", "is_synthetic"),
+    ("synthetic_scenario_id", "synthetic_scenario_id"),
+    ("aos_root_hash", "root_hash"),
+)
+_STEP_FIELDS = tuple(StepAppend.model_fields)
+
+
+def _returning(column: str, alias: str | None = None) -> str:
+    name = f'"{column}"' if column == "timestamp" else column
+    expression = f"{name}::text" if column in _JSON_COLUMNS else name
+    return f"{expression} AS {alias or column}"
+
+
+def _stored(column: str, value: Any) -> Any:
+    """A value read back (RETURNING) as the record takes it: JSON parsed exactly."""
+    if column in _JSON_COLUMNS and value is not None:
+        return parse_stored_json_v2(value)
+    return value
+
+
+def _refuse(what: str, exc: Exception) -> InvalidRecord:
+    return InvalidRecord(f"{what}: {exc}")
+
+
+def _no_nul(record: dict[str, Any], what: str) -> None:
+    """PostgreSQL stores no U+0000 in text or jsonb, though JSON and C2 can write it.
+    Iterative: the record was canonicalized first, so its nesting is bounded anyway."""
+    pending: list[tuple[str, Any]] = list(record.items())
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise InvalidRecord(f"{what}: {path} contains U+0000 (PostgreSQL cannot store it)")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and "\x00" in key:
+                    raise InvalidRecord(f"{what}: a key in {path} contains U+0000")
+                pending.append((f"{path}.{key}", item))
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+
+
+def _in_range(value: Any, bounds: tuple[int, int], what: str) -> None:
+    if value is not None and not bounds[0] <= value <= bounds[1]:
+        raise InvalidRecord(f"{what}: {value} is outside the column's range {bounds}")
+
+
+def _canonical(builder: Any, what: str, **fields: Any) -> tuple[dict[str, Any], bytes]:
+    """The record and its C2 bytes; a value the format cannot represent is refused by name."""
+    try:
+        record = builder(**fields)
+        canonical = canonicalize_v2(record)
+    except (InvalidTimestamp, CanonicalizationError, ValueError) as exc:
+        raise _refuse(what, exc) from None
+    _no_nul(record, what)
+    return record, canonical
+
+
+def _json_text(value: Any, what: str) -> str | None:
+    """The jsonb text to insert: C2 itself (exact numbers, no exponent where a double would
+    round), so the stored numeric values are the hashed ones (docs/hash-chain-v2.md)."""
     if value is None:
         return None
     try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError as exc:  # a TypeError: never raw out of the recorder
-        raise InvalidRecord(f"{what}: cannot be stored as JSON ({exc})") from None
-
-
-def _canonical(record: dict[str, Any], what: str) -> bytes:
-    try:
-        return canonicalize(record, strict=True)
+        return canonicalize_v2(value).decode()
     except CanonicalizationError as exc:
-        raise InvalidRecord(f"{what}: {exc}") from None
+        raise _refuse(what, exc) from None
 
 
-def _build(builder: Any, what: str, **fields: Any) -> Any:
-    """Build a record or hash it; a value the spec cannot represent is refused by name."""
-    try:
-        return builder(**fields)
-    except (InvalidTimestamp, CanonicalizationError, ValueError) as exc:
-        raise InvalidRecord(f"{what}: {exc}") from None
+def _param(column: str, value: Any, what: str) -> Any:
+    if column in _JSON_COLUMNS:
+        return _json_text(value, f"{what}: {column}")
+    if column in _TIME_COLUMNS and value is not None:
+        try:
+            return canonical_timestamp(value)
+        except InvalidTimestamp as exc:
+            raise _refuse(f"{what}: {column}", exc) from None
+    return value
+
+
+def _check(what: str, name: str, database: Any, reference: Any, problem: Any = None) -> None:
+    if database != reference:
+        why = f" (the database's chain_problem: {problem})" if problem else ""
+        raise ChainMismatch(
+            f"{what}: the database's {name} is {database!r}, the Python reference of format v2"
+            f" is {reference!r}{why}; nothing was written"
+        )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def insert_refused(exc: IntegrityError, run_id: str, tenant_id: str, trace_id: str) -> Exception:
+    diag = getattr(exc.orig, "diag", None)
+    if diag is not None and diag.constraint_name in IDS_RECORDED_ONCE:
+        message = diag.message_primary or ""
+        if message.startswith("duplicate key"):
+            # The constraint itself refused it (a snapshot older than the earlier run).
+            message = (
+                f"run {run_id!r} of tenant {tenant_id!r} or trace {trace_id!r} was recorded"
+                " before: an id is recorded once, even after its run is retired or removed;"
+                " record this run under new ids"
+            )
+        return RunRetired(message)
+    return DuplicateRun(f"run {run_id!r} or trace {trace_id!r} already has a trace")
 
 
 class TraceRecorder:
@@ -135,56 +293,50 @@ class TraceRecorder:
 
     async def start_trace(self, trace: TraceStart) -> str:
         trace_id = trace.trace_id or f"trace-{uuid.uuid4().hex}"
-        header = _build(
-            header_record,
+        given = {
+            field: getattr(trace, field) for field, _ in _HEADER_COLUMNS if field != "trace_id"
+        }
+        given["trace_id"] = trace_id
+        # Refused before any write: what the format cannot hash, what a column cannot hold.
+        _canonical(
+            header_record_v2,
             "trace header",
-            tenant_id=trace.tenant_id,
-            run_id=trace.run_id,
-            trace_id=trace_id,
-            agent_id=trace.agent_id,
-            plan_id=trace.plan_id,
-            plan=trace.plan,
-            started_at=trace.started_at,
+            **{**given, "created_at": given["created_at"] or _SOME_TIME},
         )
-        # Hashing refuses what the format cannot represent (a value nested deeper than
-        # MAX_JSON_DEPTH included, naming the field and its depth): before any write.
-        genesis = _build(genesis_hash, "trace header", header=header).hex()
-        plan = _json_param(trace.plan, "trace header: plan")
+        _in_range(trace.seed, _INT8, "trace header: seed")
+        sent = {f: v for f, v in given.items() if v is not None}
+        columns = [column for field, column in _HEADER_COLUMNS if field in sent]
+        params = {c: _param(c, sent[f], "trace header") for f, c in _HEADER_COLUMNS if f in sent}
+        values = ", ".join(
+            f"CAST(:{c} AS jsonb)" if c in _JSON_COLUMNS else f":{c}" for c in columns
+        )
+        returning = ", ".join(_returning(column, field) for field, column in _HEADER_COLUMNS)
+        statement = text(
+            f"INSERT INTO aos_traces ({', '.join(columns)}, status) VALUES ({values}, 'running')"  # noqa: S608 (fixed column names)
+            f" RETURNING genesis_hash AS db_genesis_hash, chain_format AS db_chain_format,"
+            f" chain_problem AS db_chain_problem, {returning}"
+        )
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(
-                    text(
-                        "INSERT INTO aos_traces (trace_id, run_id, tenant_id, agent_id, plan_id,"
-                        " plan, status, started_at, genesis_hash)"
-                        " VALUES (:trace_id, :run_id, :tenant_id, :agent_id, :plan_id,"
-                        " CAST(:plan AS jsonb), 'running', :started_at, :genesis_hash)"
-                    ),
-                    {
-                        "trace_id": trace_id,
-                        "run_id": trace.run_id,
-                        "tenant_id": trace.tenant_id,
-                        "agent_id": trace.agent_id,
-                        "plan_id": trace.plan_id,
-                        "plan": plan,
-                        "started_at": header["started_at"],
-                        "genesis_hash": genesis,
-                    },
+                row = (await conn.execute(statement, params)).one()._mapping
+                stored = {
+                    field: sent[field] if field in sent else _stored(column, row[field])
+                    for field, column in _HEADER_COLUMNS
+                }
+                _, canonical = _canonical(header_record_v2, "trace header", **stored)
+                what = f"trace {trace_id!r}"
+                _check(what, "chain_format", row["db_chain_format"], 2)
+                _check(
+                    what,
+                    "genesis_hash",
+                    row["db_genesis_hash"],
+                    _sha256(canonical),
+                    row["db_chain_problem"],
                 )
         except IntegrityError as exc:
-            diag = getattr(exc.orig, "diag", None)
-            if diag is not None and diag.constraint_name in _IDS_RECORDED_ONCE:
-                message = diag.message_primary or ""
-                if message.startswith("duplicate key"):
-                    # The constraint itself refused it (a snapshot older than the earlier run).
-                    message = (
-                        f"run {trace.run_id!r} of tenant {trace.tenant_id!r} or trace "
-                        f"{trace_id!r} was recorded before: an id is recorded once, even after "
-                        "its run is retired or removed; record this run under new ids"
-                    )
-                raise RunRetired(message) from exc
-            raise DuplicateRun(
-                f"run {trace.run_id!r} or trace {trace_id!r} already has a trace"
-            ) from exc
+            raise insert_refused(exc, trace.run_id, trace.tenant_id, trace_id) from exc
+        except DataError as exc:
+            raise InvalidRecord(f"trace header: {exc.orig}") from None
         return trace_id
 
     async def append_step(
@@ -197,110 +349,157 @@ class TraceRecorder:
     ) -> StepWritten:
         """Append the next step; `expected_index` makes a racing writer fail instead of
         silently landing after the step that beat it."""
-        async with self._engine.begin() as conn:
-            trace = await _lock_trace(conn, tenant_id, run_id)
-            if trace["root_hash"] is not None:
-                raise TraceSealed(f"run {run_id!r} is sealed: no step may be appended")
-            head = (
+        try:
+            async with self._engine.begin() as conn:
+                trace = await _lock_trace(conn, tenant_id, run_id)
+                if trace["seal_hash"] is not None or trace["status"] != "running":
+                    raise TraceSealed(f"run {run_id!r} is sealed: no step may be appended")
+                head = (
+                    await conn.execute(
+                        text(
+                            "SELECT step_index, step_hash FROM aos_trace_steps"
+                            " WHERE trace_id = :trace_id ORDER BY step_index DESC LIMIT 1"
+                        ),
+                        {"trace_id": trace["trace_id"]},
+                    )
+                ).first()
+                index = 0 if head is None else head.step_index + 1
+                prev = trace["genesis_hash"] if head is None else head.step_hash
+                if expected_index is not None and expected_index != index:
+                    raise StepIndexConflict(
+                        f"run {run_id!r}: step {expected_index} was requested but the chain"
+                        f" head is at step {index - 1}; the next step is {index}"
+                    )
+                return await self._insert_step(conn, trace, index, prev, step)
+        except DataError as exc:
+            raise InvalidRecord(f"step: {exc.orig}") from None
+
+    async def _insert_step(
+        self,
+        conn: AsyncConnection,
+        trace: dict[str, Any],
+        index: int,
+        prev: str,
+        step: StepAppend,
+    ) -> StepWritten:
+        what = f"step {index}"
+        ids = {
+            "tenant_id": trace["tenant_id"],
+            "run_id": trace["run_id"],
+            "trace_id": trace["trace_id"],
+            "step_index": index,
+        }
+        given = {field: getattr(step, field) for field in _STEP_FIELDS}
+        # Refused before the write; the defaults a None leaves to the database are text or a
+        # boolean, which cannot make an otherwise valid record invalid.
+        _canonical(step_record_v2, what, **ids, **given)
+        _in_range(step.retry_count, _INT4, f"{what}: retry_count")
+        sent = {f: v for f, v in given.items() if v is not None}
+        columns = [*ids, *sent]
+        params = {**ids, **{f: _param(f, v, what) for f, v in sent.items()}}
+        values = ", ".join(
+            f"CAST(:{c} AS jsonb)" if c in _JSON_COLUMNS else f":{c}" for c in columns
+        )
+        names = ", ".join(f'"{c}"' if c == "timestamp" else c for c in columns)
+        returning = ", ".join(_returning(field) for field in _STEP_FIELDS)
+        row = (
+            (
                 await conn.execute(
                     text(
-                        "SELECT step_index, step_hash FROM aos_trace_steps"
-                        " WHERE trace_id = :trace_id ORDER BY step_index DESC LIMIT 1"
+                        f"INSERT INTO aos_trace_steps ({names}) VALUES ({values})"  # noqa: S608 (fixed column names)
+                        " RETURNING chain_position AS db_chain_position,"
+                        " prev_hash AS db_prev_hash, step_hash AS db_step_hash,"
+                        f" chain_problem AS db_chain_problem, {returning}"
                     ),
-                    {"trace_id": trace["trace_id"]},
+                    params,
                 )
-            ).first()
-            index = 0 if head is None else head.step_index + 1
-            prev = trace["genesis_hash"] if head is None else head.step_hash
-            if expected_index is not None and expected_index != index:
-                raise StepIndexConflict(
-                    f"run {run_id!r}: step {expected_index} was requested but the chain head "
-                    f"is at step {index - 1}; the next step is {index}"
-                )
-            record = _build(
-                step_record,
-                f"step {index}",
-                tenant_id=tenant_id,
-                run_id=run_id,
-                step_index=index,
-                **step.model_dump(),
             )
-            digest = step_hash(bytes.fromhex(prev), _canonical(record, f"step {index}")).hex()
-            params = _json_param(step.params, f"step {index}: params")
-            outcome_data = _json_param(step.outcome_data, f"step {index}: outcome_data")
-            await conn.execute(
-                text(
-                    "INSERT INTO aos_trace_steps (trace_id, run_id, tenant_id, step_index,"
-                    " skill_id, skill_name, params, status, outcome_category, outcome_code,"
-                    ' outcome_data, cost_cents, duration_ms, retry_count, "timestamp",'
-                    " prev_hash, step_hash)"
-                    " VALUES (:trace_id, :run_id, :tenant_id, :step_index, :skill_id,"
-                    " :skill_name, CAST(:params AS jsonb), :status, :outcome_category,"
-                    " :outcome_code, CAST(:outcome_data AS jsonb), :cost_cents, :duration_ms,"
-                    " :retry_count, :timestamp, :prev_hash, :step_hash)"
-                ),
-                {
-                    **record,
-                    "trace_id": trace["trace_id"],
-                    "params": params,
-                    "outcome_data": outcome_data,
-                    "prev_hash": prev,
-                    "step_hash": digest,
-                },
-            )
+            .one()
+            ._mapping
+        )
+        stored = {f: sent[f] if f in sent else _stored(f, row[f]) for f in _STEP_FIELDS}
+        _, canonical = _canonical(step_record_v2, what, **ids, **stored)
+        digest = _sha256(bytes.fromhex(prev) + canonical)
+        problem = row["db_chain_problem"]
+        _check(what, "chain_position", row["db_chain_position"], index, problem)
+        _check(what, "prev_hash", row["db_prev_hash"], prev, problem)
+        _check(what, "step_hash", row["db_step_hash"], digest, problem)
         return StepWritten(step_index=index, prev_hash=prev, step_hash=digest)
 
     async def seal(
-        self, tenant_id: str, run_id: str, *, status: str, completed_at: datetime | str
+        self,
+        tenant_id: str,
+        run_id: str,
+        *,
+        status: str,
+        completed_at: datetime | str | None,
+        metadata: Any = None,
     ) -> SealWritten:
-        async with self._engine.begin() as conn:
-            trace = await _lock_trace(conn, tenant_id, run_id)
-            if trace["root_hash"] is not None:
-                raise TraceSealed(f"run {run_id!r} is already sealed")
-            head = (
-                await conn.execute(
-                    text(
-                        "SELECT count(*) AS n, max(step_index) AS last,"
-                        " (SELECT step_hash FROM aos_trace_steps WHERE trace_id = :trace_id"
-                        "  ORDER BY step_index DESC LIMIT 1) AS head"
-                        " FROM aos_trace_steps WHERE trace_id = :trace_id"
-                    ),
-                    {"trace_id": trace["trace_id"]},
-                )
-            ).one()
-            seal = _build(
-                seal_record,
-                "seal",
-                tenant_id=tenant_id,
-                run_id=run_id,
-                status=status,
-                completed_at=completed_at,
-                chain_length=head.n,
-            )
-            head_hash = trace["genesis_hash"] if head.n == 0 else head.head
-            root = _build(root_hash, "seal", head=bytes.fromhex(head_hash), seal=seal).hex()
-            await conn.execute(
-                text(
-                    "UPDATE aos_traces SET status = :status, completed_at = :completed_at,"
-                    " root_hash = :root_hash, chain_length = :chain_length"
-                    " WHERE trace_id = :trace_id"
-                ),
-                {
-                    "status": status,
-                    "completed_at": seal["completed_at"],
-                    "root_hash": root,
-                    "chain_length": head.n,
+        """End the run: the database seals it when status leaves 'running' (the seal covers
+        status, completed_at, metadata and the chain length). `metadata` None keeps the
+        column as it is."""
+        if status == "running":
+            raise InvalidRecord("seal: status 'running' does not end the run")
+        try:
+            async with self._engine.begin() as conn:
+                trace = await _lock_trace(conn, tenant_id, run_id)
+                if trace["seal_hash"] is not None or trace["status"] != "running":
+                    raise TraceSealed(f"run {run_id!r} is already sealed")
+                head = (
+                    await conn.execute(
+                        text(
+                            "SELECT count(*) AS n,"
+                            " (SELECT step_hash FROM aos_trace_steps WHERE trace_id = :trace_id"
+                            "  ORDER BY step_index DESC LIMIT 1) AS head"
+                            " FROM aos_trace_steps WHERE trace_id = :trace_id"
+                        ),
+                        {"trace_id": trace["trace_id"]},
+                    )
+                ).one()
+                n = int(head.n)
+                fields = {
+                    "tenant_id": tenant_id,
+                    "run_id": run_id,
                     "trace_id": trace["trace_id"],
-                },
-            )
-        return SealWritten(chain_length=head.n, root_hash=root)
+                    "status": status,
+                    "completed_at": completed_at,
+                    "chain_length": n,
+                    "metadata": trace["metadata"] if metadata is None else metadata,
+                }
+                _, canonical = _canonical(seal_record_v2, "seal", **fields)
+                head_hash = trace["genesis_hash"] if n == 0 else head.head
+                seal = _sha256(bytes.fromhex(head_hash) + canonical)
+                assignments = "status = :status, completed_at = :completed_at"
+                params: dict[str, Any] = {
+                    "status": status,
+                    "completed_at": _param("completed_at", completed_at, "seal"),
+                    "trace_id": trace["trace_id"],
+                }
+                if metadata is not None:
+                    assignments += ", metadata = CAST(:metadata AS jsonb)"
+                    params["metadata"] = _json_text(metadata, "seal: metadata")
+                row = (
+                    await conn.execute(
+                        text(
+                            f"UPDATE aos_traces SET {assignments} WHERE trace_id = :trace_id"  # noqa: S608 (fixed column names)
+                            " RETURNING seal_hash, chain_length, chain_problem"
+                        ),
+                        params,
+                    )
+                ).one()
+                _check("seal", "chain_length", row.chain_length, n, row.chain_problem)
+                _check("seal", "seal_hash", row.seal_hash, seal, row.chain_problem)
+        except DataError as exc:
+            raise InvalidRecord(f"seal: {exc.orig}") from None
+        return SealWritten(chain_length=n, root_hash=seal)
 
 
 async def _lock_trace(conn: AsyncConnection, tenant_id: str, run_id: str) -> dict[str, Any]:
     row = (
         await conn.execute(
             text(
-                "SELECT trace_id, genesis_hash, root_hash FROM aos_traces"
+                "SELECT trace_id, tenant_id, run_id, genesis_hash, chain_format, chain_problem,"
+                " seal_hash, status, metadata::text AS metadata FROM aos_traces"
                 " WHERE tenant_id = :tenant_id AND run_id = :run_id FOR UPDATE"
             ),
             {"tenant_id": tenant_id, "run_id": run_id},
@@ -308,6 +507,15 @@ async def _lock_trace(conn: AsyncConnection, tenant_id: str, run_id: str) -> dic
     ).first()
     if row is None:
         raise TraceNotFound(f"no trace for tenant {tenant_id!r}, run {run_id!r}")
-    if row.genesis_hash is None:
+    if row.chain_format is None and row.genesis_hash is None:
         raise InvalidRecord(f"run {run_id!r} is a legacy trace without a genesis hash")
-    return dict(row._mapping)
+    if row.chain_format != 2:
+        raise InvalidRecord(
+            f"run {run_id!r} is in format v{row.chain_format}: the recorder extends format-v2"
+            " traces only (docs/hash-chain-v2.md)"
+        )
+    if row.genesis_hash is None:
+        raise InvalidRecord(f"run {run_id!r}: its header could not be hashed ({row.chain_problem})")
+    trace = dict(row._mapping)
+    trace["metadata"] = _stored("metadata", trace["metadata"])
+    return trace
