@@ -120,7 +120,7 @@ class RunProofCoordinator:
             trace = await read_trace(conn, tenant_id, run_id)
             if trace is None:
                 return _not_found(tenant_id, run_id, started)
-            if trace.genesis_hash is None:
+            if trace.legacy:
                 recorded = await _ledger_entries_of_legacy(conn, trace)
                 if recorded:
                     # The ledger recorded this run in format v1: a legacy trace now is an
@@ -274,11 +274,17 @@ def _turned_legacy(
             location="ledger",
             step_index=None,
             rule=5,
-            expected=f"trace {entry.trace_id} in format v1 (root {entry.root_hash})",
-            found=f"legacy trace {trace.trace_id} (genesis_hash NULL)",
+            expected=f"trace {entry.trace_id} in a hash-chain format (root {entry.root_hash})",
+            found=f"legacy trace {trace.trace_id} ({_why_legacy(trace)})",
             reason=reason,
         ),
     )
+
+
+def _why_legacy(trace: TraceRow) -> str:
+    if trace.chain_format is None:
+        return "chain_format NULL"
+    return f"chain_format {trace.chain_format}, genesis_hash NULL"
 
 
 def _legacy_integrity() -> IntegrityVerificationResult:

@@ -79,8 +79,8 @@ async def lookup_anchors(
 ) -> dict[str, AnchorLookup]:
     """lookup_anchor() for a batch of traces (by trace id): one round trip for the ledger's
     context, one for the entries, and the checkpoint read once, however many traces."""
-    results = {t.trace_id: AnchorLookup() for t in traces if t.genesis_hash is None}
-    proven = [t for t in traces if t.genesis_hash is not None]  # legacy: UNSUPPORTED anyway
+    results = {t.trace_id: AnchorLookup() for t in traces if t.legacy}
+    proven = [t for t in traces if not t.legacy]  # legacy: UNSUPPORTED anyway
     if not proven:
         return results
     present, database = await ledger_context(conn)
@@ -101,11 +101,13 @@ async def _anchor_from(
     conn: AsyncConnection, trace: TraceRow, run_entries: list[LedgerEntry], heads: _SignedHeads
 ) -> AnchorLookup:
     entries = [e for e in run_entries if e.kind in _ANCHORING_KINDS]
+    # The format's seal is seal_hash, v1 and v2 alike (docs/hash-chain-v2.md): the ledger
+    # entry names it (its `root_hash` field, docs/ledger-v1.md, unchanged).
     if not entries:
-        if trace.root_hash is None and trace.chain_length is None:
+        if trace.seal_hash is None and trace.chain_length is None:
             return AnchorLookup()  # still being written: nothing recorded yet
         return _ledger_failure(
-            f"the trace is sealed (root {trace.root_hash}) but has no ledger entry: its seal "
+            f"the trace is sealed (root {trace.seal_hash}) but has no ledger entry: its seal "
             "was written with the ledger trigger off, or its entry was removed",
             expected="a ledger entry",
             found=None,
@@ -151,7 +153,7 @@ def _entry_problem(entry: LedgerEntry, trace: TraceRow) -> AnchorLookup | None:
             found=trace.trace_id,
             field="trace_id",
         )
-    if trace.root_hash is None:
+    if trace.seal_hash is None:
         return _ledger_failure(
             f"entry {entry.seq} recorded the seal (root {entry.root_hash}, length "
             f"{entry.chain_length}) but the trace's seal columns are cleared",

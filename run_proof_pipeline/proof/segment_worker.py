@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,7 +30,8 @@ from run_proof_pipeline.integrity import (
     SegmentStart,
 )
 from run_proof_pipeline.store.copy_reader import SnapshotCopyReader
-from run_proof_pipeline.store.step_rows import STEP_SELECT, StepLineDecoder
+from run_proof_pipeline.store.step_rows import STEP_SELECT, DecodedStep, StepLineDecoder
+from run_proof_pipeline.store.step_rows_v2 import StepV2Decoder, step_v2_from, step_v2_select
 
 __all__ = ["SegmentTask", "result_from_json", "result_to_json", "verify_segment"]
 
@@ -47,6 +49,11 @@ class SegmentTask:
     sealed_length: int | None
     summary_limit: int
     progress_every: int
+    # store.snapshot.step_kind of the trace: "v1", "v2" (native) or "v2-adopted"; a v2
+    # record carries the trace's tenant and run ids (docs/hash-chain-v2.md "Records").
+    step_kind: str = "v1"
+    tenant_id: str | None = None
+    run_id: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -69,6 +76,7 @@ def result_to_json(result: SegmentResult) -> dict[str, Any]:
         "next_index": result.next_index,
         "head": _b64(result.head),
         "head_at_sealed_length": _b64(result.head_at_sealed_length),
+        "checks_positions": result.checks_positions,
     }
 
 
@@ -84,6 +92,7 @@ def result_from_json(data: dict[str, Any]) -> SegmentResult:
         next_index=data["next_index"],
         head=_unb64(data["head"]),
         head_at_sealed_length=_unb64(data["head_at_sealed_length"]),
+        checks_positions=bool(data["checks_positions"]),
     )
 
 
@@ -91,23 +100,38 @@ def verify_segment(
     task: SegmentTask, emit: Any = None
 ) -> tuple[SegmentResult, list[tuple[int, RawSummary]]]:
     """Check the task's range inside the exported snapshot; `emit(dict)` gets progress."""
-    where = [sql.SQL("trace_id = {}").format(sql.Literal(task.trace_id))]
+    v2 = task.step_kind != "v1"
+    column = "s.step_index" if v2 else "step_index"
+    where = [sql.SQL(f"{'s.' if v2 else ''}trace_id = {{}}").format(sql.Literal(task.trace_id))]
     if task.lower is not None:
-        where.append(sql.SQL("step_index >= {}").format(sql.Literal(task.lower)))
+        where.append(sql.SQL(f"{column} >= {{}}").format(sql.Literal(task.lower)))
     if task.upper is not None:
-        where.append(sql.SQL("step_index < {}").format(sql.Literal(task.upper)))
+        where.append(sql.SQL(f"{column} < {{}}").format(sql.Literal(task.upper)))
+    decode: Callable[[bytes], DecodedStep]
+    if v2:
+        adopted = task.step_kind == "v2-adopted"
+        columns, source = step_v2_select(adopted=adopted), step_v2_from(adopted=adopted)
+        decode = StepV2Decoder(task.tenant_id, task.run_id, task.trace_id).decode_line
+    else:
+        columns, source = STEP_SELECT, "aos_trace_steps"
+        decode = StepLineDecoder().decode
     statement = sql.SQL(
-        "COPY (SELECT {columns} FROM aos_trace_steps WHERE {where} ORDER BY step_index) TO STDOUT"
-    ).format(columns=sql.SQL(STEP_SELECT), where=sql.SQL(" AND ").join(where))
-    chain = ChainSegment(task.sealed_length)
-    decoder = StepLineDecoder()
+        "COPY (SELECT {columns} FROM {source} WHERE {where} ORDER BY {column}) TO STDOUT"
+    ).format(
+        columns=sql.SQL(columns),
+        source=sql.SQL(source),
+        where=sql.SQL(" AND ").join(where),
+        column=sql.SQL(column),
+    )
+    # Format v2 chains in insertion order: each row's chain_position is checked too.
+    chain = ChainSegment(task.sealed_length, check_positions=v2)
     summaries: list[tuple[int, RawSummary]] = []
     limit, every = task.summary_limit, max(1, task.progress_every)
     read = 0
     with SnapshotCopyReader(task.conninfo) as reader:
         reader.join(task.snapshot)
         for line in reader.lines(statement):
-            step = decoder.decode(line)
+            step = decode(line)
             read += 1
             if len(summaries) < limit:
                 summaries.append((step.step_index, step.summary_fields()))

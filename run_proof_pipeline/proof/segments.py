@@ -30,7 +30,7 @@ from run_proof_pipeline.integrity import ChainVerifier
 from run_proof_pipeline.proof.anchors import lookup_anchor
 from run_proof_pipeline.proof.segment_worker import SegmentTask, result_from_json
 from run_proof_pipeline.proof.stream import StreamedProof, finish_proof, stored_trace
-from run_proof_pipeline.store.snapshot import TraceRow, export_snapshot
+from run_proof_pipeline.store.snapshot import TraceRow, export_snapshot, step_kind
 from run_proof_pipeline.store.step_rows import DecodedStep
 
 __all__ = [
@@ -220,6 +220,12 @@ async def prove_trace_in_segments(
             sealed_length=verifier.sealed_length,
             summary_limit=summary_limit,
             progress_every=progress_every,
+            # A v2 trace's segments read its v2 columns (native or adopted) and check chain
+            # positions; every row carries its prev_hash and position, so ranges still verify
+            # on their own and merge into the sequential verdict (docs/hash-chain-v2.md).
+            step_kind=step_kind(trace),
+            tenant_id=trace.tenant_id,
+            run_id=trace.run_id,
         )
         for lower, upper in segment_bounds(span[0], span[1], workers)
     ]

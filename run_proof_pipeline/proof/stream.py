@@ -5,24 +5,32 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from run_proof_pipeline.integrity import (
+    CanonicalizationError,
     ChainVerifier,
     StoredTrace,
     Verdict,
     VerificationStatus,
 )
+from run_proof_pipeline.integrity.canonical import UnrepresentableNesting
+from run_proof_pipeline.integrity.canonical_v2 import parse_stored_json_v2
 from run_proof_pipeline.proof.anchors import AnchorLookup, lookup_anchor, lookup_anchors
 from run_proof_pipeline.store.copy_reader import SnapshotCopyReader
 from run_proof_pipeline.store.snapshot import (
+    StepKind,
     TraceRow,
     copies_utf8,
     many_step_lines_statement,
+    step_kind,
     stream_many_step_lines,
     stream_step_lines,
+    stream_step_lines_v2,
     stream_step_rows,
+    stream_step_rows_v2,
 )
 from run_proof_pipeline.store.step_rows import (
     DecodedStep,
@@ -30,6 +38,7 @@ from run_proof_pipeline.store.step_rows import (
     StepRowDecoder,
     unescape_copy_field,
 )
+from run_proof_pipeline.store.step_rows_v2 import StepV2Decoder
 
 # Called with every decoded step (summaries, progress); keep it cheap.
 StepObserver = Callable[[DecodedStep], None]
@@ -43,20 +52,64 @@ class StreamedProof:
     anchor: str = "none"  # which anchor applied (AnchorLookup.description)
 
 
+def _exact_json(text: str | None) -> Any:
+    """A v2 jsonb column's text as a value with exact numbers.  A text the format cannot
+    read (nested past the limit) stands as an UnrepresentableNesting: canonicalize_v2
+    refuses it naming the field, so the header FAILS there (docs/json-nesting.md) instead of
+    hashing a look-alike."""
+    if text is None:
+        return None
+    try:
+        return parse_stored_json_v2(text)
+    except CanonicalizationError as exc:
+        return UnrepresentableNesting(str(exc))
+
+
 def stored_trace(trace: TraceRow) -> StoredTrace:
+    """The trace row as the integrity core checks it.  `root_hash` is the format's seal,
+    `seal_hash`, for v1 and v2 (docs/hash-chain-v2.md "Where every value is stored"); a v1
+    trace's `root_hash` column must agree with it (root_hash_column), a v2 trace's is AOS's
+    own value and is hashed in the header (aos_root_hash)."""
+    common: dict[str, Any] = {
+        "tenant_id": trace.tenant_id,
+        "run_id": trace.run_id,
+        "trace_id": trace.trace_id,
+        "agent_id": trace.agent_id,
+        "plan_id": trace.plan_id,
+        "started_at": trace.started_at,
+        "status": trace.status,
+        "completed_at": trace.completed_at,
+        "genesis_hash": trace.genesis_hash,
+        "root_hash": trace.seal_hash,
+        "chain_length": trace.chain_length,
+        "chain_format": trace.chain_format,
+    }
+    if trace.chain_format != 2:
+        return StoredTrace(
+            **common,
+            plan=trace.plan,
+            root_hash_column=trace.root_hash if trace.chain_format == 1 else None,
+        )
+    header_v2 = {
+        "created_at": trace.created_at,
+        "correlation_id": trace.correlation_id,
+        "seed": trace.seed,
+        "frozen_timestamp": trace.frozen_timestamp,
+        "plan_hash": trace.plan_hash,
+        "schema_version": trace.schema_version,
+        "trace": _exact_json(trace.trace_text),
+        "stored_by": trace.stored_by,
+        "checksum": trace.checksum,
+        "incident_id": trace.incident_id,
+        "is_synthetic": trace.is_synthetic,
+        "synthetic_scenario_id": trace.synthetic_scenario_id,
+        "aos_root_hash": trace.root_hash,
+    }
     return StoredTrace(
-        tenant_id=trace.tenant_id,
-        run_id=trace.run_id,
-        trace_id=trace.trace_id,
-        agent_id=trace.agent_id,
-        plan_id=trace.plan_id,
-        plan=trace.plan,
-        started_at=trace.started_at,
-        status=trace.status,
-        completed_at=trace.completed_at,
-        genesis_hash=trace.genesis_hash,
-        root_hash=trace.root_hash,
-        chain_length=trace.chain_length,
+        **common,
+        plan=_exact_json(trace.plan_text),
+        header_v2=header_v2,
+        metadata=_exact_json(trace.metadata_text),
     )
 
 
@@ -76,7 +129,7 @@ async def prove_trace(
     verifier = ChainVerifier(stored_trace(trace))
     steps_read = 0
     # aclosing: leaving early ends the COPY now, before rule 5 needs the connection.
-    async with aclosing(_decoded_steps(conn, trace.trace_id)) as steps:
+    async with aclosing(_decoded_steps(conn, trace)) as steps:
         async for step in steps:
             steps_read += 1
             if observe is not None:
@@ -94,21 +147,23 @@ async def prove_traces(
     reader: SnapshotCopyReader | None = None,
 ) -> list[tuple[TraceRow, StreamedProof]]:
     """prove_trace() for a batch of traces read in the snapshot `conn` holds, with one COPY
-    for all their steps (a sweep's many short runs); results in the order of `traces`.
+    per step kind (store.snapshot.step_kind: v1, native v2, adopted v2) for all their steps
+    (a sweep's many short runs); results in the order of `traces`.
 
     With a `reader` that has joined that snapshot, the steps are read through it, in a
     blocking loop: meant for a process that does nothing else meanwhile (a sweep shard)."""
     if reader is None and not await copies_utf8(conn):
         return [(trace, await prove_trace(conn, trace)) for trace in traces]
     batch = _Batch(traces)
-    if reader is not None:
-        # A plain loop over the sync reader: no async-generator round per line.
-        feed = batch.feed_line
-        for line in reader.lines(many_step_lines_statement(list(batch.verifiers))):
-            feed(line)
-    else:
-        async for line in stream_many_step_lines(conn, list(batch.verifiers)):
-            batch.feed_line(line)
+    for kind, trace_ids in batch.kinds().items():
+        if reader is not None:
+            # A plain loop over the sync reader: no async-generator round per line.
+            feed = batch.feed_line
+            for line in reader.lines(many_step_lines_statement(trace_ids, kind)):
+                feed(line)
+        else:
+            async for line in stream_many_step_lines(conn, trace_ids, kind):
+                batch.feed_line(line)
     # Rule 5 reads the ledger: only once the COPY is over, the connection is free again.
     anchors = await lookup_anchors(conn, traces)
     return [
@@ -130,10 +185,20 @@ class _Batch:
     def __init__(self, traces: Sequence[TraceRow]) -> None:
         self.verifiers = {trace.trace_id: ChainVerifier(stored_trace(trace)) for trace in traces}
         self.counts = dict.fromkeys(self.verifiers, 0)
+        self._traces = {trace.trace_id: trace for trace in traces}
         self._decided: set[str] = set()
-        self._decoder = StepLineDecoder()
+        self._v1 = StepLineDecoder()
+        # v2 records carry the trace's ids: one decoder per trace, made when its rows come.
+        self._v2: dict[str, StepV2Decoder] = {}
         self._current_raw = b""
         self._current = ""
+
+    def kinds(self) -> dict[StepKind, list[str]]:
+        """The batch's trace ids by step kind, v1 first (the common case)."""
+        by_kind: dict[StepKind, list[str]] = {}
+        for trace_id, trace in self._traces.items():
+            by_kind.setdefault(step_kind(trace), []).append(trace_id)
+        return dict(sorted(by_kind.items(), key=lambda item: item[0] != "v1"))
 
     def feed_line(self, line: bytes) -> None:
         raw_id, _, rest = line.partition(b"\t")
@@ -144,19 +209,46 @@ class _Batch:
         if current in self._decided:
             return  # the rest of a trace that already failed
         self.counts[current] += 1
-        if self._decoder.decode(rest).feed_to(self.verifiers[current]):
+        trace = self._traces[current]
+        if trace.chain_format == 2:
+            step: DecodedStep = self._v2_decoder(trace).decode_line(rest)
+        else:
+            step = self._v1.decode(rest)
+        if step.feed_to(self.verifiers[current]):
             self._decided.add(current)
 
+    def _v2_decoder(self, trace: TraceRow) -> StepV2Decoder:
+        decoder = self._v2.get(trace.trace_id)
+        if decoder is None:
+            decoder = self._v2[trace.trace_id] = v2_decoder(trace)
+        return decoder
 
-async def _decoded_steps(conn: AsyncConnection, trace_id: str) -> AsyncIterator[DecodedStep]:
-    if await copies_utf8(conn):
+
+def v2_decoder(trace: TraceRow) -> StepV2Decoder:
+    return StepV2Decoder(trace.tenant_id, trace.run_id, trace.trace_id)
+
+
+async def _decoded_steps(conn: AsyncConnection, trace: TraceRow) -> AsyncIterator[DecodedStep]:
+    utf8 = await copies_utf8(conn)
+    if trace.chain_format == 2:
+        v2 = v2_decoder(trace)
+        if utf8:
+            async with aclosing(stream_step_lines_v2(conn, trace)) as raw:
+                async for line in raw:
+                    yield v2.decode_line(line)
+        else:
+            async with aclosing(stream_step_rows_v2(conn, trace)) as text_rows:
+                async for row in text_rows:
+                    yield v2.decode_row(row)
+        return
+    if utf8:
         lines = StepLineDecoder()
-        async with aclosing(stream_step_lines(conn, trace_id)) as raw:
+        async with aclosing(stream_step_lines(conn, trace.trace_id)) as raw:
             async for line in raw:
                 yield lines.decode(line)
         return
     # Another client encoding: let psycopg decode the text first.
     rows = StepRowDecoder()
-    async with aclosing(stream_step_rows(conn, trace_id)) as text_rows:
+    async with aclosing(stream_step_rows(conn, trace.trace_id)) as text_rows:
         async for row in text_rows:
             yield rows.decode(row)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
@@ -21,15 +21,34 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from run_proof_pipeline.store.relations import PROOF_RELATIONS, check_proof_relations
 from run_proof_pipeline.store.session_pins import pinned_settings, store_schema
 from run_proof_pipeline.store.step_rows import STEP_COLUMNS, STEP_SELECT, decode_json_as_stored
+from run_proof_pipeline.store.step_rows_v2 import STEP_V2_COLUMNS, step_v2_from, step_v2_select
 
+# The v2 header's JSON columns travel as text, for format-v2 traces only: the integrity core
+# parses them with every number exact (parse_stored_json_v2, docs/hash-chain-v2.md "exact
+# numbers"); a v1 trace's proof never reads them (its `plan` is decoded as before).
+_V2_JSON_TEXT = ", ".join(
+    f"CASE WHEN chain_format = 2 THEN {column}::text END AS {column}_text"
+    for column in ("plan", "trace", "metadata")
+)
 TRACE_COLUMNS = (
     "trace_id, run_id, tenant_id, agent_id, plan_id, plan, status, started_at, completed_at,"
-    " genesis_hash, root_hash, chain_length, seal_seq, adopted_at"
+    " genesis_hash, root_hash, chain_length, seal_seq, adopted_at,"
+    # Columns of ours (migration 0006) and the content columns format v2 covers.
+    " chain_format, seal_hash, chain_problem, created_at, correlation_id, seed,"
+    " frozen_timestamp, plan_hash, schema_version, stored_by, checksum, incident_id,"
+    f" is_synthetic, synthetic_scenario_id, {_V2_JSON_TEXT}"
 )
+
+
+StepKind = Literal["v1", "v2", "v2-adopted"]
 
 
 @dataclass(frozen=True)
 class TraceRow:
+    """One aos_traces row as a proof reads it.  `root_hash` is the column (AOS's own value on
+    a format-v2 trace, docs/hash-chain-v2.md "Where every value is stored"); the format's
+    seal, v1 and v2 alike, is `seal_hash`."""
+
     trace_id: str
     run_id: str
     tenant_id: str
@@ -45,6 +64,36 @@ class TraceRow:
     seal_seq: int | None
     # Set when a legacy trace was adopted: its proof covers changes since then, not the run.
     adopted_at: datetime | None = None
+    # 1, 2, or None for a legacy trace (unproven).
+    chain_format: int | None = None
+    seal_hash: str | None = None
+    # Why the database could not hash the header (format v2), else None.
+    chain_problem: str | None = None
+    created_at: datetime | None = None
+    correlation_id: str | None = None
+    seed: Any = None
+    frozen_timestamp: str | None = None
+    plan_hash: str | None = None
+    schema_version: str | None = None
+    stored_by: str | None = None
+    checksum: str | None = None
+    incident_id: str | None = None
+    is_synthetic: Any = None
+    synthetic_scenario_id: str | None = None
+    # jsonb text of plan, trace and metadata, read for format-v2 traces only.
+    plan_text: str | None = None
+    trace_text: str | None = None
+    metadata_text: str | None = None
+
+    @property
+    def legacy(self) -> bool:
+        """No format to prove: chain_format NULL, or a format-v1 row whose genesis is gone
+        (docs/hash-chain-v2.md; a v2 row without a genesis is a FAILED header instead)."""
+        return self.chain_format is None or (self.chain_format == 1 and self.genesis_hash is None)
+
+    @property
+    def adopted(self) -> bool:
+        return self.adopted_at is not None
 
 
 def pin_statement() -> tuple[str, dict[str, str]]:
@@ -83,9 +132,11 @@ async def read_trace(conn: AsyncConnection, tenant_id: str, run_id: str) -> Trac
             text(
                 f"SELECT {TRACE_COLUMNS} FROM aos_traces"  # noqa: S608 - constant column list
                 " WHERE tenant_id = :tenant_id AND run_id = :run_id"
-                # An upgraded AOS store may hold legacy duplicates of a run id (only format-v1
-                # traces are unique per run): the v1 trace is the one to prove, then the newest.
-                " ORDER BY genesis_hash IS NULL, started_at DESC LIMIT 1"
+                # An upgraded AOS store may hold legacy duplicates of a run id (only format
+                # traces are unique per run): the format trace is the one to prove, then the
+                # newest.  `genesis_hash IS NULL` second: a v2 trace whose header could not
+                # be hashed is still a format trace (it is proved, and fails at the header).
+                " ORDER BY chain_format IS NULL, genesis_hash IS NULL, started_at DESC LIMIT 1"
             ),
             {"tenant_id": tenant_id, "run_id": run_id},
         )
@@ -153,25 +204,76 @@ async def stream_step_lines(conn: AsyncConnection, trace_id: str) -> AsyncIterat
             yield bytes(data)
 
 
+def _step_copy_v2(conn: AsyncConnection, trace: TraceRow) -> Any:
+    adopted = trace.adopted
+    return _copy_out(
+        conn,
+        f"COPY (SELECT {step_v2_select(adopted=adopted)}"  # noqa: S608 - constant text
+        f" FROM {step_v2_from(adopted=adopted)}"
+        " WHERE s.trace_id = %s ORDER BY s.step_index) TO STDOUT",
+        (trace.trace_id,),
+    )
+
+
+async def stream_step_lines_v2(conn: AsyncConnection, trace: TraceRow) -> AsyncIterator[bytes]:
+    """The steps of a format-v2 trace in `step_index` order as raw COPY lines of
+    STEP_V2_COLUMNS (store/step_rows_v2.py says where their hashes come from)."""
+    async with _step_copy_v2(conn, trace) as copy:
+        async for data in copy:
+            yield bytes(data)
+
+
+async def stream_step_rows_v2(
+    conn: AsyncConnection, trace: TraceRow
+) -> AsyncIterator[tuple[str | None, ...]]:
+    """stream_step_lines_v2() as tuples of text, decoded by psycopg (any client encoding)."""
+    async with _step_copy_v2(conn, trace) as copy:
+        copy.set_types(["text"] * len(STEP_V2_COLUMNS))
+        async for row in copy.rows():
+            yield row
+
+
 _MANY_STEP_LINES = (
     f"COPY (SELECT trace_id, {STEP_SELECT} FROM aos_trace_steps"  # noqa: S608
     " WHERE trace_id = ANY({}) ORDER BY trace_id, step_index) TO STDOUT"
 )
 
 
-def many_step_lines_statement(trace_ids: list[str]) -> sql.Composed:
+def _many_v2_step_lines(adopted: bool) -> str:
+    return (
+        f"COPY (SELECT s.trace_id, {step_v2_select(adopted=adopted)}"  # noqa: S608
+        f" FROM {step_v2_from(adopted=adopted)}"
+        " WHERE s.trace_id = ANY({}) ORDER BY s.trace_id, s.step_index) TO STDOUT"
+    )
+
+
+def _many_statement(kind: StepKind) -> str:
+    if kind == "v1":
+        return _MANY_STEP_LINES
+    return _many_v2_step_lines(kind == "v2-adopted")
+
+
+def step_kind(trace: TraceRow) -> StepKind:
+    """Which step columns a trace's proof reads: format v2 (native or adopted, see
+    store/step_rows_v2.py), else format v1's (legacy traces too: they are only counted)."""
+    if trace.chain_format == 2:
+        return "v2-adopted" if trace.adopted else "v2"
+    return "v1"
+
+
+def many_step_lines_statement(trace_ids: list[str], kind: StepKind = "v1") -> sql.Composed:
     """The COPY of stream_many_step_lines(), composed with its ids quoted as a literal."""
-    return sql.SQL(_MANY_STEP_LINES).format(sql.Literal(trace_ids))
+    return sql.SQL(_many_statement(kind)).format(sql.Literal(trace_ids))
 
 
 async def stream_many_step_lines(
-    conn: AsyncConnection, trace_ids: list[str]
+    conn: AsyncConnection, trace_ids: list[str], kind: StepKind = "v1"
 ) -> AsyncIterator[bytes]:
-    """Yield the steps of several traces as raw COPY lines with `trace_id` as an extra first
-    column, each trace's steps together and in `step_index` order: one statement for a batch
-    of small traces instead of one per trace."""
+    """Yield the steps of several traces of one step kind (step_kind()) as raw COPY lines
+    with `trace_id` as an extra first column, each trace's steps together and in
+    `step_index` order: one statement for a batch of small traces instead of one per trace."""
     # `= ANY` on the leading column of the (trace_id, step_index) index: the index scan
     # returns the rows in this order, without a sort.
-    async with _copy_out(conn, _MANY_STEP_LINES.format("%s"), (trace_ids,)) as copy:
+    async with _copy_out(conn, _many_statement(kind).format("%s"), (trace_ids,)) as copy:
         async for data in copy:
             yield bytes(data)
