@@ -1,10 +1,12 @@
 """Where the new-seal sensor stands, so that it misses no seal.
 
 `seal_seq` comes from a sequence, and sequence numbers are handed out when a seal is written,
-not when it commits: two producers sealing at once can commit n+1 before n. A cursor that
-only kept the highest number seen would skip n for good. So the cursor also keeps the lower
-numbers it has not seen yet, and looks for them again on every tick until they show up, or
-until they are old enough to be rolled-back seals (whose numbers stay unused forever).
+not when it commits: two producers sealing at once can commit n+1 before n (a format-v2
+seal takes its number inside AOS's completing UPDATE, from migration 0006's trigger, so the
+writer's transaction decides when it shows: docs/hash-chain-v2.md "When a trace is sealed").
+A cursor that only kept the highest number seen would skip n for good. So the cursor also
+keeps the lower numbers it has not seen yet, and looks for them again on every tick until they
+show up, or until they are old enough to be rolled-back seals (whose numbers stay unused forever).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Sensors: prove every newly sealed trace, and alert on every failed proof.
 
 `new_sealed_traces` follows `seal_seq`, a number the database assigns when a trace is sealed
-(producer timestamps arrive out of order); its cursor (`SealCursor`) also remembers numbers
+(producer timestamps arrive out of order), and keys each run on the format's seal,
+`seal_hash` (format v1 and v2 alike; AOS's own `root_hash` is never the seal of a format-v2
+trace: docs/hash-chain-v2.md); its cursor (`SealCursor`) also remembers numbers
 still unseen, since seals can commit out of number order. Its first tick only sets the cursor
 to the newest seal: older traces belong to the nightly schedule, not a burst of runs.
 Default status STOPPED (opt in from the UI, or RUN_PROOF_SENSORS=running).
@@ -38,7 +40,7 @@ SENSOR_BATCH = 100
 # Zero-step seals are read too (their numbers must not look missing); the plan would stop at
 # its Step 2 for them, so they get no run.
 _NEW_SEALS_SQL = text(
-    """SELECT trace_id, run_id, tenant_id, root_hash, seal_seq, chain_length
+    """SELECT trace_id, run_id, tenant_id, seal_hash, seal_seq, chain_length
 FROM aos_traces
 WHERE seal_seq > :high OR seal_seq IN :pending
 ORDER BY seal_seq
@@ -52,7 +54,7 @@ class SealedTrace:
     trace_id: str
     run_id: str
     tenant_id: str
-    root_hash: str
+    seal_hash: str
     seal_seq: int
     chain_length: int
 
@@ -91,7 +93,7 @@ def fetch_new_seals(
     job=run_proof_plan,
     minimum_interval_seconds=60,
     default_status=_sensor_status(),
-    description="One plan run per newly sealed trace with steps (run_key = trace id + root).",
+    description="One plan run per newly sealed trace with steps (run_key = trace id + seal).",
 )
 def new_sealed_traces(
     context: SensorEvaluationContext, trace_store: TraceStoreResource
@@ -107,8 +109,8 @@ def new_sealed_traces(
         plan_run_request(
             seal.tenant_id,
             seal.run_id,
-            # Never proven twice for the same root, however often a seal is seen.
-            run_key=f"{seal.trace_id}:{seal.root_hash}",
+            # Never proven twice for the same seal, however often it is seen.
+            run_key=f"{seal.trace_id}:{seal.seal_hash}",
             coordinator_tests=False,
             origin="sensor:new_sealed_traces",
         )

@@ -109,8 +109,8 @@ def checkpoint_verify(
         )
     print(
         "ledger consistent with the signed checkpoint; every recorded run's trace is present "
-        "in format v1 with its recorded root and length (the ledger is attested; the rows "
-        "were not re-hashed)"
+        "in its format (v1 or v2) with its recorded seal and length (the ledger is attested; "
+        "the rows were not re-hashed)"
     )
 
 

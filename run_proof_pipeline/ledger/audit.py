@@ -1,11 +1,14 @@
 """`checkpoint verify`: the current ledger against the latest signed checkpoint, and every
 run it records against the trace tables. Reads one REPEATABLE READ snapshot.
 
-It attests the ledger, not the rows: each recorded run's trace must still be there, in format
-v1, with the recorded root and length, but no step is re-hashed (`verify` and `sweep` do that).
-A recorded run whose trace was turned legacy (genesis_hash cleared) is an inconsistency: its
-steps would be rows any client may change. So is a run recorded again after its tombstone
-(its ids reused past migration 0004's guard, docs/ledger-v1.md "Ids are recorded once")."""
+It attests the ledger, not the rows: each recorded run's trace must still be there, in its
+proof format (v1 or v2), with the recorded trace_id, seal (`seal_hash`, and for format v1
+`root_hash` as well: docs/hash-chain-v2.md) and length, and every sealed format trace must
+have an entry; but no step is re-hashed (`verify` and `sweep` do that). A recorded run whose
+trace was turned legacy (chain_format cleared, or a format-v1 genesis_hash cleared) is an
+inconsistency: its steps would be rows any client may change. So is a run recorded again
+after its tombstone (its ids reused past migration 0004's guard, docs/ledger-v1.md "Ids are
+recorded once")."""
 
 from __future__ import annotations
 

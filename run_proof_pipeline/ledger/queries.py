@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from run_proof_pipeline.ledger.entry import EntryKind, LedgerEntry
 
 __all__ = [
+    "UNPROVEN_TRACE",
     "EntryOfLegacyTrace",
     "database_name",
     "entries_of_legacy_trace",
@@ -90,10 +91,18 @@ async def entries_for_runs(
     return found
 
 
+# A trace no proof format covers (docs/hash-chain-v2.md, "Where every value is stored"):
+# chain_format NULL (legacy), or a format-v1 trace whose genesis_hash was cleared (the v1
+# verifier reads that as legacy too). A format-v2 trace with a NULL genesis_hash is not
+# legacy: its header could not be hashed, and its proof is FAILED at the header.
+UNPROVEN_TRACE = "({t}.chain_format IS NULL OR ({t}.chain_format = 1 AND {t}.genesis_hash IS NULL))"
+
 # Stored values only (no hashing): the chain of each run is proven by `verify`; this finds
 # runs deleted, replaced, turned legacy, re-sealed or rewritten relative to what the ledger
 # recorded, without an id. The entry names its trace: it is joined by trace_id, so another
 # trace holding the same run id (a legacy row anyone may insert) is never mistaken for it.
+# The format's seal is `seal_hash` for v1 and v2 (migration 0006); the entry's `root_hash`
+# is that seal. A format-v1 trace keeps its seal in `root_hash` too, and both must agree.
 _LIVE_ENTRY = """
 l.kind IN (:seal, :adoption)
   AND NOT EXISTS (
@@ -104,22 +113,25 @@ l.kind IN (:seal, :adoption)
 _ENTRY_WITHOUT_MATCHING_TRACE = f"""
 SELECT l.seq, l.tenant_id, l.run_id, l.trace_id, l.root_hash, l.chain_length,
        t.tenant_id AS t_tenant_id, t.run_id AS t_run_id,
-       t.root_hash AS t_root_hash, t.chain_length AS t_chain_length,
-       (t.trace_id IS NOT NULL) AS t_exists, (t.genesis_hash IS NOT NULL) AS t_v1
+       t.seal_hash AS t_seal_hash, t.root_hash AS t_root_hash, t.chain_format AS t_chain_format,
+       t.chain_length AS t_chain_length,
+       (t.trace_id IS NOT NULL) AS t_exists, NOT {UNPROVEN_TRACE.format(t="t")} AS t_proven
 FROM run_proof_ledger l
 LEFT JOIN aos_traces t ON t.trace_id = l.trace_id
 WHERE {_LIVE_ENTRY}
-  AND (t.trace_id IS NULL OR t.genesis_hash IS NULL
+  AND (t.trace_id IS NULL OR {UNPROVEN_TRACE.format(t="t")}
        OR t.tenant_id IS DISTINCT FROM l.tenant_id OR t.run_id IS DISTINCT FROM l.run_id
-       OR t.root_hash IS DISTINCT FROM l.root_hash
+       OR t.seal_hash IS DISTINCT FROM l.root_hash
+       OR (t.chain_format = 1 AND t.root_hash IS DISTINCT FROM l.root_hash)
        OR t.chain_length IS DISTINCT FROM l.chain_length)
 ORDER BY l.seq
 """  # noqa: S608 - constant fragments
 
 # Traces other than the recorded one that hold a live entry's tenant and run id.
 _OTHER_HOLDERS = f"""
-SELECT l.seq, o.trace_id, (o.genesis_hash IS NOT NULL) AS v1, (o.root_hash IS NOT NULL) AS sealed,
-       o.status, o.started_at
+SELECT l.seq, o.trace_id, CASE WHEN {UNPROVEN_TRACE.format(t="o")} THEN NULL
+                               ELSE o.chain_format END AS chain_format,
+       (o.seal_hash IS NOT NULL) AS sealed, o.status, o.started_at
 FROM run_proof_ledger l
 JOIN aos_traces o ON o.tenant_id = l.tenant_id AND o.run_id = l.run_id
                  AND o.trace_id IS DISTINCT FROM l.trace_id
@@ -127,14 +139,15 @@ WHERE {_LIVE_ENTRY}
 ORDER BY l.seq, o.started_at, o.trace_id
 """  # noqa: S608 - constant fragments
 
-# Live entries whose recorded trace is still in aos_traces but no longer in format v1: the
-# owner cleared its genesis_hash, so its steps became legacy rows any client may change.
+# Live entries whose recorded trace is still in aos_traces but no longer in a proof format:
+# the owner cleared its chain_format (or a v1 genesis_hash), so its steps became legacy rows
+# any client may change.
 _ENTRIES_OF_LEGACY_TRACES = f"""
 SELECT l.seq, l.kind, l.tenant_id, l.run_id, l.trace_id, l.root_hash, l.chain_length
 FROM run_proof_ledger l
 JOIN aos_traces t ON t.trace_id = l.trace_id
 WHERE {_LIVE_ENTRY}
-  AND t.genesis_hash IS NULL
+  AND {UNPROVEN_TRACE.format(t="t")}
   AND (CAST(:tenant_id AS text) IS NULL OR l.tenant_id = :tenant_id)
   AND (CAST(:since AS timestamptz) IS NULL OR t.started_at >= :since)
 ORDER BY l.seq
@@ -149,13 +162,14 @@ WHERE {_LIVE_ENTRY}
 ORDER BY l.seq
 """  # noqa: S608 - constant fragments
 
-_SEALED_TRACE_WITHOUT_ENTRY = """
-SELECT t.tenant_id, t.run_id, t.root_hash FROM aos_traces t
-WHERE t.root_hash IS NOT NULL AND t.genesis_hash IS NOT NULL
+# Every sealed trace of a proof format (v1 or v2, native or adopted) has an entry.
+_SEALED_TRACE_WITHOUT_ENTRY = f"""
+SELECT t.tenant_id, t.run_id, t.seal_hash FROM aos_traces t
+WHERE t.seal_hash IS NOT NULL AND NOT {UNPROVEN_TRACE.format(t="t")}
   AND NOT EXISTS (SELECT 1 FROM run_proof_ledger l WHERE l.tenant_id = t.tenant_id
                   AND l.run_id = t.run_id AND l.kind IN (:seal, :adoption))
 ORDER BY t.seal_seq NULLS LAST, t.run_id
-"""
+"""  # noqa: S608 - constant fragments
 
 _SEALED_TWICE = """
 SELECT tenant_id, run_id, array_agg(seq ORDER BY seq) AS seqs FROM run_proof_ledger
@@ -191,9 +205,10 @@ class EntryOfLegacyTrace:
         )
         if found_trace_id is None or found_trace_id == self.trace_id:
             return (
-                f"{recorded} records this run in format v1, but its trace is no longer format "
-                "v1 (genesis_hash cleared): its steps are now legacy rows any client may "
-                "change or delete, and the recorded run cannot be proven"
+                f"{recorded} records this run in a proof format, but its trace is no longer "
+                "format v1 or v2 (chain_format, or a format-v1 genesis_hash, cleared): its "
+                "steps are now legacy rows any client may change or delete, and the recorded "
+                "run cannot be proven"
             )
         return (
             f"{recorded} records this run, but its trace is gone and the run id is now held "
@@ -202,7 +217,7 @@ class EntryOfLegacyTrace:
 
 
 def _holder(row: Any) -> str:
-    form = "format v1" if row.v1 else "legacy"
+    form = "legacy" if row.chain_format is None else f"format v{row.chain_format}"
     sealed = "sealed" if row.sealed else "not sealed"
     return (
         f"trace {row.trace_id!r} ({form}, {sealed}, status {row.status!r}, started "
@@ -283,26 +298,36 @@ async def ledger_trace_mismatches(conn: AsyncConnection) -> list[str]:
                 )
             else:
                 problems.append(f"{where}: the run is gone from aos_traces (deleted)")
-        elif not row.t_v1:
+        elif not row.t_proven:
+            cleared = (
+                "format v1 (its genesis_hash was cleared)"
+                if row.t_chain_format == 1
+                else "format v1 or v2 (its chain_format was cleared)"
+            )
             problems.append(
-                f"{where}: the recorded trace {row.trace_id!r} is no longer format v1 (its "
-                "genesis_hash was cleared): its steps are now legacy rows any client may "
-                f"change or delete (the ledger recorded root {row.root_hash}, length "
-                f"{row.chain_length})"
+                f"{where}: the recorded trace {row.trace_id!r} is no longer {cleared}: its "
+                "steps are now legacy rows any client may change or delete (the ledger "
+                f"recorded root {row.root_hash}, length {row.chain_length})"
             )
         elif (row.t_tenant_id, row.t_run_id) != (row.tenant_id, row.run_id):
             problems.append(
                 f"{where}: the recorded trace {row.trace_id!r} now says tenant "
                 f"{row.t_tenant_id!r}, run {row.t_run_id!r}"
             )
-        elif row.t_root_hash is None:
+        elif row.t_seal_hash is None:
             problems.append(
                 f"{where}: the trace's seal columns were cleared (the ledger recorded root "
                 f"{row.root_hash}, length {row.chain_length})"
             )
-        elif row.t_root_hash != row.root_hash:
+        elif row.t_seal_hash != row.root_hash:
             problems.append(
-                f"{where}: root_hash mismatch (recorded {row.root_hash}, found {row.t_root_hash})"
+                f"{where}: seal_hash mismatch (recorded {row.root_hash}, found {row.t_seal_hash})"
+            )
+        elif row.t_chain_format == 1 and row.t_root_hash != row.root_hash:
+            # Format v1 keeps its seal in both columns (docs/hash-chain-v2.md).
+            problems.append(
+                f"{where}: root_hash mismatch (recorded {row.root_hash}, found "
+                f"{row.t_root_hash}; the format-v1 seal is kept in root_hash and seal_hash)"
             )
         else:
             problems.append(
@@ -311,7 +336,7 @@ async def ledger_trace_mismatches(conn: AsyncConnection) -> list[str]:
             )
     for row in await conn.execute(text(_SEALED_TRACE_WITHOUT_ENTRY), kinds):
         problems.append(
-            f"tenant {row.tenant_id!r}, run {row.run_id!r}: sealed (root {row.root_hash}) "
+            f"tenant {row.tenant_id!r}, run {row.run_id!r}: sealed (root {row.seal_hash}) "
             "but has no ledger entry"
         )
     for row in await conn.execute(text(_SEALED_TWICE), kinds):

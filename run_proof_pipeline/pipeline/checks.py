@@ -30,9 +30,9 @@ CHAIN_LENGTH_CHECK = "chain_length_matches_step_count"
 SEAL_CHECK = "seal_present"
 
 CHECK_DESCRIPTIONS = {
-    HASH_CHAIN_CHECK: "Every hash of the proven run recomputes from its rows (format v1).",
+    HASH_CHAIN_CHECK: "Every hash of the proven run recomputes from its rows (format v1 or v2).",
     CHAIN_LENGTH_CHECK: "The proof's chain length equals the step rows counted in the DB.",
-    SEAL_CHECK: "The proven run is sealed: its root hash and chain length are recorded.",
+    SEAL_CHECK: "The proven run is sealed: its seal (seal_hash) and chain length are recorded.",
 }
 
 trace_store_spec = AssetSpec(

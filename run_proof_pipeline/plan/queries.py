@@ -33,10 +33,14 @@ FROM aos_trace_steps
 WHERE run_id = :run_id;"""
 
 # For the nightly schedule: the latest trace that is sealed, so a run still being written
-# does not turn the night red.
+# does not turn the night red. The seal is the format's (seal_hash, format v1 or v2): AOS's
+# own root_hash is 'pending' or AOS's hash on every trace it writes (docs/hash-chain-v2.md).
+# Legacy traces are not candidates (chain_format NULL, or a v1 trace whose genesis_hash was
+# cleared: the audit and the sweep raise that alarm).
 LATEST_SEALED_TRACE_SQL = """SELECT run_id, tenant_id, started_at, status
 FROM aos_traces
-WHERE root_hash IS NOT NULL AND genesis_hash IS NOT NULL
+WHERE seal_hash IS NOT NULL AND chain_format IS NOT NULL
+  AND (chain_format <> 1 OR genesis_hash IS NOT NULL)
 ORDER BY started_at DESC
 LIMIT 1;"""
 
@@ -47,9 +51,12 @@ TRACE_STEP_COUNT_SQL = """SELECT COUNT(*) AS step_count
 FROM aos_trace_steps
 WHERE trace_id = :trace_id;"""
 
-# Every trace holding a run id, in any tenant.
-RUN_ID_HOLDERS_SQL = """SELECT trace_id, tenant_id, genesis_hash IS NOT NULL AS v1,
-       root_hash IS NOT NULL AS sealed, status, started_at
+# Every trace holding a run id, in any tenant, with its proof format (NULL: legacy, or a
+# format-v1 trace whose genesis_hash was cleared, which its verifier reads as legacy).
+RUN_ID_HOLDERS_SQL = """SELECT trace_id, tenant_id,
+       CASE WHEN chain_format = 1 AND genesis_hash IS NULL THEN NULL
+            ELSE chain_format END AS chain_format,
+       seal_hash IS NOT NULL AS sealed, status, started_at
 FROM aos_traces
 WHERE run_id = :run_id
 ORDER BY started_at DESC, trace_id;"""
@@ -101,13 +108,13 @@ async def trace_step_count(conn: AsyncConnection, trace_id: str) -> int:
 class RunIdHolder:
     trace_id: str
     tenant_id: str
-    v1: bool
+    chain_format: int | None
     sealed: bool
     status: str
     started_at: datetime
 
     def describe(self) -> str:
-        form = "format v1" if self.v1 else "legacy"
+        form = "legacy" if self.chain_format is None else f"format v{self.chain_format}"
         sealed = "sealed" if self.sealed else "not sealed"
         return (
             f"trace {self.trace_id!r} (tenant {self.tenant_id!r}, {form}, {sealed}, status "

@@ -157,7 +157,7 @@ def aos_traces_sweep(
 
 def tenant_trace_kinds(url: DatabaseUrl, tenant_id: str) -> TraceKindCounts:
     """Legacy, adopted, native and retired traces side by side: the sweep proves the
-    format-v1 ones; the counts show what it could not prove and why."""
+    format-v1 and format-v2 ones; the counts show what it could not prove and why."""
 
     return run_on_connection(url, lambda conn: count_trace_kinds(conn, tenant_id))
 

@@ -71,7 +71,7 @@ class SweepReport:
 
     def add_failed(self, failed: FailedRun) -> None:
         """A run that failed before any proof (e.g. the ledger recorded it, but its trace is
-        no longer format v1): counted and listed like any other failed run."""
+        no longer format v1 or v2): counted and listed like any other failed run."""
         self.runs += 1
         self.failures += 1
         if len(self.failed) < MAX_LISTED:

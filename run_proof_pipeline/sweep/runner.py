@@ -83,7 +83,7 @@ def run_sweep(
         report = asyncio.run(_sweep_shard(url, options, 0, tracker.add))
     else:
         report = _sweep_in_processes(url, options, tracker)
-    # The pages hold format-v1 traces only; a run the ledger recorded whose trace was turned
+    # The pages hold format traces only (v1, v2); a run the ledger recorded whose trace was turned
     # legacy would otherwise drop out of the sweep without a word.
     for failed in asyncio.run(_recorded_runs_turned_legacy(url, options)):
         report.add_failed(failed)
@@ -110,7 +110,7 @@ async def _prepare(url: DatabaseUrl, selection: Selection) -> tuple[int, int]:
 
 async def _recorded_runs_turned_legacy(url: DatabaseUrl, options: SweepOptions) -> list[FailedRun]:
     """A FAILED run for every live ledger entry (of the selected tenant and time) whose trace
-    is still in aos_traces but no longer in format v1, naming the entry."""
+    is still in aos_traces but no longer in format v1 or v2, naming the entry."""
     engine = async_engine(url)
     try:
         async with engine.connect() as conn:

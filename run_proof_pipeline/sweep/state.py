@@ -23,6 +23,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from run_proof_pipeline.ledger.queries import UNPROVEN_TRACE
 from run_proof_pipeline.proof.stream import StreamedProof
 from run_proof_pipeline.store.session_pins import store_schema
 from run_proof_pipeline.store.snapshot import TRACE_COLUMNS, TraceRow
@@ -43,10 +44,13 @@ CREATE TABLE IF NOT EXISTS {schema}.run_proof_sweep_verified (
 """
 
 # Every filter is a bound parameter; a NULL one is off.  Traces are paged by trace_id (the
-# unique index) so that a sweep of a million runs holds one page at a time.
-_SELECTED = """
+# unique index) so that a sweep of a million runs holds one page at a time.  A sealed trace
+# is one with the format's seal, seal_hash (format v1 and v2, migration 0006,
+# docs/hash-chain-v2.md); legacy traces are left out (their live ledger entries are the
+# runner's alarm: ledger/queries.py entries_of_legacy_traces).
+_SELECTED = f"""
 FROM aos_traces t
-WHERE t.genesis_hash IS NOT NULL AND t.root_hash IS NOT NULL
+WHERE t.seal_hash IS NOT NULL AND NOT {UNPROVEN_TRACE.format(t="t")}
   AND (CAST(:tenant_id AS text) IS NULL OR t.tenant_id = :tenant_id)
   AND (CAST(:since AS timestamptz) IS NULL OR t.started_at >= :since)
   AND (:shards = 1 OR mod(abs(hashtext(t.trace_id)::bigint), :shards) = :shard)
@@ -55,7 +59,7 @@ WHERE t.genesis_hash IS NOT NULL AND t.root_hash IS NOT NULL
         WHERE v.trace_id = t.trace_id AND v.tenant_id = t.tenant_id AND v.run_id = t.run_id
           AND v.status = 'VERIFIED'
           AND v.seal_seq IS NOT DISTINCT FROM t.seal_seq))
-"""
+"""  # noqa: S608 - constant fragments
 _PAGE = (
     f"SELECT {TRACE_COLUMNS} {_SELECTED} AND t.trace_id > :after ORDER BY t.trace_id LIMIT :limit"
 )
