@@ -5,15 +5,31 @@ the log the verifier expects: a key alone does not say which log it signed for);
 of the hash chain; the ledger entry (its leaf hash, that it names this run, rule 5: its root
 and length equal the trace's); the checkpoint's signature by the trusted public key; and the
 RFC 9162 inclusion proof of the entry under the signed head.
+
+A `run-proof-bundle/v1` is a format-v1 trace, a `run-proof-bundle/v2` a format-v2 one
+(docs/hash-chain-v2.md "Verification": genesis, chain positions, step hashes, seal, ledger
+entry); the v2 bundle's stored texts are read with the format's exact rules, never through
+a double (bundle/model.py).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
-from run_proof_pipeline.bundle.model import BundleEntry, ProofBundle
+from run_proof_pipeline.bundle.model import (
+    BUNDLE_FORMAT,
+    BUNDLE_FORMAT_V2,
+    AnyProofBundle,
+    BundleEntry,
+    BundleStepV2,
+    BundleTraceV2,
+    ProofBundle,
+    ProofBundleV2,
+)
 from run_proof_pipeline.integrity import (
     Anchor,
     ChainVerifier,
@@ -21,6 +37,8 @@ from run_proof_pipeline.integrity import (
     StoredTrace,
     VerificationStatus,
 )
+from run_proof_pipeline.integrity.canonical import CanonicalizationError
+from run_proof_pipeline.integrity.canonical_v2 import parse_stored_json_v2
 from run_proof_pipeline.integrity.merkle import ProofError, verify_inclusion
 from run_proof_pipeline.ledger.checkpoint import CheckpointProblem, SignedCheckpoint
 from run_proof_pipeline.ledger.entry import LedgerEntry
@@ -54,27 +72,49 @@ class BundleReport:
         return ok
 
 
+_FORMATS = (BUNDLE_FORMAT, BUNDLE_FORMAT_V2)
+# The `format` field says which model the rest must fit (a v1 bundle from before included).
+_BUNDLE = TypeAdapter(Annotated[ProofBundle | ProofBundleV2, Field(discriminator="format")])
+
+
+def _parse(text: str) -> ProofBundle | ProofBundleV2 | str:
+    """The bundle, or why its text is not one."""
+    try:
+        return _BUNDLE.validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = [str(p) for p in first["loc"]]
+        if loc and loc[0] in _FORMATS:
+            form = loc.pop(0)
+        else:
+            form = " or ".join(_FORMATS)
+            if first["type"].startswith("union_tag"):
+                loc = ["format"]
+        return f"not a {form} bundle: {'.'.join(loc) or '(root)'}: {first['msg']}"
+
+
 def verify_bundle_text(text: str, key: VerifierKey, *, origin: str) -> BundleReport:
     """Verify a bundle's text with the trusted `key`, as a bundle of the log `origin`."""
     report = BundleReport()
-    try:
-        bundle = ProofBundle.model_validate_json(text)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(root)"
-        report.add(
-            "bundle",
-            False,
-            f"not a {ProofBundle.model_fields['format'].default} bundle: {where}: {first['msg']}",
-        )
+    bundle = _parse(text)
+    if isinstance(bundle, str):
+        report.add("bundle", False, bundle)
         return report
-    report.add("bundle", True, f"{len(bundle.steps)} steps of run {bundle.trace.run_id!r}")
+    report.add(
+        "bundle",
+        True,
+        f"{len(bundle.steps)} steps of run {bundle.trace.run_id!r} ({bundle.format})",
+    )
     _check_origin(report, bundle, origin)
     entry = bundle.ledger.entry
     # Rule 5 compares with the entry only once the entry itself is shown intact, so an edited
     # entry is reported as the entry, not as the chain.
     entry_intact = entry is not None and _leaf_matches(entry)
-    chain_ok = _check_chain(report, bundle, entry if entry_intact else None)
+    anchor = entry if entry_intact else None
+    if isinstance(bundle, ProofBundleV2):
+        chain_ok = _check_chain_v2(report, bundle, anchor)
+    else:
+        chain_ok = _check_chain(report, bundle, anchor)
     if entry is None:
         report.add("ledger entry", False, "the bundle carries no ledger entry for the run")
         return report
@@ -96,10 +136,148 @@ def _check_chain(report: BundleReport, bundle: ProofBundle, entry: BundleEntry |
     for step in bundle.steps:
         if verifier.feed(StoredStep(**step.model_dump())) is not None:
             break
+    return _chain_verdict(report, verifier, entry, "rules 1-5 hold, root")
+
+
+# --- format v2 ------------------------------------------------------------------------------
+
+
+class _Unreadable(ValueError):
+    """A stored text the format cannot read, named as the proof names a stored value it
+    cannot hash: `<record>: stored values cannot be hashed (<field>: <why>)`."""
+
+    def __init__(self, field: str, why: str) -> None:
+        super().__init__(f"{field}: {why}")
+        self.field = field
+
+
+# PostgreSQL's text output of the column types (docs/ledger-v1.md "Proof bundle"); anything
+# else is not what export writes.
+_BIGINT = re.compile(r"-?[0-9]{1,19}")
+_FLOAT8 = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|NaN|-?Infinity")
+
+
+def _json_v2(value: str | None, field: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse_stored_json_v2(value)
+    except CanonicalizationError as exc:
+        raise _Unreadable(field, str(exc)) from None
+
+
+def _bigint(value: str | None, field: str) -> int | None:
+    if value is None:
+        return None
+    if not _BIGINT.fullmatch(value):
+        raise _Unreadable(field, f"{value!r} is not the text of a bigint column")
+    return int(value)
+
+
+def _float8(value: str | None, field: str) -> float | None:
+    if value is None:
+        return None
+    if not _FLOAT8.fullmatch(value):
+        raise _Unreadable(field, f"{value!r} is not the text of a double precision column")
+    # NaN and the infinities stay what they are: the record's encoder names them.
+    return float(value)
+
+
+def _stored_trace_v2(trace: BundleTraceV2) -> StoredTrace:
+    header_v2 = {
+        "created_at": trace.created_at,
+        "correlation_id": trace.correlation_id,
+        "seed": _bigint(trace.seed, "seed"),
+        "frozen_timestamp": trace.frozen_timestamp,
+        "plan_hash": trace.plan_hash,
+        "schema_version": trace.schema_version,
+        "trace": _json_v2(trace.trace, "trace"),
+        "stored_by": trace.stored_by,
+        "checksum": trace.checksum,
+        "incident_id": trace.incident_id,
+        "is_synthetic": trace.is_synthetic,
+        "synthetic_scenario_id": trace.synthetic_scenario_id,
+        "aos_root_hash": trace.aos_root_hash,
+    }
+    return StoredTrace(
+        tenant_id=trace.tenant_id,
+        run_id=trace.run_id,
+        trace_id=trace.trace_id,
+        agent_id=trace.agent_id,
+        plan_id=trace.plan_id,
+        plan=_json_v2(trace.plan, "plan"),
+        started_at=trace.started_at,  # type: ignore[arg-type]  # text; the record reads it
+        status=trace.status,
+        completed_at=trace.completed_at,
+        genesis_hash=trace.genesis_hash,
+        # The format's stored seal (docs/hash-chain-v2.md "Where every value is stored").
+        root_hash=trace.seal_hash,
+        chain_length=trace.chain_length,
+        chain_format=2,
+        header_v2=header_v2,
+        metadata=_json_v2(trace.metadata, "metadata"),
+    )
+
+
+def _stored_step_v2(trace: BundleTraceV2, step: BundleStepV2) -> StoredStep:
+    return StoredStep(
+        step_index=step.step_index,
+        skill_id=step.skill_id,
+        skill_name=step.skill_name,
+        params=_json_v2(step.params, "params"),
+        status=step.status,
+        outcome_category=step.outcome_category,
+        outcome_code=step.outcome_code,
+        outcome_data=_json_v2(step.outcome_data, "outcome_data"),
+        cost_cents=_float8(step.cost_cents, "cost_cents"),
+        duration_ms=_float8(step.duration_ms, "duration_ms"),
+        retry_count=step.retry_count,
+        timestamp=step.timestamp,
+        prev_hash=step.prev_hash,
+        step_hash=step.step_hash,
+        chain_position=step.chain_position,
+        extra={
+            # The bundle's steps are those of its trace (export selects them by trace_id).
+            "trace_id": trace.trace_id,
+            "input_hash": step.input_hash,
+            "output_hash": step.output_hash,
+            "rng_state_before": step.rng_state_before,
+            "idempotency_key": step.idempotency_key,
+            "replay_behavior": step.replay_behavior,
+            "source": step.source,
+            "level": step.level,
+            "is_synthetic": step.is_synthetic,
+            "synthetic_scenario_id": step.synthetic_scenario_id,
+        },
+    )
+
+
+def _check_chain_v2(report: BundleReport, bundle: ProofBundleV2, entry: BundleEntry | None) -> bool:
+    try:
+        trace = _stored_trace_v2(bundle.trace)
+    except _Unreadable as exc:
+        record = "seal" if exc.field == "metadata" else "header"
+        return report.add("hash chain", False, f"{record}: stored values cannot be hashed ({exc})")
+    verifier = ChainVerifier(trace)
+    for step in bundle.steps:
+        try:
+            stored = _stored_step_v2(bundle.trace, step)
+        except _Unreadable as exc:
+            found = verifier.feed_unverifiable(step.step_index, str(exc), step.chain_position)
+        else:
+            found = verifier.feed(stored)
+        if found is not None:
+            break
+    return _chain_verdict(report, verifier, entry, "format v2: rules 1-4 hold, seal")
+
+
+def _chain_verdict(
+    report: BundleReport, verifier: ChainVerifier, entry: BundleEntry | None, held: str
+) -> bool:
     anchor = None if entry is None else Anchor(entry.root_hash, entry.chain_length)
     verdict = verifier.finish(anchor)
     if verdict.status is VerificationStatus.VERIFIED:
-        return report.add("hash chain", True, f"rules 1-5 hold, root {verdict.root_hash}")
+        return report.add("hash chain", True, f"{held} {verdict.root_hash}")
     if verdict.status is VerificationStatus.UNSEALED:
         return report.add("hash chain", False, "the trace is not sealed: only a prefix verifies")
     return report.add(
@@ -107,7 +285,7 @@ def _check_chain(report: BundleReport, bundle: ProofBundle, entry: BundleEntry |
     )
 
 
-def _check_entry(report: BundleReport, bundle: ProofBundle, entry: BundleEntry) -> bool:
+def _check_entry(report: BundleReport, bundle: AnyProofBundle, entry: BundleEntry) -> bool:
     recomputed = LedgerEntry(**entry.model_dump()).leaf().hex()
     if recomputed != entry.leaf_hash:
         return report.add(
@@ -125,7 +303,7 @@ def _check_entry(report: BundleReport, bundle: ProofBundle, entry: BundleEntry) 
     return report.add("ledger entry", True, f"entry {entry.seq}, leaf {recomputed}")
 
 
-def _check_origin(report: BundleReport, bundle: ProofBundle, expected: str) -> bool:
+def _check_origin(report: BundleReport, bundle: AnyProofBundle, expected: str) -> bool:
     claimed = {bundle.ledger.origin}
     note = bundle.ledger.checkpoint
     if note is not None:
@@ -143,7 +321,7 @@ def _check_origin(report: BundleReport, bundle: ProofBundle, expected: str) -> b
 
 
 def _check_checkpoint(
-    report: BundleReport, bundle: ProofBundle, key: VerifierKey
+    report: BundleReport, bundle: AnyProofBundle, key: VerifierKey
 ) -> SignedCheckpoint | None:
     note = bundle.ledger.checkpoint
     if note is None:
@@ -170,7 +348,7 @@ def _check_checkpoint(
 
 
 def _check_inclusion(
-    report: BundleReport, bundle: ProofBundle, entry: BundleEntry, signed: SignedCheckpoint
+    report: BundleReport, bundle: AnyProofBundle, entry: BundleEntry, signed: SignedCheckpoint
 ) -> None:
     size = signed.checkpoint.size
     if bundle.ledger.tree_size != size:
