@@ -213,6 +213,11 @@ def _prepare(value: Any, check_keys: bool, depth: int) -> Any:
     if t is Decimal:
         if not value.is_finite():
             raise FastPathRefused
+        d = float(value)
+        if repr(d) == str(value):
+            # The stored text is the double's shortest repr (what JSON encoders write): its
+            # value is ES6(d)'s, so C2 writes ES6(d), which orjson prints for d itself.
+            return _prepare(d, check_keys, depth)
         return _Fragment(number_v2(value))
     return _prepare(_plain(value), check_keys, depth)
 
