@@ -96,13 +96,25 @@ def _stored_whole(conn: psycopg.Connection[Any]) -> None:
     """Two legacy runs by AOS's store_trace, no completion time: one with the two steps its
     trace lists, one whose second step had no step_index (AOS writes 0: ON CONFLICT skips
     it), so that only one of its two listed steps is in."""
-    steps = [{"step_index": 0, "skill_name": "a"}, {"step_index": 1, "skill_name": "b"}]
+    # 2^64 + 1: not a double (v1 would hash 2^64); format v2 covers it exactly.
+    steps = [
+        {"step_index": 0, "skill_name": "a"},
+        {"step_index": 1, "skill_name": "b", "params": {"n": 2**64 + 1}},
+    ]
     store_trace(
         conn,
         {"run_id": "run-whole", "trace_id": "trace_whole", "root_hash": "e" * 64, "steps": steps},
         "acme",
     )
     partial = [{"skill_name": "a"}, {"skill_name": "b"}]
+    # A header format v2 cannot represent: a start time of 'infinity' (docs/hash-chain-v2.md
+    # "Primitives"); skipped, said why.
+    conn.execute(
+        "INSERT INTO aos_traces (trace_id, run_id, correlation_id, tenant_id, root_hash, plan,"
+        " trace, schema_version, status, started_at, completed_at) VALUES ('trace_inf',"
+        " 'run-inf', 'corr-inf', 'acme', %s, '[]', '{}', '1.0', 'completed', 'infinity', now())",
+        ("c" * 64,),
+    )
     store_trace(
         conn,
         {
@@ -140,13 +152,16 @@ def adopted(pg_server: LocalPostgres) -> Iterator[Adopted]:
 
 def test_adopt_reports_what_it_adopted_and_skipped(adopted: Adopted) -> None:
     out = adopted.adopt_output
-    assert "batch 1: 4 traces examined" in out and "batch 3: 4 traces examined" in out
-    assert "8 adopted, 4 skipped, 0 adopted before" in out
+    assert "batch 1: 4 traces examined" in out and "batch 4: 1 traces examined" in out
+    assert "8 adopted, 5 skipped, 0 adopted before" in out
     assert (
         "(trace 'trace_partial'): it has no completion time and 1 of the 2 steps its trace lists"
     ) in out
     assert "(trace 'trace_run-live'): it is still running" in out
     assert "run 'run-shared' has 2 traces and a format run has one" in out
+    assert (
+        "(trace 'trace_inf'): its header cannot be hashed in format v2 (timestamp 'infinity'"
+    ) in out
     seals = dict(rows(adopted.url, "SELECT run_id, seal_hash FROM aos_traces"))
     for (tenant, run_id), steps in ADOPTED.items():
         assert (
@@ -318,7 +333,7 @@ def test_adoption_is_idempotent(adopted: Adopted) -> None:
     again = cli(adopted.url, "adopt")
 
     assert again.exit_code == 0, again.output
-    assert "0 adopted, 4 skipped, 8 adopted before" in again.output
+    assert "0 adopted, 5 skipped, 8 adopted before" in again.output
     assert rows(
         adopted.url, "SELECT trace_id, seal_hash, adopted_at FROM aos_traces ORDER BY 1"
     ) == (seals)
@@ -384,3 +399,22 @@ def test_the_seed_plan_passes_on_an_adopted_run(
     assert proof.proof.integrity.chain_length == 3
     report = Path(result.output_for_node("output_report")).read_text(encoding="utf-8")
     assert "adopted at " in report and "not since the run" in report
+
+
+def test_an_adopted_number_is_covered_exactly(adopted: Adopted) -> None:
+    assert prove(adopted.url, "acme", "run-whole").integrity.verification_status == "VERIFIED"
+    # 2^64 + 1 -> 2^64: the same double, a different stored value; format v2 tells them apart.
+    [touched] = tamper(
+        adopted.url,
+        (
+            "UPDATE aos_trace_steps SET params = '{\"n\": 18446744073709551616}'"
+            " WHERE trace_id = 'trace_whole' AND step_index = 1",
+            (),
+        ),
+    )
+    assert touched == 1
+
+    integrity = prove(adopted.url, "acme", "run-whole").integrity
+
+    assert integrity.verification_status == "FAILED"
+    assert "step 1" in (integrity.failure_reason or ""), integrity.failure_reason

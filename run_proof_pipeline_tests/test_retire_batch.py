@@ -352,3 +352,29 @@ def test_a_removal_without_a_tombstone_is_still_an_alarm(
     assert any("run 'run-old-sealed'" in p for p in problems), problems
     verify = _cli(deployed, monkeypatch, "checkpoint", "verify")
     assert verify.exit_code == 1, verify.output
+
+
+@pytest.mark.slow
+def test_a_run_no_tombstone_can_name_is_refused_and_the_batch_goes_on(
+    deployed: DatabaseUrl, signing: CheckpointEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Inserted after the upgrade with a creation time format v2 cannot represent: stored, no
+    # genesis (docs/hash-chain-v2.md "Never raises"), so no hash for a tombstone.
+    with connect(deployed) as conn:
+        conn.execute(
+            "INSERT INTO aos_traces (trace_id, run_id, correlation_id, tenant_id, root_hash,"
+            " plan, trace, schema_version, status, started_at, created_at) VALUES"
+            " ('trace_run-neg', 'run-neg', 'c', 'acme', 'pending', '[]', '{\"steps\": []}',"
+            " '1.0', 'running', now(), '-infinity')"
+        )
+    assert one(deployed, "SELECT chain_format FROM aos_traces WHERE run_id = 'run-neg'") == 2
+    cut = (datetime.now(UTC) - timedelta(days=RETENTION_DAYS)).isoformat()
+
+    ran = _cli(deployed, monkeypatch, "retire", "--created-before", cut, "--reason", "retention")
+
+    assert ran.exit_code == 4, ran.output
+    assert "refused: tenant 'acme', run 'run-neg' (trace 'trace_run-neg'): it has no hash" in (
+        ran.stdout
+    )
+    assert "2 retired, 0 retired before, 1 refused" in ran.stdout
+    assert {t[2] for t in _tombstones(deployed)} == {"trace_run-old-sealed", "trace_run-old-open"}

@@ -125,15 +125,18 @@ async def _count(conn: AsyncConnection, where: str, selection: AdoptionSelection
 async def _candidate_batch(
     conn: AsyncConnection,
     selection: AdoptionSelection,
-    after: tuple[datetime, str] | None,
+    after: tuple[str, str] | None,
     size: int,
-) -> list[tuple[datetime, str]]:
+) -> list[tuple[str, str]]:
+    # started_at travels as text (the connection's pinned DateStyle and TimeZone) and back as
+    # a bound timestamptz: 'infinity', which AOS's column can hold, is no driver error here
+    # (such a trace is then skipped, named, by _genesis).
     rows = await conn.execute(
         text(
-            f"SELECT started_at, trace_id FROM aos_traces WHERE {_LEGACY}"  # noqa: S608
-            f"{_FILTER}"
-            " AND (CAST(:after_started AS timestamptz) IS NULL"
-            "      OR (started_at, trace_id) > (:after_started, :after_trace))"
+            f"SELECT started_at::text AS started_at, trace_id FROM aos_traces"  # noqa: S608
+            f" WHERE {_LEGACY}{_FILTER}"
+            " AND (CAST(:after_started AS text) IS NULL OR (started_at, trace_id)"
+            "      > (CAST(CAST(:after_started AS text) AS timestamptz), :after_trace))"
             " ORDER BY started_at, trace_id LIMIT :size"
         ),
         {
@@ -413,7 +416,7 @@ async def adopt_legacy_traces(
         candidates = await _count(conn, _LEGACY, selection)
     adopted: list[AdoptedTrace] = []
     skipped: list[SkippedTrace] = []
-    after: tuple[datetime, str] | None = None
+    after: tuple[str, str] | None = None
     batch = 0
     while True:
         async with engine.connect() as conn:
