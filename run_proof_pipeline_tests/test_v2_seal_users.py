@@ -375,3 +375,17 @@ def test_a_trace_turned_legacy_is_not_counted_as_native(store: DatabaseUrl, stat
 
     kinds = run(go())
     assert (kinds.native, kinds.legacy) == (0, 1)
+
+
+def test_a_v1_run_whose_genesis_was_cleared_is_still_an_alarm(
+    store: DatabaseUrl, checkpoint_env: CheckpointEnv
+) -> None:
+    record_run(store, "tenant-a", "run-v1", steps=2)
+    make_checkpoint(store)
+    tamper(store, ("UPDATE aos_traces SET genesis_hash = NULL WHERE run_id = %s", ("run-v1",)))
+
+    [problem] = audit(store).problems
+    assert problem.startswith(
+        "ledger entry 1 (tenant 'tenant-a', run 'run-v1'): the recorded trace 'trace-run-v1' "
+        "is no longer format v1 (its genesis_hash was cleared)"
+    )
