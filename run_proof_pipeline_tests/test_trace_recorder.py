@@ -23,14 +23,14 @@ from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.recorder import (
     ChainMismatch,
     DuplicateRun,
+    FullStepAppend,
+    FullTraceStart,
     InvalidRecord,
     SealWritten,
-    StepAppend,
     StepIndexConflict,
     StepWritten,
     TraceRecorder,
     TraceSealed,
-    TraceStart,
 )
 from run_proof_pipeline_tests.store_fixtures import make_step, prove, record_run, run
 
@@ -93,7 +93,7 @@ def test_a_vector_case_recorded_through_the_recorder_stores_the_vector_hashes(
     (store_trace) has the same header, steps and seal records (status is not in the header)."""
     header = case["header"]
     expected = case["expected"]
-    start = TraceStart(**{k: v for k, v in header.items()})
+    start = FullTraceStart(**header)
 
     async def go(recorder: TraceRecorder) -> tuple[list[StepWritten], SealWritten | None]:
         await recorder.start_trace(start)
@@ -104,7 +104,7 @@ def test_a_vector_case_recorded_through_the_recorder_stores_the_vector_hashes(
                 await recorder.append_step(
                     header["tenant_id"],
                     header["run_id"],
-                    StepAppend(**fields),
+                    FullStepAppend(**fields),
                     expected_index=step["step_index"],
                 )
             )
@@ -156,13 +156,20 @@ def test_numbers_a_double_cannot_hold_are_stored_and_hashed_exactly(store: Datab
     assert "18446744073709551617" in stored[0] and "0.10000000000000001" in stored[0]
     # The columns the recorder left to the database are hashed as stored: its defaults.
     defaults = {"replay_behavior": "execute", "source": "engine", "level": "INFO"}
-    step = make_step(9, params=params, is_synthetic=False, **defaults)
+    step = make_step(9, params=params)
     record = step_record_v2(
         tenant_id="tenant-a",
         run_id="run-big",
         trace_id="trace-run-big",
         step_index=0,
         **step.model_dump(),
+        **defaults,
+        is_synthetic=False,
+        input_hash=None,
+        output_hash=None,
+        rng_state_before=None,
+        idempotency_key=None,
+        synthetic_scenario_id=None,
     )
     genesis = _stored(store, "trace-run-big")[0][1]
     reference = hashlib.sha256(bytes.fromhex(genesis) + canonicalize_v2(record)).hexdigest()
@@ -209,7 +216,7 @@ def test_invalid_step_values_are_refused_with_nothing_written(
 def test_invalid_header_values_are_refused_with_nothing_written(
     store: DatabaseUrl, fields: dict[str, Any], message: str
 ) -> None:
-    start = TraceStart(
+    start = FullTraceStart(
         **{"tenant_id": "t", "run_id": "r", "started_at": datetime.now(UTC), **fields}
     )
 
@@ -369,13 +376,13 @@ def test_seal_with_an_unrepresentable_status_is_refused_and_the_run_stays_open(
 # --- the database's chaining is checked, not trusted ----------------------------------------
 
 
-def test_a_chain_head_that_disagrees_with_the_rows_is_caught_and_nothing_is_written(
+def test_a_chain_start_that_disagrees_with_the_trace_is_caught_and_nothing_is_written(
     store: DatabaseUrl,
 ) -> None:
-    """The owner moves the database's running head (run_proof_chain_heads): the step the
-    database would chain after it does not follow the stored chain. The recorder names both
-    prev hashes and its transaction rolls back."""
-    trace_id = _record_v2(store, "run-head", steps=2, seal=False)
+    """The owner moves where the database starts the chain (run_proof_chain_heads): the
+    step it would chain does not follow the stored genesis. The recorder names both prev
+    hashes and its transaction rolls back."""
+    trace_id = _record_v2(store, "run-head", steps=0, seal=False)
     with psycopg.connect(store.libpq()) as conn:
         conn.execute(
             "UPDATE run_proof_chain_heads SET head_hash = %s WHERE trace_id = %s",
@@ -387,29 +394,62 @@ def test_a_chain_head_that_disagrees_with_the_rows_is_caught_and_nothing_is_writ
         _append(store, "run-head")
 
     assert "prev_hash" in str(info.value) and "ab" * 32 in str(info.value)
-    assert before[1][-1][3] in str(info.value)
+    assert before[0][1] in str(info.value)  # the genesis, the reference's prev
     assert _stored(store, trace_id) == before
-    assert _counts(store) == (1, 2)
+    assert _counts(store) == (1, 0)
 
 
-def test_a_database_hash_function_that_lies_is_caught_and_no_trace_is_written(
-    store: DatabaseUrl,
-) -> None:
-    """The owner replaces the database's genesis function: start_trace names the database's
-    value and the Python reference's, and inserts nothing."""
-    with psycopg.connect(store.libpq()) as conn:
+def _make_function_lie(url: DatabaseUrl, name: str) -> None:
+    """As the owner: `name` (one of chain_v2.sql's hash functions) returns 64 zeros."""
+    with psycopg.connect(url.libpq()) as conn:
         function, arguments = conn.execute(
             "SELECT p.oid::regprocedure::text, pg_get_function_arguments(p.oid) FROM pg_proc p"
-            " WHERE p.proname = 'run_proof_v2_genesis_hash'"
+            " WHERE p.proname = %s",
+            (name,),
         ).fetchone()
-        conn.execute(f"ALTER FUNCTION {function} RENAME TO run_proof_v2_genesis_real")
+        conn.execute(f"ALTER FUNCTION {function} RENAME TO {name}_real")
         conn.execute(
-            f"CREATE FUNCTION run_proof_v2_genesis_hash({arguments}) RETURNS text"
+            f"CREATE FUNCTION {name}({arguments}) RETURNS text"
             " LANGUAGE sql AS $$ SELECT repeat('0', 64) $$"
         )
+
+
+def test_a_lying_genesis_function_is_caught_and_no_trace_is_written(store: DatabaseUrl) -> None:
+    _make_function_lie(store, "run_proof_v2_genesis_hash")
 
     with pytest.raises(ChainMismatch) as info:
         _record_v2(store, "run-lie", steps=0, seal=False)
 
     assert "genesis_hash" in str(info.value) and "0" * 64 in str(info.value)
     assert _counts(store) == (0, 0)
+
+
+def test_a_lying_step_function_is_caught_and_no_step_is_written(store: DatabaseUrl) -> None:
+    trace_id = _record_v2(store, "run-lie", steps=1, seal=False)
+    before = _stored(store, trace_id)
+    _make_function_lie(store, "run_proof_v2_step_hash")
+
+    with pytest.raises(ChainMismatch) as info:
+        _append(store, "run-lie")
+
+    assert "step_hash" in str(info.value) and "0" * 64 in str(info.value)
+    assert _stored(store, trace_id) == before
+
+
+def test_a_lying_seal_function_is_caught_and_the_run_stays_open(store: DatabaseUrl) -> None:
+    trace_id = _record_v2(store, "run-lie", steps=1, seal=False)
+    _make_function_lie(store, "run_proof_v2_seal_hash")
+
+    with pytest.raises(ChainMismatch) as info:
+        _with_recorder(
+            store,
+            lambda r: r.seal("tenant-a", "run-lie", status="succeeded", completed_at=None),
+        )
+
+    assert "seal_hash" in str(info.value) and "0" * 64 in str(info.value)
+    with psycopg.connect(store.libpq()) as conn:
+        row = conn.execute(
+            "SELECT status, seal_hash FROM aos_traces WHERE trace_id = %s", (trace_id,)
+        ).fetchone()
+        entries = conn.execute("SELECT count(*) FROM run_proof_ledger").fetchone()[0]
+    assert row == ("running", None) and entries == 0

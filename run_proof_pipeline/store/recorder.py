@@ -87,8 +87,9 @@ _SOME_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class TraceStart(BaseModel):
-    """A trace header. A field left None is not inserted: the column takes the database's
-    default (created_at: now(); correlation_id: the run id) and the hash covers that value."""
+    """A trace header: the columns producers write. A column left out is not inserted and
+    takes the database's default (created_at: now(); correlation_id: the run id); the hash
+    covers the value stored. FullTraceStart has every header column format v2 covers."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -99,7 +100,12 @@ class TraceStart(BaseModel):
     plan_id: str | None = None
     plan: Any = None
     started_at: datetime | str
-    # Format v2 covers these too (docs/hash-chain-v2.md, "Records"; AOS's columns).
+
+
+class FullTraceStart(TraceStart):
+    """TraceStart and the further header columns (AOS's; docs/hash-chain-v2.md, "Records").
+    None: not inserted, the database's default."""
+
     created_at: datetime | str | None = None
     correlation_id: str | None = None
     seed: int | None = None
@@ -118,8 +124,8 @@ class TraceStart(BaseModel):
 
 
 class StepAppend(BaseModel):
-    """A step. A field left None is not inserted (replay_behavior, source, level and
-    is_synthetic then take the database's defaults, covered by the hash)."""
+    """A step: the columns producers write (FullStepAppend: every step column format v2
+    covers). A column left out or None is not inserted and takes the database's default."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -134,6 +140,12 @@ class StepAppend(BaseModel):
     duration_ms: float | None = None
     retry_count: int | None = None
     timestamp: datetime | str
+
+
+class FullStepAppend(StepAppend):
+    """StepAppend and AOS's further step columns; None: the database's default
+    (replay_behavior 'execute', source 'engine', level 'INFO', is_synthetic false)."""
+
     input_hash: str | None = None
     output_hash: str | None = None
     rng_state_before: str | None = None
@@ -183,7 +195,7 @@ _HEADER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("synthetic_scenario_id", "synthetic_scenario_id"),
     ("aos_root_hash", "root_hash"),
 )
-_STEP_FIELDS = tuple(StepAppend.model_fields)
+_STEP_FIELDS = tuple(FullStepAppend.model_fields)
 
 
 def _returning(column: str, alias: str | None = None) -> str:
@@ -294,7 +306,9 @@ class TraceRecorder:
     async def start_trace(self, trace: TraceStart) -> str:
         trace_id = trace.trace_id or f"trace-{uuid.uuid4().hex}"
         given = {
-            field: getattr(trace, field) for field, _ in _HEADER_COLUMNS if field != "trace_id"
+            field: getattr(trace, field, None)
+            for field, _ in _HEADER_COLUMNS
+            if field != "trace_id"
         }
         given["trace_id"] = trace_id
         # Refused before any write: what the format cannot hash, what a column cannot hold.
@@ -303,7 +317,7 @@ class TraceRecorder:
             "trace header",
             **{**given, "created_at": given["created_at"] or _SOME_TIME},
         )
-        _in_range(trace.seed, _INT8, "trace header: seed")
+        _in_range(given["seed"], _INT8, "trace header: seed")
         sent = {f: v for f, v in given.items() if v is not None}
         columns = [column for field, column in _HEADER_COLUMNS if field in sent]
         params = {c: _param(c, sent[f], "trace header") for f, c in _HEADER_COLUMNS if f in sent}
@@ -389,7 +403,7 @@ class TraceRecorder:
             "trace_id": trace["trace_id"],
             "step_index": index,
         }
-        given = {field: getattr(step, field) for field in _STEP_FIELDS}
+        given = {field: getattr(step, field, None) for field in _STEP_FIELDS}
         # Refused before the write; the defaults a None leaves to the database are text or a
         # boolean, which cannot make an otherwise valid record invalid.
         _canonical(step_record_v2, what, **ids, **given)
