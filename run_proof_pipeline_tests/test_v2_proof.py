@@ -202,6 +202,7 @@ def test_plain_sql_run_is_unsealed_while_running_then_verified(v2_store: Databas
     assert result.aos_trace_steps[1].params == step_params(1)
 
 
+@pytest.mark.slow
 def test_segment_workers_prove_a_v2_run_like_one_stream(
     v2_store: DatabaseUrl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -238,7 +239,7 @@ def test_v1_recorder_runs_still_verify_with_the_seal_in_both_columns(
     v2_store: DatabaseUrl,
 ) -> None:
     run_id = "v1-recorded"
-    record_run(v2_store, TENANT, run_id, steps=3)
+    record_run(v2_store, TENANT, run_id, steps=3, chain_format=1)  # the format-v1 writer
     chain_format, seal_hash, chain_length, root_hash, _ = seal_columns(v2_store, run_id)
     assert (chain_format, chain_length) == (1, 3)
     assert seal_hash == root_hash is not None
@@ -247,8 +248,16 @@ def test_v1_recorder_runs_still_verify_with_the_seal_in_both_columns(
     _verified(prove(v2_store, TENANT, run_id, **SEGMENTS), 3, seal_hash)
 
 
+def test_the_recorders_runs_are_v2_and_verify(v2_store: DatabaseUrl) -> None:
+    run_id = "recorder-v2"
+    record_run(v2_store, TENANT, run_id, steps=3, chain_format=2)
+    chain_format, seal_hash, chain_length, _, _ = seal_columns(v2_store, run_id)
+    assert (chain_format, chain_length) == (2, 3)
+    _verified(prove(v2_store, TENANT, run_id), 3, seal_hash)
+
+
 def test_a_sweep_batch_proves_v1_and_v2_traces_together(v2_store: DatabaseUrl) -> None:
-    record_run(v2_store, TENANT, "batch-v1", steps=2)
+    record_run(v2_store, TENANT, "batch-v1", steps=2, chain_format=1)
     v2_run(v2_store, "batch-v2-a", 3)
     v2_run(v2_store, "batch-v2-b", 0)
     v2_run(v2_store, "batch-v2-running", 2, complete=False)
@@ -298,3 +307,50 @@ def test_an_exact_number_edited_by_one_unit_fails(v2_store: DatabaseUrl) -> None
         assert integrity.failure is not None
         assert (integrity.failure.location, integrity.failure.step_index) == ("step", 1)
         assert "step_hash mismatch" in integrity.failure.reason
+
+
+_HOSTILE = {
+    "extra_float_digits": "-15",
+    "DateStyle": "SQL, DMY",
+    "TimeZone": "Pacific/Chatham",
+    "IntervalStyle": "sql_standard",
+}
+
+
+@pytest.mark.slow
+def test_hostile_database_and_role_defaults_do_not_change_a_v2_proof(
+    new_database: Any,
+) -> None:
+    """The read path's pins (store/session_pins.py) make the text of float8, jsonb and
+    timestamptz exact for v2 too: defaults set by the database's owner and by the role change
+    nothing (a float8 printed with -15 digits, or a local-time timestamp, would not hash
+    alike)."""
+    url = DatabaseUrl.parse(new_database("v2hostile"))
+    upgrade(url)
+    run_id = "hostile"
+    v2_run(url, run_id, 3)
+    seal_hash = seal_columns(url, run_id)[1]
+    database = url.libpq().rsplit("/", 1)[-1].split("?", 1)[0]
+    with psycopg.connect(url.libpq(), autocommit=True) as conn:
+        for name, value in _HOSTILE.items():
+            for target in (
+                psycopg.sql.SQL("DATABASE {}").format(psycopg.sql.Identifier(database)),
+                psycopg.sql.SQL("ROLE CURRENT_USER IN DATABASE {}").format(
+                    psycopg.sql.Identifier(database)
+                ),
+            ):
+                conn.execute(
+                    psycopg.sql.SQL("ALTER {} SET {} = {}").format(
+                        target, psycopg.sql.Identifier(name), psycopg.sql.Literal(value)
+                    )
+                )
+    with psycopg.connect(url.libpq()) as conn:  # the defaults are in force for new sessions
+        shown = conn.execute(
+            "SELECT current_setting('extra_float_digits'), current_setting('TimeZone'),"
+            " 12.5::float8 * 1.1 || ''"
+        ).fetchone()
+    assert shown is not None and shown[:2] == ("-15", "Pacific/Chatham")
+    assert shown[2] != repr(12.5 * 1.1)  # float8 text is rounded in such a session
+
+    _verified(prove(url, TENANT, run_id), 3, seal_hash)
+    _verified(prove(url, TENANT, run_id, **SEGMENTS), 3, seal_hash)

@@ -192,6 +192,7 @@ class _Batch:
         self._v2: dict[str, StepV2Decoder] = {}
         self._current_raw = b""
         self._current = ""
+        self._decode: Callable[[bytes], DecodedStep] = self._v1.decode
 
     def kinds(self) -> dict[StepKind, list[str]]:
         """The batch's trace ids by step kind, v1 first (the common case)."""
@@ -205,16 +206,16 @@ class _Batch:
         if raw_id != self._current_raw:
             self._current_raw = raw_id
             self._current = (unescape_copy_field(raw_id) or b"").decode()
+            # Chosen once per trace, not per line: the v1 sweep's hot loop stays as it was.
+            trace = self._traces[self._current]
+            self._decode = (
+                self._v2_decoder(trace).decode_line if trace.chain_format == 2 else self._v1.decode
+            )
         current = self._current
         if current in self._decided:
             return  # the rest of a trace that already failed
         self.counts[current] += 1
-        trace = self._traces[current]
-        if trace.chain_format == 2:
-            step: DecodedStep = self._v2_decoder(trace).decode_line(rest)
-        else:
-            step = self._v1.decode(rest)
-        if step.feed_to(self.verifiers[current]):
+        if self._decode(rest).feed_to(self.verifiers[current]):
             self._decided.add(current)
 
     def _v2_decoder(self, trace: TraceRow) -> StepV2Decoder:

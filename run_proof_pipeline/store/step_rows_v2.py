@@ -79,7 +79,6 @@ _FIELDS = len(STEP_V2_COLUMNS)
 _INDEX, _PARAMS, _OUTCOME_DATA = 0, 3, 7
 _COST, _DURATION, _RETRY, _SYNTHETIC = 8, 9, 10, 19
 _POSITION, _PREV, _HASH = 21, 22, 23
-_STRINGS = (1, 2, 4, 5, 6, 11, 12, 13, 14, 15, 16, 17, 18, 20)
 
 
 def step_v2_select(*, adopted: bool) -> str:
@@ -107,6 +106,12 @@ class DecodedStepV2(DecodedStep):
 
     __slots__ = ("chain_position",)
 
+    def summary_fields(self) -> list[Any]:
+        raw = self._raw
+        if raw is not None:  # the stored text, not decoded yet
+            return list(raw)
+        return super().summary_fields()
+
     def feed_to(self, chain: ChainVerifier | ChainSegment) -> bool:
         if self.error is not None or self.canonical is None:
             return bool(
@@ -129,7 +134,7 @@ def _decoded_step(
     chain_position: int | None,
     prev_hash: str | None,
     step_hash: str | None,
-    raw: tuple[bytes | None, ...],
+    raw: tuple[str | None, ...],
     error: str | None,
 ) -> DecodedStepV2:
     step = DecodedStepV2.__new__(DecodedStepV2)
@@ -193,21 +198,16 @@ class StepV2Decoder:
 
     def decode_line(self, line: bytes) -> DecodedStepV2:
         """One raw COPY text line (UTF-8: the caller checks the connection's encoding)."""
-        fields = line.rstrip(b"\n").split(b"\t")
-        if b"\\" in line:
-            unescaped = [unescape_copy_field(f) for f in fields]
-        else:
-            unescaped = [None if f == b"\\N" else f for f in fields]  # type: ignore[misc]
-        return self.decode_row(tuple(None if f is None else f.decode("utf-8") for f in unescaped))
+        fields = line.decode("utf-8").rstrip("\n").split("\t")
+        return self.decode_row(
+            tuple(None if f == "\\N" else (f if "\\" not in f else _unescaped(f)) for f in fields)
+        )
 
     def decode_row(self, row: tuple[str | None, ...]) -> DecodedStepV2:
         """One row of text values (None for NULL)."""
         if len(row) != _FIELDS:
             raise ValueError(f"a v2 step row has {_FIELDS} columns, got {len(row)}")
-        raw = tuple(
-            None if row[i] is None else row[i].encode()  # type: ignore[union-attr]
-            for i in (2, 4, _DURATION, _COST, _PARAMS, _OUTCOME_DATA)
-        )
+        raw = (row[2], row[4], row[_DURATION], row[_COST], row[_PARAMS], row[_OUTCOME_DATA])
         prev_hash, step_hash = row[_PREV], row[_HASH]
         index_text = row[_INDEX]
         if index_text is None:
@@ -225,17 +225,34 @@ class StepV2Decoder:
         return _decoded_step(index, canonical, position, prev_hash, step_hash, raw, None)
 
     def _canonical(self, index: int, row: tuple[str | None, ...]) -> bytes:
-        strings = {STEP_V2_COLUMNS[i]: row[i] for i in _STRINGS}
         return step_canonical_v2(
             tenant_id=self._tenant_id,
             run_id=self._run_id,
             trace_id=self._trace_id,
             step_index=index,
+            skill_id=row[1],
+            skill_name=row[2],
             params=_json(row[_PARAMS]),
+            status=row[4],
+            outcome_category=row[5],
+            outcome_code=row[6],
             outcome_data=_json(row[_OUTCOME_DATA]),
             cost_cents=_float(row[_COST]),
             duration_ms=_float(row[_DURATION]),
             retry_count=_int(row[_RETRY]),
+            timestamp=row[11],
+            input_hash=row[12],
+            output_hash=row[13],
+            rng_state_before=row[14],
+            idempotency_key=row[15],
+            replay_behavior=row[16],
+            source=row[17],
+            level=row[18],
             is_synthetic=_boolean(row[_SYNTHETIC]),
-            **strings,
+            synthetic_scenario_id=row[20],
         )
+
+
+def _unescaped(field: str) -> str:
+    """A COPY text field holding backslash escapes, unescaped (store/step_rows.py)."""
+    return (unescape_copy_field(field.encode()) or b"").decode("utf-8")
