@@ -63,7 +63,7 @@ async def record_run_async(
     status: str = "succeeded",
     step_fields: Callable[[int], dict[str, Any]] | None = None,
     plan: dict[str, Any] | None = None,
-    chain_format: int = 1,
+    chain_format: int = 2,
 ) -> str:
     """A run as TraceRecorder writes it (`chain_format` 2: chained by the database, format
     v2) or as the format-v1 recorder did (1: run_proof_pipeline_tests/v1_writer.py, the rows
