@@ -109,8 +109,9 @@ def test_plain_inserts_are_chained_and_sealed_by_the_database(store: DatabaseUrl
         assert ledger_entries(conn, trace_id) == [("seal", 3, sealed.expected_seal)]
 
 
-def test_the_recorder_keeps_format_v1(store: DatabaseUrl) -> None:
-    trace_id = record_run(store, TENANT, "run-v1", steps=2)
+def test_the_format_v1_writer_keeps_its_path(store: DatabaseUrl) -> None:
+    # The format-v1 writer (run_proof_pipeline_tests/v1_writer.py) inserts its own genesis.
+    trace_id = record_run(store, TENANT, "run-v1", steps=2, chain_format=1)
     with connect(store) as conn:
         row = conn.execute(
             "SELECT chain_format, seal_hash = root_hash, chain_length FROM aos_traces"
@@ -330,3 +331,53 @@ def test_a_definer_trigger_refuses_a_table_of_a_writers_own(store: DatabaseUrl) 
             ("trace-run-plain",),
         )
         assert "runs on aos_trace_steps of the store only" in message
+
+
+def test_concurrent_writers_of_one_trace_are_serialized(store: DatabaseUrl) -> None:
+    """Two writers inserting steps of one trace at once (each step its own transaction, and
+    batches of several in one): every step gets its own position and the chain is one line."""
+    import threading
+
+    with connect(store) as conn:
+        trace_id = insert_trace(conn, "run-concurrent")
+    errors: list[BaseException] = []
+
+    def writer(first: int) -> None:
+        try:
+            with psycopg.connect(store.libpq()) as conn:
+                for batch in range(5):
+                    for offset in range(4):
+                        insert_step(conn, trace_id, first + batch * 8 + offset)
+                    conn.commit()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(first,)) for first in (0, 4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with connect(store) as conn:
+        run = chained_run(conn, trace_id)
+    assert [s.chain_position for s in run.steps] == list(range(40))
+    prev = run.expected_genesis
+    for step in run.steps:
+        assert (step.prev_hash, step.step_hash) == (prev, step.expected_hash)
+        prev = step.expected_hash
+
+
+def test_a_repeatable_read_writer_fails_rather_than_fork_the_chain(store: DatabaseUrl) -> None:
+    """A REPEATABLE READ writer whose snapshot predates another writer's committed step cannot
+    chain at the position that step took: PostgreSQL refuses it (serialization failure)."""
+    with connect(store) as conn:
+        trace_id = insert_trace(conn, "run-rr")
+    with psycopg.connect(store.libpq()) as old, connect(store) as other:
+        old.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        old.execute("SELECT count(*) FROM aos_trace_steps").fetchone()  # takes the snapshot
+        insert_step(other, trace_id, 0)
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            insert_step(old, trace_id, 1)
+    with connect(store) as conn:
+        run = chained_run(conn, trace_id)
+    assert [s.chain_position for s in run.steps] == [0]

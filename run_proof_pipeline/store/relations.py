@@ -8,10 +8,11 @@ security policy that hides rows from the verifier. Under the pinned search path
 - each name resolves to a plain table (`relkind = 'r'`) of the configured schema;
 - every column the proof reads exists with one of the types `db upgrade` creates or finds
   on an AOS store (text or varchar(n) for text; smallint, integer or bigint for integers;
-  double precision; jsonb; timestamptz), compared by the built-in type's OID, so neither a
+  double precision; jsonb; timestamptz; boolean), compared by the built-in type's OID, so neither a
   domain nor a look-alike type of another schema passes;
 - each key the format identifies rows by (`aos_traces (trace_id)`, `aos_trace_steps
-  (trace_id, step_index)`, `run_proof_ledger (seq)`) is enforced by a valid, plain,
+  (trace_id, step_index)`, `run_proof_ledger (seq)`, and for adopted traces
+  `run_proof_adopted_steps (trace_id, step_index)`) is enforced by a valid, plain,
   non-partial unique index, and its text columns compare in a deterministic collation: with
   the UNIQUE constraint dropped, a forged row could share a sealed run's trace_id and read
   (or lend) its steps and verdict. AOS creates both trace-table keys (its writer's
@@ -38,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from run_proof_pipeline.settings import ConfigError
 
 __all__ = [
+    "ADOPTED_STEPS_RELATION",
     "PROOF_KEYS",
     "PROOF_RELATIONS",
     "StoreNotMigrated",
@@ -51,8 +53,9 @@ _INT = frozenset({21, 23, 20})  # smallint, integer, bigint
 _FLOAT8 = frozenset({701})
 _JSONB = frozenset({3802})
 _TSTZ = frozenset({1184})
+_BOOL = frozenset({16})
 _NAMES = {25: "text", 1043: "varchar", 21: "smallint", 23: "integer", 20: "bigint"}
-_NAMES |= {701: "double precision", 3802: "jsonb", 1184: "timestamptz"}
+_NAMES |= {701: "double precision", 3802: "jsonb", 1184: "timestamptz", 16: "boolean"}
 
 
 PROOF_RELATIONS: Mapping[str, Mapping[str, frozenset[int]]] = {
@@ -64,6 +67,27 @@ PROOF_RELATIONS: Mapping[str, Mapping[str, frozenset[int]]] = {
         "plan": _JSONB,
         **dict.fromkeys(("started_at", "completed_at", "adopted_at"), _TSTZ),
         **dict.fromkeys(("chain_length", "seal_seq"), _INT),
+        # Format v2 (migration 0006, docs/hash-chain-v2.md): the columns of ours and AOS's
+        # content columns the header and seal cover.
+        **dict.fromkeys(("chain_format", "seed"), _INT),
+        **dict.fromkeys(
+            (
+                "seal_hash",
+                "chain_problem",
+                "correlation_id",
+                "frozen_timestamp",
+                "plan_hash",
+                "schema_version",
+                "stored_by",
+                "checksum",
+                "incident_id",
+                "synthetic_scenario_id",
+            ),
+            _TEXT,
+        ),
+        **dict.fromkeys(("trace", "metadata"), _JSONB),
+        "created_at": _TSTZ,
+        "is_synthetic": _BOOL,
     },
     "aos_trace_steps": {
         **dict.fromkeys(
@@ -85,6 +109,23 @@ PROOF_RELATIONS: Mapping[str, Mapping[str, frozenset[int]]] = {
         **dict.fromkeys(("params", "outcome_data"), _JSONB),
         **dict.fromkeys(("cost_cents", "duration_ms"), _FLOAT8),
         "timestamp": _TSTZ,
+        # Format v2 (migration 0006): position and problem of ours, AOS's covered columns.
+        "chain_position": _INT,
+        **dict.fromkeys(
+            (
+                "chain_problem",
+                "input_hash",
+                "output_hash",
+                "rng_state_before",
+                "idempotency_key",
+                "replay_behavior",
+                "source",
+                "level",
+                "synthetic_scenario_id",
+            ),
+            _TEXT,
+        ),
+        "is_synthetic": _BOOL,
     },
     "run_proof_ledger": {
         **dict.fromkeys(("seq", "chain_length"), _INT),
@@ -101,6 +142,18 @@ PROOF_KEYS: Mapping[str, tuple[str, ...]] = {
     "aos_traces": ("trace_id",),
     "aos_trace_steps": ("trace_id", "step_index"),
     "run_proof_ledger": ("seq",),
+    "run_proof_adopted_steps": ("trace_id", "step_index"),
+}
+
+# The step hashes of adopted format-v2 traces (migration 0006): checked, with its key in
+# PROOF_KEYS, by a proof that reads an adopted trace's steps
+# (`check_proof_relations(conn, schema, ADOPTED_STEPS_RELATION)`); kept out of PROOF_RELATIONS
+# so that an unmigrated store's message names what every proof reads.
+ADOPTED_STEPS_RELATION: Mapping[str, Mapping[str, frozenset[int]]] = {
+    "run_proof_adopted_steps": {
+        **dict.fromkeys(("trace_id", "prev_hash", "step_hash"), _TEXT),
+        **dict.fromkeys(("step_index", "chain_position"), _INT),
+    },
 }
 
 

@@ -20,10 +20,12 @@ a trace is sealed" of it, in triggers (issue 13, items 1, 2 and 5):
 - A trace inserted without a genesis hash is format v2: the insert trigger computes its genesis
   (run_proof_v2_genesis_hash, store/sql/chain_v2.sql) and replaces a client's values for every
   column of ours. The format-v1 recorder, which inserts a genesis hash, keeps its path.
-- `run_proof_chain_heads` holds each v2 trace's running chain (next position, head hash, when a
-  store_trace-style run is due to be sealed): the step insert trigger locks it, so concurrent
-  writers of one trace are serialized, and assigns the step its chain position, prev_hash and
-  step_hash. A step out of order, with a gap or after the seal is stored and chained as it comes
+- `run_proof_chain_heads` holds each v2 trace's chain lock and where its chain starts (0 and
+  the genesis; an adoption's length and head), when a store_trace-style run is due to be sealed
+  and whether it is: the step insert trigger locks it, so concurrent writers of one trace are
+  serialized, and assigns the step its chain position, prev_hash and step_hash from the last
+  step chained (an index on (trace_id, chain_position); one row updated per step made a
+  1,000-step transaction quadratic). A step out of order, with a gap or after the seal is stored and chained as it comes
   (the verifier names it); a duplicate (trace_id, step_index) changes nothing, so that AOS's
   `ON CONFLICT DO NOTHING` skips it.
 - The seal is computed by the database only, under the chain lock: in the trace guard when
@@ -123,7 +125,7 @@ CREATE TABLE IF NOT EXISTS {schema}.run_proof_chain_heads (
     sealed boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE {schema}.run_proof_chain_heads IS
-    'run-proof: the running chain of each format-v2 trace (docs/hash-chain-v2.md); written by the triggers only, never read by verification';
+    'run-proof: the chain lock of each format-v2 trace and where its chain starts (next_position, head_hash: 0 and the genesis at insert, the adopted head after an adoption; the steps chained since carry their positions), when a trace inserted finished is due to be sealed (seal_at) and whether it is (docs/hash-chain-v2.md); written by the triggers and the adoption only, never read by verification';
 CREATE TABLE IF NOT EXISTS {schema}.run_proof_adopted_steps (
     trace_id text NOT NULL REFERENCES {schema}.aos_traces (trace_id) ON DELETE CASCADE,
     step_index integer NOT NULL,
@@ -169,6 +171,31 @@ def _own(table: str) -> str:
 
 
 PATH = "SET search_path = pg_catalog, {schema}, pg_temp"
+
+# The chain's head of trace `{tid}` (plpgsql; `chain` holds its run_proof_chain_heads row):
+# `pos` := the next chain position, `prev` := the head hash. The last step chained (by
+# position) is the head, else the chain's start (genesis at insert, the adopted head after an
+# adoption). A step that could not be hashed leaves the head where it was. Read from the steps
+# under the chain row's lock, not kept in the chain row: updating one row per step made every
+# step of a 1,000-step transaction walk the row's versions made before it (quadratic).
+HEAD = """
+    SELECT s.chain_position, s.step_hash INTO tail
+    FROM {schema}.aos_trace_steps s
+    WHERE s.trace_id = {tid} AND s.chain_position IS NOT NULL
+    ORDER BY s.chain_position DESC LIMIT 1;
+    IF FOUND THEN
+        pos := tail.chain_position + 1;
+        prev := tail.step_hash;
+        IF prev IS NULL THEN
+            prev := COALESCE((SELECT s.step_hash FROM {schema}.aos_trace_steps s
+                              WHERE s.trace_id = {tid} AND s.chain_position IS NOT NULL
+                                AND s.step_hash IS NOT NULL
+                              ORDER BY s.chain_position DESC LIMIT 1), chain.head_hash);
+        END IF;
+    ELSE
+        pos := chain.next_position;
+        prev := chain.head_hash;
+    END IF;"""
 
 HEADER_ARGS = (
     "NEW.tenant_id, NEW.run_id, NEW.trace_id, NEW.agent_id, NEW.plan_id, NEW.plan,"
@@ -342,6 +369,8 @@ LANGUAGE plpgsql SECURITY DEFINER """
 DECLARE
     chain record;
     parent record;
+    tail record;
+    pos integer;
     prev text;
     hash text;
 BEGIN"""
@@ -349,7 +378,9 @@ BEGIN"""
     + """
     NEW.chain_position := NULL;
     NEW.chain_problem := NULL;
-    SELECT h.next_position, h.head_hash, h.seal_at, h.sealed INTO chain
+    -- `touched`: this transaction has made the row's current version already.
+    SELECT h.next_position, h.head_hash, h.seal_at, h.sealed,
+           h.xmin = pg_current_xact_id()::xid AS touched INTO chain
     FROM {schema}.run_proof_chain_heads h WHERE h.trace_id = NEW.trace_id FOR UPDATE;
     IF NOT FOUND THEN
         RETURN NEW;  -- format v1 (the recorder's hashes) or legacy: as before 0006
@@ -370,11 +401,13 @@ BEGIN"""
                WHERE s.trace_id = NEW.trace_id AND s.step_index = NEW.step_index) THEN
         RETURN NEW;
     END IF;
-    prev := chain.head_hash;
+"""
+    + HEAD.replace("{tid}", "NEW.trace_id")
+    + """
     hash := {schema}.run_proof_v2_step_hash(prev, """
     + STEP_ARGS
     + """);
-    NEW.chain_position := chain.next_position;
+    NEW.chain_position := pos;
     NEW.prev_hash := prev;
     NEW.step_hash := hash;
     IF hash IS NULL THEN
@@ -385,31 +418,49 @@ BEGIN"""
     + STEP_ARGS
     + """), 'cannot be hashed') END;
     END IF;
-    UPDATE {schema}.run_proof_chain_heads
-    SET next_position = chain.next_position + 1, head_hash = COALESCE(hash, chain.head_hash)
-    WHERE trace_id = NEW.trace_id;
-    IF chain.seal_at IS NOT NULL AND NOT chain.sealed AND chain.next_position + 1 >= chain.seal_at THEN
-        -- The trace guard seals it when the next trigger (as the writer) touches the trace
-        -- row; it re-derives from the chain row that a seal is due, this is only the cue.
-        PERFORM set_config('run_proof.seal_due', NEW.trace_id, false);
+    IF NOT chain.touched THEN
+        -- A new version of the chain row once per transaction: a REPEATABLE READ or
+        -- SERIALIZABLE writer whose snapshot misses this transaction's steps then fails to
+        -- lock the row (a serialization failure) instead of chaining a second step at a
+        -- position taken. READ COMMITTED writers wait for the lock and then see the steps.
+        UPDATE {schema}.run_proof_chain_heads SET sealed = sealed WHERE trace_id = NEW.trace_id;
+    END IF;
+    IF chain.seal_at IS NOT NULL AND NOT chain.sealed AND pos + 1 >= chain.seal_at THEN
+        -- The trace guard seals it when the AFTER INSERT trigger (as the writer) touches the
+        -- trace row, once this step is in; the guard re-derives that a seal is due, this is
+        -- only the cue (trace ids, each between two U+001F: one statement may insert several,
+        -- and whatever else a client put there does not hide an entry).
+        PERFORM set_config('run_proof.seal_due',
+            COALESCE(current_setting('run_proof.seal_due', true), '') || chr(31) || NEW.trace_id || chr(31),
+            false);
     END IF;
     RETURN NEW;
 END $$;
 
--- aos_trace_steps BEFORE INSERT (last): a store_trace-style run whose listed steps are all
--- chained now is sealed by an UPDATE of its trace row that the guard recognises. As the
--- writer: the UPDATE is held to the writer's own row-level security.
+-- aos_trace_steps AFTER INSERT: a store_trace-style run whose listed steps are all chained
+-- now is sealed by an UPDATE of its trace row that the guard recognises (after the insert: the
+-- guard finds the head among the stored steps). As the writer: the UPDATE is held to the
+-- writer's own row-level security.
 CREATE OR REPLACE FUNCTION {schema}.run_proof_v2_seal_due() RETURNS trigger
 LANGUAGE plpgsql """
     + PATH
     + """ AS $$
+DECLARE
+    cue text := current_setting('run_proof.seal_due', true);
+    mark text := chr(31) || NEW.trace_id || chr(31);
 BEGIN
-    IF current_setting('run_proof.seal_due', true) IS DISTINCT FROM NEW.trace_id THEN
-        RETURN NEW;
+    IF cue IS NULL OR cue = '' OR strpos(cue, mark) = 0 THEN
+        RETURN NULL;
     END IF;
-    PERFORM set_config('run_proof.seal_due', '', false);
-    UPDATE {schema}.aos_traces SET status = status WHERE trace_id = NEW.trace_id;
-    RETURN NEW;
+    PERFORM set_config('run_proof.seal_due', replace(cue, mark, ''), false);
+    BEGIN
+        UPDATE {schema}.aos_traces SET status = status WHERE trace_id = NEW.trace_id;
+    EXCEPTION WHEN insufficient_privilege THEN
+        -- A writer without UPDATE on aos_traces (db harden grants it): the step is stored,
+        -- the trace stays unsealed (UNSEALED), the insert never fails for it.
+        NULL;
+    END;
+    RETURN NULL;
 END $$;
 
 -- aos_trace_steps BEFORE UPDATE OR DELETE / TRUNCATE: 0005's guard; a step of a format-v2
@@ -477,6 +528,9 @@ DECLARE
     kept record;
     chain record;
     have_chain boolean;
+    tail record;
+    pos integer;
+    prev text;
     n integer;
     r record;
 BEGIN
@@ -526,11 +580,16 @@ BEGIN
         -- Due: the run ends now (status leaves running), or a trace inserted finished has had
         -- the steps it lists chained. Decided from the chain row, whoever issued the UPDATE.
         IF have_chain AND ((OLD.status = 'running' AND NEW.status IS DISTINCT FROM 'running')
-                      OR (chain.seal_at IS NOT NULL AND chain.next_position >= chain.seal_at)) THEN
-            n := chain.next_position;
+                           OR chain.seal_at IS NOT NULL) THEN"""
+    + HEAD.replace("{tid}", "OLD.trace_id").replace("\n    ", "\n        ")
+    + """
+        END IF;
+        IF have_chain AND ((OLD.status = 'running' AND NEW.status IS DISTINCT FROM 'running')
+                           OR (chain.seal_at IS NOT NULL AND pos >= chain.seal_at)) THEN
+            n := pos;
             r := NEW;
             NEW.chain_length := n;
-            NEW.seal_hash := {schema}.run_proof_v2_seal_hash(chain.head_hash, """
+            NEW.seal_hash := {schema}.run_proof_v2_seal_hash(prev, """
     + SEAL_ARGS
     + """);
             IF NEW.seal_hash IS NULL THEN
@@ -626,8 +685,10 @@ LANGUAGE plpgsql SECURITY DEFINER """
 BEGIN"""
     + _own("aos_traces")
     + """
+    -- Format v1's seal is root_hash (seal_hash its copy, made by the guard in the same row).
     INSERT INTO {schema}.run_proof_ledger (kind, tenant_id, run_id, trace_id, chain_length, root_hash)
-    VALUES ('seal', NEW.tenant_id, NEW.run_id, NEW.trace_id, NEW.chain_length, NEW.seal_hash);
+    VALUES ('seal', NEW.tenant_id, NEW.run_id, NEW.trace_id, NEW.chain_length,
+            CASE WHEN NEW.chain_format = 1 THEN NEW.root_hash ELSE NEW.seal_hash END);
     RETURN NULL;
 END $$;
 
@@ -639,7 +700,8 @@ BEGIN"""
     + _own("aos_traces")
     + """
     INSERT INTO {schema}.run_proof_ledger (kind, tenant_id, run_id, trace_id, chain_length, root_hash)
-    VALUES ('adoption', NEW.tenant_id, NEW.run_id, NEW.trace_id, NEW.chain_length, NEW.seal_hash);
+    VALUES ('adoption', NEW.tenant_id, NEW.run_id, NEW.trace_id, NEW.chain_length,
+            CASE WHEN NEW.chain_format = 1 THEN NEW.root_hash ELSE NEW.seal_hash END);
     RETURN NULL;
 END $$;
 
@@ -711,27 +773,38 @@ END $$;
 IDS_ONCE_FROM = "v1 boolean := NEW.genesis_hash IS NOT NULL;"
 IDS_ONCE_TO = "v1 boolean := NEW.genesis_hash IS NOT NULL OR NEW.chain_format = 2;"
 
+# An UPDATE that seals: seal_hash NULL -> value, or (format v1) root_hash NULL -> value.
+SEALED_NOW = (
+    "((OLD.seal_hash IS NULL AND NEW.seal_hash IS NOT NULL) OR (NEW.chain_format = 1"
+    " AND OLD.root_hash IS NULL AND NEW.root_hash IS NOT NULL))"
+)
+# An UPDATE that adopts a legacy trace whose adoption gets an `adoption` entry (0003: a v1
+# adoption of a row with AOS's root hash; every v2 adoption).
+ADOPTED_NOW = (
+    "OLD.genesis_hash IS NULL AND NEW.genesis_hash IS NOT NULL"
+    " AND (OLD.root_hash IS NOT NULL OR NEW.chain_format = 2)"
+)
 # (table, trigger, timing, level, condition, function). Trigger names decide the order in which
-# triggers of one event fire: the step triggers fire fill_identity, not_after_seal, v2_chain,
-# v2_seal_due.
+# triggers of one event fire: the BEFORE INSERT step triggers fire fill_identity,
+# not_after_seal, v2_chain.
 TRIGGERS = (
     ("aos_traces", "aos_traces_v2_chain_open", "AFTER INSERT", "FOR EACH ROW",
      "WHEN (NEW.chain_format = 2)", "run_proof_v2_open_chain"),
     ("aos_trace_steps", "aos_trace_steps_v2_chain", "BEFORE INSERT", "FOR EACH ROW", "",
      "run_proof_v2_chain_step"),
-    ("aos_trace_steps", "aos_trace_steps_v2_seal_due", "BEFORE INSERT", "FOR EACH ROW", "",
-     "run_proof_v2_seal_due"),
+    ("aos_trace_steps", "aos_trace_steps_v2_seal_due", "AFTER INSERT", "FOR EACH ROW",
+     "WHEN (NEW.chain_position IS NOT NULL)", "run_proof_v2_seal_due"),
     # 0002's and 0003's ledger triggers, keyed on seal_hash (NULL -> value) instead of root_hash.
+    # A format-v1 seal is also keyed on root_hash as before (a seal the owner cleared and made
+    # again is a second entry, whatever the owner did to seal_hash).
     ("aos_traces", "aos_traces_ledger_on_seal", "AFTER UPDATE", "FOR EACH ROW",
-     "WHEN (OLD.seal_hash IS NULL AND NEW.seal_hash IS NOT NULL AND NEW.genesis_hash IS NOT NULL"
-     " AND NOT (OLD.genesis_hash IS NULL AND (OLD.root_hash IS NOT NULL OR NEW.chain_format = 2)))",
+     f"WHEN ({SEALED_NOW} AND NEW.genesis_hash IS NOT NULL AND NOT ({ADOPTED_NOW}))",
      "run_proof_ledger_record_seal"),
     ("aos_traces", "aos_traces_ledger_on_insert", "AFTER INSERT", "FOR EACH ROW",
      "WHEN (NEW.seal_hash IS NOT NULL AND NEW.genesis_hash IS NOT NULL)",
      "run_proof_ledger_record_seal"),
     ("aos_traces", "aos_traces_ledger_on_adoption", "AFTER UPDATE", "FOR EACH ROW",
-     "WHEN (OLD.seal_hash IS NULL AND NEW.seal_hash IS NOT NULL AND OLD.genesis_hash IS NULL"
-     " AND NEW.genesis_hash IS NOT NULL AND (OLD.root_hash IS NOT NULL OR NEW.chain_format = 2))",
+     f"WHEN ({SEALED_NOW} AND {ADOPTED_NOW})",
      "run_proof_ledger_record_adoption"),
     ("run_proof_adopted_steps", "run_proof_adopted_steps_append_only", "BEFORE UPDATE OR DELETE",
      "FOR EACH ROW", "", "run_proof_adopted_steps_reject_change"),
@@ -826,6 +899,18 @@ def _add_columns(
     return changes, added
 
 
+CHAIN_INDEX = "aos_trace_steps_chain_position_idx"
+LEGACY_RUN_INDEX = "aos_traces_legacy_run_id_idx"
+
+
+def _has_index(connection: Connection, schema: str, name: str) -> bool:
+    return bool(
+        connection.exec_driver_sql(
+            "SELECT to_regclass(%(i)s) IS NOT NULL", {"i": f"{_quoted(schema)}.{_quoted(name)}"}
+        ).scalar_one()
+    )
+
+
 def _aos_triggers(connection: Connection, schema: str) -> list[tuple[str, str]]:
     rows = connection.exec_driver_sql(
         "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
@@ -888,6 +973,25 @@ def planned_changes(connection: Connection, *, ahead: bool = False) -> list[Chan
             TABLES,
         )
     )
+    if steps is None or not _has_index(connection, schema, CHAIN_INDEX):
+        changes.append(
+            Change(
+                f"create index {CHAIN_INDEX} on aos_trace_steps (trace_id, chain_position),"
+                " partial (chain_position IS NOT NULL: format-v2 steps only; no existing row"
+                " is in it): the step trigger finds a trace's head by it",
+                f"CREATE INDEX IF NOT EXISTS {CHAIN_INDEX} ON {{schema}}.aos_trace_steps"
+                " (trace_id, chain_position) WHERE chain_position IS NOT NULL",
+            )
+        )
+    if traces is None or not _has_index(connection, schema, LEGACY_RUN_INDEX):
+        changes.append(
+            Change(
+                f"create index {LEGACY_RUN_INDEX} on aos_traces (run_id), partial (legacy rows"
+                " only): every insert checks that no legacy trace holds its run id",
+                f"CREATE INDEX IF NOT EXISTS {LEGACY_RUN_INDEX} ON {{schema}}.aos_traces (run_id)"
+                " WHERE genesis_hash IS NULL",
+            )
+        )
     changes.append(
         Change(
             "install the SQL canonicalizer and the format-v2 hash functions"
@@ -1068,6 +1172,7 @@ def downgrade() -> None:
         )
     for signature in NEW_FUNCTIONS:
         rendered.append(f"DROP FUNCTION IF EXISTS {quoted}.{signature}")
+    rendered.append(f"DROP INDEX IF EXISTS {quoted}.{LEGACY_RUN_INDEX}")
     rendered.append(
         f"DROP TABLE IF EXISTS {quoted}.run_proof_adopted_steps;"
         f" DROP TABLE IF EXISTS {quoted}.run_proof_chain_heads"
