@@ -333,6 +333,7 @@ def test_a_definer_trigger_refuses_a_table_of_a_writers_own(store: DatabaseUrl) 
         assert "runs on aos_trace_steps of the store only" in message
 
 
+@pytest.mark.slow
 def test_concurrent_writers_of_one_trace_are_serialized(store: DatabaseUrl) -> None:
     """Two writers inserting steps of one trace at once (each step its own transaction, and
     batches of several in one): every step gets its own position and the chain is one line."""
