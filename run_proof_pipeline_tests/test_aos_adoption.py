@@ -213,8 +213,8 @@ def record_run_with_adopted_at(url: DatabaseUrl) -> None:
 def test_native_and_adopted_kinds_are_counted_side_by_side(
     upgraded: DatabaseUrl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    record_run(upgraded, "acme", "run-native-1", steps=2)
-    record_run(upgraded, "acme", "run-native-2", steps=1, seal=False)
+    record_run(upgraded, "acme", "run-native-1", steps=2, chain_format=1)
+    record_run(upgraded, "acme", "run-native-2", steps=1, seal=False, chain_format=1)
     adopt(upgraded, monkeypatch, "--run-id", "run-a")
 
     counts = on(upgraded, count_trace_kinds)

@@ -44,7 +44,7 @@ def signing_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SigningKey:
 def upgraded(aos_store: DatabaseUrl) -> DatabaseUrl:  # noqa: F811
     """An upgraded AOS store with a native sealed run and an adopted one."""
     upgrade(aos_store)
-    record_run(aos_store, "acme", "run-native", steps=3)
+    record_run(aos_store, "acme", "run-native", steps=3, chain_format=1)
     monkeypatch = pytest.MonkeyPatch()
     try:
         assert retire_cli(aos_store, monkeypatch, "adopt", "--run-id", "run-a").exit_code == 0

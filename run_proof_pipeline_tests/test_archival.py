@@ -30,10 +30,10 @@ from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.migrate import current_revision, head_revision, upgrade
-from run_proof_pipeline.store.recorder import TraceRecorder
 from run_proof_pipeline_tests.aos_deployed import archive_trace, create_aos_deployed_store
 from run_proof_pipeline_tests.store_fixtures import BASE, record_run, run
 from run_proof_pipeline_tests.test_ledger_support import audit, make_checkpoint
+from run_proof_pipeline_tests.v1_writer import V1TraceWriter
 
 TENANT = "tenant-arch"
 ADD_ARCHIVED_AT = (
@@ -115,7 +115,7 @@ def native(pg_server: LocalPostgres) -> Iterator[Native]:
     try:
         upgrade(url, "0004")
         sql(url, ADD_ARCHIVED_AT)
-        record_run(url, TENANT, "run-before", steps=2)
+        record_run(url, TENANT, "run-before", steps=2, chain_format=1)
         refused = refusal(
             url, "UPDATE aos_traces SET archived_at = now() WHERE trace_id = 'trace-run-before'"
         )
@@ -173,7 +173,7 @@ def test_a_sealed_run_archived_the_aos_way_still_verifies(
     native: Native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = native.url
-    record_run(url, TENANT, "run-arch", steps=3)
+    record_run(url, TENANT, "run-arch", steps=3, chain_format=1)
     before = dump(url, "trace-run-arch")
     assert verdict(url, "run-arch")[0] == 0
     # The run sealed at 0004 is archived too: the revision changed no row of it.
@@ -256,7 +256,7 @@ def test_an_archival_is_not_undone_or_redone(
     native: Native, case: str, statement: str, message: str
 ) -> None:
     run_id = f"run-twice-{uuid.uuid4().hex[:8]}"
-    trace = record_run(native.url, TENANT, run_id, steps=2)
+    trace = record_run(native.url, TENANT, run_id, steps=2, chain_format=1)
     assert aos_archive(native.url, trace) == (1, 2)
     before = dump(native.url, trace)
 
@@ -321,6 +321,7 @@ def test_an_archival_that_changes_anything_else_is_refused(
         run_id,
         steps=2,
         step_fields=lambda i: {"cost_cents": 0.0} if i == 0 else {},
+        chain_format=1,
     )
     before = dump(native.url, trace)
 
@@ -334,7 +335,9 @@ def test_an_archival_that_changes_anything_else_is_refused(
 
 
 def test_other_updates_are_refused_as_before(native: Native) -> None:
-    trace = record_run(native.url, TENANT, f"run-other-{uuid.uuid4().hex[:8]}", steps=1)
+    trace = record_run(
+        native.url, TENANT, f"run-other-{uuid.uuid4().hex[:8]}", steps=1, chain_format=1
+    )
     sealed = refusal(native.url, "UPDATE aos_traces SET status = 'x' WHERE trace_id = %s", (trace,))
     step = refusal(
         native.url, "UPDATE aos_trace_steps SET status = 'x' WHERE trace_id = %s", (trace,)
@@ -356,7 +359,12 @@ def test_a_hostile_float_setting_does_not_hide_a_change(native: Native) -> None:
     binary images, not text."""
     run_id = f"run-float-{uuid.uuid4().hex[:8]}"
     trace = record_run(
-        native.url, TENANT, run_id, steps=1, step_fields=lambda i: {"cost_cents": 0.1}
+        native.url,
+        TENANT,
+        run_id,
+        steps=1,
+        step_fields=lambda i: {"cost_cents": 0.1},
+        chain_format=1,
     )
     before = dump(native.url, trace)
     with psycopg.connect(native.url.libpq(), autocommit=True) as conn:
@@ -373,14 +381,14 @@ def test_a_hostile_float_setting_does_not_hide_a_change(native: Native) -> None:
 
 def test_an_unsealed_run_may_be_archived_and_sealed_after(native: Native) -> None:
     run_id = f"run-open-{uuid.uuid4().hex[:8]}"
-    trace = record_run(native.url, TENANT, run_id, steps=2, seal=False)
+    trace = record_run(native.url, TENANT, run_id, steps=2, seal=False, chain_format=1)
     assert aos_archive(native.url, trace) == (1, 2)
     assert verdict(native.url, run_id)[0] == 3  # UNSEALED
 
     async def seal() -> None:
         engine = async_engine(native.url)
         try:
-            await TraceRecorder(engine).seal(
+            await V1TraceWriter(engine).seal(
                 TENANT, run_id, status="succeeded", completed_at=BASE + timedelta(hours=1)
             )
         finally:
@@ -397,10 +405,10 @@ def test_an_unsealed_run_may_be_archived_and_sealed_after(native: Native) -> Non
 
 def test_on_aos_as_deployed_archival_passes_both_guards(deployed: DatabaseUrl) -> None:
     url = deployed
-    trace = record_run(url, TENANT, "run-dep", steps=2, seal=False)
+    trace = record_run(url, TENANT, "run-dep", steps=2, seal=False, chain_format=1)
     # AOS's trace trigger refuses run-proof's seal on this database (issue 13, item 2).
     with pytest.raises(Exception, match="S6_IMMUTABILITY_VIOLATION") as refused_seal:
-        record_run(url, TENANT, "run-dep-sealed", steps=1)
+        record_run(url, TENANT, "run-dep-sealed", steps=1, chain_format=1)
     assert "S6_IMMUTABILITY_VIOLATION" in str(refused_seal.value)
     before = dump(url, trace)
     unsealed = verdict(url, "run-dep")
@@ -423,7 +431,7 @@ def test_on_aos_as_deployed_archival_passes_both_guards(deployed: DatabaseUrl) -
     assert dump(url, trace) == after
     # Archiving together with another change, on a trace not archived yet: refused by
     # run-proof's guard (AOS's own trigger would let a change of metadata through).
-    other = record_run(url, TENANT, "run-dep-other", steps=1, seal=False)
+    other = record_run(url, TENANT, "run-dep-other", steps=1, seal=False, chain_format=1)
     untouched = dump(url, other)
     more = refusal(
         url,

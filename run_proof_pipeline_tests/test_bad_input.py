@@ -26,6 +26,7 @@ from run_proof_pipeline.store.recorder import InvalidRecord, TraceRecorder, Trac
 from run_proof_pipeline_tests.cli_process import CLI, run_process, verify_run
 from run_proof_pipeline_tests.store_fixtures import BASE, make_step, record_run, run
 from run_proof_pipeline_tests.test_ledger_support import ledger_entries, one
+from run_proof_pipeline_tests.v1_writer import V1TraceWriter
 
 SECRET = "s3cret-pw"
 
@@ -101,7 +102,7 @@ def test_nul_byte_id_finds_nothing(store: DatabaseUrl, monkeypatch: pytest.Monke
 async def _append(url: DatabaseUrl, run_id: str, **overrides: Any) -> None:
     engine = async_engine(url)
     try:
-        await TraceRecorder(engine).append_step("tenant-a", run_id, make_step(1, **overrides))
+        await V1TraceWriter(engine).append_step("tenant-a", run_id, make_step(1, **overrides))
     finally:
         await engine.dispose()
 
@@ -122,7 +123,7 @@ async def _append(url: DatabaseUrl, run_id: str, **overrides: Any) -> None:
 def test_unrepresentable_step_values_are_refused_and_nothing_is_written(
     store: DatabaseUrl, overrides: dict[str, Any], message: str
 ) -> None:
-    record_run(store, "tenant-a", "run-open", steps=1, seal=False)
+    record_run(store, "tenant-a", "run-open", steps=1, seal=False, chain_format=1)
 
     with pytest.raises(InvalidRecord) as refused:
         run(_append(store, "run-open", **overrides))
@@ -134,7 +135,7 @@ def test_unrepresentable_step_values_are_refused_and_nothing_is_written(
 def test_a_step_after_the_seal_is_refused_by_the_recorder_and_the_database(
     store: DatabaseUrl,
 ) -> None:
-    record_run(store, "tenant-a", "run-1", steps=2)
+    record_run(store, "tenant-a", "run-1", steps=2, chain_format=1)
 
     with pytest.raises(TraceSealed, match="'run-1' is sealed: no step may be appended"):
         run(_append(store, "run-1"))

@@ -65,9 +65,9 @@ def exported(
         patch.delenv("RUN_PROOF_PUBLIC_KEY_FILE", raising=False)
         patch.delenv("RUN_PROOF_CHECKPOINT_ORIGIN", raising=False)
         for run_id in ("run-0", "run-1", "run-2", "run-3", "run-4"):
-            record_run(url, "tenant-a", run_id, steps=3)
+            record_run(url, "tenant-a", run_id, steps=3, chain_format=1)
         make_checkpoint(url)
-        record_run(url, "tenant-a", "run-late", steps=1)  # after the checkpoint
+        record_run(url, "tenant-a", "run-late", steps=1, chain_format=1)  # after the checkpoint
         _export(url, base / "bundle.json", "run-2")
         late = _export(url, base / "late.json", "run-late")
     key = SigningKey.parse(env.signing_key.read_text()).verifier()

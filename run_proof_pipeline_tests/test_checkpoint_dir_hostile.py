@@ -95,9 +95,9 @@ class TwoCheckpoints:
 
 @pytest.fixture
 def signed_twice(store: DatabaseUrl, checkpoint_env: CheckpointEnv) -> TwoCheckpoints:
-    record_run(store, TENANT, "run-1", steps=STEPS)
+    record_run(store, TENANT, "run-1", steps=STEPS, chain_format=1)
     first = make_checkpoint(store)
-    record_run(store, TENANT, "run-2", steps=STEPS)
+    record_run(store, TENANT, "run-2", steps=STEPS, chain_format=1)
     second = make_checkpoint(store)
     assert (first.signed.checkpoint.size, second.signed.checkpoint.size) == (1, 2)
     return TwoCheckpoints(store, checkpoint_env, first, second)

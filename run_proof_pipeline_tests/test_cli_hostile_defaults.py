@@ -123,8 +123,8 @@ def shared(pg_server: LocalPostgres, tmp_path_factory: pytest.TempPathFactory) -
     url = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
     create_aos_store(url)
     upgrade(url)
-    record_run(url, TENANT, CLEAN, steps=3)
-    record_run(url, TENANT, TAMPERED, steps=3)
+    record_run(url, TENANT, CLEAN, steps=3, chain_format=1)
+    record_run(url, TENANT, TAMPERED, steps=3, chain_format=1)
     assert tamper(
         url,
         (
@@ -261,7 +261,7 @@ def _adopt(s: Shared, hostile: Any) -> None:
 
 def _retire(s: Shared, hostile: Any) -> None:
     run_id = f"run-retire-{uuid.uuid4().hex[:8]}"
-    record_run(s.url, TENANT, run_id, steps=2)
+    record_run(s.url, TENANT, run_id, steps=2, chain_format=1)
     root = one(s.url, "SELECT root_hash FROM aos_traces WHERE run_id = %s", (run_id,))
     with hostile(s.url):
         ran = _cli(s.url, *retire_words(TENANT, run_id), **_keys(s))
@@ -297,7 +297,7 @@ def _db_upgrade(pg_server: LocalPostgres, tmp_path: Path, hostile: Any) -> None:
         assert "trace store at revision" in ran.stdout
         assert all_aos_contents(url) == before  # AOS's own columns, as AOS reads them
         # Migrated under the default, the store works without it: a new run verifies.
-        record_run(url, TENANT, CLEAN, steps=2)
+        record_run(url, TENANT, CLEAN, steps=2, chain_format=1)
         assert prove(url, TENANT, CLEAN).integrity.verification_status == "VERIFIED"
     finally:
         pg_server.drop_database(name)

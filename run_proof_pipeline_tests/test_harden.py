@@ -43,9 +43,9 @@ def _drop_roles(url: DatabaseUrl, *roles: str) -> None:
 def hardened(store: DatabaseUrl) -> Iterator[tuple[DatabaseUrl, str, str]]:
     suffix = uuid.uuid4().hex[:8]
     writer, verifier = f"rp_writer_{suffix}", f"rp_verifier_{suffix}"
-    record_run(store, "tenant-a", "run-a", steps=2)
-    record_run(store, "tenant-b", "run-b", steps=2)
-    record_run(store, "tenant-a", "run-a-open", steps=1, seal=False)
+    record_run(store, "tenant-a", "run-a", steps=2, chain_format=1)
+    record_run(store, "tenant-b", "run-b", steps=2, chain_format=1)
+    record_run(store, "tenant-a", "run-a-open", steps=1, seal=False, chain_format=1)
     harden(store, writer_role=writer, verifier_role=verifier, scope=TENANT_A)
     yield store, writer, verifier
     _drop_roles(store, writer, verifier)

@@ -68,6 +68,7 @@ def _record(url: DatabaseUrl, run_id: str) -> None:
         run_id,
         steps=STEPS,
         step_fields=lambda _: {"cost_cents": 5.0, "duration_ms": 2000.0},
+        chain_format=1,
     )
 
 

@@ -52,7 +52,6 @@ from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline.store.recorder import (
     InvalidRecord,
     StepAppend,
-    TraceRecorder,
     TraceStart,
 )
 from run_proof_pipeline.store.step_rows import StepLineDecoder, StepRowDecoder
@@ -60,6 +59,7 @@ from run_proof_pipeline.sweep import SweepOptions, run_sweep
 from run_proof_pipeline_tests.cli_process import CLI, run_process, verify_run
 from run_proof_pipeline_tests.store_fixtures import BASE, make_step, prove, record_run, run
 from run_proof_pipeline_tests.test_ledger_support import one, tamper
+from run_proof_pipeline_tests.v1_writer import V1TraceWriter
 
 LIMIT = MAX_JSON_DEPTH
 TENANT = "tenant-n"
@@ -232,7 +232,7 @@ def test_both_step_decoders_take_the_limit_and_fail_one_level_more(field: str, d
 async def _append(url: DatabaseUrl, run_id: str, step: StepAppend) -> Any:
     engine = async_engine(url)
     try:
-        return await TraceRecorder(engine).append_step(TENANT, run_id, step)
+        return await V1TraceWriter(engine).append_step(TENANT, run_id, step)
     finally:
         await engine.dispose()
 
@@ -240,7 +240,7 @@ async def _append(url: DatabaseUrl, run_id: str, step: StepAppend) -> Any:
 async def _start(url: DatabaseUrl, run_id: str, plan: Any, tenant_id: str = TENANT) -> None:
     engine = async_engine(url)
     try:
-        await TraceRecorder(engine).start_trace(
+        await V1TraceWriter(engine).start_trace(
             TraceStart(tenant_id=tenant_id, run_id=run_id, plan=plan, started_at=BASE)
         )
     finally:
@@ -265,7 +265,7 @@ def _head(url: DatabaseUrl, run_id: str) -> tuple[int, str]:
 def test_the_recorder_refuses_one_level_more_and_writes_nothing(
     store: DatabaseUrl, field: str, depth: int
 ) -> None:
-    record_run(store, TENANT, "run-open", steps=1, seal=False)
+    record_run(store, TENANT, "run-open", steps=1, seal=False, chain_format=1)
     before = _head(store, "run-open")
 
     with pytest.raises(InvalidRecord) as refused:
@@ -310,7 +310,7 @@ async def _record_at_limit(url: DatabaseUrl) -> None:
     """A sealed run whose plan, params and outcome_data are exactly LIMIT levels deep."""
     engine = async_engine(url)
     try:
-        recorder = TraceRecorder(engine)
+        recorder = V1TraceWriter(engine)
         await recorder.start_trace(
             TraceStart(tenant_id=TENANT, run_id=AT_LIMIT, plan=nested(LIMIT), started_at=BASE)
         )
@@ -339,8 +339,8 @@ def nesting_store(pg_server: LocalPostgres) -> Iterator[DatabaseUrl]:
     upgrade(url)
     run(_record_at_limit(url))
     for run_id in (PARAMS_129, OUTCOME_5000, PLAN_129):
-        record_run(url, TENANT, run_id, steps=STEPS)
-    record_run(url, TENANT_DEEP_PLAN, PLAN_5000, steps=STEPS)
+        record_run(url, TENANT, run_id, steps=STEPS, chain_format=1)
+    record_run(url, TENANT_DEEP_PLAN, PLAN_5000, steps=STEPS, chain_format=1)
     touched = tamper(
         url,
         (

@@ -15,9 +15,9 @@ pytestmark = pytest.mark.usefixtures("store")
 
 
 def test_every_seal_appends_one_entry_whose_leaf_the_reader_recomputes(store: DatabaseUrl) -> None:
-    record_run(store, "tenant-a", "run-1", steps=2)
-    record_run(store, "tenant-b", "run-2", steps=0)
-    record_run(store, "tenant-a", "run-open", steps=1, seal=False)
+    record_run(store, "tenant-a", "run-1", steps=2, chain_format=1)
+    record_run(store, "tenant-b", "run-2", steps=0, chain_format=1)
+    record_run(store, "tenant-a", "run-open", steps=1, seal=False, chain_format=1)
 
     entries = ledger_entries(store)
 
@@ -31,7 +31,7 @@ def test_every_seal_appends_one_entry_whose_leaf_the_reader_recomputes(store: Da
 
 
 def test_a_sealed_trace_inserted_directly_is_recorded_too(store: DatabaseUrl) -> None:
-    record_run(store, "tenant-a", "run-src", steps=0)
+    record_run(store, "tenant-a", "run-src", steps=0, chain_format=1)
     with psycopg.connect(store.libpq()) as conn:
         conn.execute(
             "INSERT INTO aos_traces (trace_id, run_id, tenant_id, status, started_at,"
@@ -44,15 +44,15 @@ def test_a_sealed_trace_inserted_directly_is_recorded_too(store: DatabaseUrl) ->
 
 
 def test_a_rolled_back_seal_leaves_no_gap(store: DatabaseUrl) -> None:
-    record_run(store, "tenant-a", "run-1", steps=1)
-    record_run(store, "tenant-a", "run-2", steps=1, seal=False)
+    record_run(store, "tenant-a", "run-1", steps=1, chain_format=1)
+    record_run(store, "tenant-a", "run-2", steps=1, seal=False, chain_format=1)
     with psycopg.connect(store.libpq()) as conn:
         conn.execute(
             "UPDATE aos_traces SET status = 'succeeded', completed_at = now(),"
             " root_hash = repeat('0', 64), chain_length = 1 WHERE run_id = 'run-2'"
         )
         conn.rollback()
-    record_run(store, "tenant-a", "run-3", steps=1)
+    record_run(store, "tenant-a", "run-3", steps=1, chain_format=1)
 
     assert [(e.seq, e.run_id) for e in ledger_entries(store)] == [(1, "run-1"), (2, "run-3")]
 
@@ -83,9 +83,9 @@ def test_the_ledger_rejects_every_change_but_the_seal_trigger_even_in_replica_mo
 def test_the_migration_backfills_existing_seals_in_seal_order(new_database) -> None:  # type: ignore[no-untyped-def]
     url = DatabaseUrl.parse(new_database("backfill"))
     upgrade(url, "0001")
-    record_run(url, "tenant-a", "run-b", steps=2)
-    record_run(url, "tenant-a", "run-a", steps=1)
-    record_run(url, "tenant-a", "run-open", steps=1, seal=False)
+    record_run(url, "tenant-a", "run-b", steps=2, chain_format=1)
+    record_run(url, "tenant-a", "run-a", steps=1, chain_format=1)
+    record_run(url, "tenant-a", "run-open", steps=1, seal=False, chain_format=1)
 
     upgrade(url)
 
@@ -140,7 +140,7 @@ def test_an_entry_edited_without_its_leaf_hash_fails_at_ledger(store: DatabaseUr
 
 
 def test_a_run_sealed_twice_fails_at_ledger(store: DatabaseUrl) -> None:
-    record_run(store, "tenant-a", "run-1", steps=2)
+    record_run(store, "tenant-a", "run-1", steps=2, chain_format=1)
     # Clear the seal as the owner could (the seal guard off, the ledger trigger left on),
     # then seal again through the normal path: the ledger now holds two seals.
     cleared = tamper(

@@ -41,8 +41,10 @@ def _cli(url: DatabaseUrl, monkeypatch: pytest.MonkeyPatch, *args: str):  # type
 
 def _sealed_and_checkpointed(url: DatabaseUrl) -> int:
     """A sealed run, a neighbour, and a signed checkpoint covering both; the run's seq."""
-    record_run(url, TENANT, RUN, steps=4)
-    record_run(url, TENANT, "run-neighbour", steps=2, started_at=BASE.replace(hour=11))
+    record_run(url, TENANT, RUN, steps=4, chain_format=1)
+    record_run(
+        url, TENANT, "run-neighbour", steps=2, started_at=BASE.replace(hour=11), chain_format=1
+    )
     make_checkpoint(url)
     [seq] = [e.seq for e in ledger_entries(url) if e.run_id == RUN]
     return seq

@@ -260,7 +260,7 @@ def test_unsealed_run_in_segments_gives_the_streamed_head(
     db: DatabaseUrl, paths: dict[str, int]
 ) -> None:
     run_id = "run-unsealed"
-    record_run(db, TENANT, run_id, steps=STEPS, seal=False)
+    record_run(db, TENANT, run_id, steps=STEPS, seal=False, chain_format=1)
 
     segmented, streamed = both_paths(db, run_id, paths, step_summary_limit=3)
 
@@ -274,7 +274,7 @@ def test_seal_rewritten_to_a_prefix_names_the_first_extra_step_wherever_the_bord
     db: DatabaseUrl, paths: dict[str, int], sealed: int
 ) -> None:
     run_id = f"run-sealed-at-{sealed}"
-    record_run(db, TENANT, run_id, steps=STEPS)
+    record_run(db, TENANT, run_id, steps=STEPS, chain_format=1)
     # The seal of the first `sealed` steps, as if the rest had been appended after it.
     prefix_root = RunShape(TENANT, run_id, steps=STEPS).chain(length=sealed).root_hash
     touched = owner_sql(

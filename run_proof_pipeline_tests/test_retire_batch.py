@@ -130,8 +130,8 @@ def test_batch_outside_the_window_and_refusals(
     store: DatabaseUrl, signing: CheckpointEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _key_for(store, signing)
-    record_run(store, "tenant-a", "r1", steps=1)
-    record_run(store, "tenant-a", "r-cleared", steps=1)
+    record_run(store, "tenant-a", "r1", steps=1, chain_format=1)
+    record_run(store, "tenant-a", "r-cleared", steps=1, chain_format=1)
 
     past = _cli(
         store, monkeypatch, "retire", "--created-before", "2020-01-01", "--reason", "retention"

@@ -51,6 +51,7 @@ from run_proof_pipeline_tests.test_ledger_support import (
     make_checkpoint,
     tamper,
 )
+from run_proof_pipeline_tests.v1_writer import V1TraceWriter
 
 TENANT = "tenant-acme"
 RUN_ID_USED = "run_proof_run_id_used"
@@ -81,7 +82,7 @@ def _retire(url: DatabaseUrl, run_id: str) -> Retirement:
 def _retired_and_deleted(url: DatabaseUrl, run_id: str) -> int:
     """Record and seal a run, retire it with a signed tombstone, delete its rows (as any
     client may, once retired); the tombstone's ledger entry."""
-    record_run(url, TENANT, run_id, steps=2)
+    record_run(url, TENANT, run_id, steps=2, chain_format=1)
     retirement = _retire(url, run_id)
     assert sql(url, "DELETE FROM aos_traces WHERE run_id = %s RETURNING 1", (run_id,)) == [(1,)]
     return retirement.ledger_seq
@@ -181,7 +182,7 @@ def retiring(pg_server: LocalPostgres, tmp_path_factory: pytest.TempPathFactory)
 def shared(pg_server: LocalPostgres, retiring: Path) -> DatabaseUrl:
     url = DatabaseUrl.parse(pg_server.create_database("reuse_shared", exist_ok=False))
     upgrade(url)
-    record_run(url, TENANT, "run-neighbour", steps=1)
+    record_run(url, TENANT, "run-neighbour", steps=1, chain_format=1)
     make_checkpoint(url)  # creates the signing key, outside the database
     return url
 
@@ -333,9 +334,9 @@ def test_a_clients_temporary_objects_do_not_stand_in_for_the_stores(
 ) -> None:
     # Before 0004 pinned the search path of 0001-0003's functions, each of these worked for
     # any client: pg_temp was searched first (or the caller's search path applied).
-    record_run(store, TENANT, "run-sealed", steps=1)
+    record_run(store, TENANT, "run-sealed", steps=1, chain_format=1)
     make_checkpoint(store)
-    record_run(store, TENANT, "run-open", steps=2, seal=False)
+    record_run(store, TENANT, "run-open", steps=2, seal=False, chain_format=1)
     last_seq = sql(store, "SELECT last_value FROM aos_traces_seal_seq")[0][0]
     root = RunShape(TENANT, "run-open", steps=2).chain().root_hash
     with psycopg.connect(store.libpq()) as conn:
@@ -451,7 +452,7 @@ def test_a_stale_repeatable_read_snapshot_is_still_refused(shared: DatabaseUrl) 
 def test_a_re_insert_racing_a_retirement_waits_for_it_then_is_refused(
     shared: DatabaseUrl,
 ) -> None:
-    record_run(shared, TENANT, "run-race", steps=2)
+    record_run(shared, TENANT, "run-race", steps=2, chain_format=1)
     key = load_ledger_settings().signing_key()
     outcome: dict[str, BaseException | None] = {}
 
@@ -567,7 +568,7 @@ def _force_second_life(url: DatabaseUrl, run_id: str, *, trace_id: str | None = 
     async def go() -> None:
         engine = async_engine(url)
         try:
-            recorder = TraceRecorder(engine)
+            recorder = V1TraceWriter(engine)
             for index in range(shape.steps):
                 await recorder.append_step(
                     TENANT, run_id, make_step(index, at=BASE + timedelta(seconds=index))
@@ -704,7 +705,7 @@ def test_an_adoption_forced_after_the_tombstone_is_failed(
 
 
 def _retired_and_deleted_with_checkpoint(url: DatabaseUrl, run_id: str) -> int:
-    record_run(url, TENANT, run_id, steps=2)
+    record_run(url, TENANT, run_id, steps=2, chain_format=1)
     make_checkpoint(url)
     tombstone = _retire(url, run_id).ledger_seq
     sql(url, "DELETE FROM aos_traces WHERE run_id = %s", (run_id,))
@@ -719,13 +720,13 @@ def test_the_bug_on_revision_0003_and_the_upgrade_over_it(
 ) -> None:
     url = DatabaseUrl.parse(new_database("reuse0003"))
     upgrade(url, "0003")
-    record_run(url, TENANT, "run-old", steps=2)
+    record_run(url, TENANT, "run-old", steps=2, chain_format=1)
     make_checkpoint(url)
     _retire(url, "run-old")
     sql(url, "DELETE FROM aos_traces WHERE run_id = 'run-old'")
 
     # Before 0004 the reuse was written, and FAILED the run for good.
-    record_run(url, TENANT, "run-old", steps=2)
+    record_run(url, TENANT, "run-old", steps=2, chain_format=1)
     reason = prove(url, TENANT, "run-old").integrity.failure_reason or ""
     assert reason.startswith("ledger: the run was recorded again after its retirement")
 
@@ -737,7 +738,7 @@ def test_the_bug_on_revision_0003_and_the_upgrade_over_it(
         (TENANT, "run-old", "trace-run-old")
     ]
     assert any("the retired run id was recorded again" in p for p in audit(url).problems)
-    record_run(url, TENANT, "run-new", steps=1)
+    record_run(url, TENANT, "run-new", steps=1, chain_format=1)
     assert prove(url, TENANT, "run-new").integrity.verification_status == "VERIFIED"
 
 

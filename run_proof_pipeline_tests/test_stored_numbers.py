@@ -110,6 +110,7 @@ def _record(url: DatabaseUrl, run_id: str, extra: dict[str, Any] | None = None) 
         step_fields=lambda index: {
             "params": {"model": "m", "attempt": index, "max_tokens": 2798, **(extra or {})}
         },
+        chain_format=1,
     )
 
 
@@ -216,7 +217,7 @@ def test_honest_writers_long_forms_still_verify(store: DatabaseUrl) -> None:
 def test_a_plan_number_rewritten_to_the_same_double_fails_the_header(store: DatabaseUrl) -> None:
     """The header's `plan` is read under the same rule as the step columns (it was read with
     psycopg's json.loads, which rounds to the double: the rewrite went unseen)."""
-    record_run(store, TENANT, "run-plan-number", plan={"goal": "g", "n": 2798})
+    record_run(store, TENANT, "run-plan-number", plan={"goal": "g", "n": 2798}, chain_format=1)
     assert prove(store, TENANT, "run-plan-number").integrity.verification_status == "VERIFIED"
     touched = owner_sql(
         store,

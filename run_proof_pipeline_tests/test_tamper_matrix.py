@@ -269,8 +269,8 @@ def test_tamper_is_detected_at_the_first_bad_place(
     if path == "segments":
         monkeypatch.setattr(coordinator_module, "prove_trace", _no_in_process_stream)
     run = RunShape(TENANT, f"run-{case.name}-{path}", steps=STEPS)
-    record_run(shared_store, run.tenant_id, run.run_id, steps=STEPS)
-    record_run(shared_store, "tenant-other", f"donor-{run.run_id}", steps=STEPS)
+    record_run(shared_store, run.tenant_id, run.run_id, steps=STEPS, chain_format=1)
+    record_run(shared_store, "tenant-other", f"donor-{run.run_id}", steps=STEPS, chain_format=1)
     stored_root = one(
         shared_store, "SELECT root_hash FROM aos_traces WHERE run_id = %s", (run.run_id,)
     )
@@ -313,7 +313,7 @@ def test_whole_run_deleted_is_named_by_the_ledger_audit(shared_store: DatabaseUr
 @pytest.fixture
 def three_runs(store: DatabaseUrl, checkpoint_env: Any) -> DatabaseUrl:
     for run_id in ("run-1", "run-2", "run-3"):
-        record_run(store, TENANT, run_id, steps=STEPS)
+        record_run(store, TENANT, run_id, steps=STEPS, chain_format=1)
     return store
 
 

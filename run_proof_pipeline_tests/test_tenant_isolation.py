@@ -84,10 +84,10 @@ def iso(pg_server: LocalPostgres) -> Iterator[Isolated]:
         *(f"rp_{kind}_{suffix}" for kind in ("wa", "wb", "every", "ver")),
         *(f"rp_login_{kind}_{suffix}" for kind in ("a", "b", "every", "ver")),
     )
-    record_run(url, "tenant-a", "run-a", steps=2)
-    record_run(url, "tenant-a", "run-a-open", steps=1, seal=False)
-    record_run(url, "tenant-b", "run-b", steps=2)
-    record_run(url, "tenant-b", "run-b-open", steps=1, seal=False)
+    record_run(url, "tenant-a", "run-a", steps=2, chain_format=1)
+    record_run(url, "tenant-a", "run-a-open", steps=1, seal=False, chain_format=1)
+    record_run(url, "tenant-b", "run-b", steps=2, chain_format=1)
+    record_run(url, "tenant-b", "run-b-open", steps=1, seal=False, chain_format=1)
     _owner(
         url,
         "INSERT INTO aos_traces (trace_id, run_id, tenant_id, genesis_hash)"
@@ -319,7 +319,7 @@ def test_a_temporary_table_cannot_stand_in_for_the_store(iso: Isolated) -> None:
     """Relation names in the store's triggers are looked up in pg_catalog and the schema,
     never first among the caller's temporary tables."""
     run_id = f"temp-{uuid.uuid4().hex[:6]}"
-    record_run(iso.as_login(iso.login_a), "tenant-a", run_id, steps=1, seal=False)
+    record_run(iso.as_login(iso.login_a), "tenant-a", run_id, steps=1, seal=False, chain_format=1)
     with _session(iso, iso.login_a) as conn:
         conn.execute(
             "CREATE TEMP TABLE run_proof_ledger (kind text, tenant_id text, run_id text,"

@@ -116,7 +116,7 @@ def exported(
             "RUN_PROOF_CHECKPOINT_ORIGIN",
         ):
             patch.delenv(setting, raising=False)
-        record_run(url, TENANT, "run-v1", steps=2)
+        record_run(url, TENANT, "run-v1", steps=2, chain_format=1)
         _insert_exact_run(url, steps=3)
         make_checkpoint(url)
         _export(url, base / "v2.json", RUN)

@@ -175,7 +175,7 @@ def test_a_v2_chain_length_edit_and_a_cleared_seal_are_caught(
 def test_a_v1_root_hash_disagreeing_with_its_seal_hash_is_caught(
     store: DatabaseUrl, checkpoint_env: CheckpointEnv
 ) -> None:
-    record_run(store, "tenant-a", "run-v1", steps=2)
+    record_run(store, "tenant-a", "run-v1", steps=2, chain_format=1)
     make_checkpoint(store)
     tamper(
         store,
@@ -317,7 +317,7 @@ def test_the_sensor_and_its_cursor_follow_v2_seals(store: DatabaseUrl) -> None:
 
 
 def test_kinds_and_run_id_holders_name_format_v2(store: DatabaseUrl) -> None:
-    record_run(store, "tenant-a", "run-v1", steps=1)
+    record_run(store, "tenant-a", "run-v1", steps=1, chain_format=1)
     insert_v2_run(store, "run-v2", steps=1)
     insert_v2_run(store, "run-shared", steps=1, tenant_id="tenant-b")
     # A legacy trace under the same run id (a format trace is one per run id; a row no
@@ -362,7 +362,7 @@ def test_kinds_and_run_id_holders_name_format_v2(store: DatabaseUrl) -> None:
     ids=["chain-format-cleared", "v1-genesis-cleared"],
 )
 def test_a_trace_turned_legacy_is_not_counted_as_native(store: DatabaseUrl, statement: str) -> None:
-    record_run(store, "tenant-a", "run-v1", steps=1)
+    record_run(store, "tenant-a", "run-v1", steps=1, chain_format=1)
     assert tamper(store, (statement, ("run-v1",))) == [1]
 
     async def go() -> Any:
@@ -380,7 +380,7 @@ def test_a_trace_turned_legacy_is_not_counted_as_native(store: DatabaseUrl, stat
 def test_a_v1_run_whose_genesis_was_cleared_is_still_an_alarm(
     store: DatabaseUrl, checkpoint_env: CheckpointEnv
 ) -> None:
-    record_run(store, "tenant-a", "run-v1", steps=2)
+    record_run(store, "tenant-a", "run-v1", steps=2, chain_format=1)
     make_checkpoint(store)
     tamper(store, ("UPDATE aos_traces SET genesis_hash = NULL WHERE run_id = %s", ("run-v1",)))
 

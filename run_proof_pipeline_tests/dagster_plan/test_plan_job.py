@@ -55,8 +55,10 @@ def test_verified_latest_run_passes_every_step_and_reports_every_field(
     report_dir: Path,
     pg_server: LocalPostgres,
 ) -> None:
-    record_run(store, "tenant-a", "run-old", steps=2)
-    record_run(store, "tenant-b", "run-new", steps=5, started_at=BASE + timedelta(hours=1))
+    record_run(store, "tenant-a", "run-old", steps=2, chain_format=1)
+    record_run(
+        store, "tenant-b", "run-new", steps=5, started_at=BASE + timedelta(hours=1), chain_format=1
+    )
     root_hash, started_at = _stored(
         store, "SELECT root_hash, started_at FROM aos_traces WHERE run_id = %s", ("run-new",)
     )
@@ -270,7 +272,7 @@ def test_deleted_step_fails_step_4_at_the_gap(
 def test_rewritten_seal_fails_step_4_naming_the_seal(
     store: DatabaseUrl, dagster_instance: DagsterInstance, report_dir: Path
 ) -> None:
-    record_run(store, "tenant-a", "run-seal", steps=2, status="failed")
+    record_run(store, "tenant-a", "run-seal", steps=2, status="failed", chain_format=1)
     touched = owner_sql(
         store,
         "UPDATE aos_traces SET status = 'succeeded' WHERE run_id = %s",

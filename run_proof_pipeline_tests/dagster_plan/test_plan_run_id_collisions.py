@@ -69,7 +69,7 @@ def test_a_forged_legacy_row_with_a_sealed_runs_id_does_not_reach_the_report(
     report_dir: Path,
     checkpoint_env: CheckpointEnv,
 ) -> None:
-    record_run(store, TENANT, RUN, steps=3, status="failed")
+    record_run(store, TENANT, RUN, steps=3, status="failed", chain_format=1)
     make_checkpoint(store)
     assert _client_sql(store, FORGED) == 1  # any writer: a legacy row takes an INSERT
 
@@ -114,7 +114,7 @@ def test_a_forged_legacy_row_with_a_sealed_runs_id_does_not_reach_the_report(
 def test_a_foreign_tenants_legacy_step_with_the_same_run_id_leaves_a_clean_run_verified(
     store: DatabaseUrl, dagster_instance: DagsterInstance, report_dir: Path
 ) -> None:
-    record_run(store, "tenant-a", "run-clean", steps=3)
+    record_run(store, "tenant-a", "run-clean", steps=3, chain_format=1)
     assert (
         _client_sql(
             store,

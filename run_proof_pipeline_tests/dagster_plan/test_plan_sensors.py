@@ -74,13 +74,15 @@ def test_first_tick_only_sets_the_cursor_at_the_newest_seal(store: DatabaseUrl) 
 
 
 def test_each_new_seal_with_steps_gets_one_run_in_seal_order(store: DatabaseUrl) -> None:
-    record_run(store, "tenant-a", "run-before", steps=2)
+    record_run(store, "tenant-a", "run-before", steps=2, chain_format=1)
     cursor = _tick(store, None).cursor
-    record_run(store, "tenant-a", "run-b", steps=3)
-    record_run(store, "tenant-b", "run-live", steps=2, seal=False)
-    record_run(store, "tenant-a", "run-no-steps", steps=0)
+    record_run(store, "tenant-a", "run-b", steps=3, chain_format=1)
+    record_run(store, "tenant-b", "run-live", steps=2, seal=False, chain_format=1)
+    record_run(store, "tenant-a", "run-no-steps", steps=0, chain_format=1)
     # Sealed last although its producer's clock says it started first.
-    record_run(store, "tenant-c", "run-a", steps=1, started_at=BASE - timedelta(days=1))
+    record_run(
+        store, "tenant-c", "run-a", steps=1, started_at=BASE - timedelta(days=1), chain_format=1
+    )
 
     result = _tick(store, cursor)
 
