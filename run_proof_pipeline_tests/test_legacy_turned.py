@@ -1,7 +1,9 @@
 """Issue 11, class 4: a sealed, checkpointed run turned "legacy" by its owner.
 
-The owner clears `genesis_hash` (every trigger off); the run's steps are then legacy rows that
-any client may UPDATE or DELETE with every trigger on. A ledger entry whose trace is no longer
+The owner clears `genesis_hash`, `chain_format` and `seal_hash` (every trigger off: since
+migration 0006 `chain_format` marks a format trace too, so clearing `genesis_hash` alone no
+longer lifts the guards); the run's steps are then legacy rows that any client may UPDATE or
+DELETE with every trigger on. A ledger entry whose trace is no longer
 format v1 is an alarm, FAILED and naming the entry, in `checkpoint verify`, `sweep` and
 `verify`; a trace that was legacy all along (no ledger entry) stays UNSUPPORTED.
 """
@@ -9,6 +11,7 @@ format v1 is an alarm, FAILED and naming the entry, in `checkpoint verify`, `swe
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import psycopg
 import pytest
@@ -16,6 +19,7 @@ from typer.testing import CliRunner
 
 from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline.sweep import SweepOptions, run_sweep
 from run_proof_pipeline_tests.store_fixtures import BASE, prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
@@ -51,8 +55,15 @@ def _sealed_and_checkpointed(url: DatabaseUrl) -> int:
 
 
 def _turn_legacy(url: DatabaseUrl) -> None:
+    """As the owner: the format-v1 run's columns of a format trace are cleared, so that it
+    looks like a legacy row (genesis_hash NULL, chain_format NULL, no seal of a format)."""
     touched = tamper(
-        url, ("UPDATE aos_traces SET genesis_hash = NULL WHERE trace_id = %s", (TRACE,))
+        url,
+        (
+            "UPDATE aos_traces SET genesis_hash = NULL, chain_format = NULL, seal_hash = NULL"
+            " WHERE trace_id = %s",
+            (TRACE,),
+        ),
     )
     assert touched == [1]
 
@@ -96,7 +107,8 @@ def test_turned_legacy_run_is_an_alarm_in_checkpoint_verify_sweep_and_verify(
     assert len(inconsistent) == 1, checked.output
     assert inconsistent[0].startswith(
         f"INCONSISTENT: ledger entry {seq} (tenant {TENANT!r}, run {RUN!r}): "
-        f"the recorded trace {TRACE!r} is no longer format v1"
+        f"the recorded trace {TRACE!r} is no longer format v1 or v2 (its chain_format was "
+        "cleared): its steps are now legacy rows any client may change or delete"
     )
     assert "every recorded run" not in checked.output
     assert "no step row is re-hashed" in checked.output
@@ -166,15 +178,24 @@ def test_a_sealed_run_replaced_by_a_legacy_trace_is_failed_naming_the_entry(
         ("DELETE FROM aos_trace_steps WHERE trace_id = %s", (TRACE,)),
         ("DELETE FROM aos_traces WHERE trace_id = %s", (TRACE,)),
     )
-    # Any writer may insert a legacy trace with the run's id.
+    forged = (
+        "INSERT INTO aos_traces (trace_id, run_id, tenant_id, status, started_at)"
+        " VALUES ('forged-legacy', %s, %s, 'succeeded', '2026-02-10')"
+    )
+    # Since 0006 a client's plain INSERT is chained in format v2, and a format run id is
+    # recorded once: the run's id cannot be taken again by any writer.
+    with pytest.raises(psycopg.errors.UniqueViolation, match="a run id is recorded once"):
+        _client_sql(store, forged, (RUN, TENANT))
+    assert one(store, "SELECT count(*) FROM aos_traces WHERE run_id = %s", (RUN,)) == 0
+    # The owner can still forge a legacy trace with the run's id (every trigger off).
+    assert tamper(store, (forged, (RUN, TENANT))) == [1]
     assert (
-        _client_sql(
+        one(
             store,
-            "INSERT INTO aos_traces (trace_id, run_id, tenant_id, status, started_at)"
-            " VALUES ('forged-legacy', %s, %s, 'succeeded', '2026-02-10')",
-            (RUN, TENANT),
+            "SELECT genesis_hash IS NULL AND chain_format IS NULL FROM aos_traces"
+            " WHERE trace_id = 'forged-legacy'",
         )
-        == 1
+        is True
     )
 
     problems = audit(store).problems
@@ -189,9 +210,12 @@ def test_a_sealed_run_replaced_by_a_legacy_trace_is_failed_naming_the_entry(
 
 
 def test_a_trace_legacy_all_along_stays_unsupported_and_raises_no_alarm(
-    store: DatabaseUrl, checkpoint_env: CheckpointEnv, monkeypatch: pytest.MonkeyPatch
+    new_database: Any, checkpoint_env: CheckpointEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _sealed_and_checkpointed(store)
+    # AOS wrote the trace before the store knew format v2 (at revision 0005, a plain INSERT):
+    # it stays legacy after the upgrade (since 0006 the same INSERT is chained instead).
+    store = DatabaseUrl.parse(new_database("store"))
+    upgrade(store, "0005")
     assert (
         _client_sql(
             store,
@@ -201,6 +225,8 @@ def test_a_trace_legacy_all_along_stays_unsupported_and_raises_no_alarm(
         )
         == 1
     )
+    upgrade(store)
+    _sealed_and_checkpointed(store)
 
     integrity = prove(store, TENANT, "run-aos").integrity
     assert integrity.verification_status == "UNSUPPORTED"
