@@ -1,5 +1,6 @@
-"""`run-proof adopt`: finished legacy traces get format-v1 hashes from their rows as they stand,
-an 'adoption' ledger entry, and VERIFIED proofs that say since when; nothing else changes."""
+"""`run-proof adopt`: finished legacy traces get format-v2 hashes from their rows as they stand
+(docs/existing-aos-database.md, "What adoption does"), an 'adoption' ledger entry naming the
+seal, and VERIFIED proofs that say since when; no AOS column changes, root_hash included."""
 
 from __future__ import annotations
 
@@ -67,7 +68,10 @@ def test_adopt_verifies_finished_legacy_traces_and_says_since_when(
     assert "batch 3: 2 traces examined" in output
     assert "3 adopted, 5 skipped, 0 adopted before" in output
     assert "(trace 'tr-live'): it is still running" in output
-    assert "run 'run-dup' has 2 traces and format v1 allows one per run" in output
+    assert (
+        "run 'run-dup' has 2 traces and a format run has one; "
+        "archive or delete the others (they are legacy), then adopt"
+    ) in output
     for tenant, run_id in ADOPTABLE:
         result = prove(upgraded, tenant, run_id)
         integrity = result.integrity
@@ -75,21 +79,26 @@ def test_adopt_verifies_finished_legacy_traces_and_says_since_when(
         assert integrity.model == "HASH_CHAIN"
         assert integrity.chain_length == result.steps_read
         assert integrity.adopted_at is not None and integrity.adopted_at >= ahead
-    # AOS's own root hash moved to aos_root_hash; every other AOS value is as it was.
+    # Format v2 changes no AOS column, root_hash included (covered by the header as
+    # aos_root_hash, never written to that column); only the adopted traces have a format.
     after = {r["trace_id"]: r for r in table_contents(upgraded, "aos_traces", AOS_TRACE_COLUMNS)}
-    moved = dict(sql(upgraded, "SELECT trace_id, aos_root_hash FROM aos_traces"))
-    for trace_id, row in before.items():
-        adopted = moved[trace_id] is not None
-        assert adopted == (trace_id in {"tr-a", "tr-empty", "tr-unicode"})
-        if adopted:
-            assert moved[trace_id] == row["root_hash"] != after[trace_id]["root_hash"]
-        unchanged = {k: v for k, v in row.items() if k != "root_hash" or not adopted}
-        assert {k: after[trace_id][k] for k in unchanged} == unchanged
+    assert after == before
+    ours = {
+        trace_id: rest
+        for trace_id, *rest in sql(
+            upgraded,
+            "SELECT trace_id, chain_format, aos_root_hash, seal_hash IS NOT NULL FROM aos_traces",
+        )
+    }
+    for trace_id in before:
+        adopted = trace_id in {"tr-a", "tr-empty", "tr-unicode"}
+        assert ours[trace_id] == ([2, None, True] if adopted else [None, None, False])
     assert sql(upgraded, "SELECT count(*) FROM aos_trace_steps") == steps_before
-    # Every adoption is in the ledger, and the ledger agrees with the traces.
+    # Every adoption is in the ledger naming the format's seal, and the ledger agrees with
+    # the traces.
     entries = sql(
         upgraded,
-        "SELECT l.tenant_id, l.run_id, l.root_hash = t.root_hash FROM run_proof_ledger l"
+        "SELECT l.tenant_id, l.run_id, l.root_hash = t.seal_hash FROM run_proof_ledger l"
         " JOIN aos_traces t USING (trace_id) WHERE l.kind = 'adoption'",
     )
     assert {(t, r) for t, r, _ in entries} == ADOPTABLE
@@ -102,12 +111,12 @@ def test_adopt_verifies_finished_legacy_traces_and_says_since_when(
 
 def test_adoption_is_idempotent(upgraded: DatabaseUrl, monkeypatch: pytest.MonkeyPatch) -> None:
     adopt(upgraded, monkeypatch)
-    hashes = sql(upgraded, "SELECT trace_id, root_hash, adopted_at FROM aos_traces ORDER BY 1")
+    hashes = sql(upgraded, "SELECT trace_id, seal_hash, adopted_at FROM aos_traces ORDER BY 1")
 
     output = adopt(upgraded, monkeypatch)
 
     assert "0 adopted, 5 skipped, 3 adopted before" in output
-    assert sql(upgraded, "SELECT trace_id, root_hash, adopted_at FROM aos_traces ORDER BY 1") == (
+    assert sql(upgraded, "SELECT trace_id, seal_hash, adopted_at FROM aos_traces ORDER BY 1") == (
         hashes
     )
     assert sql(upgraded, "SELECT count(*) FROM run_proof_ledger WHERE kind = 'adoption'") == [(3,)]
@@ -254,10 +263,12 @@ def test_seed_plan_stops_at_step_4_on_legacy_and_passes_once_adopted(
     assert "adopted at " in report and "not since the run" in report
 
 
-def test_a_legacy_trace_with_a_refused_number_is_skipped_naming_trace_step_and_value(
+def test_a_number_format_v1_refused_is_adopted_and_covered_exactly(
     upgraded: DatabaseUrl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # AOS (or anyone) wrote a number that is not the double it reads as (docs/stored-numbers.md).
+    # Format v1 refused it (23 significant digits); format v2 hashes it exactly
+    # (docs/hash-chain-v2.md "Primitives": no number is refused).
     touched = owner_sql(
         upgraded,
         "UPDATE aos_trace_steps SET params = jsonb_set(params, '{attempt}',"
@@ -268,10 +279,38 @@ def test_a_legacy_trace_with_a_refused_number_is_skipped_naming_trace_step_and_v
 
     output = " ".join(adopt(upgraded, monkeypatch, "--run-id", "run-a").split())
 
+    assert "1 adopted, 0 skipped, 0 adopted before" in output
+    assert prove(upgraded, "acme", "run-a").integrity.verification_status == "VERIFIED"
+    # 1 is the double 1.0000000000000000000001 reads as: v1 would hash both alike, v2 not.
+    touched = owner_sql(
+        upgraded,
+        "UPDATE aos_trace_steps SET params = jsonb_set(params, '{attempt}', '1')"
+        " WHERE trace_id = 'tr-a' AND step_index = 1",
+        table="aos_trace_steps",
+    )
+    assert touched == 1
+    failed = prove(upgraded, "acme", "run-a").integrity
+    assert failed.verification_status == "FAILED"
+    assert failed.failure is not None and failed.failure.step_index == 1
+
+
+def test_a_legacy_trace_with_a_refused_value_is_skipped_naming_trace_step_and_value(
+    upgraded: DatabaseUrl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A NaN cost: a double column format v2 writes ES6(d), which has no NaN.
+    touched = owner_sql(
+        upgraded,
+        "UPDATE aos_trace_steps SET cost_cents = 'NaN' WHERE trace_id = 'tr-a' AND step_index = 1",
+        table="aos_trace_steps",
+    )
+    assert touched == 1
+
+    output = " ".join(adopt(upgraded, monkeypatch, "--run-id", "run-a").split())
+
     assert "0 adopted, 1 skipped" in output
     assert "(trace 'tr-a')" in output
-    assert "step 1: stored value is not representable in format v1" in output
-    assert "params.attempt: number 1.0000000000000000000001 has 23 significant digits" in output
+    assert "step 1: stored value is not representable in format v2" in output
+    assert "cost_cents: nan is not a finite number" in output
     assert sql(upgraded, "SELECT genesis_hash FROM aos_traces WHERE trace_id = 'tr-a'") == [(None,)]
     assert prove(upgraded, "acme", "run-a").integrity.verification_status == "UNSUPPORTED"
 
