@@ -1,6 +1,8 @@
 """Issue 11, class 5: what the plan reports is what it proved.
 
-A run id may be held by several traces or tenants: a legacy row any writer may insert, or a
+A run id may be held by several traces or tenants: a legacy row (AOS's, written before the
+store knew format v2, or one forged by the table owner with every trigger off; since migration
+0006 a writer's plain INSERT is chained in format v2 and cannot take a format run's id), or a
 step row of another tenant. The seed's SQL still runs word for word and is shown where the plan
 says what it ran, but every field of the Output Report is the proven trace's, the count
 compared with chain_length is that trace's (by trace_id), and the traces the seed's SQL would
@@ -12,13 +14,16 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import pytest
 from dagster import DagsterInstance
 
 from run_proof_pipeline.plan.latest_sealed import prove_latest_sealed
 from run_proof_pipeline.plan.queries import LATEST_TRACE_SQL, STEP_COUNT_SQL, TARGET_TRACE_SQL
 from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.dagster_plan.plan_runs import (
     PLAN_STEPS,
     output_metadata,
@@ -33,6 +38,7 @@ from run_proof_pipeline_tests.test_ledger_support import (
     audit,
     checkpoint_env_fixture,  # noqa: F401 - fixture `checkpoint_env`
     make_checkpoint,
+    tamper,
 )
 
 TENANT = "tenant-acme"
@@ -47,6 +53,17 @@ def _client_sql(url: DatabaseUrl, statement: str, params: tuple[object, ...] = (
     """As any writer, every trigger on."""
     with psycopg.connect(url.libpq()) as conn:
         return conn.execute(statement, params).rowcount
+
+
+def _legacy(url: DatabaseUrl, trace_id: str) -> bool:
+    """The trace is a legacy row: no genesis, no format, no seal of a format."""
+    with psycopg.connect(url.libpq()) as conn:
+        row = conn.execute(
+            "SELECT genesis_hash IS NULL AND chain_format IS NULL AND seal_hash IS NULL"
+            " FROM aos_traces WHERE trace_id = %s",
+            (trace_id,),
+        ).fetchone()
+    return row is not None and row[0] is True
 
 
 def _stored_started_at(url: DatabaseUrl, trace_id: str) -> str:
@@ -71,7 +88,13 @@ def test_a_forged_legacy_row_with_a_sealed_runs_id_does_not_reach_the_report(
 ) -> None:
     record_run(store, TENANT, RUN, steps=3, status="failed", chain_format=1)
     make_checkpoint(store)
-    assert _client_sql(store, FORGED) == 1  # any writer: a legacy row takes an INSERT
+    # A writer's INSERT is chained in format v2 (0006): the sealed run's id is refused to it.
+    with pytest.raises(psycopg.errors.UniqueViolation, match="aos_traces_v1_run_id_key"):
+        _client_sql(store, FORGED)
+    assert _client_sql(store, "SELECT 1 FROM aos_traces WHERE trace_id = 'forged-legacy'") == 0
+    # The owner, every trigger off, can still forge a legacy row with the run's id.
+    assert tamper(store, (FORGED, ())) == [1]
+    assert _legacy(store, "forged-legacy")
 
     result = run_plan(dagster_instance, trace_store(store), plan_config(report_dir))
 
@@ -112,8 +135,12 @@ def test_a_forged_legacy_row_with_a_sealed_runs_id_does_not_reach_the_report(
 
 
 def test_a_foreign_tenants_legacy_step_with_the_same_run_id_leaves_a_clean_run_verified(
-    store: DatabaseUrl, dagster_instance: DagsterInstance, report_dir: Path
+    new_database: Any, dagster_instance: DagsterInstance, report_dir: Path
 ) -> None:
+    # Before the upgrade (revision 0005) AOS's writer of another tenant wrote a legacy trace
+    # and step with the same run id as a format-v1 run: AOS allowed that.
+    store = DatabaseUrl.parse(new_database("store"))
+    upgrade(store, "0005")
     record_run(store, "tenant-a", "run-clean", steps=3, chain_format=1)
     assert (
         _client_sql(
@@ -131,6 +158,18 @@ def test_a_foreign_tenants_legacy_step_with_the_same_run_id_leaves_a_clean_run_v
         )
         == 1
     )
+    upgrade(store)
+    assert _legacy(store, "foreign-legacy")
+    # Since 0006 the same INSERT is chained in format v2, and a format trace never shares a
+    # run id with a legacy one: it is refused.
+    with pytest.raises(
+        psycopg.errors.UniqueViolation, match="^run run-clean already has a legacy trace"
+    ):
+        _client_sql(
+            store,
+            "INSERT INTO aos_traces (trace_id, run_id, tenant_id, status, started_at)"
+            " VALUES ('foreign-legacy-2', 'run-clean', 'tenant-b', 'succeeded', '2026-01-02')",
+        )
 
     result = run_plan(
         dagster_instance,
