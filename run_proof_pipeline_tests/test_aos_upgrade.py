@@ -22,6 +22,7 @@ from run_proof_pipeline_tests.aos_fixtures import (
     all_aos_contents,
     aos_archive_trace,
     aos_complete_trace,
+    aos_hash,
     aos_insert_step,
     aos_insert_trace,
     aos_store,  # noqa: F401 - fixture
@@ -120,10 +121,27 @@ def test_aos_keeps_writing_after_the_upgrade(aos_store: DatabaseUrl) -> None:  #
             aos_insert_step(conn, trace_id="tr-new", step_index=index, at=started)
         # A step AOS appends to the trace that was running before the upgrade.
         aos_insert_step(conn, trace_id="tr-live", step_index=2, at=started)
+        # A legacy trace is AOS's own row: finished as AOS always did, its root hash included.
         assert aos_complete_trace(conn, "tr-live", started + timedelta(minutes=1)) == 1
-        assert aos_complete_trace(conn, "tr-new", started + timedelta(minutes=2)) == 1
         # Retention: the row goes to the archive (same columns), its steps by the cascade.
         assert aos_archive_trace(conn, "tr-a") == 1
+    # A trace inserted after the upgrade is format v2 (docs/hash-chain-v2.md): its header
+    # covers root_hash as the writer inserted it, so a completion that rewrites it is refused.
+    with (
+        psycopg.connect(aos_store.libpq()) as conn,
+        pytest.raises(
+            psycopg.errors.InsufficientPrivilege,
+            match=r"trace tr-new \(format v2\): only status, completed_at and metadata may change",
+        ),
+    ):
+        aos_complete_trace(conn, "tr-new", started + timedelta(minutes=2))
+    # AOS's complete_trace changes status and completed_at (and metadata): the seal.
+    assert sql(
+        aos_store,
+        "UPDATE aos_traces SET status = 'completed', completed_at = %s"
+        " WHERE trace_id = 'tr-new' RETURNING trace_id",
+        (started + timedelta(minutes=2),),
+    ) == [("tr-new",)]
 
     steps = sql(
         aos_store,
@@ -136,10 +154,18 @@ def test_aos_keeps_writing_after_the_upgrade(aos_store: DatabaseUrl) -> None:  #
     ]
     assert sql(aos_store, "SELECT count(*) FROM aos_trace_steps WHERE trace_id = 'tr-a'") == [(0,)]
     assert sql(aos_store, "SELECT run_id FROM aos_traces_archive") == [("run-a",)]
-    # AOS's writes never make a legacy trace look like a format-v1 seal.
-    assert sql(aos_store, "SELECT count(*) FROM aos_traces WHERE genesis_hash IS NOT NULL") == [
-        (0,)
-    ]
+    # AOS's writes never give a legacy trace a format, nor make anything a format-v1 seal.
+    formats = sql(
+        aos_store,
+        "SELECT trace_id, chain_format, genesis_hash IS NOT NULL, seal_hash IS NOT NULL,"
+        " chain_length, root_hash FROM aos_traces WHERE chain_format IS NOT NULL"
+        " OR genesis_hash IS NOT NULL OR seal_hash IS NOT NULL",
+    )
+    assert formats == [("tr-new", 2, True, True, 2, aos_hash("tr-new", "running"))]
+    proof = prove(aos_store, "acme", "run-new").integrity
+    assert proof.verification_status == "VERIFIED", proof.failure_reason
+    assert proof.chain_length == 2
+    assert prove(aos_store, "acme", "run-live").integrity.verification_status == "UNSUPPORTED"
 
 
 def test_seed_step_1_and_step_2_sql_run_verbatim(aos_store: DatabaseUrl) -> None:  # noqa: F811
