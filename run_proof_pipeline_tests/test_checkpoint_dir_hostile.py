@@ -53,7 +53,8 @@ def _cli(url: DatabaseUrl, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
 
 
 def _rewrite_run_and_its_entry(url: DatabaseUrl, run_id: str) -> None:
-    """As owner: forge step 1, recompute every step hash, the seal and the ledger entry."""
+    """As owner: forge step 1 of a format-v1 run (record_run(..., chain_format=1)), recompute
+    every step hash, the seal (root_hash and seal_hash) and the ledger entry (keyed on it)."""
     run = RunShape(TENANT, run_id, steps=STEPS)
     forged = run.chain({1: {"outcome_data": {"forged": True}}})
     rows = [
@@ -74,7 +75,12 @@ def _rewrite_run_and_its_entry(url: DatabaseUrl, run_id: str) -> None:
             ).format(values),
             (*[x for row in rows for x in row], run_id),
         ),
-        ("UPDATE aos_traces SET root_hash = %s WHERE run_id = %s", (forged.root_hash, run_id)),
+        # A format-v1 seal is in both columns (0006 copied root_hash into seal_hash): a
+        # consistent forgery rewrites both, so that no rule of the row itself can catch it.
+        (
+            "UPDATE aos_traces SET root_hash = %s, seal_hash = %s WHERE run_id = %s",
+            (forged.root_hash, forged.root_hash, run_id),
+        ),
         (
             "UPDATE run_proof_ledger SET root_hash = %s, leaf_hash = run_proof_ledger_leaf("
             "kind, tenant_id, run_id, trace_id, chain_length, %s, recorded_at)"
@@ -364,7 +370,7 @@ def test_every_verdict_names_the_anchor_that_applied(
 
 
 def test_a_failure_caught_by_the_checkpoint_names_it_as_the_anchor(
-    signed_twice: TwoCheckpoints,
+    signed_twice: TwoCheckpoints, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _rewrite_run_and_its_entry(signed_twice.url, "run-2")
 
@@ -372,3 +378,9 @@ def test_a_failure_caught_by_the_checkpoint_names_it_as_the_anchor(
 
     assert integrity.verification_status == "FAILED" and not integrity.anchored
     assert integrity.anchor.startswith("signed checkpoint of size 2 and origin ")
+    assert integrity.failure is not None and integrity.failure.location == "ledger"
+    # The rewrite is consistent: without the signed checkpoint nothing else catches it.
+    monkeypatch.delenv("RUN_PROOF_CHECKPOINT_DIR")
+    unanchored = prove(signed_twice.url, TENANT, "run-2").integrity
+    assert unanchored.verification_status == "VERIFIED", unanchored.failure_reason
+    assert unanchored.anchor == "ledger only: no checkpoint directory configured"
