@@ -77,7 +77,21 @@ def _b_rows(url: DatabaseUrl) -> tuple[Any, ...]:
 def iso(pg_server: LocalPostgres) -> Iterator[Isolated]:
     name = f"iso_{uuid.uuid4().hex[:12]}"
     url = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
+    # A legacy (AOS) trace of tenant B, written before the store knew format v2 (revision
+    # 0005; since 0006 the same INSERT is chained by the database): its run id must stay
+    # unique across tenants too.
+    upgrade(url, "0005")
+    _owner(
+        url,
+        "INSERT INTO aos_traces (trace_id, run_id, tenant_id) VALUES"
+        " ('trace_legacy-b', 'legacy-b', 'tenant-b')",
+    )
     upgrade(url)
+    assert _owner(
+        url,
+        "SELECT genesis_hash IS NULL AND chain_format IS NULL FROM aos_traces"
+        " WHERE trace_id = 'trace_legacy-b'",
+    ) == [(True,)]
     suffix = uuid.uuid4().hex[:8]
     roles = Isolated(
         url,
@@ -94,12 +108,6 @@ def iso(pg_server: LocalPostgres) -> Iterator[Isolated]:
         " SELECT 'trace-bulk-' || g, 'bulk-' || md5(g::text), 'tenant-b', repeat('0', 64)"
         " FROM generate_series(1, %s) g",
         (BULK,),
-    )
-    # A legacy (AOS) trace of tenant B: its run id must stay unique across tenants too.
-    _owner(
-        url,
-        "INSERT INTO aos_traces (trace_id, run_id, tenant_id) VALUES"
-        " ('trace_legacy-b', 'legacy-b', 'tenant-b')",
     )
     # Statistics gathered before hardening, as on any store in use.
     _owner(url, "ANALYZE aos_traces")
