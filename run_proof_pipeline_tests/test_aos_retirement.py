@@ -98,9 +98,11 @@ def test_retired_then_deleted_is_no_alarm(
 ) -> None:
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="retire it first"):
         sql(upgraded, "DELETE FROM aos_traces WHERE trace_id = %s", (trace_id,))
+    # The format's seal (seal_hash: format v1's root_hash, or an adopted trace's v2 seal).
     root = sql(
-        upgraded, "SELECT root_hash, chain_length FROM aos_traces WHERE trace_id = %s", (trace_id,)
+        upgraded, "SELECT seal_hash, chain_length FROM aos_traces WHERE trace_id = %s", (trace_id,)
     )
+    assert root[0][0] is not None
 
     output = retire(upgraded, monkeypatch, tenant, run_id)
 
@@ -147,14 +149,17 @@ def test_retired_run_can_be_archived_the_aos_way(
     ):
         aos_archive_trace(conn, "tr-a")
     retire(upgraded, monkeypatch, "acme", "run-a")
+    columns = "run_id, adopted_at IS NOT NULL, chain_format, seal_hash, root_hash"
+    live = sql(upgraded, f"SELECT {columns} FROM aos_traces WHERE trace_id = 'tr-a'")
 
     with psycopg.connect(upgraded.libpq()) as conn:
         assert aos_archive_trace(conn, "tr-a") == 1
 
-    archived = sql(
-        upgraded, "SELECT run_id, adopted_at IS NOT NULL, aos_root_hash FROM aos_traces_archive"
-    )
-    assert archived[0][:2] == ("run-a", True) and archived[0][2] is not None
+    # The archive keeps the adopted (format v2) trace as it was: its seal and AOS's root hash.
+    archived = sql(upgraded, f"SELECT {columns} FROM aos_traces_archive")
+    assert archived == live
+    assert archived[0][:3] == ("run-a", True, 2) and archived[0][3] is not None
+    assert sql(upgraded, "SELECT count(*) FROM aos_traces WHERE trace_id = 'tr-a'") == [(0,)]
     assert on(upgraded, ledger_trace_mismatches) == []
 
 
