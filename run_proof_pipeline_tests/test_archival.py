@@ -164,9 +164,17 @@ def test_at_0004_archival_was_refused_and_check_describes_the_change(native: Nat
             in out
         )
     assert "replace functions run_proof_guard_step_change, run_proof_guard_trace_change" in out
+    # 0006 (the head) follows, described ahead from the store at 0004, its summary whole.
+    assert (
+        "revision 0006: Chaining in the database (format v2): every trace and step any client"
+        " inserts is hashed by PostgreSQL at insert, and the format's seal lives in columns of"
+        " ours.\n"
+    ) in out
+    assert "aos_traces: add column seal_hash text (run-proof's format-v2 column)" in out
+    assert out.index("revision 0005: ") < out.index("revision 0006: ")
     assert "nothing was changed (--check)" in out
     assert native.revision_after_check == "0004"
-    assert current_revision(native.url) == head_revision() == "0005"
+    assert current_revision(native.url) == head_revision() == "0006"
 
 
 def test_a_sealed_run_archived_the_aos_way_still_verifies(

@@ -54,7 +54,9 @@ def _scripts() -> ScriptDirectory:
 
 
 def _title(doc: str | None) -> str:
-    return (doc or "").strip().splitlines()[0] if doc and doc.strip() else "(no description)"
+    """The docstring's first paragraph on one line (a summary may wrap: 0003, 0006)."""
+    paragraph = (doc or "").strip().split("\n\n", 1)[0]
+    return " ".join(paragraph.split()) or "(no description)"
 
 
 def _described(module: object, connection: Connection, *, first: bool) -> list[str]:
