@@ -305,12 +305,14 @@ def test_the_cli_binds_two_roles_and_refuses_both_kinds_of_scope(
 def test_the_recorder_writes_through_row_level_security_as_the_writer(
     hardened: tuple[DatabaseUrl, str, str],
 ) -> None:
-    """The hardened writer role can use the recorder as it is."""
+    """The hardened writer role can use the recorder as it is: the recorder writes format v2,
+    chained by the database's triggers (migration 0006), through the writer's row-level
+    security; the trace, its steps and its seal are the database's, in the ledger."""
     from sqlalchemy.ext.asyncio import create_async_engine
     from sqlalchemy.pool import NullPool
 
-    from run_proof_pipeline.store.recorder import TraceRecorder
-    from run_proof_pipeline_tests.store_fixtures import make_step, prove, run
+    from run_proof_pipeline.store.recorder import InvalidRecord, TraceRecorder, TraceStart
+    from run_proof_pipeline_tests.store_fixtures import BASE, make_step, prove, run
 
     url, writer, _verifier = hardened
 
@@ -320,16 +322,40 @@ def test_the_recorder_writes_through_row_level_security_as_the_writer(
         )
         try:
             recorder = TraceRecorder(engine)
-            await recorder.append_step("tenant-a", "run-a-open", make_step(1))
-            await recorder.seal(
-                "tenant-a", "run-a-open", status="succeeded", completed_at="2026-02-09T11:00:00Z"
+            await recorder.start_trace(
+                TraceStart(
+                    tenant_id="tenant-a",
+                    run_id="run-a-v2",
+                    trace_id="trace-run-a-v2",
+                    agent_id="agent-7",
+                    plan_id="plan-42",
+                    plan={"goal": "fetch and summarize"},
+                    started_at=BASE,
+                )
             )
+            for index in range(2):
+                await recorder.append_step("tenant-a", "run-a-v2", make_step(index, at=BASE))
+            await recorder.seal(
+                "tenant-a", "run-a-v2", status="succeeded", completed_at="2026-02-09T11:00:00Z"
+            )
+            # The fixture's open run is format v1: the recorder extends format-v2 traces only.
+            with pytest.raises(InvalidRecord, match="is in format v1"):
+                await recorder.append_step("tenant-a", "run-a-open", make_step(1))
         finally:
             await engine.dispose()
 
     run(go())
 
-    assert prove(url, "tenant-a", "run-a-open").integrity.verification_status == "VERIFIED"
+    proof = prove(url, "tenant-a", "run-a-v2").integrity
+    assert proof.verification_status == "VERIFIED", proof.failure_reason
+    assert proof.chain_length == 2
+    with psycopg.connect(url.libpq()) as conn:
+        trace = conn.execute(
+            "SELECT chain_format, seal_hash FROM aos_traces WHERE run_id = 'run-a-v2'"
+        ).fetchone()
+    assert trace is not None and trace[0] == 2 and trace[1] is not None
+    sealed = [e for e in ledger_entries(url) if e.run_id == "run-a-v2"]
+    assert [(e.kind, e.chain_length, e.root_hash) for e in sealed] == [("seal", 2, trace[1])]
 
 
 def test_a_login_role_of_the_verifier_proves_and_audits_every_tenant(
@@ -362,17 +388,19 @@ def test_a_login_role_of_the_verifier_proves_and_audits_every_tenant(
 def test_the_writer_archives_its_tenants_runs_and_nothing_else(
     hardened: tuple[DatabaseUrl, str, str],
 ) -> None:
-    """Where the tables have AOS's `archived_at`, the producer role may archive (migration
-    0005 lets only a pure archival through; the policies only its tenants' rows)."""
-    url, writer, verifier = hardened
-    with psycopg.connect(url.libpq(), autocommit=True) as conn:
-        for table in ("aos_traces", "aos_trace_steps"):
-            conn.execute(
-                sql.SQL("ALTER TABLE {} ADD COLUMN archived_at timestamptz").format(
-                    sql.Identifier(table)
-                )
-            )
-    harden(url, writer_role=writer, verifier_role=verifier, scope=TENANT_A)
+    """Every store at 0006 has AOS's `archived_at` (the revision adds it where AOS's tables
+    lack it), so the producer role may archive (migrations 0005 and 0006 let only a pure
+    archival through, of a format-v1 and a format-v2 run alike; the policies only its
+    tenants' rows)."""
+    url, writer, _verifier = hardened
+    record_run(url, "tenant-a", "run-a-v2", steps=2)
+    with psycopg.connect(url.libpq()) as conn:
+        columns = conn.execute(
+            "SELECT table_name FROM information_schema.columns WHERE table_schema = 'public'"
+            " AND column_name = 'archived_at' AND table_name IN ('aos_traces', 'aos_trace_steps')"
+            " ORDER BY 1"
+        ).fetchall()
+    assert columns == [("aos_trace_steps",), ("aos_traces",)]
 
     with psycopg.connect(url.libpq()) as conn:
         _as(conn, writer)
@@ -380,13 +408,25 @@ def test_the_writer_archives_its_tenants_runs_and_nothing_else(
             run_id: conn.execute(
                 "UPDATE aos_traces SET archived_at = now() WHERE run_id = %s", (run_id,)
             ).rowcount
-            for run_id in ("run-a", "run-b")
+            for run_id in ("run-a", "run-a-v2", "run-b")
         }
         steps = conn.execute(
-            "UPDATE aos_trace_steps SET archived_at = now() WHERE run_id = 'run-a'"
+            "UPDATE aos_trace_steps SET archived_at = now()"
+            " WHERE run_id IN ('run-a', 'run-a-v2', 'run-b')"
         ).rowcount
-    assert archived == {"run-a": 1, "run-b": 0} and steps == 2
-    assert "permission denied" in _refused(
-        url, writer, "UPDATE aos_traces SET plan_id = 'x' WHERE run_id = 'run-a'"
-    )
-    assert prove(url, "tenant-a", "run-a").integrity.verification_status == "VERIFIED"
+    assert archived == {"run-a": 1, "run-a-v2": 1, "run-b": 0} and steps == 4
+    for run_id in ("run-a", "run-a-v2"):
+        assert "permission denied" in _refused(
+            url, writer, f"UPDATE aos_traces SET plan_id = 'x' WHERE run_id = '{run_id}'"
+        )
+    for tenant, run_id in (("tenant-a", "run-a"), ("tenant-a", "run-a-v2"), ("tenant-b", "run-b")):
+        proof = prove(url, tenant, run_id).integrity
+        assert proof.verification_status == "VERIFIED", proof.failure_reason
+    with psycopg.connect(url.libpq()) as conn:
+        left = conn.execute(
+            "SELECT run_id, count(*) FILTER (WHERE archived_at IS NOT NULL) FROM ("
+            " SELECT run_id, archived_at FROM aos_traces UNION ALL"
+            " SELECT run_id, archived_at FROM aos_trace_steps) r"
+            " WHERE run_id IN ('run-a', 'run-a-v2', 'run-b') GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert left == [("run-a", 3), ("run-a-v2", 3), ("run-b", 0)]
