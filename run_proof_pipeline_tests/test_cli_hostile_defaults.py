@@ -7,8 +7,9 @@ run FAILED at its step, a clean one VERIFIED, a bundle equal to the one exported
 them, hashes that verify after the default is gone), never a traceback. Why it holds:
 run_proof_pipeline/store/session_pins.py pins these settings at every connection.
 
-One shared store for the module (an AOS database with legacy traces, migrated, with a clean
-and a tampered native run and a checkpoint); `db upgrade` and `demo` get a database of their
+One shared store for the module (an AOS database with legacy traces, one per `adopt` case
+written by AOS before the upgrade, migrated, with a clean and a tampered native run and a
+checkpoint); `db upgrade` and `demo` get a database of their
 own, since they are about a database not yet migrated. Each case sets its default and resets
 it after. The whole matrix is slow; three representative cases stay in the fast loop.
 """
@@ -82,6 +83,7 @@ class Shared:
     checkpoints: Path
     key: Path
     bundle: dict[str, Any]  # TAMPERED's bundle, exported with no hostile default
+    legacy: dict[tuple[str, str], str]  # (scope, setting) -> the run id `adopt` adopts
 
 
 @contextmanager
@@ -122,6 +124,26 @@ def shared(pg_server: LocalPostgres, tmp_path_factory: pytest.TempPathFactory) -
     name = f"hostile_cli_{uuid.uuid4().hex[:12]}"
     url = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
     create_aos_store(url)
+    # One legacy run per adopt case, written by AOS before the upgrade: after 0006 an INSERT
+    # is chained in format v2, so a legacy (unchained) trace can only come from before it.
+    legacy = {(sc, name): f"run-legacy-{sc}-{name}" for sc in SCOPES for name, _ in HOSTILE}
+    started = LEGACY_BASE + timedelta(days=1)
+    with psycopg.connect(url.libpq()) as conn:
+        for run_id in legacy.values():
+            trace_id = f"tr-{run_id}"
+            aos_insert_trace(
+                conn,
+                trace_id=trace_id,
+                run_id=run_id,
+                tenant_id="acme",
+                started_at=started,
+                status="completed",
+                completed_at=started + timedelta(minutes=5),
+            )
+            for index in range(2):
+                aos_insert_step(
+                    conn, trace_id=trace_id, step_index=index, at=started + timedelta(seconds=index)
+                )
     upgrade(url)
     record_run(url, TENANT, CLEAN, steps=3, chain_format=1)
     record_run(url, TENANT, TAMPERED, steps=3, chain_format=1)
@@ -143,7 +165,7 @@ def shared(pg_server: LocalPostgres, tmp_path_factory: pytest.TempPathFactory) -
         )
     assert exported.exit_code == 0, exported.output
     bundle = json.loads(baseline.read_text(encoding="utf-8"))
-    yield Shared(url, checkpoints, key, bundle)
+    yield Shared(url, checkpoints, key, bundle, legacy)
     pg_server.drop_database(name)
 
 
@@ -230,33 +252,29 @@ def _checkpoint_verify(s: Shared, hostile: Any) -> None:
     assert f"ledger_root: {report.root.hex()}" in ran.stdout.splitlines()
 
 
-def _adopt(s: Shared, hostile: Any) -> None:
-    run_id = f"run-legacy-{uuid.uuid4().hex[:8]}"
-    trace_id = f"tr-{run_id}"
-    started = LEGACY_BASE + timedelta(days=1)
-    with psycopg.connect(s.url.libpq()) as conn:
-        aos_insert_trace(
-            conn,
-            trace_id=trace_id,
-            run_id=run_id,
-            tenant_id="acme",
-            started_at=started,
-            status="completed",
-            completed_at=started + timedelta(minutes=5),
-        )
-        for index in range(2):
-            aos_insert_step(
-                conn, trace_id=trace_id, step_index=index, at=started + timedelta(seconds=index)
-            )
+def _adopt(s: Shared, hostile: Any, case: tuple[str, str]) -> None:
+    run_id = s.legacy[case]
+    kind = "SELECT chain_format, adopted_at FROM aos_traces WHERE run_id = %s"
+    assert one(s.url, "SELECT count(*) FROM aos_traces WHERE run_id = %s", (run_id,)) == 1
+    assert _row(s.url, kind, (run_id,)) == (None, None)  # legacy: not yet adopted
     with hostile(s.url):
         ran = _cli(s.url, "adopt", "--run-id", run_id, **_keys(s))
     assert ran.code == 0, ran.stderr
     assert "1 adopted, 0 skipped" in ran.stdout
+    chain_format, adopted_at = _row(s.url, kind, (run_id,))
+    assert chain_format == 2 and adopted_at is not None  # adoption is in format v2
     # The hashes adoption computed under the default verify without it.
     with _ledger_env(s.checkpoints, s.key):
         result = prove(s.url, "acme", run_id, coordinator=get_run_proof_coordinator(workers=1))
     assert result.integrity.verification_status == "VERIFIED", result.integrity.failure_reason
     assert result.integrity.chain_length == 2
+
+
+def _row(url: DatabaseUrl, statement: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
+    with psycopg.connect(url.libpq()) as conn:
+        row = conn.execute(statement, params).fetchone()
+    assert row is not None, params
+    return tuple(row)
 
 
 def _retire(s: Shared, hostile: Any) -> None:
@@ -354,13 +372,14 @@ def test_a_hostile_database_default_changes_no_commands_result(
         _demo(pg_server, tmp_path, hostile)
     elif command == "export":
         _export(shared, hostile, tmp_path)
+    elif command == "adopt":
+        _adopt(shared, hostile, (scope, name))
     else:
         checks = {
             "verify": _verify,
             "sweep": _sweep,
             "checkpoint-create": _checkpoint_create,
             "checkpoint-verify": _checkpoint_verify,
-            "adopt": _adopt,
             "retire": _retire,
         }
         checks[command](shared, hostile)
