@@ -284,28 +284,64 @@ def test_retention_undone_from_the_archive_is_refused(shared: DatabaseUrl) -> No
     assert _state(shared) == before
 
 
-def test_a_legacy_trace_may_share_a_retired_run_id_but_is_never_adopted_as_it(
-    shared: DatabaseUrl,
-) -> None:
-    tombstone = _retired_and_deleted(shared, "run-shared-id")
-    # AOS's writer, unchanged: a legacy trace of the same run id under another trace id
-    # (AOS allowed traces to share a run id) is AOS's own, unproven row.
-    with psycopg.connect(shared.libpq()) as conn:
-        _insert_trace(conn, run_id="run-shared-id", trace_id="tr-aos-1", genesis=None)
-    assert prove(shared, TENANT, "run-shared-id").integrity.verification_status == "UNSUPPORTED"
+def _legacy_beside_a_retired_run(
+    new_database: Any, run_id: str, legacy_trace_id: str
+) -> tuple[DatabaseUrl, int]:
+    """A store upgraded to head over revision 0005, where a format-v1 run was recorded,
+    retired and deleted, and then AOS's writer, unchanged, inserted a legacy trace of the same
+    run id under another trace id (AOS allowed traces to share a run id; since 0006 the same
+    INSERT is chained in format v2 and refused); the store and the tombstone's ledger entry."""
+    url = DatabaseUrl.parse(new_database("reuse_legacy"))
+    upgrade(url, "0005")
+    record_run(url, TENANT, run_id, steps=2, chain_format=1)
+    # The signed tombstone as retire wrote it then (retire and checkpoint need the head now).
+    settings = load_ledger_settings()
+    key, _ = settings.ensure_signing_key(settings.origin(str(url.url.database)))
+    with psycopg.connect(url.libpq()) as conn:
+        tombstone = _retirement_row(conn, run_id, key)
+    assert sql(url, "DELETE FROM aos_traces WHERE run_id = %s RETURNING 1", (run_id,)) == [(1,)]
+    with psycopg.connect(url.libpq()) as conn:
+        _insert_trace(conn, run_id=run_id, trace_id=legacy_trace_id, genesis=None)
+    upgrade(url)
+    assert sql(
+        url, "SELECT genesis_hash, chain_format FROM aos_traces WHERE run_id = %s", (run_id,)
+    ) == [(None, None)]
+    make_checkpoint(url)
+    return url, tombstone
+
+
+def test_aos_inserting_a_retired_run_id_is_refused_since_0006(shared: DatabaseUrl) -> None:
+    """AOS's writer, unchanged (no genesis hash): before 0006 its row was a legacy trace that
+    could share a retired run id; now it is chained in format v2 and the reuse is refused."""
+    tombstone = _retired_and_deleted(shared, "run-aos-writer")
     before = _state(shared)
 
-    adopted = _cli(shared, "adopt", "--tenant-id", TENANT, "--run-id", "run-shared-id")
+    refused = _refused_insert(shared, run_id="run-aos-writer", trace_id="tr-aos-0", genesis=None)
+
+    assert (refused.diag.sqlstate, refused.diag.constraint_name) == ("23505", RUN_ID_USED)
+    assert _first_line(refused) == _run_message("run-aos-writer", tombstone)
+    assert _state(shared) == before
+
+
+def test_a_legacy_trace_may_share_a_retired_run_id_but_is_never_adopted_as_it(
+    new_database: Any, checkpoint_env: CheckpointEnv
+) -> None:
+    # The legacy trace of the same run id is AOS's own, unproven row (written before 0006).
+    url, tombstone = _legacy_beside_a_retired_run(new_database, "run-shared-id", "tr-aos-1")
+    assert prove(url, TENANT, "run-shared-id").integrity.verification_status == "UNSUPPORTED"
+    before = _state(url)
+
+    adopted = _cli(url, "adopt", "--tenant-id", TENANT, "--run-id", "run-shared-id")
 
     # Skipped, naming the earlier run and its tombstone (the database would refuse it too).
     assert adopted.exit_code == 0, adopted.output
     assert (
         f"skipped tenant '{TENANT}', run 'run-shared-id' (trace 'tr-aos-1'): run 'run-shared-id'"
-        f" was recorded before in format v1 (trace 'trace-run-shared-id') (tombstone: ledger "
+        f" was recorded before (trace 'trace-run-shared-id') (tombstone: ledger "
         f"entry {tombstone}): a run id is recorded once, so this trace cannot be adopted as it"
     ) in adopted.output.splitlines()
-    assert _state(shared) == before
-    assert audit(shared).problems == []
+    assert _state(url) == before
+    assert audit(url).problems == []
 
 
 def test_a_writers_temporary_table_does_not_stand_in_for_the_record_of_ids(
@@ -534,7 +570,8 @@ def _wait_until_blocked(url: DatabaseUrl, application: str) -> None:
 
 def _force_second_life(url: DatabaseUrl, run_id: str, *, trace_id: str | None = None) -> None:
     """The owner slips a new trace row past the guard (every trigger off, `tamper`); the
-    writer then appends and seals as usual, so the seal trigger appends a second seal."""
+    writer then appends and seals as usual, so the seal trigger appends a second seal. The
+    row is the one the format-v1 insert trigger would have made (chain_format 1 since 0006)."""
     shape = RunShape(TENANT, run_id, steps=2)
     trace_id = trace_id or f"trace-{run_id}"
     header = header_record(
@@ -550,8 +587,8 @@ def _force_second_life(url: DatabaseUrl, run_id: str, *, trace_id: str | None = 
         url,
         (
             "INSERT INTO aos_traces (trace_id, run_id, tenant_id, agent_id, plan_id, plan,"
-            " status, started_at, genesis_hash, correlation_id)"
-            " VALUES (%s, %s, %s, 'agent-7', 'plan-42', %s, 'running', %s, %s, %s)",
+            " status, started_at, genesis_hash, correlation_id, chain_format)"
+            " VALUES (%s, %s, %s, 'agent-7', 'plan-42', %s, 'running', %s, %s, %s, 1)",
             (
                 trace_id,
                 run_id,
@@ -671,11 +708,9 @@ def _owner_disables(url: DatabaseUrl, trigger: str) -> Iterator[None]:
 
 
 def test_an_adoption_forced_after_the_tombstone_is_failed(
-    store: DatabaseUrl, checkpoint_env: CheckpointEnv
+    new_database: Any, checkpoint_env: CheckpointEnv
 ) -> None:
-    tombstone = _retired_and_deleted_with_checkpoint(store, "run-adopted")
-    with psycopg.connect(store.libpq()) as conn:
-        _insert_trace(conn, run_id="run-adopted", trace_id="tr-aos-2", genesis=None)
+    store, tombstone = _legacy_beside_a_retired_run(new_database, "run-adopted", "tr-aos-2")
 
     # The owner forces it: the record of used ids loses the run (adopt would skip it), and
     # the guard on adoption is off while adopt runs.
@@ -721,18 +756,33 @@ def test_the_bug_on_revision_0003_and_the_upgrade_over_it(
     url = DatabaseUrl.parse(new_database("reuse0003"))
     upgrade(url, "0003")
     record_run(url, TENANT, "run-old", steps=2, chain_format=1)
-    make_checkpoint(url)
-    _retire(url, "run-old")
+    # The signed tombstone as retire wrote it then (retire, checkpoint and the proof read the
+    # columns of 0006 now, so they run on the head only).
+    settings = load_ledger_settings()
+    key, _ = settings.ensure_signing_key(settings.origin(str(url.url.database)))
+    with psycopg.connect(url.libpq()) as conn:
+        tombstone = _retirement_row(conn, "run-old", key)
     sql(url, "DELETE FROM aos_traces WHERE run_id = 'run-old'")
 
-    # Before 0004 the reuse was written, and FAILED the run for good.
+    # Before 0004 the reuse was written: a second seal after the tombstone.
     record_run(url, TENANT, "run-old", steps=2, chain_format=1)
-    reason = prove(url, TENANT, "run-old").integrity.failure_reason or ""
-    assert reason.startswith("ledger: the run was recorded again after its retirement")
+    assert sql(url, "SELECT seq, kind FROM run_proof_ledger ORDER BY seq") == [
+        (1, "seal"),
+        (tombstone, "tombstone"),
+        (3, "seal"),
+    ]
+    assert tombstone == 2
 
     upgrade(url)
 
     assert current_revision(url) == head_revision()
+    make_checkpoint(url)
+    # ... and it FAILED the run for good, over the upgrade too.
+    reason = prove(url, TENANT, "run-old").integrity.failure_reason or ""
+    assert reason.startswith(
+        "ledger: the run was recorded again after its retirement (tombstone: ledger entry 2; "
+        "seals and adoptions: ledger entries 1, 3)"
+    )
     # The ids are claimed once, from the ledger; the alarm stays and says what happened.
     assert sql(url, "SELECT tenant_id, run_id, trace_id FROM run_proof_run_ids") == [
         (TENANT, "run-old", "trace-run-old")
