@@ -275,12 +275,13 @@ def test_seal_rewritten_to_a_prefix_names_the_first_extra_step_wherever_the_bord
 ) -> None:
     run_id = f"run-sealed-at-{sealed}"
     record_run(db, TENANT, run_id, steps=STEPS, chain_format=1)
-    # The seal of the first `sealed` steps, as if the rest had been appended after it.
+    # The seal of the first `sealed` steps, as if the rest had been appended after it. A
+    # format-v1 seal is in root_hash and seal_hash (migration 0006): the owner rewrites both.
     prefix_root = RunShape(TENANT, run_id, steps=STEPS).chain(length=sealed).root_hash
     touched = owner_sql(
         db,
-        "UPDATE aos_traces SET chain_length = %s, root_hash = %s WHERE run_id = %s",
-        (sealed, prefix_root, run_id),
+        "UPDATE aos_traces SET chain_length = %s, root_hash = %s, seal_hash = %s WHERE run_id = %s",
+        (sealed, prefix_root, prefix_root, run_id),
         table="aos_traces",
     )
     assert touched == 1

@@ -6,6 +6,10 @@ Rows that pass rules 1-4 (a run rewritten with recomputed hashes, a tail cut wit
 rewritten) are caught by the ledger (rule 5); rows that also rewrite the ledger (rolled back,
 entry rewritten, entries renumbered) are caught only by the signed checkpoint, as
 docs/threat-model.md says.
+
+The runs are format v1 (record_run(..., chain_format=1)); since migration 0006 a format-v1 seal
+is in both root_hash and seal_hash, so an attacker rewriting or clearing the seal does so in
+both columns (rewriting root_hash alone is the "hash-only-root_hash" case).
 """
 
 from __future__ import annotations
@@ -71,8 +75,9 @@ def _cut_tail_and_reseal(run: RunShape) -> list[Statement]:
     return [
         ("DELETE FROM aos_trace_steps WHERE run_id = %s AND step_index >= 3", (run.run_id,)),
         (
-            "UPDATE aos_traces SET chain_length = 3, root_hash = %s WHERE run_id = %s",
-            (shorter.root_hash, run.run_id),
+            "UPDATE aos_traces SET chain_length = 3, root_hash = %s, seal_hash = %s"
+            " WHERE run_id = %s",
+            (shorter.root_hash, shorter.root_hash, run.run_id),
         ),
     ]
 
@@ -134,8 +139,8 @@ def _rewrite_with_recomputed_hashes(run: RunShape) -> list[Statement]:
             (*[x for row in rows for x in row], run.run_id),
         ),
         (
-            "UPDATE aos_traces SET root_hash = %s WHERE run_id = %s",
-            (forged.root_hash, run.run_id),
+            "UPDATE aos_traces SET root_hash = %s, seal_hash = %s WHERE run_id = %s",
+            (forged.root_hash, forged.root_hash, run.run_id),
         ),
     ]
 
@@ -143,8 +148,8 @@ def _rewrite_with_recomputed_hashes(run: RunShape) -> list[Statement]:
 def _clear_seal(run: RunShape) -> list[Statement]:
     return [
         (
-            "UPDATE aos_traces SET root_hash = NULL, chain_length = NULL, completed_at = NULL,"
-            " status = 'running' WHERE run_id = %s",
+            "UPDATE aos_traces SET root_hash = NULL, seal_hash = NULL, chain_length = NULL,"
+            " completed_at = NULL, status = 'running' WHERE run_id = %s",
             (run.run_id,),
         )
     ]
