@@ -91,7 +91,7 @@ def ui_store(pg_server: LocalPostgres) -> UIStore:
     verified = _target(url, "run_id = %s", (latest,))
     # At least five steps, so that altering step 3 leaves a chain that is visibly cut short.
     to_tamper = _target(
-        url, "root_hash IS NOT NULL AND chain_length >= 5 AND run_id <> %s", (latest,)
+        url, "seal_hash IS NOT NULL AND chain_length >= 5 AND run_id <> %s", (latest,)
     )
     return UIStore(url, verified, to_tamper)
 
