@@ -8,7 +8,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import ResolvedDatabase
 
@@ -46,15 +45,50 @@ class DagsterEnvironment:
     env: dict[str, str]
 
 
+def shipped_file(name: str) -> Path:
+    """A file the wheel ships inside the package (pyproject's force-include: dagster.yaml),
+    else, in a checkout, the one at the checkout's root."""
+    package = Path(__file__).resolve().parents[1]
+    shipped = package / name
+    return shipped if shipped.is_file() else package.parent / name
+
+
+def location_root() -> Path:
+    """Where the CLI keeps its state by default: RUN_PROOF_HOME, else the working directory
+    (as the embedded default server does); never the installed package's directory."""
+    return Path(os.environ.get("RUN_PROOF_HOME") or Path.cwd())
+
+
 def dagster_home(root: Path | None = None) -> Path:
-    """A DAGSTER_HOME whose dagster.yaml is the project's own (linked, so there is one copy)."""
-    root = root or project_root()
+    """A DAGSTER_HOME whose dagster.yaml is the project's own (linked, so there is one copy;
+    a link left dangling by a removed install is replaced)."""
+    root = root or location_root()
     home = Path(os.environ.get("DAGSTER_HOME") or root / ".run-proof" / "dagster_home")
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
+    if config.is_symlink() and not config.exists():
+        config.unlink()
     if not config.exists():
-        config.symlink_to(root / "dagster.yaml")
+        config.symlink_to(shipped_file("dagster.yaml"))
     return home
+
+
+WORKSPACE = """\
+# Written by run-proof: the code location is the installed package.
+load_from:
+  - python_module:
+      module_name: run_proof_pipeline.definitions
+      location_name: run_proof_pipeline
+"""
+
+
+def workspace_file(home: Path) -> Path:
+    """A workspace.yaml in `home` (DAGSTER_HOME) naming the installed code location, written
+    when absent: `dagster dev -w` needs no checkout."""
+    workspace = home / "workspace.yaml"
+    if not workspace.exists():
+        workspace.write_text(WORKSPACE, encoding="utf-8")
+    return workspace
 
 
 def dagster_storage_url() -> DatabaseUrl:
@@ -75,10 +109,10 @@ def dagster_storage_url() -> DatabaseUrl:
 
 
 def dagster_environment(database: ResolvedDatabase) -> DagsterEnvironment:
-    root = project_root()
-    home = dagster_home(root)
+    home = dagster_home()
     storage = dagster_storage_url()
-    report_dir = Path(os.environ.get("RUN_PROOF_REPORT_DIR") or root / "reports")
+    # As the plan's own default (pipeline/ops.py report_directory): the working directory's.
+    report_dir = Path(os.environ.get("RUN_PROOF_REPORT_DIR") or Path.cwd() / "reports")
     # The URLs go to the Dagster process in its environment only (never on its command line,
     # in run config or in tags, which Dagster stores): its steps show them redacted.
     env = {

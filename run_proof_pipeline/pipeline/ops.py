@@ -167,10 +167,10 @@ def proof_workers(workers: int) -> int | None:
 
 
 def report_directory() -> Path:
-    """Where reports go: RUN_PROOF_REPORT_DIR, else the project's reports/ (deployment
-    configuration, never run config)."""
+    """Where reports go: RUN_PROOF_REPORT_DIR, else reports/ in the current working directory
+    (deployment configuration, never run config; never the installed package's directory)."""
     raw = os.environ.get(REPORT_DIR_ENV, "").strip()
-    return Path(raw).expanduser() if raw else project_root() / "reports"
+    return Path(raw).expanduser() if raw else Path.cwd() / "reports"
 
 
 def _report_dir_setting(directory: Path) -> str:

@@ -1,5 +1,9 @@
 """The seed's Step 5: run the coordinator's own test file in a subprocess and read its result.
 
+The file ships in the package (run_proof_pipeline/plan/coordinator_checks/), and pytest is a
+runtime dependency: an installed code location runs Step 5 as a checkout does, in a temporary
+working directory.
+
 Only the project's own file runs (`own_tests_path`): no run config names another, since any
 `.py` file run under pytest is code run with the job's rights. The test file starts its own
 throwaway PostgreSQL, so its environment is an allowlist (`step_5_environment`): what Python,
@@ -13,11 +17,15 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-COORDINATOR_TESTS = "run_proof_pipeline_tests/test_run_introspection_coordinators.py"
+# Inside the package (so a wheel ships it), relative to the directory that holds the package:
+# site-packages when installed, the checkout in development.
+COORDINATOR_TESTS = "run_proof_pipeline/plan/coordinator_checks/test_coordinators.py"
+_PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 _COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|deselected|xfailed|xpassed)")
 
 
@@ -37,12 +45,15 @@ class PytestOutcome:
 
 
 def project_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    """The directory that holds the package: the checkout in development (the test suite
+    uses it so), site-packages when installed. Nothing the plan writes or reads at run time
+    is located by it."""
+    return _PACKAGE_PARENT
 
 
 def own_tests_path() -> Path:
-    """The project's coordinator tests, the one file Step 5 runs."""
-    return project_root() / COORDINATOR_TESTS
+    """The project's coordinator tests, the one file Step 5 runs (shipped in the package)."""
+    return _PACKAGE_PARENT / COORDINATOR_TESTS
 
 
 # Exactly these names pass to the tests' process, with the LC_* locale settings: the
@@ -90,15 +101,18 @@ def run_coordinator_tests(path: Path, *, timeout: float = 600) -> PytestOutcome:
         raise FileNotFoundError(f"coordinator tests not found at {path}")
     env = step_5_environment()
     command = [sys.executable, "-m", "pytest", str(path), "-q", "-p", "no:cacheprovider"]
-    completed = subprocess.run(
-        command,
-        cwd=project_root(),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    # A working directory of its own, removed afterwards: never the checkout nor
+    # site-packages, so that nothing the tests' process writes lands in either.
+    with tempfile.TemporaryDirectory(prefix="run-proof-step5-") as workdir:
+        completed = subprocess.run(
+            command,
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     output = completed.stdout + completed.stderr
     lines = [line for line in output.splitlines() if line.strip()]
     summary = next(
