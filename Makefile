@@ -7,7 +7,9 @@ PY := .venv/bin/python
 bootstrap:
 	@scripts/bootstrap.sh
 
-demo: bootstrap
+# The demo needs no browser: only the browser tests do (`make test` installs Chromium).
+demo:
+	@RUN_PROOF_SKIP_BROWSER_INSTALL=1 scripts/bootstrap.sh
 	@.venv/bin/run-proof plan
 
 test: bootstrap

@@ -243,47 +243,93 @@ def plan(
     tenant_id: str = typer.Option("", "--tenant-id", help="Tenant of --run-id."),
     run_id: str = typer.Option("", "--run-id", help="Run to prove; default: the latest trace."),
     coordinator_tests: bool = typer.Option(True, help="Run Step 5 (the coordinator tests)."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Show Dagster's own output (every event) instead of its log file."
+    ),
 ) -> None:
-    """Run the seed's test plan (Dagster job run_proof_plan) and print its Output Report."""
+    """Run the seed's test plan (Dagster job run_proof_plan): one line per step, then the
+    Output Report; Dagster's own output goes to a log file (--verbose: to the terminal)."""
     import subprocess
     import tempfile
     import time
+    import uuid
 
     from run_proof_pipeline.cli.dagster_env import dagster_environment, plan_execute_command
+    from run_proof_pipeline.cli.plan_output import (
+        INVOCATION_TAG,
+        no_run_line,
+        open_plan_log,
+        read_run_steps,
+        report_data,
+        step_outcomes,
+    )
 
     config = _plan_config(tenant_id, run_id, coordinator_tests)
     resolved = _database()
     if resolved.embedded:
         _embedded_store_ready(resolved)
     environment = dagster_environment(resolved)
-    command = plan_execute_command()
+    # A tag of this invocation's own finds its run afterwards (not "the latest run": a
+    # schedule or sensor may have started one meanwhile).
+    invocation = uuid.uuid4().hex
+    command = [*plan_execute_command(), "--tags", json.dumps({INVOCATION_TAG: invocation})]
     print(f"DAGSTER_HOME={environment.home}; running: dagster job execute -j run_proof_plan")
+    log_path, log = (None, None) if verbose else open_plan_log(environment.home)
+    if log_path is not None:
+        print(f"Dagster's log: {log_path}")
+    sys.stdout.flush()  # before the subprocess writes to the same terminal (--verbose)
     started = time.time()
-    with tempfile.TemporaryDirectory(prefix="run-proof-plan-") as scratch:
-        if config:
-            # `dagster job execute` takes run config only as files (-c); JSON is YAML.
-            config_file = Path(scratch) / "run_config.yaml"
-            config_file.write_text(json.dumps(config), encoding="utf-8")
-            command += ["-c", str(config_file)]
-        completed = subprocess.run(command, env=environment.env, check=False)
-    reports = sorted(
-        (
-            p
-            for p in environment.report_dir.glob("run-proof-report-*.md")
-            if p.stat().st_mtime >= started
-        ),
-        key=lambda p: p.stat().st_mtime,
-    )
-    if reports:
+    try:
+        with tempfile.TemporaryDirectory(prefix="run-proof-plan-") as scratch:
+            if config:
+                # `dagster job execute` takes run config only as files (-c); JSON is YAML.
+                config_file = Path(scratch) / "run_config.yaml"
+                config_file.write_text(json.dumps(config), encoding="utf-8")
+                command += ["-c", str(config_file)]
+            completed = subprocess.run(
+                command,
+                env=environment.env,
+                stdout=log,
+                stderr=subprocess.STDOUT if log is not None else None,
+                check=False,
+            )
+        steps = read_run_steps(environment.env, invocation, log)
+    finally:
+        if log is not None:
+            log.close()
+    report = _plan_report(environment.report_dir, steps.dagster_run_id, started)
+    print()
+    if steps.dagster_run_id is None:
+        # Dagster stopped before it recorded a run (a bad storage URL, say): no step ran, and
+        # five "skipped" lines would hide why; its last line (redacted) says it.
+        print(no_run_line(log_path))
+    else:
+        outcomes = step_outcomes(steps, report_data(report), coordinator_tests=coordinator_tests)
+        for outcome in outcomes:
+            print(outcome.line())
+    if report is not None:
         print()
-        print(reports[-1].read_text(encoding="utf-8"))
-        print(f"(report written to {reports[-1]})")
+        print(report.read_text(encoding="utf-8"))
+        print(f"(report written to {report})")
     if completed.returncode != 0:
         raise CommandError(
             "the run-proof plan stopped: see the failed step above "
             f"(dagster exit code {completed.returncode})",
             ExitCode.FAILED,
         )
+
+
+def _plan_report(directory: Path, dagster_run_id: str | None, started: float) -> Path | None:
+    """The run's Markdown report: named by its Dagster run id (pipeline/ops.py), else the
+    newest one written since the plan started (the run could not be read back)."""
+    if dagster_run_id is not None:
+        named = directory / f"run-proof-report-{dagster_run_id}.md"
+        return named if named.is_file() else None
+    reports = sorted(
+        (p for p in directory.glob("run-proof-report-*.md") if p.stat().st_mtime >= started),
+        key=lambda p: p.stat().st_mtime,
+    )
+    return reports[-1] if reports else None
 
 
 def _plan_config(tenant_id: str, run_id: str, coordinator_tests: bool) -> dict[str, object]:

@@ -73,6 +73,8 @@ def test_plan_prints_the_report_then_exits_1_once_a_step_is_altered(
     assert altered.returncode == 1
     assert "the run-proof plan stopped" in altered.stderr
     assert "step 2: step_hash mismatch" in altered.stdout + altered.stderr
+    # The quiet output's line for the failed step carries the step's stop message.
+    assert "Step 4 (integrity expectations): failed: " in altered.stdout
     assert len(list(reports.glob("run-proof-report-*.md"))) == 1
     assert store.url.password not in altered.stdout + altered.stderr
 
