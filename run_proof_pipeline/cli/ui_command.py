@@ -265,11 +265,10 @@ def ui(
     port: int = typer.Option(3000, help="Port of the Dagster UI (loopback only)."),
 ) -> None:
     """Start the Dagster UI and daemon (dagster dev) on the PostgreSQL-backed instance."""
-    from run_proof_pipeline.cli.dagster_env import dagster_environment
+    from run_proof_pipeline.cli.dagster_env import dagster_environment, workspace_file
 
     # Deferred: main.py imports this module to register it.
     from run_proof_pipeline.cli.main import _database, _embedded_store_ready
-    from run_proof_pipeline.plan.coordinator_tests import project_root
 
     resolved = _database()
     if resolved.embedded:
@@ -280,7 +279,8 @@ def ui(
         str(Path(sys.executable).with_name("dagster")),
         "dev",
         "-w",
-        str(project_root() / "workspace.yaml"),
+        # The installed package's code location, written into DAGSTER_HOME: no checkout needed.
+        str(workspace_file(environment.home)),
         "-h",
         "127.0.0.1",
         "-p",

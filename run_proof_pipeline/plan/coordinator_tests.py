@@ -81,6 +81,8 @@ _PASSED_NAMES = frozenset(
         "PYTHONUTF8",
         "LD_LIBRARY_PATH",
         "RUN_PROOF_PG_BINDIR",
+        # Which server binaries the tests' throwaway server uses (docs/embedded-server.md).
+        "RUN_PROOF_PG_SERVER",
     }
 )
 
