@@ -294,27 +294,43 @@ def plan(
                 check=False,
             )
         steps = read_run_steps(environment.env, invocation, log)
+        report = _plan_report(environment.report_dir, steps.dagster_run_id, started)
+        print()
+        if steps.dagster_run_id is None:
+            # Dagster stopped before it recorded a run (a bad storage URL, say): no step ran,
+            # and five "skipped" lines would hide why; its last line (redacted) says it.
+            print(no_run_line(log_path))
+        else:
+            outcomes = step_outcomes(
+                steps, report_data(report), coordinator_tests=coordinator_tests
+            )
+            for outcome in outcomes:
+                print(outcome.line())
+        if report is not None:
+            print()
+            print(report.read_text(encoding="utf-8"))
+            print(f"(report written to {report})")
+        extras_ok = True
+        if resolved.embedded and steps.dagster_run_id is not None:
+            # The embedded default only (never a user's DATABASE_URL): what makes the UI
+            # worth opening after `make demo` (cli/demo_extras.py), after the plan's result.
+            from run_proof_pipeline.cli.demo_extras import run_demo_extras
+
+            print()
+            sys.stdout.flush()
+            extras_ok = run_demo_extras(environment.env, steps.dagster_run_id, log, log_path)
     finally:
         if log is not None:
             log.close()
-    report = _plan_report(environment.report_dir, steps.dagster_run_id, started)
-    print()
-    if steps.dagster_run_id is None:
-        # Dagster stopped before it recorded a run (a bad storage URL, say): no step ran, and
-        # five "skipped" lines would hide why; its last line (redacted) says it.
-        print(no_run_line(log_path))
-    else:
-        outcomes = step_outcomes(steps, report_data(report), coordinator_tests=coordinator_tests)
-        for outcome in outcomes:
-            print(outcome.line())
-    if report is not None:
-        print()
-        print(report.read_text(encoding="utf-8"))
-        print(f"(report written to {report})")
     if completed.returncode != 0:
         raise CommandError(
             "the run-proof plan stopped: see the failed step above "
             f"(dagster exit code {completed.returncode})",
+            ExitCode.FAILED,
+        )
+    if not extras_ok:
+        raise CommandError(
+            "the plan passed, but the demo's sweep or checkpoint did not: see the line above",
             ExitCode.FAILED,
         )
 
