@@ -152,7 +152,7 @@ BEGIN
                            WHEN 'array' THEN NULL
                            WHEN 'number' THEN CASE
                                WHEN octet_length(e.value::text) <= 15 AND e.value::text ~
-                                   E'^-?(?:[1-9][0-9]*(?:\\.[0-9]*[1-9])?|0\\.0{0,5}[1-9][0-9]*|0)$'
+                                   E'^-?(?:[1-9][0-9]*(?:\\.[0-9]*[1-9])?|0\\.0{0,5}[1-9](?:[0-9]*[1-9])?|0)$'
                                    THEN e.value::text
                                ELSE @schema@.run_proof_jcs2_number(e.value::numeric) END
                            ELSE e.value::text
@@ -174,7 +174,7 @@ BEGIN
                            WHEN 'array' THEN NULL
                            WHEN 'number' THEN CASE
                                WHEN octet_length(a.value::text) <= 15 AND a.value::text ~
-                                   E'^-?(?:[1-9][0-9]*(?:\\.[0-9]*[1-9])?|0\\.0{0,5}[1-9][0-9]*|0)$'
+                                   E'^-?(?:[1-9][0-9]*(?:\\.[0-9]*[1-9])?|0\\.0{0,5}[1-9](?:[0-9]*[1-9])?|0)$'
                                    THEN a.value::text
                                ELSE @schema@.run_proof_jcs2_number(a.value::numeric) END
                            ELSE a.value::text
@@ -244,7 +244,7 @@ BEGIN
         SELECT '{' || string_agg(to_json(e.key)::text || ':' || coalesce(CASE jsonb_typeof(e.value)
                    WHEN 'number' THEN CASE
                        WHEN octet_length(e.value::text) <= 15 AND e.value::text
-                           ~ E'^-?(?:[1-9][0-9]*(?:\\.[0-9]*[1-9])?|0\\.0{0,5}[1-9][0-9]*|0)$'
+                           ~ E'^-?(?:[1-9][0-9]*(?:\\.[0-9]*[1-9])?|0\\.0{0,5}[1-9](?:[0-9]*[1-9])?|0)$'
                            THEN e.value::text
                        ELSE @schema@.run_proof_jcs2_number(e.value::numeric) END
                    WHEN 'object' THEN @schema@.run_proof_jcs2_node(e.value, p_depth + 1)
@@ -260,7 +260,7 @@ BEGIN
         SELECT '[' || string_agg(coalesce(CASE jsonb_typeof(a.value)
                    WHEN 'number' THEN CASE
                        WHEN octet_length(a.value::text) <= 15 AND a.value::text
-                           ~ E'^-?(?:[1-9][0-9]*(?:\\.[0-9]*[1-9])?|0\\.0{0,5}[1-9][0-9]*|0)$'
+                           ~ E'^-?(?:[1-9][0-9]*(?:\\.[0-9]*[1-9])?|0\\.0{0,5}[1-9](?:[0-9]*[1-9])?|0)$'
                            THEN a.value::text
                        ELSE @schema@.run_proof_jcs2_number(a.value::numeric) END
                    WHEN 'object' THEN @schema@.run_proof_jcs2_node(a.value, p_depth + 1)
