@@ -44,8 +44,11 @@ def new_database(pg_server: LocalPostgres) -> NewDatabase:
     return create
 
 
-# Store-level fixtures (a migrated trace store per test) live beside their helpers.
+# Fixtures live beside their helpers and are registered here, for every test module: no test
+# file imports a fixture (an import that only pytest would use).
 pytest_plugins = [
-    "run_proof_pipeline_tests.store_fixtures",
-    "run_proof_pipeline_tests.dagster_fixtures",
+    "run_proof_pipeline_tests.store_fixtures",  # store: a migrated trace store per test
+    "run_proof_pipeline_tests.dagster_fixtures",  # Dagster's storage on the throwaway server
+    "run_proof_pipeline_tests.aos_fixtures",  # aos_store: AOS's own schema, as deployed
+    "run_proof_pipeline_tests.ledger_fixtures",  # checkpoint_env: checkpoint dir and key
 ]

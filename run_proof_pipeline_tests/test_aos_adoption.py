@@ -23,7 +23,6 @@ from run_proof_pipeline_tests.aos_fixtures import (
     LEGACY_BASE,
     aos_complete_trace,
     aos_insert_step,
-    aos_store,  # noqa: F401 - fixture
     on,
     sql,
     table_contents,
@@ -50,7 +49,7 @@ def adopt(url: DatabaseUrl, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
 
 
 @pytest.fixture
-def upgraded(aos_store: DatabaseUrl) -> DatabaseUrl:  # noqa: F811
+def upgraded(aos_store: DatabaseUrl) -> DatabaseUrl:
     upgrade(aos_store)
     return aos_store
 

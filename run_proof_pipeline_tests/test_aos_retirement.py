@@ -22,7 +22,6 @@ from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.aos_fixtures import (
     aos_archive_trace,
-    aos_store,  # noqa: F401 - fixture
     on,
     sql,
 )
@@ -41,7 +40,7 @@ def signing_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SigningKey:
 
 
 @pytest.fixture
-def upgraded(aos_store: DatabaseUrl) -> DatabaseUrl:  # noqa: F811
+def upgraded(aos_store: DatabaseUrl) -> DatabaseUrl:
     """An upgraded AOS store with a native sealed run and an adopted one."""
     upgrade(aos_store)
     record_run(aos_store, "acme", "run-native", steps=3, chain_format=1)

@@ -25,7 +25,6 @@ from run_proof_pipeline_tests.aos_fixtures import (
     aos_hash,
     aos_insert_step,
     aos_insert_trace,
-    aos_store,  # noqa: F401 - fixture
     sql,
 )
 from run_proof_pipeline_tests.store_fixtures import prove, record_run
@@ -56,7 +55,7 @@ def invoke(url: DatabaseUrl, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any
     return CliRunner().invoke(app, list(args))
 
 
-def test_upgrade_keeps_every_row_and_value(aos_store: DatabaseUrl) -> None:  # noqa: F811
+def test_upgrade_keeps_every_row_and_value(aos_store: DatabaseUrl) -> None:
     before = all_aos_contents(aos_store)
     assert len(before["aos_traces"]) == len(LEGACY_TRACES)
     assert len(before["aos_trace_steps"]) == LEGACY_STEP_COUNT
@@ -81,7 +80,7 @@ def test_upgrade_keeps_every_row_and_value(aos_store: DatabaseUrl) -> None:  # n
 
 
 def test_upgrade_check_prints_the_plan_and_changes_nothing(
-    aos_store: DatabaseUrl,  # noqa: F811
+    aos_store: DatabaseUrl,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     schema = schema_of(aos_store)
@@ -110,7 +109,7 @@ def test_upgrade_check_prints_the_plan_and_changes_nothing(
     assert f"nothing to do: the trace store is at revision {head_revision()}" in again.output
 
 
-def test_aos_keeps_writing_after_the_upgrade(aos_store: DatabaseUrl) -> None:  # noqa: F811
+def test_aos_keeps_writing_after_the_upgrade(aos_store: DatabaseUrl) -> None:
     upgrade(aos_store)
     started = LEGACY_BASE + timedelta(days=1)
     with psycopg.connect(aos_store.libpq()) as conn:
@@ -168,7 +167,7 @@ def test_aos_keeps_writing_after_the_upgrade(aos_store: DatabaseUrl) -> None:  #
     assert prove(aos_store, "acme", "run-live").integrity.verification_status == "UNSUPPORTED"
 
 
-def test_seed_step_1_and_step_2_sql_run_verbatim(aos_store: DatabaseUrl) -> None:  # noqa: F811
+def test_seed_step_1_and_step_2_sql_run_verbatim(aos_store: DatabaseUrl) -> None:
     upgrade(aos_store)
     with psycopg.connect(aos_store.libpq()) as conn:
         aos_insert_trace(
@@ -200,7 +199,7 @@ def test_seed_step_1_and_step_2_sql_run_verbatim(aos_store: DatabaseUrl) -> None
     ]
 
 
-def test_native_runs_work_beside_legacy_ones(aos_store: DatabaseUrl) -> None:  # noqa: F811
+def test_native_runs_work_beside_legacy_ones(aos_store: DatabaseUrl) -> None:
     upgrade(aos_store)
 
     record_run(aos_store, "acme", "run-native", steps=3)
@@ -223,7 +222,7 @@ def test_native_runs_work_beside_legacy_ones(aos_store: DatabaseUrl) -> None:  #
 
 
 def test_format_v1_rows_stay_append_only_on_an_upgraded_store(
-    aos_store: DatabaseUrl,  # noqa: F811
+    aos_store: DatabaseUrl,
 ) -> None:
     upgrade(aos_store)
     record_run(aos_store, "acme", "run-native", steps=2)
@@ -248,7 +247,7 @@ def test_format_v1_rows_stay_append_only_on_an_upgraded_store(
 
 
 def test_legacy_trace_is_unsupported_even_with_an_aos_root_hash(
-    aos_store: DatabaseUrl,  # noqa: F811
+    aos_store: DatabaseUrl,
 ) -> None:
     upgrade(aos_store)
     root = sql(aos_store, "SELECT root_hash FROM aos_traces WHERE trace_id = 'tr-a'")[0][0]
@@ -266,7 +265,7 @@ def test_legacy_trace_is_unsupported_even_with_an_aos_root_hash(
 
 
 def test_a_run_id_with_legacy_duplicates_reads_its_newest_trace(
-    aos_store: DatabaseUrl,  # noqa: F811
+    aos_store: DatabaseUrl,
 ) -> None:
     upgrade(aos_store)
 

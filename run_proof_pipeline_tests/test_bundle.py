@@ -24,8 +24,9 @@ from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey, generate_sig
 from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
+from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
 from run_proof_pipeline_tests.store_fixtures import record_run
-from run_proof_pipeline_tests.test_ledger_support import CheckpointEnv, make_checkpoint
+from run_proof_pipeline_tests.test_ledger_support import make_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -357,7 +357,8 @@ def test_concurrent_writers_of_one_trace_are_serialized(store: DatabaseUrl) -> N
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=120)
+    assert [t.name for t in threads if t.is_alive()] == []
     assert errors == []
     with connect(store) as conn:
         run = chained_run(conn, trace_id)

@@ -18,11 +18,10 @@ from run_proof_pipeline.ledger.dagster_checkpoint import run_proof_checkpoint
 from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey
 from run_proof_pipeline.pipeline.resources import TraceStoreResource
 from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
 from run_proof_pipeline_tests.store_fixtures import prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
-    CheckpointEnv,
     audit,
-    checkpoint_env_fixture,  # noqa: F401 - fixture `checkpoint_env`
     ledger_entries,
     make_checkpoint,
     tamper,

@@ -27,10 +27,9 @@ from run_proof_pipeline.integrity import (
 )
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import session_scope
+from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
 from run_proof_pipeline_tests.test_ledger_support import (
-    CheckpointEnv,
     audit,
-    checkpoint_env_fixture,  # noqa: F401 - fixture `checkpoint_env`
     make_checkpoint,
 )
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,12 +203,18 @@ def test_eight_concurrent_writers_make_no_fork_no_gap_and_lose_no_step(store: Da
             errors.append(exc)
             barrier.abort()
 
-    threads = [threading.Thread(target=thread, args=(w,)) for w in range(WRITERS)]
+    # Daemon threads: a writer that hangs fails the test below instead of blocking pytest's exit.
+    threads = [
+        threading.Thread(target=thread, args=(w,), name=f"writer-{w}", daemon=True)
+        for w in range(WRITERS)
+    ]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + 300
     for t in threads:
-        t.join(timeout=300)
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
 
+    assert [t.name for t in threads if t.is_alive()] == [], "writers still running after 300 s"
     assert errors == []
     writers_of = Counter(run_id for runs in plan.values() for run_id in runs)
     for r in range(RUNS):

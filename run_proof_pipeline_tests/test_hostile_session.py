@@ -32,7 +32,6 @@ from run_proof_pipeline.sweep import SweepOptions, run_sweep
 from run_proof_pipeline_tests.store_fixtures import prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
     audit,
-    checkpoint_env_fixture,  # noqa: F401 - the checkpoint_env fixture
     make_checkpoint,
     tamper,
 )

@@ -6,14 +6,13 @@ tables and the ledger is disabled for the statements, then restored to its exact
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 from psycopg import sql
 
 from run_proof_pipeline.integrity import (
@@ -105,26 +104,6 @@ class RunShape:
             **ids, status=self.status, completed_at=BASE + timedelta(hours=1), chain_length=n
         )
         return compute_chain(header, steps, seal)
-
-
-@dataclass(frozen=True)
-class CheckpointEnv:
-    directory: Path
-    signing_key: Path
-
-
-@pytest.fixture(name="checkpoint_env")
-def checkpoint_env_fixture(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[CheckpointEnv]:
-    """Checkpoints in a tmp dir, signed by a key created on first use (outside the DB)."""
-    env = CheckpointEnv(tmp_path / "checkpoints", tmp_path / "keys" / "ledger.key")
-    monkeypatch.setenv("RUN_PROOF_CHECKPOINT_DIR", str(env.directory))
-    monkeypatch.setenv("RUN_PROOF_SIGNING_KEY", str(env.signing_key))
-    monkeypatch.delenv("RUN_PROOF_PUBLIC_KEY", raising=False)
-    monkeypatch.delenv("RUN_PROOF_PUBLIC_KEY_FILE", raising=False)
-    monkeypatch.delenv("RUN_PROOF_CHECKPOINT_ORIGIN", raising=False)
-    yield env
 
 
 def make_checkpoint(url: DatabaseUrl) -> CreatedCheckpoint:

@@ -21,11 +21,10 @@ from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline.sweep import SweepOptions, run_sweep
+from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
 from run_proof_pipeline_tests.store_fixtures import BASE, prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
-    CheckpointEnv,
     audit,
-    checkpoint_env_fixture,  # noqa: F401 - fixture `checkpoint_env`
     ledger_entries,
     make_checkpoint,
     one,

@@ -200,7 +200,8 @@ def test_restart_after_postmaster_crash(own_pg: LocalPostgres) -> None:
     deadline = time.monotonic() + 15
     while not (all(_gone(c) for c in children) and not Path(f"/proc/{pid}").exists()):
         if time.monotonic() > deadline:
-            pytest.skip(f"crashed postmaster {pid} or its children not reaped within 15 s")
+            alive = [c for c in children if not _gone(c)]
+            pytest.fail(f"crashed postmaster {pid} or its children {alive} not reaped within 15 s")
         time.sleep(0.1)
     assert (own_pg.data_dir / "postmaster.pid").exists()  # left behind by the crash
     own_pg.start()

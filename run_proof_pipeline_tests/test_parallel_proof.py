@@ -35,6 +35,7 @@ from run_proof_pipeline.proof.segments import (
     segment_bounds,
     worker_pythonpath,
 )
+from run_proof_pipeline.proof.worker_limit import MAX_WORKERS
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.store_fixtures import owner_sql, prove, record_run
@@ -434,7 +435,26 @@ def test_worker_count_setting_unset_means_a_worker_per_core_up_to_eight(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(WORKERS_ENV, raising=False)
-    assert 1 <= default_workers() <= 8
+    assert default_workers() == min(os.cpu_count() or 1, 8)  # this machine
+    # The rule itself, on machines of other sizes (os.cpu_count() is what it reads).
+    for cores, expected in ((None, 1), (1, 1), (3, 3), (8, 8), (64, 8)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert default_workers() == expected, cores
+        monkeypatch.setenv(WORKERS_ENV, "")  # set but empty reads as unset
+        assert default_workers() == expected, cores
+        monkeypatch.delenv(WORKERS_ENV)
+
+
+def test_worker_count_setting_set_wins_over_the_core_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for value, expected in (("1", 1), ("5", 5), (str(MAX_WORKERS), MAX_WORKERS)):
+        monkeypatch.setenv(WORKERS_ENV, value)
+        assert default_workers() == expected
+    monkeypatch.setenv(WORKERS_ENV, str(MAX_WORKERS + 1))  # refused, not capped
+    with pytest.raises(ConfigError, match=WORKERS_ENV):
+        default_workers()
 
 
 def test_segment_bounds_of_five_steps_in_three_put_step_two_in_the_middle() -> None:

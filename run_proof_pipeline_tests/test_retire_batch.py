@@ -41,11 +41,10 @@ from run_proof_pipeline_tests.aos_deployed import (
     record_step,
     start_trace,
 )
+from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
 from run_proof_pipeline_tests.store_fixtures import prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
-    CheckpointEnv,
     audit,
-    checkpoint_env_fixture,  # noqa: F401 - fixture `checkpoint_env`
     make_checkpoint,
     one,
     tamper,

@@ -42,12 +42,11 @@ from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.migrate import current_revision, head_revision, upgrade
 from run_proof_pipeline.store.recorder import RecorderError, RunRetired, TraceRecorder
 from run_proof_pipeline_tests.aos_fixtures import on, sql
+from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
 from run_proof_pipeline_tests.store_fixtures import BASE, make_step, prove, record_run, run
 from run_proof_pipeline_tests.test_ledger_support import (
-    CheckpointEnv,
     RunShape,
     audit,
-    checkpoint_env_fixture,  # noqa: F401 - fixture `checkpoint_env`
     make_checkpoint,
     tamper,
 )

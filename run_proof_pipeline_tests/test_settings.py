@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from run_proof_pipeline.settings import ConfigError, DatabaseUrl, Settings, redact
+from run_proof_pipeline.settings import ConfigError, DatabaseUrl, Settings, load_settings, redact
 
 
 @pytest.mark.parametrize(
@@ -65,8 +65,24 @@ def test_use_postgres_traces_other_than_true_is_refused(value: str) -> None:
         settings.require_postgres_traces()
 
 
-def test_use_postgres_traces_unset_means_true_for_the_library() -> None:
-    Settings(USE_POSTGRES_TRACES=None).require_postgres_traces()
+@pytest.mark.parametrize("unset", [None, "", "  "])
+def test_use_postgres_traces_unset_means_true_for_the_library(
+    unset: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(USE_POSTGRES_TRACES=unset)
+    # Accepted exactly as an explicit "true" is (a refusal raises ConfigError) ...
+    assert settings.require_postgres_traces() is None
+    assert Settings(USE_POSTGRES_TRACES="true").require_postgres_traces() is None
+    # ... and only because unset_means_true is the library's default: the same value is refused
+    # where it is not (the plan).
+    with pytest.raises(ConfigError, match="USE_POSTGRES_TRACES is not set"):
+        settings.require_postgres_traces(unset_means_true=False)
+    # The library's entry point, with the variable absent from the environment.
+    monkeypatch.delenv("USE_POSTGRES_TRACES", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    loaded = load_settings()
+    assert loaded.use_postgres_traces_raw is None
+    assert loaded.database_url() is None  # the embedded default, not a refusal
 
 
 def test_the_plan_requires_use_postgres_traces_explicitly() -> None:

@@ -33,7 +33,6 @@ from run_proof_pipeline_tests.test_ledger_support import (
     RunShape,
     Statement,
     audit,
-    checkpoint_env_fixture,  # noqa: F401 - fixture `checkpoint_env`
     make_checkpoint,
     one,
     tamper,

@@ -32,11 +32,10 @@ from run_proof_pipeline_tests.dagster_plan.plan_runs import (
     succeeded_steps,
     trace_store,
 )
+from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
 from run_proof_pipeline_tests.store_fixtures import BASE, owner_sql, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
-    CheckpointEnv,
     audit,
-    checkpoint_env_fixture,  # noqa: F401 - fixture `checkpoint_env`
     make_checkpoint,
     tamper,
 )
