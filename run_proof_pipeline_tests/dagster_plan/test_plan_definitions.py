@@ -1,5 +1,8 @@
-"""The one Definitions object: what it holds, that it loads with no database configured, and
-that `dagster definitions validate` accepts the project's workspace on its PostgreSQL instance."""
+"""The plan's job: its steps in the seed's order, that it runs with no run config, that the
+Definitions load with no database configured and read their automation settings, and that
+`dagster definitions validate` accepts the project's workspace on its PostgreSQL instance.
+What the Definitions hold (every asset, check, job, schedule and sensor, with default
+statuses) is pinned by run_proof_pipeline_tests/test_definitions_snapshot.py."""
 
 from __future__ import annotations
 
@@ -7,28 +10,27 @@ import json
 import os
 import shutil
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from dagster import (
-    AssetCheckKey,
-    AssetKey,
-    DefaultScheduleStatus,
-    DefaultSensorStatus,
-    Definitions,
-    validate_run_config,
-)
+from dagster import DagsterInstance, validate_run_config
 
-from run_proof_pipeline.definitions import defs
 from run_proof_pipeline.pipeline.job import run_proof_plan
+from run_proof_pipeline.plan import coordinator_tests
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline_tests.cli_process import run_process
-from run_proof_pipeline_tests.dagster_plan.plan_runs import PLAN_STEPS
+from run_proof_pipeline_tests.dagster_plan.plan_runs import (
+    PLAN_STEPS,
+    run_plan,
+    succeeded_steps,
+    trace_store,
+)
+from run_proof_pipeline_tests.store_fixtures import BASE, record_run
 
 _DECLARED = """
 import json
-from run_proof_pipeline.definitions import defs
 schedule = defs.resolve_schedule_def("nightly_run_proof")
 print(json.dumps({
     "cron": schedule.cron_schedule,
@@ -36,26 +38,6 @@ print(json.dumps({
     "new_sealed_traces": defs.resolve_sensor_def("new_sealed_traces").default_status.value,
 }))
 """
-
-
-def test_definitions_load_and_hold_the_plan_its_checks_and_automation() -> None:
-    Definitions.validate_loadable(defs)
-
-    assert defs.resolve_job_def("run_proof_plan") is not None
-    # At least the plan's three checks (other features may add checks of their own).
-    assert {
-        AssetCheckKey(AssetKey("aos_traces"), name)
-        for name in ("hash_chain_integrity", "chain_length_matches_step_count", "seal_present")
-    } <= defs.resolve_asset_graph().asset_check_keys
-    schedule = defs.resolve_schedule_def("nightly_run_proof")
-    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 2 * * *", "UTC")
-    assert schedule.default_status == DefaultScheduleStatus.RUNNING
-    assert defs.resolve_sensor_def("new_sealed_traces").default_status == (
-        DefaultSensorStatus.STOPPED
-    )
-    assert defs.resolve_sensor_def("run_proof_failure_alert").default_status == (
-        DefaultSensorStatus.RUNNING
-    )
 
 
 def test_each_step_consumes_the_one_before_it_in_the_seed_order() -> None:
@@ -75,8 +57,41 @@ def test_each_step_consumes_the_one_before_it_in_the_seed_order() -> None:
     }
 
 
-def test_the_plan_runs_with_no_run_config_at_all() -> None:
-    assert validate_run_config(run_proof_plan, {}) is not None
+def test_the_plan_runs_with_no_run_config_at_all(
+    store: DatabaseUrl,
+    dagster_instance: DagsterInstance,
+    report_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every op's config has a default: the plan proves the latest trace of any tenant, with
+    Step 5 on. Step 5's file is a one-test stand-in (the project's own file takes a minute;
+    test_plan_step_5.py does the same): what is checked is that it ran by default."""
+    record_run(store, "tenant-a", "run-old", steps=2)
+    record_run(store, "tenant-b", "run-new", steps=4, started_at=BASE + timedelta(hours=1))
+    stand_in = tmp_path / "step5_suite" / "test_coordinator_stand_in.py"
+    stand_in.parent.mkdir()
+    stand_in.write_text("def test_one():\n    assert 1 + 1 == 2\n", encoding="utf-8")
+    monkeypatch.setattr(coordinator_tests, "COORDINATOR_TESTS", str(stand_in))
+    defaults = validate_run_config(run_proof_plan, {})["ops"]
+    assert defaults["step_1_latest_trace"]["config"] == {"run_id": "", "tenant_id": ""}
+    assert defaults["step_5_coordinator_tests"]["config"]["enabled"] is True
+
+    result = run_plan(dagster_instance, trace_store(store), {})
+
+    assert result.success
+    assert succeeded_steps(dagster_instance, result.run_id) == PLAN_STEPS
+    report_path = report_dir / f"run-proof-report-{result.run_id}.json"
+    assert Path(result.output_for_node("output_report")) == report_path.with_suffix(".md")
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert {k: report[k] for k in ("run_id", "tenant_id", "step_count", "chain_length")} == {
+        "run_id": "run-new",
+        "tenant_id": "tenant-b",
+        "step_count": 4,
+        "chain_length": 4,
+    }
+    assert (report["integrity_model"], report["verification_status"]) == ("HASH_CHAIN", "VERIFIED")
+    assert str(report["pytest_result"]).startswith("pass (1 passed"), report["pytest_result"]
 
 
 def _declared(env: dict[str, str]) -> dict[str, str]:
