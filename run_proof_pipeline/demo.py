@@ -33,7 +33,8 @@ class DemoSummary:
 
 async def store_is_empty(engine: AsyncEngine) -> bool:
     async with engine.connect() as conn:
-        return (await conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM aos_traces)"))).scalar()
+        result = await conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM aos_traces)"))
+        return bool(result.scalar_one())
 
 
 def _step(rng: random.Random, at: datetime, index: int) -> StepAppend:

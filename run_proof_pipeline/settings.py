@@ -345,19 +345,19 @@ class _UrlReader:
             close = hostport.find("]")
             if close < 0:
                 raise self.refuse("has an unclosed '[' in its host; an IPv6 host is written [::1]")
-            host = self._decode(hostport[1:close], "host")
-            if "%" in host:
+            bracketed = self._decode(hostport[1:close], "host")
+            if "%" in bracketed:
                 raise self.refuse("has an IPv6 zone (%...) in its host, which is not supported")
             try:
-                ipaddress.IPv6Address(host)
+                ipaddress.IPv6Address(bracketed)
             except ValueError:
                 raise self.refuse(
-                    f"has {host!r} in brackets, which is not an IPv6 address"
+                    f"has {bracketed!r} in brackets, which is not an IPv6 address"
                 ) from None
             after = hostport[close + 1 :]
             if after and not after.startswith(":"):
                 raise self.refuse("has text after the IPv6 host's ']' that is not :port")
-            return host, self._port(after[1:]) if after else None
+            return bracketed, self._port(after[1:]) if after else None
         if "]" in hostport:
             raise self.refuse("has a ']' in its host without a '['")
         if "," in hostport:

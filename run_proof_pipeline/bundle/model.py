@@ -19,12 +19,12 @@ verifier parses them with the format's own exact rules (integrity/canonical_v2.p
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-BUNDLE_FORMAT = "run-proof-bundle/v1"
-BUNDLE_FORMAT_V2 = "run-proof-bundle/v2"
+BUNDLE_FORMAT: Final = "run-proof-bundle/v1"
+BUNDLE_FORMAT_V2: Final = "run-proof-bundle/v2"
 
 
 class _Strict(BaseModel):

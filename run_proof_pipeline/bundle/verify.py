@@ -206,7 +206,7 @@ def _stored_trace_v2(trace: BundleTraceV2) -> StoredTrace:
         agent_id=trace.agent_id,
         plan_id=trace.plan_id,
         plan=_json_v2(trace.plan, "plan"),
-        started_at=trace.started_at,  # type: ignore[arg-type]  # text; the record reads it
+        started_at=trace.started_at,
         status=trace.status,
         completed_at=trace.completed_at,
         genesis_hash=trace.genesis_hash,

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from run_proof_pipeline.coordinator.models import (
     FailureDetail,
@@ -215,7 +215,9 @@ async def _snapshot(session: AsyncSession) -> AsyncIterator[AsyncConnection]:
             await session.rollback()
         return
     bind = session.bind
-    async with bind.connect() as conn:  # type: ignore[union-attr]
+    if not isinstance(bind, AsyncEngine):  # the sessions of store/engine.py are an engine's
+        raise TypeError(f"a busy session's proof needs an engine to connect with, not {bind!r}")
+    async with bind.connect() as conn:
         await begin_snapshot(conn)
         try:
             yield conn

@@ -521,7 +521,7 @@ def json_text_depth(text: str | bytes) -> int:
 def _may_nest_too_deep(text: str | bytes) -> bool:
     """False when `text` certainly nests at most MAX_JSON_DEPTH levels (it has no more
     opening brackets than that, strings included): two C counts on the common path."""
-    if type(text) is bytes:
+    if isinstance(text, bytes):
         return text.count(b"[") + text.count(b"{") > MAX_JSON_DEPTH
     return text.count("[") + text.count("{") > MAX_JSON_DEPTH
 
@@ -541,6 +541,7 @@ class UnrepresentableNesting(str):
     header holding it fails instead of crashing the read."""
 
     __slots__ = ("problem",)
+    problem: str
 
     def __new__(cls, problem: str) -> UnrepresentableNesting:
         self = super().__new__(cls, f"(not read: {problem})")
@@ -604,6 +605,8 @@ class UnrepresentableNumber(float):
     """
 
     __slots__ = ("problem", "text")
+    problem: str
+    text: str
 
     def __new__(cls, text: str, problem: str) -> UnrepresentableNumber:
         self = super().__new__(cls, float(text))

@@ -438,7 +438,7 @@ def _exact_int(text: str) -> int:
 
 
 def _stored_nesting_problem(text: str | bytes) -> str | None:
-    if type(text) is bytes:
+    if isinstance(text, bytes):
         brackets = text.count(b"[") + text.count(b"{")
     else:
         brackets = text.count("[") + text.count("{")

@@ -6,7 +6,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from run_proof_pipeline.integrity.canonical import canonicalize
 
@@ -33,7 +33,7 @@ def sha256_hex(data: bytes) -> str:
     return _sha256(data).hexdigest()
 
 
-def is_hex_hash(value: object) -> bool:
+def is_hex_hash(value: object) -> TypeGuard[str]:
     """True for exactly 64 lowercase hex characters, the only stored form of a hash."""
     return type(value) is str and len(value) == 64 and _HEX_HASH.fullmatch(value) is not None
 

@@ -124,7 +124,7 @@ class StoredTrace:
     agent_id: Any
     plan_id: Any
     plan: Any
-    started_at: str | datetime
+    started_at: str | datetime | None  # None: stored NULL (format v2 hashes it as null)
     status: Any
     completed_at: str | datetime | None
     genesis_hash: str | None
@@ -238,7 +238,13 @@ def _mismatch(
 
 class _ChainWalk:
     """Rules 2-3 over stored steps in step_index order, from a known starting state: the
-    link arithmetic that a whole trace (ChainVerifier) and a segment (ChainSegment) share."""
+    link arithmetic that a whole trace (ChainVerifier) and a segment (ChainSegment) share.
+
+    The two feed methods here return the first failure so far; ChainVerifier exposes them as
+    they are (feed_canonical / feed_unverifiable), ChainSegment under the same names returns
+    whether to stop reading instead (its first row may stop it without a failure of its own),
+    so neither overrides the other's contract.
+    """
 
     __slots__ = (
         "_legacy",
@@ -281,28 +287,27 @@ class _ChainWalk:
     def checks_positions(self) -> bool:
         return self._check_positions
 
-    def feed_unverifiable(
-        self, step_index: int, error: str, chain_position: int | None = None
+    def _walk_unverifiable(
+        self, step_index: int | None, error: str, chain_position: int | None = None
     ) -> IntegrityFailure | None:
         """Record a step whose stored values cannot be canonicalized (e.g. a number that is
-        not a finite double): FAILED, naming the step."""
+        not a finite double, or a NULL step_index): FAILED, naming the step."""
         self._seen += 1
         if self._failure is None and not self._legacy:
-            self._failure = (
-                self._index_failure(step_index)
-                or self._position_failure(step_index, chain_position)
-                or IntegrityFailure(
+            self._failure = self._index_failure(step_index)
+            if self._failure is None:
+                index = self._next_index  # what step_index is, since it is in its place
+                self._failure = self._position_failure(index, chain_position) or IntegrityFailure(
                     location="step",
-                    step_index=step_index,
+                    step_index=index,
                     rule=3,
                     expected=None,
                     found=None,
-                    reason=f"step {step_index}: stored values cannot be hashed ({error})",
+                    reason=f"step {index}: stored values cannot be hashed ({error})",
                 )
-            )
         return self._failure  # None only for a legacy trace, which is not verified at all
 
-    def feed_canonical(
+    def _walk_canonical(
         self,
         step_index: int,
         canonical: bytes,
@@ -460,7 +465,7 @@ class SegmentStart:
     """The first stored row of a segment, exactly as read: the merging ChainVerifier checks
     it against the chain so far (its index and prev_hash are the segment's border)."""
 
-    step_index: int
+    step_index: int | None  # None: a stored row without one (it cannot start a chain)
     canonical: bytes | None
     prev_hash: str | None
     step_hash: str | None
@@ -504,7 +509,7 @@ class ChainSegment(_ChainWalk):
         self._first: SegmentStart | None = None
         self._start_fails = False
 
-    def feed_canonical(  # type: ignore[override]  # True/False: whether to stop reading
+    def feed_canonical(
         self,
         step_index: int,
         canonical: bytes,
@@ -512,33 +517,39 @@ class ChainSegment(_ChainWalk):
         step_hash: str | None,
         chain_position: int | None = None,
     ) -> bool:
+        """Take the segment's next row, holding C(step); True: stop reading."""
         if self._first is None:
             return self._start(
                 SegmentStart(step_index, canonical, prev_hash, step_hash, None, chain_position)
             )
-        failure = super().feed_canonical(
-            step_index, canonical, prev_hash, step_hash, chain_position
-        )
+        failure = self._walk_canonical(step_index, canonical, prev_hash, step_hash, chain_position)
         return failure is not None
 
-    def feed_unverifiable(  # type: ignore[override]
-        self, step_index: int, error: str, chain_position: int | None = None
+    def feed_unverifiable(
+        self, step_index: int | None, error: str, chain_position: int | None = None
     ) -> bool:
+        """Take the segment's next row, which cannot be canonicalized; True: stop reading."""
         if self._first is None:
             return self._start(SegmentStart(step_index, None, None, None, error, chain_position))
-        return super().feed_unverifiable(step_index, error, chain_position) is not None
+        return self._walk_unverifiable(step_index, error, chain_position) is not None
 
     def _start(self, first: SegmentStart) -> bool:
         self._first = first
         self._seen = 1
-        if first.error is not None or first.canonical is None or not is_hex_hash(first.step_hash):
+        index, step_hash = first.step_index, first.step_hash
+        if (
+            first.error is not None
+            or first.canonical is None
+            or index is None
+            or not is_hex_hash(step_hash)
+        ):
             # The merger fails this row whatever follows (a stored hash that is not 64 hex
             # characters never equals a computed one): the rest need not be read.
             self._start_fails = True
             return True
-        self._next_index = first.step_index + 1
-        self._prev_hex = first.step_hash  # type: ignore[assignment]  # checked just above
-        self._prev = bytes.fromhex(self._prev_hex)
+        self._next_index = index + 1
+        self._prev_hex = step_hash
+        self._prev = bytes.fromhex(step_hash)
         # (The merger notes the head at the sealed length if this very row is the last one.)
         return False
 
@@ -569,6 +580,10 @@ def _format_of(trace: StoredTrace) -> int | None:
 
 class ChainVerifier(_ChainWalk):
     __slots__ = ("_trace", "_genesis_hex", "_v2")
+
+    # A whole trace: each feed returns the first failure so far (None: none yet).
+    feed_canonical = _ChainWalk._walk_canonical
+    feed_unverifiable = _ChainWalk._walk_unverifiable
 
     def __init__(self, trace: StoredTrace) -> None:
         fmt = _format_of(trace)
@@ -648,8 +663,8 @@ class ChainVerifier(_ChainWalk):
                 else stored_step_canonical(self._trace, step)
             )
         except (CanonicalizationError, InvalidTimestamp) as exc:
-            return self.feed_unverifiable(step.step_index, str(exc), position)
-        return self.feed_canonical(
+            return self._walk_unverifiable(step.step_index, str(exc), position)
+        return self._walk_canonical(
             step.step_index, canonical, step.prev_hash, step.step_hash, position
         )
 
@@ -673,11 +688,17 @@ class ChainVerifier(_ChainWalk):
         first = segment.first
         if first is None:
             return None
+        index = first.step_index
         failure = (
-            self.feed_unverifiable(first.step_index, first.error, first.chain_position)
-            if first.error is not None or first.canonical is None
-            else self.feed_canonical(
-                first.step_index,
+            self._walk_unverifiable(
+                index,
+                # (A start without canonical form always carries the reason it has none.)
+                first.error if first.error is not None else "its canonical form was not read",
+                first.chain_position,
+            )
+            if first.error is not None or first.canonical is None or index is None
+            else self._walk_canonical(
+                index,
                 first.canonical,
                 first.prev_hash,
                 first.step_hash,

@@ -64,7 +64,7 @@ def _signer(key: VerifierKey) -> str:
 
 async def _as_it_stands(
     conn: AsyncConnection, tenant_id: str, run_id: str, trace_id: str | None = None
-) -> tuple[str, int, str]:
+) -> tuple[str, str, int]:
     """(trace_id, hash, length) of the run's format trace, locked against a seal; only
     `trace_id` when given (the batch retirement names the trace it selected)."""
     # A format trace first: a legacy trace (chain_format NULL, docs/hash-chain-v2.md) may

@@ -98,7 +98,7 @@ def result_from_json(data: dict[str, Any]) -> SegmentResult:
 
 def verify_segment(
     task: SegmentTask, emit: Any = None
-) -> tuple[SegmentResult, list[tuple[int, RawSummary]]]:
+) -> tuple[SegmentResult, list[tuple[int | None, RawSummary]]]:
     """Check the task's range inside the exported snapshot; `emit(dict)` gets progress."""
     v2 = task.step_kind != "v1"
     column = "s.step_index" if v2 else "step_index"
@@ -125,7 +125,7 @@ def verify_segment(
     )
     # Format v2 chains in insertion order: each row's chain_position is checked too.
     chain = ChainSegment(task.sealed_length, check_positions=v2)
-    summaries: list[tuple[int, RawSummary]] = []
+    summaries: list[tuple[int | None, RawSummary]] = []
     limit, every = task.summary_limit, max(1, task.progress_every)
     read = 0
     with SnapshotCopyReader(task.conninfo) as reader:

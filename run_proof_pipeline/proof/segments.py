@@ -30,7 +30,12 @@ from run_proof_pipeline.integrity import ChainVerifier
 from run_proof_pipeline.proof.anchors import lookup_anchor
 from run_proof_pipeline.proof.segment_worker import SegmentTask, result_from_json
 from run_proof_pipeline.proof.stream import StreamedProof, finish_proof, stored_trace
-from run_proof_pipeline.store.snapshot import TraceRow, export_snapshot, step_kind
+from run_proof_pipeline.store.snapshot import (
+    TraceRow,
+    export_snapshot,
+    psycopg_connection,
+    step_kind,
+)
 from run_proof_pipeline.store.step_rows import DecodedStep
 
 __all__ = [
@@ -101,8 +106,7 @@ def segment_bounds(low: int, high: int, segments: int) -> list[tuple[int | None,
 async def _conninfo(conn: AsyncConnection) -> tuple[str, str | None]:
     """The libpq parameters of the coordinator's own connection, password included (it goes
     to the workers over a pipe, never on a command line or into a log), and the password."""
-    raw = await conn.get_raw_connection()
-    info = raw.driver_connection.info  # type: ignore[union-attr]
+    info = (await psycopg_connection(conn)).info
     params = dict(info.get_parameters())
     if info.password:
         params["password"] = info.password

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
@@ -229,7 +229,9 @@ def v2_decoder(trace: TraceRow) -> StepV2Decoder:
     return StepV2Decoder(trace.tenant_id, trace.run_id, trace.trace_id)
 
 
-async def _decoded_steps(conn: AsyncConnection, trace: TraceRow) -> AsyncIterator[DecodedStep]:
+async def _decoded_steps(
+    conn: AsyncConnection, trace: TraceRow
+) -> AsyncGenerator[DecodedStep, None]:
     utf8 = await copies_utf8(conn)
     if trace.chain_format == 2:
         v2 = v2_decoder(trace)

@@ -28,6 +28,7 @@ caught by the ledger and the signed checkpoints (docs/threat-model.md).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -173,6 +174,16 @@ def _qualified(schema: str, name: str) -> sql.Composable:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
 
 
+def _one_value(
+    cur: psycopg.Cursor[Any], query: str | sql.Composed, params: tuple[Any, ...] = ()
+) -> Any:
+    """The value of a one-row query (a function call, an aggregate without GROUP BY)."""
+    row = cur.execute(query, params).fetchone()
+    if row is None:  # psycopg's type: no row at all, which such a query never returns
+        raise RuntimeError(f"no row from {query!r}")
+    return row[0]
+
+
 def _require_migrated(cur: psycopg.Cursor, schema: str) -> None:
     """StoreNotMigrated (exit 2) unless the store is at head; checked before any change, since
     the policies name the columns and functions the migrations create."""
@@ -181,16 +192,14 @@ def _require_migrated(cur: psycopg.Cursor, schema: str) -> None:
     missing = [
         f"{schema}.{table}"
         for table in REQUIRED_TABLES
-        if cur.execute("SELECT pg_catalog.to_regclass(%s)", (f"{schema}.{table}",)).fetchone()[0]
-        is None
+        if _one_value(cur, "SELECT pg_catalog.to_regclass(%s)", (f"{schema}.{table}",)) is None
     ]
     current = None
-    if cur.execute("SELECT pg_catalog.to_regclass(%s)", (f"{schema}.{VERSION_TABLE}",)).fetchone()[
-        0
-    ]:
-        current = cur.execute(
-            sql.SQL("SELECT max(version_num) FROM {}").format(_qualified(schema, VERSION_TABLE))
-        ).fetchone()[0]
+    if _one_value(cur, "SELECT pg_catalog.to_regclass(%s)", (f"{schema}.{VERSION_TABLE}",)):
+        current = _one_value(
+            cur,
+            sql.SQL("SELECT max(version_num) FROM {}").format(_qualified(schema, VERSION_TABLE)),
+        )
     head = head_revision()
     if missing or current != head:
         lacks = f"{', '.join(missing)} missing, " if missing else ""

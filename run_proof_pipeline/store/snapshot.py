@@ -7,7 +7,7 @@ text format and are never held whole: a run of a million steps costs a batch of 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -113,7 +113,7 @@ async def begin_snapshot(conn: AsyncConnection) -> None:
     # The header's `plan` is read as the step columns are: the stored-number and nesting rules
     # hold for it too (docs/stored-numbers.md, docs/json-nesting.md), and a value deeper than
     # Python's parser reads is a FAILED header, not a RecursionError in psycopg's json.loads.
-    decode_json_as_stored(await _driver(conn))
+    decode_json_as_stored(await psycopg_connection(conn))
     statement, params = pin_statement()
     await conn.execute(text(statement), params)
     await check_proof_relations(conn, store_schema(), PROOF_RELATIONS)
@@ -144,14 +144,18 @@ async def read_trace(conn: AsyncConnection, tenant_id: str, run_id: str) -> Trac
     return None if row is None else TraceRow(**row._mapping)
 
 
-async def _driver(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
+async def psycopg_connection(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
+    """The psycopg connection under a SQLAlchemy one (the store's engines are psycopg's)."""
     raw = await conn.get_raw_connection()
-    return raw.driver_connection  # type: ignore[return-value]
+    driver = raw.driver_connection
+    if not isinstance(driver, psycopg.AsyncConnection):
+        raise TypeError(f"the store's connection is not psycopg's: {type(driver).__name__}")
+    return driver
 
 
 async def copies_utf8(conn: AsyncConnection) -> bool:
     """True when COPY text arrives in UTF-8, so raw lines can be hashed as they are."""
-    return (await _driver(conn)).info.encoding == "utf-8"
+    return (await psycopg_connection(conn)).info.encoding == "utf-8"
 
 
 @asynccontextmanager
@@ -162,7 +166,7 @@ async def _copy_out(
     failure) without spoiling the snapshot: psycopg then cancels the statement, which aborts
     the transaction, so the COPY runs in a savepoint that is rolled back in that case.  The
     snapshot of a REPEATABLE READ transaction survives the rollback to a savepoint."""
-    driver = await _driver(conn)
+    driver = await psycopg_connection(conn)
     await driver.execute("SAVEPOINT run_proof_copy")
     try:
         async with driver.cursor() as cursor:
@@ -187,7 +191,7 @@ def _step_copy(conn: AsyncConnection, trace_id: str) -> Any:
 
 async def stream_step_rows(
     conn: AsyncConnection, trace_id: str
-) -> AsyncIterator[tuple[str | None, ...]]:
+) -> AsyncGenerator[tuple[str | None, ...], None]:
     """Yield the trace's step rows in `step_index` order as tuples of text (None for NULL)."""
     async with _step_copy(conn, trace_id) as copy:
         copy.set_types(["text"] * len(STEP_COLUMNS))
@@ -195,7 +199,7 @@ async def stream_step_rows(
             yield row
 
 
-async def stream_step_lines(conn: AsyncConnection, trace_id: str) -> AsyncIterator[bytes]:
+async def stream_step_lines(conn: AsyncConnection, trace_id: str) -> AsyncGenerator[bytes, None]:
     """Yield the trace's step rows in `step_index` order as raw COPY text lines (one
     `\\t`-separated line per row, ending in `\\n`): no per-value conversion at all."""
     async with _step_copy(conn, trace_id) as copy:
@@ -215,7 +219,9 @@ def _step_copy_v2(conn: AsyncConnection, trace: TraceRow) -> Any:
     )
 
 
-async def stream_step_lines_v2(conn: AsyncConnection, trace: TraceRow) -> AsyncIterator[bytes]:
+async def stream_step_lines_v2(
+    conn: AsyncConnection, trace: TraceRow
+) -> AsyncGenerator[bytes, None]:
     """The steps of a format-v2 trace in `step_index` order as raw COPY lines of
     STEP_V2_COLUMNS (store/step_rows_v2.py says where their hashes come from)."""
     async with _step_copy_v2(conn, trace) as copy:
@@ -225,7 +231,7 @@ async def stream_step_lines_v2(conn: AsyncConnection, trace: TraceRow) -> AsyncI
 
 async def stream_step_rows_v2(
     conn: AsyncConnection, trace: TraceRow
-) -> AsyncIterator[tuple[str | None, ...]]:
+) -> AsyncGenerator[tuple[str | None, ...], None]:
     """stream_step_lines_v2() as tuples of text, decoded by psycopg (any client encoding)."""
     async with _step_copy_v2(conn, trace) as copy:
         copy.set_types(["text"] * len(STEP_V2_COLUMNS))
@@ -268,7 +274,7 @@ def many_step_lines_statement(trace_ids: list[str], kind: StepKind = "v1") -> sq
 
 async def stream_many_step_lines(
     conn: AsyncConnection, trace_ids: list[str], kind: StepKind = "v1"
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield the steps of several traces of one step kind (step_kind()) as raw COPY lines
     with `trace_id` as an extra first column, each trace's steps together and in
     `step_index` order: one statement for a batch of small traces instead of one per trace."""

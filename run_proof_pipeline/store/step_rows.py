@@ -101,7 +101,8 @@ class DecodedStep:
 
     def __init__(
         self,
-        step_index: int,
+        # None: a stored row without one (AOS's column is nullable); it fails the proof.
+        step_index: int | None,
         canonical: bytes | None,
         prev_hash: str | None,
         step_hash: str | None,
@@ -149,7 +150,7 @@ class DecodedStep:
         return step
 
     @classmethod
-    def from_summary_fields(cls, step_index: int, fields: Sequence[Any]) -> DecodedStep:
+    def from_summary_fields(cls, step_index: int | None, fields: Sequence[Any]) -> DecodedStep:
         """A step known by its summary_fields() only (e.g. sent back by a segment worker)."""
         step = cls(step_index, None, None, None)
         step._raw = tuple(fields)
@@ -173,11 +174,11 @@ class DecodedStep:
     def feed_to(self, chain: ChainVerifier | ChainSegment) -> bool:
         """Feed this step to a verifier; True once reading on cannot change its finding
         (the first failure, or a segment's start that cannot verify)."""
-        if self.error is not None or self.canonical is None:
-            return bool(chain.feed_unverifiable(self.step_index, self.error or ""))
-        return bool(
-            chain.feed_canonical(self.step_index, self.canonical, self.prev_hash, self.step_hash)
-        )
+        index = self.step_index
+        # (A row without a step_index has no canonical form either: the chain names it.)
+        if self.error is not None or self.canonical is None or index is None:
+            return bool(chain.feed_unverifiable(index, self.error or ""))
+        return bool(chain.feed_canonical(index, self.canonical, self.prev_hash, self.step_hash))
 
     def _decoded(self) -> None:
         raw = self._raw
@@ -351,11 +352,11 @@ class StepRowDecoder:
         if step_index is None:
             # AOS's step_index is nullable: such a row is counted and fails the proof, named
             # (the verifier reports "step_index is not an integer (..., found None)").
-            return DecodedStep(None, None, prev_hash, step_hash, error="step_index is NULL")  # type: ignore[arg-type]
+            return DecodedStep(None, None, prev_hash, step_hash, error="step_index is NULL")
         try:
             index = strict_int(step_index)
         except StoredValueError as exc:
-            return DecodedStep(None, None, prev_hash, step_hash, error=str(exc))  # type: ignore[arg-type]
+            return DecodedStep(None, None, prev_hash, step_hash, error=str(exc))
         params = _json(params_text)
         outcome_data = _json(outcome_data_text)
         canonical: bytes | None = None
@@ -481,11 +482,12 @@ class StepLineDecoder:
         self._seconds: dict[bytes, bytes] = {}
 
     def decode(self, line: bytes) -> DecodedStep:
-        fields: list[bytes] | list[bytes | None] = line.rstrip(b"\n").split(b"\t")
-        if len(fields) != _FIELDS:
-            return self._general.decode(tuple(_as_text(unescape_copy_field(f)) for f in fields))
-        if b"\\" in line:
-            fields = [unescape_copy_field(f) for f in fields]  # type: ignore[arg-type]
+        stored = line.rstrip(b"\n").split(b"\t")
+        if len(stored) != _FIELDS:
+            return self._general.decode(tuple(_as_text(unescape_copy_field(f)) for f in stored))
+        fields: Sequence[bytes | None] = (
+            [unescape_copy_field(f) for f in stored] if b"\\" in line else stored
+        )
         (
             index_text,
             tenant_id,
@@ -568,7 +570,7 @@ class StepLineDecoder:
             raise _NotFast
         return head + fraction + b"000000"[len(fraction) :] + b'Z"'
 
-    def _learn(self, fields: list[bytes] | list[bytes | None]) -> bool:
+    def _learn(self, fields: Sequence[bytes | None]) -> bool:
         """Fill the caches for this row's values; False when one needs the general path."""
         for cache_name, picks in (
             ("_strings", (1, 2, 3, 4, 6, 7, 8)),
@@ -578,12 +580,12 @@ class StepLineDecoder:
             cache: dict[bytes | None, bytes] = getattr(self, cache_name)
             for i in picks:
                 value = fields[i]
-                if value in cache:
+                if value is None or value in cache:  # (None is always in: b"null")
                     continue
                 if len(cache) >= _CACHE_LIMIT:
                     cache.clear()
                     cache[None] = b"null"
-                encoded = _encoders[cache_name](value)  # type: ignore[arg-type]
+                encoded = _encoders[cache_name](value)
                 if encoded is None:
                     return False
                 cache[value] = encoded

@@ -105,6 +105,7 @@ class DecodedStepV2(DecodedStep):
     """A v2 step: DecodedStep plus the chain position the database gave it."""
 
     __slots__ = ("chain_position",)
+    chain_position: int | None  # None: the database did not chain the row (it FAILS)
 
     def summary_fields(self) -> list[Any]:
         raw = self._raw
@@ -113,13 +114,12 @@ class DecodedStepV2(DecodedStep):
         return super().summary_fields()
 
     def feed_to(self, chain: ChainVerifier | ChainSegment) -> bool:
-        if self.error is not None or self.canonical is None:
-            return bool(
-                chain.feed_unverifiable(self.step_index, self.error or "", self.chain_position)
-            )
+        index = self.step_index
+        if self.error is not None or self.canonical is None or index is None:
+            return bool(chain.feed_unverifiable(index, self.error or "", self.chain_position))
         return bool(
             chain.feed_canonical(
-                self.step_index,
+                index,
                 self.canonical,
                 self.prev_hash,
                 self.step_hash,
@@ -138,7 +138,7 @@ def _decoded_step(
     error: str | None,
 ) -> DecodedStepV2:
     step = DecodedStepV2.__new__(DecodedStepV2)
-    step.step_index = index  # type: ignore[assignment]  # None: a NULL step_index, FAILED
+    step.step_index = index  # None: a NULL step_index, FAILED
     step.canonical = canonical
     step.prev_hash = prev_hash
     step.step_hash = step_hash

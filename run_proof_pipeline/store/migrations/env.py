@@ -8,6 +8,8 @@ from run_proof_pipeline.store.migrate import MIGRATION_LOCK_KEY, VERSION_TABLE
 from run_proof_pipeline.store.session_pins import startup_options
 
 url = context.config.get_main_option("sqlalchemy.url")
+if url is None:  # store/migrate.py always sets it; alembic run by hand might not
+    raise RuntimeError("no sqlalchemy.url in the alembic config (store/migrate.py sets it)")
 # Pinned settings (store/session_pins.py): objects go to the configured schema, whatever
 # search_path the database or role defaults to.
 engine = create_engine(url, poolclass=NullPool, connect_args={"options": startup_options(ddl=True)})

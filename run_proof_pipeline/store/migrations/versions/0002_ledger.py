@@ -157,6 +157,8 @@ def _run(statements: str, schema: str) -> None:
         schema=sql.Identifier(schema), lock_key=sql.Literal(LEDGER_LOCK_KEY)
     )
     driver = op.get_bind().connection.driver_connection
+    if driver is None:  # SQLAlchemy's type: a proxy whose connection was already closed
+        raise RuntimeError("the migration's connection is closed")
     driver.execute(rendered)
 
 

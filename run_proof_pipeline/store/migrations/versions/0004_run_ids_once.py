@@ -198,7 +198,10 @@ PINNED_PATH = "pg_catalog, {schema}, pg_temp"
 def _run(statements: sql.Composable) -> None:
     # Straight to psycopg, as 0002: the SQL holds `%` and `::`, which SQLAlchemy's text() and
     # the DB-API paramstyle would read; identifiers are quoted by psycopg.
-    op.get_bind().connection.driver_connection.execute(statements)
+    driver = op.get_bind().connection.driver_connection
+    if driver is None:  # SQLAlchemy's type: a proxy whose connection was already closed
+        raise RuntimeError("the migration's connection is closed")
+    driver.execute(statements)
 
 
 def _schema() -> sql.Identifier:

@@ -353,7 +353,10 @@ def planned_changes(connection: Connection) -> list[Change]:
 def _execute(statements: str) -> None:
     # Straight to psycopg, as 0002 and 0004: the SQL holds `%`, `?` and `::`, which
     # SQLAlchemy's text() and a paramstyle would read. No parameters are passed.
-    op.get_bind().connection.driver_connection.execute(statements)
+    driver = op.get_bind().connection.driver_connection
+    if driver is None:  # SQLAlchemy's type: a proxy whose connection was already closed
+        raise RuntimeError("the migration's connection is closed")
+    driver.execute(statements)
 
 
 def upgrade() -> None:

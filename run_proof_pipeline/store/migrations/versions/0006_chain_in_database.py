@@ -1024,10 +1024,10 @@ def planned_changes(connection: Connection, *, ahead: bool = False) -> list[Chan
         )
     aos = _aos_triggers(connection, schema)
     if aos:
-        names = ", ".join(f"{n} on {t}" for t, n in aos)
+        aos_names = ", ".join(f"{n} on {t}" for t, n in aos)
         changes.append(
             Change(
-                f"found triggers that are not run-proof's ({names}): none is lifted by this"
+                f"found triggers that are not run-proof's ({aos_names}): none is lifted by this"
                 " revision, every one stays in force with the same definition. Its backfill"
                 " updates columns of ours on aos_traces only (AOS's trace trigger compares AOS's"
                 " columns, so it passes) and no step row; afterwards AOS's statements pass both:"
@@ -1043,7 +1043,10 @@ def planned_changes(connection: Connection, *, ahead: bool = False) -> list[Chan
 
 def _execute(statements: str) -> None:
     # Straight to psycopg, as 0002, 0004 and 0005: the SQL holds `%`, `?` and `::`.
-    op.get_bind().connection.driver_connection.execute(statements)
+    driver = op.get_bind().connection.driver_connection
+    if driver is None:  # SQLAlchemy's type: a proxy whose connection was already closed
+        raise RuntimeError("the migration's connection is closed")
+    driver.execute(statements)
 
 
 def _ids_once(connection: Connection, schema: str, *, down: bool = False) -> str:
