@@ -54,7 +54,7 @@ def _cli(url: DatabaseUrl, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
 def _rewrite_run_and_its_entry(url: DatabaseUrl, run_id: str) -> None:
     """As owner: forge step 1 of a format-v1 run (record_run(..., chain_format=1)), recompute
     every step hash, the seal (root_hash and seal_hash) and the ledger entry (keyed on it)."""
-    run = RunShape(TENANT, run_id, steps=STEPS)
+    run = RunShape.read(url, TENANT, run_id)
     forged = run.chain({1: {"outcome_data": {"forged": True}}})
     rows = [
         (i, forged.genesis_hash if i == 0 else forged.step_hashes[i - 1], forged.step_hashes[i])

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.rows
 from psycopg import sql
 
 from run_proof_pipeline.integrity import (
@@ -29,7 +29,6 @@ from run_proof_pipeline.ledger.queries import read_entries
 from run_proof_pipeline.ledger.settings import load_ledger_settings
 from run_proof_pipeline.ledger.snapshot_run import in_snapshot
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.store_fixtures import BASE, make_step
 
 TAMPERED_TABLES = ("aos_traces", "aos_trace_steps", "run_proof_ledger")
 _STATE_SQL = {"A": "ENABLE ALWAYS TRIGGER", "O": "ENABLE TRIGGER", "R": "ENABLE REPLICA TRIGGER"}
@@ -69,41 +68,86 @@ def one(url: DatabaseUrl, query: str, params: Sequence[Any] = ()) -> Any:
     return None if row is None else row[0]
 
 
+_STEP_COLUMNS = (
+    "skill_id, skill_name, params, status, outcome_category, outcome_code, outcome_data,"
+    ' cost_cents, duration_ms, retry_count, "timestamp"'
+)
+
+
 @dataclass(frozen=True)
 class RunShape:
-    """What `store_fixtures.record_run` writes, so a test can recompute the chain an
-    attacker would write after changing the content."""
+    """A format-v1 run as the store holds it, read back (`RunShape.read`), so that a test can
+    recompute the chain an attacker would write after changing the content. Nothing here is
+    what a fixture meant to write: read() checks that the values it read reproduce the
+    stored hashes, so the arithmetic is the store's."""
 
     tenant_id: str
     run_id: str
-    steps: int = 3
-    status: str = "succeeded"
+    header: dict[str, Any]
+    step_rows: tuple[dict[str, Any], ...]
+    seal: tuple[str, Any] | None  # (status, completed_at) when sealed
+
+    @classmethod
+    def read(cls, url: DatabaseUrl, tenant_id: str, run_id: str) -> RunShape:
+        with psycopg.connect(url.libpq()) as conn:
+            conn.row_factory = psycopg.rows.dict_row
+            trace = conn.execute(
+                "SELECT trace_id, agent_id, plan_id, plan, started_at, status, completed_at,"
+                " root_hash, genesis_hash FROM aos_traces WHERE tenant_id = %s AND run_id = %s",
+                (tenant_id, run_id),
+            ).fetchone()
+            assert trace is not None, f"no trace of run {run_id!r} of tenant {tenant_id!r}"
+            rows = conn.execute(
+                f"SELECT {_STEP_COLUMNS}, step_hash FROM aos_trace_steps WHERE trace_id = %s"
+                " ORDER BY step_index",
+                (trace["trace_id"],),
+            ).fetchall()
+        header = {k: trace[k] for k in ("trace_id", "agent_id", "plan_id", "plan", "started_at")}
+        sealed = trace["root_hash"] is not None
+        shape = cls(
+            tenant_id,
+            run_id,
+            header,
+            tuple({k: v for k, v in row.items() if k != "step_hash"} for row in rows),
+            (trace["status"], trace["completed_at"]) if sealed else None,
+        )
+        chain = shape.chain()
+        assert chain.genesis_hash == trace["genesis_hash"], "not a format-v1 run as stored"
+        assert list(chain.step_hashes) == [row["step_hash"] for row in rows]
+        assert chain.root_hash == trace["root_hash"]
+        return shape
+
+    @property
+    def steps(self) -> int:
+        return len(self.step_rows)
 
     def step_fields(self, index: int) -> dict[str, Any]:
-        return make_step(index, at=BASE + timedelta(seconds=index)).model_dump()
+        return dict(self.step_rows[index])
 
     def chain(
-        self, changes: dict[int, dict[str, Any]] | None = None, *, length: int | None = None
+        self,
+        changes: dict[int, dict[str, Any]] | None = None,
+        *,
+        length: int | None = None,
+        sealed_as: tuple[str, Any] | None = None,
     ) -> ChainHashes:
+        """The chain of the first `length` steps (all), with `changes` to step fields, sealed
+        as stored or as `sealed_as` (status, completed_at); no seal for an unsealed run."""
         changes = changes or {}
         n = self.steps if length is None else length
         ids = {"tenant_id": self.tenant_id, "run_id": self.run_id}
-        header = header_record(
-            **ids,
-            trace_id=f"trace-{self.run_id}",
-            agent_id="agent-7",
-            plan_id="plan-42",
-            plan={"goal": "fetch and summarize"},
-            started_at=BASE,
-        )
         steps = [
             step_record(**ids, step_index=i, **{**self.step_fields(i), **changes.get(i, {})})
             for i in range(n)
         ]
-        seal = seal_record(
-            **ids, status=self.status, completed_at=BASE + timedelta(hours=1), chain_length=n
+        seal = sealed_as or self.seal
+        return compute_chain(
+            header_record(**ids, **self.header),
+            steps,
+            None
+            if seal is None
+            else seal_record(**ids, status=seal[0], completed_at=seal[1], chain_length=n),
         )
-        return compute_chain(header, steps, seal)
 
 
 def make_checkpoint(url: DatabaseUrl) -> CreatedCheckpoint:

@@ -267,7 +267,7 @@ def test_unsealed_run_in_segments_gives_the_streamed_head(
     segmented, streamed = both_paths(db, run_id, paths, step_summary_limit=3)
 
     assert segmented.integrity.verification_status == "UNSEALED"
-    assert segmented.integrity.head_hash == RunShape(TENANT, run_id, steps=STEPS).chain().head_hash
+    assert segmented.integrity.head_hash == RunShape.read(db, TENANT, run_id).chain().head_hash
     assert comparable(segmented) == comparable(streamed)
 
 
@@ -277,9 +277,10 @@ def test_seal_rewritten_to_a_prefix_names_the_first_extra_step_wherever_the_bord
 ) -> None:
     run_id = f"run-sealed-at-{sealed}"
     record_run(db, TENANT, run_id, steps=STEPS, chain_format=1)
+    shape = RunShape.read(db, TENANT, run_id)
     # The seal of the first `sealed` steps, as if the rest had been appended after it. A
     # format-v1 seal is in root_hash and seal_hash (migration 0006): the owner rewrites both.
-    prefix_root = RunShape(TENANT, run_id, steps=STEPS).chain(length=sealed).root_hash
+    prefix_root = shape.chain(length=sealed).root_hash
     touched = owner_sql(
         db,
         "UPDATE aos_traces SET chain_length = %s, root_hash = %s, seal_hash = %s WHERE run_id = %s",

@@ -373,7 +373,11 @@ def test_a_clients_temporary_objects_do_not_stand_in_for_the_stores(
     make_checkpoint(store)
     record_run(store, TENANT, "run-open", steps=2, seal=False, chain_format=1)
     last_seq = sql(store, "SELECT last_value FROM aos_traces_seal_seq")[0][0]
-    root = RunShape(TENANT, "run-open", steps=2).chain().root_hash
+    root = (
+        RunShape.read(store, TENANT, "run-open")
+        .chain(sealed_as=("succeeded", BASE + timedelta(hours=1)))
+        .root_hash
+    )
     with psycopg.connect(store.libpq()) as conn:
         conn.execute("CREATE TEMP SEQUENCE aos_traces_seal_seq START 1000000")
         conn.execute("CREATE TEMP TABLE run_proof_ledger (LIKE public.run_proof_ledger)")
@@ -571,7 +575,6 @@ def _force_second_life(url: DatabaseUrl, run_id: str, *, trace_id: str | None = 
     """The owner slips a new trace row past the guard (every trigger off, `tamper`); the
     writer then appends and seals as usual, so the seal trigger appends a second seal. The
     row is the one the format-v1 insert trigger would have made (chain_format 1 since 0006)."""
-    shape = RunShape(TENANT, run_id, steps=2)
     trace_id = trace_id or f"trace-{run_id}"
     header = header_record(
         tenant_id=TENANT,
@@ -605,12 +608,12 @@ def _force_second_life(url: DatabaseUrl, run_id: str, *, trace_id: str | None = 
         engine = async_engine(url)
         try:
             recorder = V1TraceWriter(engine)
-            for index in range(shape.steps):
+            for index in range(2):
                 await recorder.append_step(
                     TENANT, run_id, make_step(index, at=BASE + timedelta(seconds=index))
                 )
             await recorder.seal(
-                TENANT, run_id, status=shape.status, completed_at=BASE + timedelta(hours=1)
+                TENANT, run_id, status="succeeded", completed_at=BASE + timedelta(hours=1)
             )
         finally:
             await engine.dispose()

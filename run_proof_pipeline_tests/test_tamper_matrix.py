@@ -272,9 +272,10 @@ def test_tamper_is_detected_at_the_first_bad_place(
 ) -> None:
     if path == "segments":
         monkeypatch.setattr(coordinator_module, "prove_trace", _no_in_process_stream)
-    run = RunShape(TENANT, f"run-{case.name}-{path}", steps=STEPS)
-    record_run(shared_store, run.tenant_id, run.run_id, steps=STEPS, chain_format=1)
-    record_run(shared_store, "tenant-other", f"donor-{run.run_id}", steps=STEPS, chain_format=1)
+    run_id = f"run-{case.name}-{path}"
+    record_run(shared_store, TENANT, run_id, steps=STEPS, chain_format=1)
+    record_run(shared_store, "tenant-other", f"donor-{run_id}", steps=STEPS, chain_format=1)
+    run = RunShape.read(shared_store, TENANT, run_id)
     stored_root = one(
         shared_store, "SELECT root_hash FROM aos_traces WHERE run_id = %s", (run.run_id,)
     )
@@ -344,7 +345,7 @@ def test_ledger_entry_rewritten_to_match_a_rewritten_run_is_caught_only_by_the_c
     three_runs: DatabaseUrl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_checkpoint(three_runs)
-    run = RunShape(TENANT, "run-2", steps=STEPS)
+    run = RunShape.read(three_runs, TENANT, "run-2")
     # A proof before the change: the signed tree is rebuilt once and then remembered.
     assert prove(three_runs, TENANT, "run-2").integrity.verification_status == "VERIFIED"
     forged_root = run.chain({1: {"outcome_data": {"forged": True}}}).root_hash
