@@ -4,6 +4,7 @@ chain_length, hashes) for intact and tampered runs alike."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -22,31 +23,36 @@ from run_proof_pipeline.integrity import (
     VerificationStatus,
 )
 from run_proof_pipeline.integrity.verdicts import stored_step_canonical
+from run_proof_pipeline.proof.segment_worker import result_from_json, result_to_json
+from run_proof_pipeline.store.step_rows import DecodedStep
 from run_proof_pipeline_tests.test_chain_verifier import build_run, verify
 
 OTHER_HASH = "ab" * 32
 
 
-def _canonical(trace: StoredTrace, step: StoredStep) -> bytes | str:
+def _decoded(trace: StoredTrace, step: StoredStep) -> DecodedStep:
+    """The row as a segment worker holds it after decoding (store.step_rows.DecodedStep): its
+    canonical form, or why it has none."""
     try:
-        return stored_step_canonical(trace, step)
+        canonical: bytes | None = stored_step_canonical(trace, step)
+        error = None
     except (CanonicalizationError, InvalidTimestamp) as exc:
-        return str(exc)
+        canonical, error = None, str(exc)
+    return DecodedStep(step.step_index, canonical, step.prev_hash, step.step_hash, error=error)
 
 
 def segment(trace: StoredTrace, steps: list[StoredStep]) -> SegmentResult:
-    """What a segment worker does with its rows."""
-    chain = ChainSegment(ChainVerifier(trace)._sealed_length)
+    """A segment worker's check of its rows: the ChainSegment it builds (with the sealed
+    length the coordinator passes it, ChainVerifier.sealed_length), each row fed with
+    DecodedStep.feed_to, stopping where feed_to says reading on cannot change the finding,
+    and the result as it crosses the worker's pipe (result_to_json / result_from_json). The
+    rows come from memory here; verify_segment's own loop over COPY lines runs on the server
+    in test_parallel_proof.py."""
+    chain = ChainSegment(ChainVerifier(trace).sealed_length)
     for step in steps:
-        canonical = _canonical(trace, step)
-        stop = (
-            chain.feed_unverifiable(step.step_index, canonical)
-            if isinstance(canonical, str)
-            else chain.feed_canonical(step.step_index, canonical, step.prev_hash, step.step_hash)
-        )
-        if stop:
+        if _decoded(trace, step).feed_to(chain):
             break
-    return chain.result()
+    return result_from_json(json.loads(json.dumps(result_to_json(chain.result()))))
 
 
 def verify_in_segments(trace: StoredTrace, steps: list[StoredStep], cuts: list[int]) -> Verdict:
