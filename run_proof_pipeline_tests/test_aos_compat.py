@@ -1,9 +1,10 @@
 """The names and values AOS's callers rely on, compared with the documents that state them
 (no database: these are constants and model fields).
 
-docs/test-plan.md states the integrity model the plan expects; ../shared/spec/aos-compat.md
-(beside the repository when the project is checked out with its spec, absent in a standalone
-clone) states INTEGRITY_CONFIG and the fields of each result model. A value written in the
+docs/test-plan.md states the integrity model the plan expects; docs/aos-compat.md (the
+project's own statement) and ../shared/spec/aos-compat.md (the facts it was written from,
+beside the repository when it is checked out with them; absent in a standalone clone, where
+that half skips) state INTEGRITY_CONFIG and the fields of each result model. A value written in the
 code and again, by hand, in the test would pass whatever the code said: the expected side
 here is read from the document."""
 
@@ -21,13 +22,17 @@ from run_proof_pipeline.coordinator import INTEGRITY_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_PLAN = ROOT / "docs" / "test-plan.md"
-AOS_COMPAT = ROOT.parent / "shared" / "spec" / "aos-compat.md"
+OWN_COMPAT = ROOT / "docs" / "aos-compat.md"
+SHARED_COMPAT = ROOT.parent / "shared" / "spec" / "aos-compat.md"
+COMPAT_DOCUMENTS = pytest.mark.parametrize(
+    "document", [OWN_COMPAT, SHARED_COMPAT], ids=["docs", "shared"]
+)
 
 
-def _aos_compat() -> str:
-    if not AOS_COMPAT.is_file():
-        pytest.skip(f"{AOS_COMPAT} is not beside this checkout (a standalone clone)")
-    return AOS_COMPAT.read_text(encoding="utf-8")
+def _aos_compat(document: Path) -> str:
+    if not document.is_file():
+        pytest.skip(f"{document} is not beside this checkout (a standalone clone)")
+    return document.read_text(encoding="utf-8")
 
 
 def test_integrity_model_is_the_one_the_test_plan_expects() -> None:
@@ -36,8 +41,9 @@ def test_integrity_model_is_the_one_the_test_plan_expects() -> None:
     assert {INTEGRITY_CONFIG["model"]} == set(found)
 
 
-def test_integrity_config_keeps_the_aos_values() -> None:
-    lines = re.findall(r"^- `INTEGRITY_CONFIG = (\{.*\})`\.?$", _aos_compat(), re.MULTILINE)
+@COMPAT_DOCUMENTS
+def test_integrity_config_keeps_the_aos_values(document: Path) -> None:
+    lines = re.findall(r"^- `INTEGRITY_CONFIG = (\{.*\})`\.?$", _aos_compat(document), re.MULTILINE)
     assert len(lines) == 1, "aos-compat.md states INTEGRITY_CONFIG once, on one line"
     stated = ast.literal_eval(lines[0])
     assert INTEGRITY_CONFIG == stated
@@ -62,8 +68,9 @@ def _stated_models(text: str) -> dict[str, tuple[list[str], dict[str, list[str]]
     return models
 
 
-def test_result_models_have_the_aos_fields_and_values() -> None:
-    stated = _stated_models(_aos_compat())
+@COMPAT_DOCUMENTS
+def test_result_models_have_the_aos_fields_and_values(document: Path) -> None:
+    stated = _stated_models(_aos_compat(document))
     assert set(stated) == {
         "RunProofResult",
         "IntegrityVerificationResult",
@@ -81,3 +88,11 @@ def test_result_models_have_the_aos_fields_and_values() -> None:
             allowed = set(typing.get_args(model.model_fields[field].annotation))
             # Each value AOS's callers may see is one ours can produce; ours may add (UNSEALED).
             assert set(listed) <= allowed, f"{name}.{field}: {set(listed) - allowed}"
+
+
+def test_the_projects_statement_keeps_every_name_of_the_facts() -> None:
+    """docs/aos-compat.md, which a standalone clone has, states every model, field and value
+    ../shared/spec/aos-compat.md does: the repository's copy cannot drop one."""
+    facts = _stated_models(_aos_compat(SHARED_COMPAT))
+    ours = _stated_models(_aos_compat(OWN_COMPAT))
+    assert ours == facts

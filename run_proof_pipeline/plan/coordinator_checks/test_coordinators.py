@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from run_proof_pipeline.coordinator import INTEGRITY_CONFIG
 from run_proof_pipeline.plan.coordinator_checks.support import owner_sql, prove, record_run
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
@@ -189,11 +188,3 @@ def test_a_plain_insert_is_chained_by_the_database(store: DatabaseUrl) -> None:
     assert result.integrity.verification_status == "VERIFIED"
     assert result.integrity.chain_length == 0
     assert result.integrity.root_hash == seal_hash
-
-
-def test_integrity_config_keeps_the_aos_values() -> None:
-    assert INTEGRITY_CONFIG == {
-        "model": "HASH_CHAIN",
-        "trust_boundary": "SYSTEM",
-        "storage": "POSTGRES",
-    }
