@@ -2,12 +2,15 @@
 DATABASE_URL), so that the UI is worth opening after `make demo`: the sweep of every tenant
 (asset `aos_traces_sweep`, one `dagster asset materialize` per tenant), the plan's check
 history (the plan records its asset checks itself; this reads them back), and a signed
-checkpoint of the ledger, signed with a demo key created under `.run-proof/` when the user
-has no RUN_PROOF_SIGNING_KEY of their own.
+checkpoint of the ledger: a run of the job `run_proof_checkpoint` (`dagster job execute`),
+signed with a demo key created under `.run-proof/` when the user has no RUN_PROOF_SIGNING_KEY
+of their own, into `.run-proof/checkpoints` unless RUN_PROOF_CHECKPOINT_DIR is set.
 
 As in plan_output.py, the CLI half imports no Dagster; `python -m
-run_proof_pipeline.cli.demo_extras sweep PLAN_RUN_ID` is the half run in the plan's
-environment, with its stderr (and the materializations' output) in the plan's log.
+run_proof_pipeline.cli.demo_extras sweep|checkpoint PLAN_RUN_ID` is the half run in the
+plan's environment, with its stderr (and the runs' output) in the plan's log: it starts the
+runs, then prints, as one JSON line, what Dagster recorded of them (status, metadata), which
+is what the CLI's lines say.
 """
 
 from __future__ import annotations
@@ -23,6 +26,14 @@ DEMO_KEY_NAME = "demo-signing.key"
 DEMO_CHECKPOINT_DIR = "checkpoints"
 # A full sweep each time: the demo's data is small, and "all VERIFIED" then means every run.
 FULL_SWEEP_CONFIG = json.dumps({"ops": {"aos_traces_sweep": {"config": {"full": True}}}})
+CHECKPOINT_JOB = "run_proof_checkpoint"  # ledger/dagster_checkpoint.py
+CHECKPOINT_OP = "write_ledger_checkpoint"
+# Tags the demo's checkpoint run, so that it is found by this value (not "the latest run"),
+# and names the plan run it follows.
+CHECKPOINT_TAG = "run_proof/demo_checkpoint"
+PLAN_RUN_TAG = "run_proof/plan_run_id"
+# How ledger/settings.py's ensure_signing_key warns that it created the key (the job logs it).
+KEY_CREATED = "warning: created a new Ed25519 signing key at"
 
 
 def run_demo_extras(
@@ -61,8 +72,7 @@ def _sweep_and_checks(
     try:
         data = json.loads(completed.stdout.decode("utf-8").strip().splitlines()[-1])
     except (ValueError, IndexError, UnicodeDecodeError):
-        where = "its output above" if log_path is None else f"the log: {log_path}"
-        return [f"Sweep of every tenant: failed (see {where})"], False
+        return [f"Sweep of every tenant: failed (see {_where(log_path)})"], False
     return sweep_lines(data)
 
 
@@ -101,36 +111,64 @@ def _checkpoint(
 ) -> tuple[list[str], bool]:
     """Signed checkpoint"""
     from run_proof_pipeline.cli.dagster_env import location_root
-    from run_proof_pipeline.ledger.create import create_checkpoint
-    from run_proof_pipeline.ledger.settings import LedgerSettings
-    from run_proof_pipeline.ledger.snapshot_run import in_snapshot
-    from run_proof_pipeline.settings import DatabaseUrl
 
     state = location_root() / ".run-proof"
-    own_key = bool(os.environ.get("RUN_PROOF_SIGNING_KEY", "").strip())
+    own_key = bool(env.get("RUN_PROOF_SIGNING_KEY", "").strip())
     key = None if own_key else state / DEMO_KEY_NAME
-    own_directory = bool(os.environ.get("RUN_PROOF_CHECKPOINT_DIR", "").strip())
-    directory = None if own_directory else state / DEMO_CHECKPOINT_DIR
-    overrides: dict[str, str] = {}
+    own_directory = bool(env.get("RUN_PROOF_CHECKPOINT_DIR", "").strip())
+    # The job reads both from its environment (ledger/settings.py), as its schedule does:
+    # the demo's paths unless the user set their own. The job creates the key when it is
+    # missing (0600, never over an existing file) and warns that it did.
+    job_env = dict(env)
     if key is not None:
-        overrides["signing_key_path"] = str(key)
-    if directory is not None:
-        overrides["checkpoint_dir_path"] = str(directory)
-    settings = LedgerSettings(**overrides)  # the rest (origin...) from the environment
-    url = DatabaseUrl.parse(env["DATABASE_URL"])
-    created = in_snapshot(url, lambda conn: create_checkpoint(conn, settings))
-    lines: list[str] = []
-    if created.key_warning:
-        lines.append(
-            f"demo signing key created at {key}: for the demo only (set RUN_PROOF_SIGNING_KEY "
-            "to sign with your own)"
-            if key is not None
-            else created.key_warning
-        )
-    lines.append(
-        f"Signed checkpoint (tree size {created.signed.checkpoint.size}) at {created.path}"
+        job_env["RUN_PROOF_SIGNING_KEY"] = str(key)
+    if not own_directory:
+        job_env["RUN_PROOF_CHECKPOINT_DIR"] = str(state / DEMO_CHECKPOINT_DIR)
+    if log is not None:
+        log.flush()
+    completed = subprocess.run(
+        [sys.executable, "-m", __name__, "checkpoint", plan_run_id],
+        env=job_env,
+        stdout=subprocess.PIPE,
+        stderr=log if log is not None else None,
+        check=False,
+        timeout=900,
     )
+    try:
+        data = json.loads(completed.stdout.decode("utf-8").strip().splitlines()[-1])
+    except (ValueError, IndexError, UnicodeDecodeError):
+        data = {}
+    return checkpoint_lines(data, key, log_path)
+
+
+def checkpoint_lines(
+    data: dict[str, object], demo_key: Path | None, log_path: Path | None
+) -> tuple[list[str], bool]:
+    """The lines of a checkpoint run as Dagster recorded it: the run's warning that it
+    created the key (even if the run then failed: the key is there now), then the op's
+    output metadata (path, tree size) when the run succeeded, else where to look."""
+    lines: list[str] = []
+    warnings = data.get("warnings")
+    for warning in map(str, warnings if isinstance(warnings, list) else []):
+        if not warning.startswith(KEY_CREATED):
+            continue
+        if demo_key is not None and warning.startswith(f"{KEY_CREATED} {demo_key} "):
+            lines.append(
+                f"demo signing key created at {demo_key}: for the demo only (set "
+                "RUN_PROOF_SIGNING_KEY to sign with your own)"
+            )
+        else:
+            lines.append(warning)
+    path, size = data.get("path"), data.get("tree_size")
+    if data.get("status") != "SUCCESS" or not path or not isinstance(size, int):
+        lines.append(f"Signed checkpoint: failed (see {_where(log_path)})")
+        return lines, False
+    lines.append(f"Signed checkpoint (tree size {size}) at {path}")
     return lines, True
+
+
+def _where(log_path: Path | None) -> str:
+    return "its output above" if log_path is None else f"the log: {log_path}"
 
 
 def _sweep_in_instance(plan_run_id: str) -> dict[str, object]:
@@ -198,8 +236,67 @@ def _sweep_in_instance(plan_run_id: str) -> dict[str, object]:
     return {"tenants": results, "checks": checks}
 
 
+def _checkpoint_in_instance(plan_run_id: str) -> dict[str, object]:
+    """In the helper process: run the job `run_proof_checkpoint` (as its schedule would, with
+    this environment's key and directory), then read back what Dagster recorded of it: the
+    run's status, the op's output metadata (path, tree size) and its warnings."""
+    import logging
+    import uuid
+
+    from dagster import DagsterEventType, DagsterInstance, RunsFilter
+
+    tag = uuid.uuid4().hex
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    sys.stderr.flush()
+    completed = subprocess.run(
+        [
+            dagster,
+            "job",
+            "execute",
+            "-m",
+            "run_proof_pipeline.definitions",
+            "-j",
+            CHECKPOINT_JOB,
+            "--tags",
+            json.dumps({CHECKPOINT_TAG: tag, PLAN_RUN_TAG: plan_run_id}),
+        ],
+        stdout=sys.stderr,
+        stderr=subprocess.STDOUT,
+        check=False,
+    )
+    with DagsterInstance.get() as instance:
+        runs = instance.get_runs(filters=RunsFilter(tags={CHECKPOINT_TAG: tag}), limit=1)
+        if not runs:
+            return {"status": None, "exit_code": completed.returncode}
+        run = runs[0]
+        result: dict[str, object] = {
+            "run_id": run.run_id,
+            "status": run.status.value,
+            "exit_code": completed.returncode,
+        }
+        warnings: list[str] = []
+        for entry in instance.all_logs(run.run_id):
+            event = entry.dagster_event
+            if event is None:
+                level = entry.level  # an int, or a level's name
+                if isinstance(level, str):
+                    level = logging.getLevelNamesMapping().get(level.upper(), logging.NOTSET)
+                if level >= logging.WARNING and entry.user_message:
+                    warnings.append(entry.user_message)
+            elif (
+                event.event_type == DagsterEventType.STEP_OUTPUT and event.step_key == CHECKPOINT_OP
+            ):
+                metadata = event.step_output_data.metadata
+                if "path" in metadata and "tree_size" in metadata:
+                    result["path"] = str(metadata["path"].value)
+                    result["tree_size"] = metadata["tree_size"].value
+        result["warnings"] = warnings
+    return result
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["sweep"] and len(sys.argv) == 3:
-        print(json.dumps(_sweep_in_instance(sys.argv[2])))
+    helpers = {"sweep": _sweep_in_instance, "checkpoint": _checkpoint_in_instance}
+    if sys.argv[1:2] and sys.argv[1] in helpers and len(sys.argv) == 3:
+        print(json.dumps(helpers[sys.argv[1]](sys.argv[2])))
     else:
-        sys.exit(f"usage: python -m {__name__} sweep PLAN_RUN_ID")
+        sys.exit(f"usage: python -m {__name__} sweep|checkpoint PLAN_RUN_ID")
