@@ -323,8 +323,10 @@ def plan(
         if log is not None:
             log.close()
     if completed.returncode != 0:
+        # With no Dagster run there is no step line, only the one line saying so.
+        where = "the line above" if steps.dagster_run_id is None else "the failed step above"
         raise CommandError(
-            "the run-proof plan stopped: see the failed step above "
+            f"the run-proof plan stopped: see {where} "
             f"(dagster exit code {completed.returncode})",
             ExitCode.FAILED,
         )

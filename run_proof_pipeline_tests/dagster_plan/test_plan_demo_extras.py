@@ -324,6 +324,9 @@ def test_a_plan_dagster_cannot_start_a_run_of_is_one_line_and_no_traceback(
     logged = LOG_LINE.search(completed.stdout)
     assert logged is not None and f"(its log: {logged.group(1)})" in said[0]
     assert not re.search(r"^Step \d", completed.stdout, re.M)
+    # The closing line points at that line, not at a failed step there is none of.
+    assert "the run-proof plan stopped: see the line above" in completed.stderr
+    assert "failed step" not in terminal
     assert "Traceback" not in terminal
     assert password not in terminal
     for absent in ("Sweep of every tenant", "Signed checkpoint"):
