@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.dataset import build, run_specs
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 

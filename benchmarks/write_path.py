@@ -45,7 +45,7 @@ import psycopg
 from benchmarks import aos_writer
 from benchmarks.write_recheck import recheck_steps
 from benchmarks.write_stats import paired_ratio, round_summary, side_summary, table
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import current_revision, upgrade
 from run_proof_pipeline_tests.aos_deployed import FIRST_MIGRATION, IMMUTABILITY, LATER_COLUMNS

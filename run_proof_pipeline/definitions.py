@@ -1,23 +1,24 @@
-"""All Dagster definitions of run-proof, in one place."""
+"""All Dagster definitions of run-proof, assembled in one place: each domain's folder under
+defs/ holds its own (docs/architecture.md, "Dagster"); this module only lists them."""
 
 from __future__ import annotations
 
 from dagster import Definitions
 
-from run_proof_pipeline.automation.schedules import (
-    aos_retention_retirement,
-    aos_retention_retirement_job,
-    nightly_run_proof,
-)
-from run_proof_pipeline.automation.sensors import new_sealed_traces, run_proof_failure_alert
-from run_proof_pipeline.ledger.dagster_checkpoint import (
+from run_proof_pipeline.defs.checkpoint.job import (
     run_proof_checkpoint,
     run_proof_checkpoint_schedule,
 )
-from run_proof_pipeline.pipeline.checks import trace_store_checks, trace_store_spec
-from run_proof_pipeline.pipeline.job import run_proof_plan
-from run_proof_pipeline.pipeline.resources import TraceStoreResource
-from run_proof_pipeline.sweep.dagster_assets import (
+from run_proof_pipeline.defs.plan.checks import trace_store_checks, trace_store_spec
+from run_proof_pipeline.defs.plan.job import run_proof_plan
+from run_proof_pipeline.defs.plan.schedules import nightly_run_proof
+from run_proof_pipeline.defs.plan.sensors import new_sealed_traces, run_proof_failure_alert
+from run_proof_pipeline.defs.resources import TraceStoreResource
+from run_proof_pipeline.defs.retention.retirement import (
+    aos_retention_retirement,
+    aos_retention_retirement_job,
+)
+from run_proof_pipeline.defs.sweep.assets import (
     aos_traces_sweep,
     aos_traces_sweep_job,
     nightly_sweep,

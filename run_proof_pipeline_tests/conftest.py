@@ -13,7 +13,7 @@ from typing import Protocol
 
 import pytest
 
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 
 
 class NewDatabase(Protocol):

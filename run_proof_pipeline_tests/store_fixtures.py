@@ -19,7 +19,7 @@ from run_proof_pipeline.coordinator import (
     RunProofResult,
     get_run_proof_coordinator,
 )
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine, session_scope
 from run_proof_pipeline.store.migrate import upgrade

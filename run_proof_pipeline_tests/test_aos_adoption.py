@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from run_proof_pipeline.adoption.kinds import TraceKindCounts, count_trace_kinds
 from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.coordinator.run_proof import LEGACY_REASON
 from run_proof_pipeline.ledger.queries import ledger_trace_mismatches
-from run_proof_pipeline.legacy.kinds import TraceKindCounts, count_trace_kinds
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.aos_fixtures import (

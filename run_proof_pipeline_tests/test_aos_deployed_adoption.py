@@ -24,6 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 from run_proof_pipeline.cli.main import app
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.integrity import (
     header_canonical_v2,
     parse_stored_json_v2,
@@ -31,7 +32,6 @@ from run_proof_pipeline.integrity import (
     sha256,
 )
 from run_proof_pipeline.ledger.queries import ledger_trace_mismatches
-from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline_tests.aos_deployed import (
     AOS_TRIGGERS,

@@ -24,10 +24,10 @@ from psycopg import sql
 from typer.testing import CliRunner
 
 from run_proof_pipeline.cli.main import app
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.integrity.records_v2 import seal_canonical_v2
 from run_proof_pipeline.ledger.keys import generate_signing_key
-from run_proof_pipeline.legacy.retirement import retire_run
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.ledger.retirement import retire_run
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline_tests.aos_deployed import (

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.coordinator.run_proof import LEGACY_REASON
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import current_revision, head_revision
 from run_proof_pipeline_tests.aos_deployed import (

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from run_proof_pipeline.cli.dagster_env import LOCATION_VARIABLES
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline_tests.aos_deployed import (

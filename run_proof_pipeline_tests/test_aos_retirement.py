@@ -11,13 +11,13 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from run_proof_pipeline.adoption.kinds import count_trace_kinds
 from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.ledger.audit import audit_ledger
 from run_proof_pipeline.ledger.keys import SigningKey, generate_signing_key, write_signing_key
 from run_proof_pipeline.ledger.queries import ledger_trace_mismatches
+from run_proof_pipeline.ledger.retirement import Tombstone, audit_tombstones
 from run_proof_pipeline.ledger.settings import load_ledger_settings
-from run_proof_pipeline.legacy.kinds import count_trace_kinds
-from run_proof_pipeline.legacy.retirement import Tombstone, audit_tombstones
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.aos_fixtures import (

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from run_proof_pipeline.bundle.verify import verify_bundle_text
 from run_proof_pipeline.cli.main import app
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey, generate_signing_key
-from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv

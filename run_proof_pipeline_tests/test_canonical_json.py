@@ -420,21 +420,21 @@ def test_jsonb_long_forms_are_named_shortened() -> None:
 
 
 def test_fast_path_hands_suspect_texts_to_the_exact_path() -> None:
-    from run_proof_pipeline.integrity.canonical import _jcs_from_orjson
+    from run_proof_pipeline.integrity.canonical import jcs_from_orjson
 
     for text in (b'{"a": 2798.0000000000000000001}', b'{"a": 1e-400}', b'{"a": -1E-0400}'):
         value = orjson.loads(text)
         out = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-        assert _jcs_from_orjson(out, value, text) is None
+        assert jcs_from_orjson(out, value, text) is None
         # The output alone cannot show it: without the source, every fraction is suspect.
-        assert _jcs_from_orjson(out, value) is None
+        assert jcs_from_orjson(out, value) is None
     # A common row stays on the fast path, exponent-like strings included.
     text = b'{"id": "3fe-4012", "n": 0.0, "r": 0.30000000000000004, "m": 12345.000001}'
     value = orjson.loads(text)
     out = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    assert _jcs_from_orjson(out, value, text) == out.replace(b"0.0,", b"0,")
-    assert _jcs_from_orjson(out, value) is None
-    assert _jcs_from_orjson(b'{"n":12,"s":"x"}', {"n": 12, "s": "x"}) == b'{"n":12,"s":"x"}'
+    assert jcs_from_orjson(out, value, text) == out.replace(b"0.0,", b"0,")
+    assert jcs_from_orjson(out, value) is None
+    assert jcs_from_orjson(b'{"n":12,"s":"x"}', {"n": 12, "s": "x"}) == b'{"n":12,"s":"x"}'
 
 
 _number_texts = st.builds(
@@ -461,7 +461,7 @@ _number_texts = st.builds(
 @FAST
 @given(_number_texts, st.sampled_from(['{{"k": {}}}', "[1, {}]", '{{"a": [0.0, {}]}}', "{}"]))
 def test_the_fast_path_refuses_exactly_what_the_rule_refuses(number: str, layout: str) -> None:
-    from run_proof_pipeline.integrity.canonical import _jcs_from_orjson
+    from run_proof_pipeline.integrity.canonical import jcs_from_orjson
 
     text = layout.format(number)
     problem = stored_number_problem(number)
@@ -481,8 +481,8 @@ def test_the_fast_path_refuses_exactly_what_the_rule_refuses(number: str, layout
     except orjson.JSONDecodeError:
         return  # overflow: orjson refuses it itself
     out = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    assert _jcs_from_orjson(out, value, text.encode()) is None
-    assert _jcs_from_orjson(out, value) is None
+    assert jcs_from_orjson(out, value, text.encode()) is None
+    assert jcs_from_orjson(out, value) is None
 
 
 @FAST

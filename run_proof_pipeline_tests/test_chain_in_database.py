@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.aos_deployed import chained_run, ledger_entries

@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from run_proof_pipeline.cli.main import app
+from run_proof_pipeline.defs.checkpoint.job import run_proof_checkpoint
+from run_proof_pipeline.defs.resources import TraceStoreResource
 from run_proof_pipeline.ledger.checkpoint import SignedCheckpoint
-from run_proof_pipeline.ledger.dagster_checkpoint import run_proof_checkpoint
 from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey
-from run_proof_pipeline.pipeline.resources import TraceStoreResource
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
 from run_proof_pipeline_tests.store_fixtures import prove, record_run

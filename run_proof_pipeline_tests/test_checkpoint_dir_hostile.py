@@ -26,11 +26,11 @@ from typer.testing import CliRunner
 from run_proof_pipeline.cli.exit_codes import ExitCode
 from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.coordinator import RunProofCoordinator
+from run_proof_pipeline.defs.checkpoint.job import run_proof_checkpoint
+from run_proof_pipeline.defs.resources import TraceStoreResource
 from run_proof_pipeline.ledger.checkpoint import SignedCheckpoint
 from run_proof_pipeline.ledger.checkpoint_files import write_checkpoint
 from run_proof_pipeline.ledger.create import CreatedCheckpoint
-from run_proof_pipeline.ledger.dagster_checkpoint import run_proof_checkpoint
-from run_proof_pipeline.pipeline.resources import TraceStoreResource
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl
 from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
 from run_proof_pipeline_tests.store_fixtures import prove, record_run

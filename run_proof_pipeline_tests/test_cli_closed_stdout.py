@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.ledger.keys import generate_signing_key, write_signing_key
 from run_proof_pipeline.ledger.settings import default_origin
-from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import head_revision, upgrade
 from run_proof_pipeline_tests.cli_process import CLI, retire_words

@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 
 from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.coordinator import get_run_proof_coordinator
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline.sweep import SweepOptions, run_sweep

@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from run_proof_pipeline.cli.main import app
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline_tests.cli_process import CLI, file_size_limit, run_process
 from run_proof_pipeline_tests.store_fixtures import recorded_store

@@ -9,14 +9,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from run_proof_pipeline import local_postgres, server_binaries
-from run_proof_pipeline.local_postgres import LocalPostgres, LocalPostgresError, find_pg_bindir
-from run_proof_pipeline.server_binaries import (
+from run_proof_pipeline.embedded import binaries as server_binaries
+from run_proof_pipeline.embedded import server as local_postgres
+from run_proof_pipeline.embedded.binaries import (
     SERVER_ENV,
     ServerSettingError,
     server_setting,
     wheel_bindir,
 )
+from run_proof_pipeline.embedded.server import LocalPostgres, LocalPostgresError, find_pg_bindir
 
 WHEEL_MAJOR = "18"
 needs_wheel = pytest.mark.skipif(

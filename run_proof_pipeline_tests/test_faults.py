@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from dagster import DagsterEventType, HookContext, success_hook
 
-from run_proof_pipeline.local_postgres import LocalPostgres
-from run_proof_pipeline.pipeline.job import run_proof_plan
-from run_proof_pipeline.pipeline.resources import TraceStoreResource
+from run_proof_pipeline.defs.plan.job import run_proof_plan
+from run_proof_pipeline.defs.resources import TraceStoreResource
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.migrate import upgrade

@@ -23,6 +23,7 @@ import pytest
 import rfc8785
 
 from run_proof_pipeline.coordinator import RunProofResult, get_run_proof_coordinator
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.integrity import (
     CanonicalizationError,
     canonicalize,
@@ -45,7 +46,6 @@ from run_proof_pipeline.integrity.vectors import (
     InvalidVectorsFile,
     check_vectors,
 )
-from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.migrate import upgrade

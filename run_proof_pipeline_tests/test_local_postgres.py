@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from run_proof_pipeline.local_postgres import (
+from run_proof_pipeline.embedded.server import (
     DEFAULT_EMBEDDED_PORT,
     LocalPostgres,
     LocalPostgresError,

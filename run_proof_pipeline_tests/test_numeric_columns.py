@@ -20,8 +20,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.integrity import ChainVerifier, StoredTrace, genesis_hash, header_record
-from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.relations import UntrustedStore
 from run_proof_pipeline.store.step_rows import StepLineDecoder, StepRowDecoder

@@ -27,7 +27,7 @@ from run_proof_pipeline.cli.exit_codes import ExitCode
 from run_proof_pipeline.coordinator import RunProofCoordinator, RunProofResult
 from run_proof_pipeline.coordinator import run_proof as coordinator_module
 from run_proof_pipeline.coordinator.run_proof import WORKERS_ENV, default_workers
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.proof.segment_worker import SegmentTask
 from run_proof_pipeline.proof.segments import (
     SegmentWorkerError,

@@ -20,17 +20,17 @@ import pytest
 from dagster import DagsterInstance, RunRequest, SkipReason, build_schedule_context
 from typer.testing import CliRunner
 
-from run_proof_pipeline.automation.schedules import (
+from run_proof_pipeline.cli.main import app
+from run_proof_pipeline.defs.resources import TraceStoreResource
+from run_proof_pipeline.defs.retention.retirement import (
     RETIRE_OP,
     RetentionSettings,
     aos_retention_retirement,
     aos_retention_retirement_job,
     retention_settings,
 )
-from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.ledger.keys import generate_signing_key, write_signing_key
 from run_proof_pipeline.ledger.settings import default_origin
-from run_proof_pipeline.pipeline.resources import TraceStoreResource
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.aos_deployed import (

@@ -23,20 +23,20 @@ import pytest
 from psycopg.types.json import Jsonb
 from typer.testing import CliRunner
 
+from run_proof_pipeline.adoption.kinds import count_trace_kinds
 from run_proof_pipeline.cli.main import app
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.integrity import genesis_hash, header_record
 from run_proof_pipeline.ledger.entry import LedgerEntry
 from run_proof_pipeline.ledger.queries import entries_for_run
-from run_proof_pipeline.ledger.settings import load_ledger_settings
-from run_proof_pipeline.legacy.kinds import count_trace_kinds
-from run_proof_pipeline.legacy.retirement import (
+from run_proof_pipeline.ledger.retirement import (
     Retirement,
     RetirementError,
     audit_reuses,
     retire_run,
     reuse_after_retirement,
 )
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.ledger.settings import load_ledger_settings
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.migrate import current_revision, head_revision, upgrade
@@ -526,7 +526,7 @@ def _retirement_row(conn: psycopg.Connection[Any], run_id: str, key: Any) -> int
     """The INSERT retire_run makes (signed), inside the caller's open transaction."""
     import base64
 
-    from run_proof_pipeline.legacy.retirement import Tombstone
+    from run_proof_pipeline.ledger.retirement import Tombstone
 
     root, length = conn.execute(
         "SELECT root_hash, chain_length FROM aos_traces WHERE run_id = %s", (run_id,)

@@ -21,7 +21,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from run_proof_pipeline.local_postgres import LocalPostgres, _tail
+from run_proof_pipeline.embedded.server import LocalPostgres, _tail
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl, redact
 from run_proof_pipeline.store.engine import ResolvedDatabase, run_on_connection
 from run_proof_pipeline_tests.store_fixtures import password_store

@@ -28,6 +28,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.integrity import (
     CanonicalizationError,
     canonicalize,
@@ -37,7 +38,6 @@ from run_proof_pipeline.integrity import (
 from run_proof_pipeline.integrity.canonical import canonicalize_stored_json
 from run_proof_pipeline.integrity.timestamps import parse_timestamp
 from run_proof_pipeline.integrity.vectors import BUNDLED_VECTORS
-from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.sql import (
     CANONICAL_JSON_FUNCTIONS,

@@ -27,6 +27,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.integrity import CanonicalizationError, es6_number
 from run_proof_pipeline.integrity.canonical_v2 import canonicalize_v2, parse_stored_json_v2
 from run_proof_pipeline.integrity.records_v2 import (
@@ -36,7 +37,6 @@ from run_proof_pipeline.integrity.records_v2 import (
 )
 from run_proof_pipeline.integrity.timestamps import parse_timestamp
 from run_proof_pipeline.integrity.vectors import BUNDLED_VECTORS_V2, load_vectors_v2
-from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.sql import (
     CANONICAL_JSON_FUNCTIONS,

@@ -12,9 +12,8 @@ from dagster import (
     materialize,
 )
 
-from run_proof_pipeline.pipeline.resources import TraceStoreResource
-from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.sweep.dagster_assets import (
+from run_proof_pipeline.defs.resources import TraceStoreResource
+from run_proof_pipeline.defs.sweep.assets import (
     SWEEP_ASSET,
     SWEEP_CHECK,
     TENANTS,
@@ -22,6 +21,7 @@ from run_proof_pipeline.sweep.dagster_assets import (
     nightly_sweep,
     weekly_full_sweep,
 )
+from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline_tests.store_fixtures import owner_sql, record_run
 
 

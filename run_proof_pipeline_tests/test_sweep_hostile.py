@@ -28,7 +28,7 @@ import pytest
 from typer.testing import CliRunner
 
 from run_proof_pipeline.cli.main import app
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline.store.relations import UntrustedStore

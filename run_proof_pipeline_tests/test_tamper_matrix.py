@@ -24,8 +24,8 @@ from psycopg import sql
 
 from run_proof_pipeline.coordinator import RunProofCoordinator
 from run_proof_pipeline.coordinator import run_proof as coordinator_module
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.integrity import canonicalize, step_hash, step_record
-from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.store_fixtures import prove, record_run

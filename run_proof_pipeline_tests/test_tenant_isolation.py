@@ -26,7 +26,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy.exc import DBAPIError
 
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.harden import TenantScope, harden
 from run_proof_pipeline.store.migrate import upgrade

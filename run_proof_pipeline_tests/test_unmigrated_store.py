@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import head_revision, upgrade
 from run_proof_pipeline.store.relations import UntrustedStore

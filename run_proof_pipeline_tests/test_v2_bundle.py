@@ -25,9 +25,9 @@ from typer.testing import CliRunner
 
 from run_proof_pipeline.bundle.verify import verify_bundle_text
 from run_proof_pipeline.cli.main import app
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.integrity.canonical_v2 import parse_stored_json_v2
 from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey
-from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv

@@ -18,7 +18,7 @@ import pytest
 
 from run_proof_pipeline.coordinator import RunProofCoordinator, RunProofResult
 from run_proof_pipeline.coordinator import run_proof as coordinator_module
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.proof.stream import prove_traces
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import session_scope

@@ -18,11 +18,11 @@ import psycopg
 import pytest
 from dagster import SensorResult, build_sensor_context
 
-from run_proof_pipeline.automation.seal_cursor import SealCursor
-from run_proof_pipeline.automation.sensors import fetch_new_seals, new_sealed_traces
+from run_proof_pipeline.adoption.kinds import count_trace_kinds
+from run_proof_pipeline.defs.plan.seal_cursor import SealCursor
+from run_proof_pipeline.defs.plan.sensors import fetch_new_seals, new_sealed_traces
+from run_proof_pipeline.ledger.retirement import retire_run
 from run_proof_pipeline.ledger.settings import load_ledger_settings
-from run_proof_pipeline.legacy.kinds import count_trace_kinds
-from run_proof_pipeline.legacy.retirement import retire_run
 from run_proof_pipeline.plan.queries import latest_sealed_trace, run_id_holders
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.integrity.canonical_v2 import parse_stored_json_v2
 from run_proof_pipeline.integrity.records_v2 import (
     HEADER_V2_FIELDS,
@@ -29,7 +30,6 @@ from run_proof_pipeline.integrity.records_v2 import (
     seal_canonical_v2,
     step_canonical_v2,
 )
-from run_proof_pipeline.local_postgres import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.store_fixtures import prove

@@ -25,11 +25,11 @@ from dagster import DagsterInstance, materialize
 from run_proof_pipeline.cli.main import _verify_workers
 from run_proof_pipeline.coordinator import RunProofCoordinator
 from run_proof_pipeline.coordinator.run_proof import useful_segments
-from run_proof_pipeline.local_postgres import LocalPostgres
-from run_proof_pipeline.pipeline.resources import TraceStoreResource
+from run_proof_pipeline.defs.resources import TraceStoreResource
+from run_proof_pipeline.defs.sweep.assets import TENANTS, aos_traces_sweep
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline.sweep.dagster_assets import TENANTS, aos_traces_sweep
 from run_proof_pipeline_tests.store_fixtures import prove, record_run
 
 CLI = str(Path(sys.executable).with_name("run-proof"))

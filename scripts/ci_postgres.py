@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 
 from run_proof_pipeline.cli.dagster_env import LOCATION_VARIABLES
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -98,7 +98,7 @@ def dagster_storage_url() -> DatabaseUrl:
     configured = os.environ.get("DAGSTER_PG_URL")
     if configured is not None:
         return DatabaseUrl.parse(configured, variable="DAGSTER_PG_URL")
-    from run_proof_pipeline.local_postgres import embedded_default
+    from run_proof_pipeline.embedded.server import embedded_default
 
     # Located like the trace store's embedded default (RUN_PROOF_HOME, else the working
     # directory), so that both live on one server.
@@ -111,7 +111,7 @@ def dagster_storage_url() -> DatabaseUrl:
 def dagster_environment(database: ResolvedDatabase) -> DagsterEnvironment:
     home = dagster_home()
     storage = dagster_storage_url()
-    # As the plan's own default (pipeline/ops.py report_directory): the working directory's.
+    # As the plan's own default (defs/plan/ops.py report_directory): the working directory's.
     report_dir = Path(os.environ.get("RUN_PROOF_REPORT_DIR") or Path.cwd() / "reports")
     # The URLs go to the Dagster process in its environment only (never on its command line,
     # in run config or in tags, which Dagster stores): its steps show them redacted.

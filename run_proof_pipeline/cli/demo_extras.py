@@ -26,7 +26,7 @@ DEMO_KEY_NAME = "demo-signing.key"
 DEMO_CHECKPOINT_DIR = "checkpoints"
 # A full sweep each time: the demo's data is small, and "all VERIFIED" then means every run.
 FULL_SWEEP_CONFIG = json.dumps({"ops": {"aos_traces_sweep": {"config": {"full": True}}}})
-CHECKPOINT_JOB = "run_proof_checkpoint"  # ledger/dagster_checkpoint.py
+CHECKPOINT_JOB = "run_proof_checkpoint"  # defs/checkpoint/job.py
 CHECKPOINT_OP = "write_ledger_checkpoint"
 # Tags the demo's checkpoint run, so that it is found by this value (not "the latest run"),
 # and names the plan run it follows.
@@ -178,9 +178,9 @@ def _sweep_in_instance(plan_run_id: str) -> dict[str, object]:
 
     from dagster import AssetCheckKey, AssetRecordsFilter, DagsterInstance
 
-    from run_proof_pipeline.pipeline.checks import CHECK_DESCRIPTIONS, TRACE_STORE
+    from run_proof_pipeline.defs.plan.checks import CHECK_DESCRIPTIONS, TRACE_STORE
+    from run_proof_pipeline.defs.sweep.assets import SWEEP_ASSET, TENANTS
     from run_proof_pipeline.settings import DatabaseUrl
-    from run_proof_pipeline.sweep.dagster_assets import SWEEP_ASSET, TENANTS
     from run_proof_pipeline.sweep.tenants import sealed_tenants
 
     tenants = sealed_tenants(DatabaseUrl.parse(os.environ["DATABASE_URL"]))

@@ -221,8 +221,8 @@ class Expected:
 
 def _expected() -> tuple[Expected, ...]:
     # Imported when a command fails only: the CLI's start-up stays light.
+    from run_proof_pipeline.embedded.server import LocalPostgresError
     from run_proof_pipeline.ledger.checkpoint_files import OutputError
-    from run_proof_pipeline.local_postgres import LocalPostgresError
     from run_proof_pipeline.proof.segments import SegmentWorkerError
     from run_proof_pipeline.store.relations import UntrustedStore
 

@@ -29,7 +29,7 @@ def db_harden(
     apply row-level security by tenant. Without --tenant/--all-tenants the writer's
     bindings stay as they are."""
     # Deferred: main.py imports this module to register it.
-    from run_proof_pipeline.cli.main import _database
+    from run_proof_pipeline.cli.database import announced_database
     from run_proof_pipeline.store.harden import TenantScope, harden
 
     try:
@@ -37,7 +37,7 @@ def db_harden(
     except ValidationError as exc:
         reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
         raise CommandError(f"db harden: {reason}", ExitCode.USAGE) from None
-    resolved = _database()
+    resolved = announced_database()
     try:
         summary = harden(
             resolved.url, writer_role=writer_role, verifier_role=verifier_role, scope=scope

@@ -22,9 +22,9 @@ checkpoint_app = typer.Typer(
 
 def _resolved(*, machine_output: bool = False) -> ResolvedDatabase:
     # Deferred: main.py imports this module to register it.
-    from run_proof_pipeline.cli.main import _database
+    from run_proof_pipeline.cli.database import announced_database
 
-    return _database(machine_output=machine_output)
+    return announced_database(machine_output=machine_output)
 
 
 @checkpoint_app.command("create")

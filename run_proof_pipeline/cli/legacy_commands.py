@@ -1,6 +1,6 @@
 """`run-proof adopt` and `run-proof retire`: legacy AOS traces into the proven formats, and
 runs out of the store with a signed tombstone (one run, or every run created before a date,
-ahead of AOS's retention: legacy/retire_batch.py)."""
+ahead of AOS's retention: ledger/retire_batch.py)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from run_proof_pipeline.cli.exit_codes import ExitCode
 
 def _resolved():  # type: ignore[no-untyped-def]
     # Deferred: main.py imports this module to register it.
-    from run_proof_pipeline.cli.main import _database
+    from run_proof_pipeline.cli.database import announced_database
 
-    return _database()
+    return announced_database()
 
 
 def parse_time_option(value: str, option: str) -> datetime | None:
@@ -58,7 +58,7 @@ def adopt(
     """Adopt finished legacy AOS traces into format v2: hashes from their rows as they stand
     now, in columns and tables of ours (no AOS column changes), recorded in the ledger.
     Their proofs then cover changes since adoption."""
-    from run_proof_pipeline.legacy.adoption import (
+    from run_proof_pipeline.adoption.adopt import (
         AdoptionSelection,
         BatchDone,
         adopt_legacy_traces,
@@ -157,8 +157,8 @@ def retire(
 
 
 def _retire_one(tenant_id: str, run_id: str, reason: str) -> None:
+    from run_proof_pipeline.ledger.retirement import RetirementError, retire_run
     from run_proof_pipeline.ledger.settings import load_ledger_settings
-    from run_proof_pipeline.legacy.retirement import RetirementError, retire_run
     from run_proof_pipeline.store.engine import async_engine
 
     resolved = _resolved()
@@ -198,13 +198,13 @@ def _retire_one(tenant_id: str, run_id: str, reason: str) -> None:
 def _retire_created_before(
     tenant_id: str | None, cut: datetime, reason: str, batch_size: int
 ) -> None:
-    from run_proof_pipeline.ledger.settings import load_ledger_settings
-    from run_proof_pipeline.legacy.retire_batch import (
+    from run_proof_pipeline.ledger.retire_batch import (
         RetireBatchDone,
         RetireSelection,
         retire_created_before,
     )
-    from run_proof_pipeline.legacy.retirement import RetirementError
+    from run_proof_pipeline.ledger.retirement import RetirementError
+    from run_proof_pipeline.ledger.settings import load_ledger_settings
     from run_proof_pipeline.store.engine import async_engine
 
     resolved = _resolved()

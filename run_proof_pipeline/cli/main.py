@@ -12,10 +12,11 @@ from pathlib import Path
 
 import typer
 
+from run_proof_pipeline.cli.database import announced_database, embedded_store_ready
 from run_proof_pipeline.cli.errors import CommandError, handled, record_outcome
 from run_proof_pipeline.cli.exit_codes import STATUS_EXIT, ExitCode
 from run_proof_pipeline.proof.worker_limit import MAX_WORKERS
-from run_proof_pipeline.store.engine import ResolvedDatabase, async_engine, resolve_database
+from run_proof_pipeline.store.engine import async_engine
 
 app = typer.Typer(
     help="Prove that AI-agent run traces in PostgreSQL have not been altered.",
@@ -25,14 +26,6 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The trace store: migrations and the embedded default server.")
 app.add_typer(db_app, name="db")
-
-
-def _database(*, machine_output: bool = False) -> ResolvedDatabase:
-    resolved = resolve_database()
-    # First line of output, so nobody mistakes the demo database for theirs; on stderr when
-    # stdout must stay machine-readable.
-    print(resolved.banner(), file=sys.stderr if machine_output else sys.stdout)
-    return resolved
 
 
 @db_app.command("upgrade")
@@ -45,9 +38,9 @@ def db_upgrade(
     """Apply the trace store's migrations (idempotent); AOS's own tables are upgraded in place."""
     from run_proof_pipeline.store.migrate import head_revision, upgrade
 
-    resolved = _database()
+    resolved = announced_database()
     if check:
-        from run_proof_pipeline.legacy.upgrade_check import upgrade_plan
+        from run_proof_pipeline.store.upgrade_check import upgrade_plan
 
         print("\n".join(upgrade_plan(resolved.url).lines()))
         return
@@ -70,7 +63,7 @@ def db_start() -> None:
 @handled
 def db_stop() -> None:
     """Stop the embedded default PostgreSQL."""
-    from run_proof_pipeline.local_postgres import embedded_default
+    from run_proof_pipeline.embedded.server import embedded_default
 
     server = embedded_default()
     was_running = server.is_running()
@@ -100,7 +93,7 @@ def demo(
     from run_proof_pipeline.demo import seed_demo, store_is_empty
     from run_proof_pipeline.store.migrate import upgrade
 
-    resolved = _database()
+    resolved = announced_database()
     upgrade(resolved.url)
 
     async def run() -> None:
@@ -143,7 +136,7 @@ def verify(
 
     # Before anything else: a bad count (option or setting) is one line and exit 2.
     workers = _verify_workers(workers_option)
-    resolved = _database(machine_output=as_json)
+    resolved = announced_database(machine_output=as_json)
 
     async def run(progress: StepProgress | None) -> RunProofResult:
         async with session_scope(resolved.url) as session:
@@ -217,26 +210,6 @@ def vectors(path: Path = typer.Argument(..., help="A vectors file in the v1 form
     )
 
 
-def _embedded_store_ready(resolved: ResolvedDatabase) -> None:
-    """The embedded default is ours: migrate it and seed demo traces when it is empty.
-    A user's own database is never migrated or seeded implicitly."""
-    from run_proof_pipeline.demo import seed_demo, store_is_empty
-    from run_proof_pipeline.store.migrate import upgrade
-
-    upgrade(resolved.url)
-
-    async def seed() -> None:
-        engine = async_engine(resolved.url)
-        try:
-            if await store_is_empty(engine):
-                summary = await seed_demo(engine)
-                print(f"seeded {summary.traces} demo traces ({summary.steps} steps)")
-        finally:
-            await engine.dispose()
-
-    asyncio.run(seed())
-
-
 @app.command()
 @handled
 def plan(
@@ -265,9 +238,9 @@ def plan(
     )
 
     config = _plan_config(tenant_id, run_id, coordinator_tests)
-    resolved = _database()
+    resolved = announced_database()
     if resolved.embedded:
-        _embedded_store_ready(resolved)
+        embedded_store_ready(resolved)
     environment = dagster_environment(resolved)
     # A tag of this invocation's own finds its run afterwards (not "the latest run": a
     # schedule or sensor may have started one meanwhile).
@@ -326,8 +299,7 @@ def plan(
         # With no Dagster run there is no step line, only the one line saying so.
         where = "the line above" if steps.dagster_run_id is None else "the failed step above"
         raise CommandError(
-            f"the run-proof plan stopped: see {where} "
-            f"(dagster exit code {completed.returncode})",
+            f"the run-proof plan stopped: see {where} (dagster exit code {completed.returncode})",
             ExitCode.FAILED,
         )
     if not extras_ok:
@@ -338,7 +310,7 @@ def plan(
 
 
 def _plan_report(directory: Path, dagster_run_id: str | None, started: float) -> Path | None:
-    """The run's Markdown report: named by its Dagster run id (pipeline/ops.py), else the
+    """The run's Markdown report: named by its Dagster run id (defs/plan/ops.py), else the
     newest one written since the plan started (the run could not be read back)."""
     if dagster_run_id is not None:
         named = directory / f"run-proof-report-{dagster_run_id}.md"

@@ -30,7 +30,7 @@ STEPS: tuple[tuple[str, str], ...] = (
 )
 # Ops around the five steps: shown only when they failed (then the steps after did not run).
 OTHER_OPS = {"preconditions": "Preconditions", "output_report": "Output report"}
-SKIPPED_BY_CONFIGURATION = "skipped by configuration"  # as pipeline/ops.py reports Step 5
+SKIPPED_BY_CONFIGURATION = "skipped by configuration"  # as defs/plan/ops.py reports Step 5
 
 
 def open_plan_log(home: Path) -> tuple[Path, IO[bytes]]:
@@ -164,7 +164,7 @@ def _read_instance(tag: str) -> dict[str, object]:
     """In the helper process: the tagged run's status and each op's outcome."""
     from dagster import DagsterEventType, DagsterInstance, RunsFilter
 
-    from run_proof_pipeline.automation.alerts import run_stop, step_stop
+    from run_proof_pipeline.defs.plan.alerts import run_stop, step_stop
 
     with DagsterInstance.get() as instance:
         runs = instance.get_runs(filters=RunsFilter(tags={INVOCATION_TAG: tag}), limit=1)

@@ -46,7 +46,7 @@ def sweep(
 ) -> None:
     """Verify every sealed run not verified since its seal (or all with --full); exit 1 if
     any run FAILED."""
-    from run_proof_pipeline.cli.main import _database
+    from run_proof_pipeline.cli.database import announced_database
     from run_proof_pipeline.proof.worker_limit import check_workers
     from run_proof_pipeline.sweep import SweepOptions, run_sweep
     from run_proof_pipeline.sweep.runner import SweepWorkerError
@@ -56,7 +56,7 @@ def sweep(
     options = SweepOptions(
         full=full, tenant_id=tenant_id, since=_since(since), workers=workers, progress_every=0.5
     )
-    resolved = _database(machine_output=as_json)
+    resolved = announced_database(machine_output=as_json)
     try:
         with _progress_bar(enabled=not as_json and sys.stdout.isatty()) as on_progress:
             report = run_sweep(resolved.url, options, progress=on_progress)

@@ -268,11 +268,11 @@ def ui(
     from run_proof_pipeline.cli.dagster_env import dagster_environment, workspace_file
 
     # Deferred: main.py imports this module to register it.
-    from run_proof_pipeline.cli.main import _database, _embedded_store_ready
+    from run_proof_pipeline.cli.database import announced_database, embedded_store_ready
 
-    resolved = _database()
+    resolved = announced_database()
     if resolved.embedded:
-        _embedded_store_ready(resolved)
+        embedded_store_ready(resolved)
     environment = dagster_environment(resolved)
     print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={environment.home})", flush=True)
     command = [

@@ -52,6 +52,19 @@ WORKERS_ENV = "RUN_PROOF_VERIFY_WORKERS"
 _PARALLEL_SUMMARY_LIMIT = 10_000
 
 
+def step_summary(step: DecodedStep, include_payloads: bool) -> TraceStepSummary:
+    """A decoded step as AOS's callers see it (docs/aos-compat.md); payloads on request."""
+    return TraceStepSummary(
+        step_index=step.step_index,
+        skill_name=step.skill_name,
+        status=step.status,
+        duration_ms=step.duration_ms,
+        cost_cents=step.cost_cents,
+        params=step.params if include_payloads else None,
+        outcome_data=step.outcome_data if include_payloads else None,
+    )
+
+
 def default_workers() -> int:
     """Processes for one long run's proof: RUN_PROOF_VERIFY_WORKERS (1 to MAX_WORKERS, else a
     ConfigError naming it), else one per core up to 8."""
@@ -151,7 +164,7 @@ class RunProofCoordinator:
                 )
                 streamed: StreamedProof = segmented.proof
                 segment_workers = segmented.workers
-                summaries = [s.summary(include_payloads) for s in segmented.summaries]
+                summaries = [step_summary(s, include_payloads) for s in segmented.summaries]
                 truncated = streamed.steps_read > len(summaries)
             else:
                 segment_workers = 0
@@ -181,7 +194,7 @@ class RunProofCoordinator:
             nonlocal truncated, seen
             seen += 1
             if step_summary_limit is None or len(summaries) < step_summary_limit:
-                summaries.append(step.summary(include_payloads))
+                summaries.append(step_summary(step, include_payloads))
             else:
                 truncated = True
             if progress is not None and seen % self._progress_every == 0:

@@ -130,9 +130,9 @@ def _orjson_prints_fractions_like_es6() -> bool:
     return all(_dumps(p) == es6_number(p).encode() for p in probes if not p.is_integer())
 
 
-_NATIVE_FRACTIONS = _orjson_prints_fractions_like_es6()
-_LOW = 1e-5 if _NATIVE_FRACTIONS else math.inf  # disables the native path when False
-_TINY = 1e-6 if _NATIVE_FRACTIONS else 0.0
+NATIVE_FRACTIONS = _orjson_prints_fractions_like_es6()
+_LOW = 1e-5 if NATIVE_FRACTIONS else math.inf  # disables the native path when False
+_TINY = 1e-6 if NATIVE_FRACTIONS else 0.0
 _EXACT_INT_FLOAT = float(2**53)
 
 
@@ -748,7 +748,7 @@ _orjson_loads = orjson.loads
 # string equals its original).  -0.0 (JCS: `0`) is left to the walk.
 
 
-def _jcs_from_orjson(out: bytes, value: object, source: bytes | None = None) -> bytes | None:
+def jcs_from_orjson(out: bytes, value: object, source: bytes | None = None) -> bytes | None:
     """JCS bytes of `value` from orjson's sorted output `out`, or None when only the walk
     can tell (exponents, big integers, astral keys, -0.0, `.0` inside a string).
 
@@ -798,12 +798,12 @@ def canonicalize_stored_json(text: bytes | str) -> bytes:
     except orjson.JSONDecodeError:
         return canonicalize(parse_stored_json(text), strict=False)
     source = _source_bytes(text)
-    if _NATIVE_FRACTIONS:
+    if NATIVE_FRACTIONS:
         try:
             out = _dumps(value, option=_SORT)
         except orjson.JSONEncodeError:  # not expected (nesting is bounded above): exact path
             return canonicalize(parse_stored_json(text), strict=False)
-        exact = _jcs_from_orjson(out, value, source)
+        exact = jcs_from_orjson(out, value, source)
         if exact is not None:
             return exact
     if _may_break_number_rule(source):

@@ -24,19 +24,19 @@ import orjson
 
 from run_proof_pipeline.integrity.canonical import (
     _LOW,
-    _NATIVE_FRACTIONS,
     _TINY,
     MAX_JSON_DEPTH,
     MAX_RECORD_DEPTH,
     MAX_SAFE_INTEGER,
+    NATIVE_FRACTIONS,
     CanonicalizationError,
     FastPathRefused,
     UnrepresentableNesting,
     UnrepresentableNumber,
     _float_value,
-    _jcs_from_orjson,
     _source_bytes,
     es6_number,
+    jcs_from_orjson,
     json_depth,
     json_text_depth,
     needs_utf16_key_order,
@@ -437,7 +437,7 @@ def _exact_int(text: str) -> int:
     return int(Decimal(text))  # beyond the interpreter's int/str digit cap
 
 
-def _stored_nesting_problem(text: str | bytes) -> str | None:
+def stored_nesting_problem_v2(text: str | bytes) -> str | None:
     if isinstance(text, bytes):
         brackets = text.count(b"[") + text.count(b"{")
     else:
@@ -453,7 +453,7 @@ def parse_stored_json_v2(text: str | bytes) -> object:
     literals become int, other numbers Decimal.  NaN/Infinity literals, invalid JSON and
     nesting deeper than MAX_JSON_DEPTH raise CanonicalizationError (the depth is measured
     on the text before any parse, so no depth can hit the recursion limit)."""
-    problem = _stored_nesting_problem(text)
+    problem = stored_nesting_problem_v2(text)
     if problem is not None:
         raise CanonicalizationError(problem)
     try:
@@ -490,7 +490,7 @@ _RUN_CLASSES = _run_classes()
 _LONG_RUN = 300
 
 
-def _needs_exact_parse(source: bytes) -> bool:
+def needs_exact_parse(source: bytes) -> bool:
     if _EXPONENT.search(source) is not None:
         return True
     classes = source.translate(_RUN_CLASSES)
@@ -510,11 +510,11 @@ def _needs_exact_parse(source: bytes) -> bool:
 
 def canonicalize_stored_json_v2(text: str | bytes) -> bytes:
     """canonicalize_v2(parse_stored_json_v2(text)), with orjson's parse when it is exact."""
-    problem = _stored_nesting_problem(text)
+    problem = stored_nesting_problem_v2(text)
     if problem is not None:
         raise CanonicalizationError(problem)
     source = _source_bytes(text)
-    if not _needs_exact_parse(source):
+    if not needs_exact_parse(source):
         try:
             value = _loads(text)
         except orjson.JSONDecodeError:
@@ -524,9 +524,9 @@ def canonicalize_stored_json_v2(text: str | bytes) -> bytes:
                 out = _dumps(value, option=_SORT)
             except orjson.JSONEncodeError:
                 out = None
-            if out is not None and _NATIVE_FRACTIONS:
+            if out is not None and NATIVE_FRACTIONS:
                 # v1's check of orjson's output (integral floats, big ints, astral keys...)
-                fast = _jcs_from_orjson(out, value, b"")
+                fast = jcs_from_orjson(out, value, b"")
                 if fast is not None:
                     return fast
             return canonicalize_v2(value)

@@ -26,10 +26,10 @@ from run_proof_pipeline.ledger.queries import (
     ledger_trace_mismatches,
     read_entries,
 )
+from run_proof_pipeline.ledger.retirement import audit_reuses, audit_tombstones
 from run_proof_pipeline.ledger.settings import LedgerSettings
 from run_proof_pipeline.ledger.signed_head import SignedHead, load_signed_head
 from run_proof_pipeline.ledger.tree import LedgerTree
-from run_proof_pipeline.legacy.retirement import audit_reuses, audit_tombstones
 
 __all__ = ["AuditReport", "audit_ledger", "check_extends"]
 

@@ -21,11 +21,11 @@ from run_proof_pipeline.integrity import Anchor, IntegrityFailure
 from run_proof_pipeline.ledger.checkpoint import CheckpointProblem
 from run_proof_pipeline.ledger.entry import EntryKind, LedgerEntry
 from run_proof_pipeline.ledger.queries import entries_for_runs, ledger_context, read_entries
+from run_proof_pipeline.ledger.retirement import reuse_after_retirement
 from run_proof_pipeline.ledger.settings import load_ledger_settings
 from run_proof_pipeline.ledger.signed_head import SignedHead, load_signed_head
 from run_proof_pipeline.ledger.signed_tree import remember_signed_leaves, signed_leaves
 from run_proof_pipeline.ledger.tree import LedgerTree
-from run_proof_pipeline.legacy.retirement import reuse_after_retirement
 from run_proof_pipeline.store.snapshot import TraceRow
 
 _ANCHORING_KINDS = {EntryKind.SEAL.value, EntryKind.ADOPTION.value}

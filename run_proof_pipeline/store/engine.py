@@ -43,7 +43,7 @@ class ResolvedDatabase:
 
 def embedded_database_url() -> DatabaseUrl:
     """Start (or reuse) the project's own PostgreSQL server and return its trace database."""
-    from run_proof_pipeline.local_postgres import embedded_default
+    from run_proof_pipeline.embedded.server import embedded_default
 
     server = embedded_default()
     server.ensure_initialized()

@@ -33,17 +33,15 @@ from run_proof_pipeline.integrity import (
     stored_number_problem,
 )
 from run_proof_pipeline.integrity.canonical import (
-    _NATIVE_FRACTIONS,
     MAX_RECORD_DEPTH,
-    _jcs_from_orjson,
+    NATIVE_FRACTIONS,
     canonicalize_stored_json,
+    jcs_from_orjson,
     stored_nesting_problem,
 )
 
-if TYPE_CHECKING:  # pydantic stays out of the segment workers' imports
+if TYPE_CHECKING:
     import psycopg
-
-    from run_proof_pipeline.coordinator.models import TraceStepSummary
 
 __all__ = [
     "STEP_COLUMNS",
@@ -245,19 +243,6 @@ class DecodedStep:
 
     def __repr__(self) -> str:
         return f"DecodedStep(step_index={self.step_index}, step_hash={self.step_hash!r})"
-
-    def summary(self, include_payloads: bool) -> TraceStepSummary:
-        from run_proof_pipeline.coordinator.models import TraceStepSummary
-
-        return TraceStepSummary(
-            step_index=self.step_index,
-            skill_name=self.skill_name,
-            status=self.status,
-            duration_ms=self.duration_ms,
-            cost_cents=self.cost_cents,
-            params=self.params if include_payloads else None,
-            outcome_data=self.outcome_data if include_payloads else None,
-        )
 
 
 def _text(value: str | bytes | None) -> str | None:
@@ -615,7 +600,7 @@ def _payloads(outcome_data: bytes | None, params: bytes | None) -> bytes:
     than the format allows (docs/json-nesting.md) raises CanonicalizationError before any
     parse: the general path then names it.
     """
-    if _NATIVE_FRACTIONS:
+    if NATIVE_FRACTIONS:
         od = b"null" if outcome_data is None else outcome_data
         pa = b"null" if params is None else params
         exact = None
@@ -627,7 +612,7 @@ def _payloads(outcome_data: bytes | None, params: bytes | None) -> bytes:
         try:
             value = _loads(source)
             # The source lets the stored-number rule (docs/stored-numbers.md) scan the text once.
-            exact = _jcs_from_orjson(_dumps(value, option=_SORT), value, source)
+            exact = jcs_from_orjson(_dumps(value, option=_SORT), value, source)
         except (orjson.JSONDecodeError, orjson.JSONEncodeError):
             pass
         if exact is not None:

@@ -25,9 +25,9 @@ import orjson
 
 from run_proof_pipeline.integrity import CanonicalizationError, ChainSegment, ChainVerifier
 from run_proof_pipeline.integrity.canonical_v2 import (
-    _needs_exact_parse,
-    _stored_nesting_problem,
+    needs_exact_parse,
     parse_stored_json_v2,
+    stored_nesting_problem_v2,
 )
 from run_proof_pipeline.integrity.records_v2 import step_canonical_v2
 from run_proof_pipeline.integrity.timestamps import InvalidTimestamp
@@ -172,7 +172,7 @@ def _json(value: str | None) -> Any:
     if value is None:
         return None
     source = value.encode()
-    if _stored_nesting_problem(source) is None and not _needs_exact_parse(source):
+    if stored_nesting_problem_v2(source) is None and not needs_exact_parse(source):
         try:
             return _loads(source)
         except orjson.JSONDecodeError:

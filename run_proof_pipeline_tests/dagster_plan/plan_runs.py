@@ -13,8 +13,8 @@ from dagster import (
     MetadataValue,
 )
 
-from run_proof_pipeline.pipeline.job import run_proof_plan
-from run_proof_pipeline.pipeline.resources import TraceStoreResource
+from run_proof_pipeline.defs.plan.job import run_proof_plan
+from run_proof_pipeline.defs.resources import TraceStoreResource
 from run_proof_pipeline.settings import DatabaseUrl
 
 PLAN_STEPS = [

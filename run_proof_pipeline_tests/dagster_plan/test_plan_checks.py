@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from run_proof_pipeline.definitions import defs
-from run_proof_pipeline.pipeline.checks import (
+from run_proof_pipeline.defs.plan.checks import (
     CHAIN_LENGTH_CHECK,
     HASH_CHAIN_CHECK,
     SEAL_CHECK,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, validate_run_config
 
-from run_proof_pipeline.pipeline.job import run_proof_plan
+from run_proof_pipeline.defs.plan.job import run_proof_plan
 from run_proof_pipeline.plan import coordinator_tests
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl

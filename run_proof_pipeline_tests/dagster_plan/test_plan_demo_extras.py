@@ -32,11 +32,11 @@ from dagster import (
 
 from run_proof_pipeline.cli import demo_extras
 from run_proof_pipeline.cli.dagster_env import LOCATION_VARIABLES, dagster_environment
-from run_proof_pipeline.local_postgres import LocalPostgres
-from run_proof_pipeline.pipeline.checks import CHECK_DESCRIPTIONS, TRACE_STORE
+from run_proof_pipeline.defs.plan.checks import CHECK_DESCRIPTIONS, TRACE_STORE
+from run_proof_pipeline.defs.sweep.assets import SWEEP_ASSET
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import resolve_database
-from run_proof_pipeline.sweep.dagster_assets import SWEEP_ASSET
 from run_proof_pipeline_tests.dagster_plan.test_plan_cli import RUN_PROOF, _plan
 from run_proof_pipeline_tests.store_fixtures import record_run
 

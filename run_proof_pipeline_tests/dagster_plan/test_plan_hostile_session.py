@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from dagster import DagsterEventType, DagsterInstance
 
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline_tests.dagster_plan.plan_runs import (
     plan_config,

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.plan import messages
 from run_proof_pipeline.plan.report import REPORT_FIELDS
 from run_proof_pipeline.settings import DatabaseUrl
@@ -424,7 +424,7 @@ def test_step_3_proves_in_parallel_segments_and_names_the_first_bad_step(
 
 
 def test_step_3_progress_message_has_rate_and_eta() -> None:
-    from run_proof_pipeline.pipeline.ops import progress_message
+    from run_proof_pipeline.defs.plan.ops import progress_message
 
     assert progress_message(250, 1000, 2.0) == (
         "Step 3: verified 250/1000 steps (125 steps/s, ETA 6 s)"

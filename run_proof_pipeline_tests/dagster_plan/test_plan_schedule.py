@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from dagster import RunRequest, SkipReason, build_schedule_context, validate_run_config
 
-from run_proof_pipeline.automation.schedules import nightly_run_proof
-from run_proof_pipeline.pipeline.job import run_proof_plan
+from run_proof_pipeline.defs.plan.job import run_proof_plan
+from run_proof_pipeline.defs.plan.schedules import nightly_run_proof
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline_tests.dagster_plan.plan_runs import trace_store
 from run_proof_pipeline_tests.store_fixtures import BASE, record_run

@@ -21,7 +21,7 @@ from dagster import DagsterInstance
 from psycopg import sql
 
 from run_proof_pipeline.cli.dagster_env import LOCATION_VARIABLES
-from run_proof_pipeline.local_postgres import LocalPostgres
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline_tests.cli_process import CLI, run_process

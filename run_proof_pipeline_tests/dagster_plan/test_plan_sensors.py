@@ -21,14 +21,14 @@ from dagster import (
     build_sensor_context,
 )
 
-from run_proof_pipeline.automation import sensors
-from run_proof_pipeline.automation.seal_cursor import PENDING_SECONDS, SealCursor
-from run_proof_pipeline.automation.sensors import (
+from run_proof_pipeline.defs.plan import sensors
+from run_proof_pipeline.defs.plan.job import run_proof_plan
+from run_proof_pipeline.defs.plan.seal_cursor import PENDING_SECONDS, SealCursor
+from run_proof_pipeline.defs.plan.sensors import (
     fetch_new_seals,
     new_sealed_traces,
     run_proof_failure_alert,
 )
-from run_proof_pipeline.pipeline.job import run_proof_plan
 from run_proof_pipeline.plan import messages
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine

@@ -17,7 +17,7 @@ from dagster import (
 from sqlalchemy.exc import DBAPIError
 
 from run_proof_pipeline.coordinator.models import RunProofResult
-from run_proof_pipeline.pipeline.resources import TraceStoreResource
+from run_proof_pipeline.defs.resources import TraceStoreResource
 from run_proof_pipeline.plan.latest_sealed import prove_latest_sealed
 from run_proof_pipeline.plan.queries import TraceRef
 from run_proof_pipeline.plan.report import adoption_note

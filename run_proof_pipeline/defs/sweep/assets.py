@@ -9,8 +9,6 @@ is its own run, so the run queue runs tenants side by side (both cores here; on 
 one pod or Celery worker per run), and within a run `workers` processes share a big tenant.
 """
 
-import os
-
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -32,9 +30,10 @@ from dagster import (
 )
 from pydantic import Field
 
-from run_proof_pipeline.legacy.kinds import TraceKindCounts, count_trace_kinds
-from run_proof_pipeline.pipeline.checks import TRACE_STORE
-from run_proof_pipeline.pipeline.resources import TraceStoreResource
+from run_proof_pipeline.adoption.kinds import TraceKindCounts, count_trace_kinds
+from run_proof_pipeline.defs.deployment import DEPLOYMENT
+from run_proof_pipeline.defs.plan.checks import TRACE_STORE
+from run_proof_pipeline.defs.resources import TraceStoreResource
 from run_proof_pipeline.proof.worker_limit import MAX_WORKERS, check_workers
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl
 from run_proof_pipeline.store.engine import run_on_connection
@@ -45,9 +44,6 @@ from run_proof_pipeline.sweep.tenants import sealed_tenants
 SWEEP_ASSET = AssetKey("aos_traces_sweep")
 SWEEP_CHECK = "sweep_integrity"
 TENANTS = "tenants"
-SWEEP_CRON = os.environ.get("RUN_PROOF_SWEEP_CRON", "30 2 * * *")
-FULL_SWEEP_CRON = os.environ.get("RUN_PROOF_FULL_SWEEP_CRON", "30 3 * * 0")
-SWEEP_TIMEZONE = os.environ.get("RUN_PROOF_TIMEZONE", "UTC")
 # Failed runs listed in one check result (the count is always exact).
 LISTED_IN_CHECK = 200
 
@@ -198,8 +194,8 @@ def _requests(
 
 @schedule(
     job=aos_traces_sweep_job,
-    cron_schedule=SWEEP_CRON,
-    execution_timezone=SWEEP_TIMEZONE,
+    cron_schedule=DEPLOYMENT.sweep_cron,
+    execution_timezone=DEPLOYMENT.timezone,
     default_status=DefaultScheduleStatus.RUNNING,
     description="Nightly: every tenant, every sealed run not verified since its seal.",
 )
@@ -211,8 +207,8 @@ def nightly_sweep(
 
 @schedule(
     job=aos_traces_sweep_job,
-    cron_schedule=FULL_SWEEP_CRON,
-    execution_timezone=SWEEP_TIMEZONE,
+    cron_schedule=DEPLOYMENT.full_sweep_cron,
+    execution_timezone=DEPLOYMENT.timezone,
     default_status=DefaultScheduleStatus.RUNNING,
     description="Weekly: re-verify every sealed run (only this catches an edit of an old run).",
 )

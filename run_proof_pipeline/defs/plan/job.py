@@ -2,7 +2,7 @@
 
 from dagster import in_process_executor, job
 
-from run_proof_pipeline.pipeline.ops import (
+from run_proof_pipeline.defs.plan.ops import (
     output_report,
     preconditions,
     step_1_latest_trace,

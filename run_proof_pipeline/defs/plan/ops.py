@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from run_proof_pipeline.coordinator import RunProofResult, get_run_proof_coordinator
 from run_proof_pipeline.coordinator.run_proof import WORKERS_ENV, default_workers
-from run_proof_pipeline.pipeline.checks import proof_check_evaluations
-from run_proof_pipeline.pipeline.resources import TraceStoreResource
+from run_proof_pipeline.defs.plan.checks import proof_check_evaluations
+from run_proof_pipeline.defs.resources import TraceStoreResource
 from run_proof_pipeline.plan import messages
 from run_proof_pipeline.plan.coordinator_tests import (
     COORDINATOR_TESTS,

@@ -7,12 +7,10 @@ set where the code location loads, else STOPPED: signing needs a directory outsi
 database that the operator chooses first.
 """
 
-import os
 from pathlib import Path
 
 from dagster import (
     Config,
-    DefaultScheduleStatus,
     Failure,
     MetadataValue,
     OpExecutionContext,
@@ -24,14 +22,12 @@ from dagster import (
 from pydantic import Field
 from sqlalchemy.exc import DBAPIError
 
+from run_proof_pipeline.defs.deployment import DEPLOYMENT
+from run_proof_pipeline.defs.resources import TraceStoreResource
 from run_proof_pipeline.ledger.create import CheckpointRefused, create_checkpoint
 from run_proof_pipeline.ledger.settings import load_ledger_settings
 from run_proof_pipeline.ledger.snapshot_run import in_snapshot
-from run_proof_pipeline.pipeline.resources import TraceStoreResource
 from run_proof_pipeline.settings import ConfigError, redact
-
-CHECKPOINT_CRON = os.environ.get("RUN_PROOF_CHECKPOINT_CRON", "0 * * * *")
-CHECKPOINT_TIMEZONE = os.environ.get("RUN_PROOF_TIMEZONE", "UTC")
 
 
 class CheckpointConfig(Config):
@@ -81,11 +77,9 @@ def run_proof_checkpoint() -> None:
 run_proof_checkpoint_schedule = ScheduleDefinition(
     name="run_proof_checkpoint_schedule",
     job=run_proof_checkpoint,
-    cron_schedule=CHECKPOINT_CRON,
-    execution_timezone=CHECKPOINT_TIMEZONE,
-    default_status=DefaultScheduleStatus.RUNNING
-    if os.environ.get("RUN_PROOF_CHECKPOINT_DIR", "").strip()
-    else DefaultScheduleStatus.STOPPED,
+    cron_schedule=DEPLOYMENT.checkpoint_cron,
+    execution_timezone=DEPLOYMENT.timezone,
+    default_status=DEPLOYMENT.schedule_status(bool(DEPLOYMENT.checkpoint_dir)),
     description="Sign the ledger's tree head on a schedule (needs RUN_PROOF_SIGNING_KEY and "
     "RUN_PROOF_CHECKPOINT_DIR).",
 )

@@ -27,12 +27,13 @@ from dagster import (
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from run_proof_pipeline.automation.alerts import build_alert, post_webhook, run_stop, step_stop
-from run_proof_pipeline.automation.seal_cursor import SealCursor
-from run_proof_pipeline.automation.targets import plan_run_request
-from run_proof_pipeline.pipeline.checks import TRACE_STORE
-from run_proof_pipeline.pipeline.job import run_proof_plan
-from run_proof_pipeline.pipeline.resources import TraceStoreResource
+from run_proof_pipeline.defs.deployment import DEPLOYMENT
+from run_proof_pipeline.defs.plan.alerts import build_alert, post_webhook, run_stop, step_stop
+from run_proof_pipeline.defs.plan.checks import TRACE_STORE
+from run_proof_pipeline.defs.plan.job import run_proof_plan
+from run_proof_pipeline.defs.plan.run_requests import plan_run_request
+from run_proof_pipeline.defs.plan.seal_cursor import SealCursor
+from run_proof_pipeline.defs.resources import TraceStoreResource
 from run_proof_pipeline.settings import redact
 from run_proof_pipeline.store.engine import run_on_connection
 
@@ -57,11 +58,6 @@ class SealedTrace:
     seal_hash: str
     seal_seq: int
     chain_length: int
-
-
-def _sensor_status() -> DefaultSensorStatus:
-    wanted = os.environ.get("RUN_PROOF_SENSORS", "stopped").strip().lower()
-    return DefaultSensorStatus.RUNNING if wanted == "running" else DefaultSensorStatus.STOPPED
 
 
 def fetch_new_seals(
@@ -92,7 +88,7 @@ def fetch_new_seals(
 @sensor(
     job=run_proof_plan,
     minimum_interval_seconds=60,
-    default_status=_sensor_status(),
+    default_status=DEPLOYMENT.sensor_status(),
     description="One plan run per newly sealed trace with steps (run_key = trace id + seal).",
 )
 def new_sealed_traces(

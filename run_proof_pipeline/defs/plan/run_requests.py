@@ -2,7 +2,7 @@
 
 from dagster import RunConfig, RunRequest
 
-from run_proof_pipeline.pipeline.ops import CoordinatorTestsConfig, TargetConfig
+from run_proof_pipeline.defs.plan.ops import CoordinatorTestsConfig, TargetConfig
 
 
 def plan_run_request(

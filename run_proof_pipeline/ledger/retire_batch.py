@@ -28,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from run_proof_pipeline.ledger.keys import SigningKey
-from run_proof_pipeline.legacy.retirement import Retirement, RetirementError, retire_run
+from run_proof_pipeline.ledger.retirement import Retirement, RetirementError, retire_run
 
 
 class RetireSelection(BaseModel):

@@ -1,12 +1,8 @@
-"""Schedules: the nightly proof of the latest *sealed* trace, chosen when the tick fires; and
-the daily retirement of the runs AOS's retention deletes next (`aos_retention_retirement`).
+"""The daily retirement of the runs AOS's retention deletes next (`aos_retention_retirement`).
 
-Nightly: cron and timezone come from RUN_PROOF_NIGHTLY_CRON (default `0 2 * * *`) and
-RUN_PROOF_TIMEZONE (default `UTC`). Default status RUNNING: it fires whenever the daemon runs.
-
-Retention: RUN_PROOF_AOS_RETENTION_DAYS (AOS's N, default 30), RUN_PROOF_AOS_RETENTION_CRON
-(default `0 0 * * *`), RUN_PROOF_AOS_RETENTION_LEAD_HOURS (default 24); RUNNING only when
-RUN_PROOF_AOS_RETENTION_DAYS is set; it needs RUN_PROOF_SIGNING_KEY.
+Settings: RUN_PROOF_AOS_RETENTION_DAYS (AOS's N, default 30), RUN_PROOF_AOS_RETENTION_CRON
+(default `0 0 * * *`, through defs/deployment.py), RUN_PROOF_AOS_RETENTION_LEAD_HOURS (default
+24); RUNNING only when RUN_PROOF_AOS_RETENTION_DAYS is set; it needs RUN_PROOF_SIGNING_KEY.
 """
 
 import asyncio
@@ -16,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 
 from dagster import (
     Config,
-    DefaultScheduleStatus,
     Failure,
     MetadataValue,
     OpExecutionContext,
@@ -31,54 +26,20 @@ from dagster import (
 from pydantic import Field
 from sqlalchemy.exc import DBAPIError
 
-from run_proof_pipeline.automation.targets import plan_run_request
-from run_proof_pipeline.ledger.settings import load_ledger_settings
-from run_proof_pipeline.legacy.retire_batch import (
+from run_proof_pipeline.defs.deployment import DEPLOYMENT
+from run_proof_pipeline.defs.resources import TraceStoreResource
+from run_proof_pipeline.ledger.retire_batch import (
     BatchRetirementReport,
     RetireBatchDone,
     RetireSelection,
     retire_created_before,
 )
-from run_proof_pipeline.legacy.retirement import RetirementError
-from run_proof_pipeline.pipeline.job import run_proof_plan
-from run_proof_pipeline.pipeline.resources import TraceStoreResource
-from run_proof_pipeline.plan.queries import TraceRef, latest_sealed_trace
+from run_proof_pipeline.ledger.retirement import RetirementError
+from run_proof_pipeline.ledger.settings import load_ledger_settings
 from run_proof_pipeline.settings import ConfigError, redact
-from run_proof_pipeline.store.engine import async_engine, run_on_connection
+from run_proof_pipeline.store.engine import async_engine
 
-NIGHTLY_CRON = os.environ.get("RUN_PROOF_NIGHTLY_CRON", "0 2 * * *")
-NIGHTLY_TIMEZONE = os.environ.get("RUN_PROOF_TIMEZONE", "UTC")
-
-
-def find_latest_sealed(trace_store: TraceStoreResource) -> TraceRef | None:
-    return run_on_connection(trace_store.url(), latest_sealed_trace)
-
-
-@schedule(
-    job=run_proof_plan,
-    cron_schedule=NIGHTLY_CRON,
-    execution_timezone=NIGHTLY_TIMEZONE,
-    default_status=DefaultScheduleStatus.RUNNING,
-    description="Nightly: prove the latest sealed trace (a run in progress never turns it red).",
-)
-def nightly_run_proof(
-    context: ScheduleEvaluationContext, trace_store: TraceStoreResource
-) -> RunRequest | SkipReason:
-    trace = find_latest_sealed(trace_store)
-    if trace is None:
-        return SkipReason("no sealed trace in aos_traces yet")
-    return plan_run_request(
-        trace.tenant_id,
-        trace.run_id,
-        run_key=None,
-        coordinator_tests=True,
-        origin=f"schedule:{context.scheduled_execution_time:%Y-%m-%d}"
-        if context.scheduled_execution_time
-        else "schedule",
-    )
-
-
-# --- AOS's retention, retired first (issue 13 item 5, run_proof_pipeline/legacy/retire_batch.py)
+# AOS's retention, retired first (run_proof_pipeline/ledger/retire_batch.py).
 #
 # AOS's retention (`cleanup_old_traces`) deletes the traces created more than N days before it
 # runs, and fails whole if one row is refused. This schedule signs a tombstone for every format
@@ -88,8 +49,6 @@ def nightly_run_proof(
 # (created_at < then - N days) holds retired runs only. A smaller RUN_PROOF_AOS_RETENTION_LEAD_HOURS
 # fits an operator who runs this just before AOS's job (at least the gap between the two).
 
-RETENTION_CRON = os.environ.get("RUN_PROOF_AOS_RETENTION_CRON", "0 0 * * *")
-RETENTION_TIMEZONE = os.environ.get("RUN_PROOF_TIMEZONE", "UTC")
 RETIRE_OP = "retire_runs_before_aos_retention"
 
 
@@ -218,12 +177,10 @@ def aos_retention_retirement_job() -> None:
 @schedule(
     name="aos_retention_retirement",
     job=aos_retention_retirement_job,
-    cron_schedule=RETENTION_CRON,
-    execution_timezone=RETENTION_TIMEZONE,
+    cron_schedule=DEPLOYMENT.aos_retention_cron,
+    execution_timezone=DEPLOYMENT.timezone,
     # Opt-in: a tombstone lets a proven run be deleted, and N must be AOS's own setting.
-    default_status=DefaultScheduleStatus.RUNNING
-    if os.environ.get("RUN_PROOF_AOS_RETENTION_DAYS", "").strip()
-    else DefaultScheduleStatus.STOPPED,
+    default_status=DEPLOYMENT.schedule_status(bool(DEPLOYMENT.aos_retention_days)),
     description="Daily, ahead of AOS's retention: a signed tombstone for every format run "
     "created before now - RUN_PROOF_AOS_RETENTION_DAYS (+ a lead of a day).",
 )

@@ -1,1 +1,0 @@
-"""When proofs run by themselves: the nightly schedule and the sensors."""

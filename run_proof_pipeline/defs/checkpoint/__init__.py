@@ -1,0 +1,1 @@
+"""The ledger's signed checkpoint in Dagster: the job and its schedule."""

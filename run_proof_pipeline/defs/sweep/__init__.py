@@ -1,0 +1,1 @@
+"""The sweep in Dagster: every sealed run of every tenant, one partition per tenant."""

@@ -1,1 +1,0 @@
-"""The seed's test plan as a Dagster job: one op per plan step, gated."""
