@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 DEMO_KEY_NAME = "demo-signing.key"
 DEMO_CHECKPOINT_DIR = "checkpoints"
@@ -76,11 +76,12 @@ def _sweep_and_checks(
     return sweep_lines(data)
 
 
-def sweep_lines(data: dict[str, object]) -> tuple[list[str], bool]:
-    tenants: dict[str, dict[str, object]] = data.get("tenants", {})  # type: ignore[assignment]
+def sweep_lines(data: dict[str, Any]) -> tuple[list[str], bool]:
+    """`data` is the helper process's JSON (its shape: `_sweep_in_instance`)."""
+    tenants: dict[str, dict[str, Any]] = data.get("tenants", {})
     problems = [f"{t}: {r['error']}" for t, r in tenants.items() if r.get("error")]
-    runs = sum(int(r.get("runs", 0)) for r in tenants.values())  # type: ignore[call-overload]
-    failures = sum(int(r.get("failures", 0)) for r in tenants.values())  # type: ignore[call-overload]
+    runs = sum(int(r.get("runs", 0)) for r in tenants.values())
+    failures = sum(int(r.get("failures", 0)) for r in tenants.values())
     lines: list[str] = []
     if problems:
         lines.append(f"Sweep of every tenant: failed: {'; '.join(problems)}")
@@ -94,7 +95,7 @@ def sweep_lines(data: dict[str, object]) -> tuple[list[str], bool]:
     else:
         lines.append(f"Sweep of every tenant: {runs} runs in {len(tenants)} tenants, all VERIFIED")
     sweep_ok = not problems and bool(tenants) and not failures
-    checks: dict[str, bool] = data.get("checks", {})  # type: ignore[assignment]
+    checks: dict[str, bool] = data.get("checks", {})
     if checks:
         passed = sum(1 for v in checks.values() if v)
         lines.append(
@@ -216,10 +217,16 @@ def _sweep_in_instance(plan_run_id: str) -> dict[str, object]:
                 AssetRecordsFilter(asset_key=SWEEP_ASSET, asset_partitions=[tenant]), limit=1
             ).records
             record = records[0] if records else None
-            if completed.returncode != 0 or record is None or record.timestamp < started:
+            materialization = record.asset_materialization if record is not None else None
+            if (
+                completed.returncode != 0
+                or record is None
+                or materialization is None
+                or record.timestamp < started
+            ):
                 results[tenant] = {"error": f"dagster exit code {completed.returncode}"}
                 continue
-            metadata = record.asset_materialization.metadata  # type: ignore[union-attr]
+            metadata = materialization.metadata
             results[tenant] = {
                 "runs": metadata["runs"].value,
                 "failures": metadata["failures"].value,

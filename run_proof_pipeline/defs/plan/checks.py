@@ -1,6 +1,7 @@
 """The trace store asset and the checks every proof records against it."""
 
 from collections.abc import Iterator
+from typing import Any
 
 from dagster import (
     AssetCheckEvaluation,
@@ -58,7 +59,7 @@ def proof_check_evaluations(
 ) -> list[AssetCheckEvaluation]:
     integrity = result.integrity
     failure = integrity.failure
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "tenant_id": trace.tenant_id,
         "run_id": trace.run_id,
         "chain_length": integrity.chain_length,
@@ -96,7 +97,7 @@ def proof_check_evaluations(
             check_name=name,
             passed=passed,
             severity=AssetCheckSeverity.ERROR,
-            metadata=metadata,  # type: ignore[arg-type]
+            metadata=metadata,
             # Per result, so rows of the check history tell runs apart at a glance.
             description=f"{CHECK_DESCRIPTIONS[name]} {summary}",
         )
