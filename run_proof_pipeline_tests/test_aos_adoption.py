@@ -18,7 +18,7 @@ from run_proof_pipeline.coordinator.run_proof import LEGACY_REASON
 from run_proof_pipeline.ledger.queries import ledger_trace_mismatches
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.aos_fixtures import (
+from run_proof_pipeline_tests.support.aos_fixtures import (
     AOS_TRACE_COLUMNS,
     LEGACY_BASE,
     aos_complete_trace,
@@ -27,7 +27,7 @@ from run_proof_pipeline_tests.aos_fixtures import (
     sql,
     table_contents,
 )
-from run_proof_pipeline_tests.dagster_plan.plan_runs import (
+from run_proof_pipeline_tests.support.plan_runs import (
     PLAN_STEPS,
     plan_config,
     run_plan,
@@ -35,7 +35,7 @@ from run_proof_pipeline_tests.dagster_plan.plan_runs import (
     succeeded_steps,
     trace_store,
 )
-from run_proof_pipeline_tests.store_fixtures import owner_sql, prove, record_run
+from run_proof_pipeline_tests.support.stores import owner_sql, prove, record_run
 
 # Of the fixture's legacy traces: finished, one trace per run id across all tenants.
 ADOPTABLE = {("acme", "run-a"), ("acme", "run-empty"), ("globex", "run-ü")}

@@ -33,7 +33,7 @@ from run_proof_pipeline.integrity import (
 )
 from run_proof_pipeline.ledger.queries import ledger_trace_mismatches
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.aos_deployed import (
+from run_proof_pipeline_tests.support.aos_deployed import (
     AOS_TRIGGERS,
     aos_trigger_definitions,
     connect,
@@ -41,18 +41,18 @@ from run_proof_pipeline_tests.aos_deployed import (
     row_dumps,
     store_trace,
 )
-from run_proof_pipeline_tests.aos_deployed import (
+from run_proof_pipeline_tests.support.aos_deployed import (
     create_aos_deployed_store as create_store,
 )
-from run_proof_pipeline_tests.aos_fixtures import on
-from run_proof_pipeline_tests.dagster_plan.plan_runs import (
+from run_proof_pipeline_tests.support.aos_fixtures import on
+from run_proof_pipeline_tests.support.plan_runs import (
     PLAN_STEPS,
     plan_config,
     run_plan,
     succeeded_steps,
     trace_store,
 )
-from run_proof_pipeline_tests.store_fixtures import prove
+from run_proof_pipeline_tests.support.stores import prove
 from run_proof_pipeline_tests.test_ledger_support import tamper
 
 # Of the fixture's legacy traces: finished, one trace per run id (tenant, run, steps).

@@ -30,7 +30,7 @@ from run_proof_pipeline.ledger.keys import generate_signing_key
 from run_proof_pipeline.ledger.retirement import retire_run
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
-from run_proof_pipeline_tests.aos_deployed import (
+from run_proof_pipeline_tests.support.aos_deployed import (
     AOS_TRIGGERS,
     ChainedRun,
     aos_trigger_definitions,
@@ -48,7 +48,7 @@ from run_proof_pipeline_tests.aos_deployed import (
     start_trace,
     store_trace,
 )
-from run_proof_pipeline_tests.store_fixtures import prove
+from run_proof_pipeline_tests.support.stores import prove
 
 Dumps = dict[str, dict[str, dict[str, Any]]]
 OURS = {

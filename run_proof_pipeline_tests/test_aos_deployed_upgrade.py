@@ -24,7 +24,7 @@ from run_proof_pipeline.coordinator.run_proof import LEGACY_REASON
 from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import current_revision, head_revision
-from run_proof_pipeline_tests.aos_deployed import (
+from run_proof_pipeline_tests.support.aos_deployed import (
     ANCIENT_CREATED,
     AOS_TRIGGERS,
     LEGACY_CREATED,
@@ -42,7 +42,7 @@ from run_proof_pipeline_tests.aos_deployed import (
     start_trace,
     store_trace,
 )
-from run_proof_pipeline_tests.store_fixtures import prove
+from run_proof_pipeline_tests.support.stores import prove
 
 # Columns the upgrade adds; everything else in a row is AOS's and must not change.
 OURS = {"genesis_hash", "chain_length", "seal_seq", "adopted_at", "aos_root_hash"}

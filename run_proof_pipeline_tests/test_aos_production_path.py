@@ -26,15 +26,15 @@ from run_proof_pipeline.cli.dagster_env import LOCATION_VARIABLES
 from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.aos_deployed import (
+from run_proof_pipeline_tests.support.aos_deployed import (
     complete_trace,
     connect,
     create_aos_deployed_store,
     record_step,
     start_trace,
 )
-from run_proof_pipeline_tests.cli_process import run_process
-from run_proof_pipeline_tests.store_fixtures import prove
+from run_proof_pipeline_tests.support.cli_process import run_process
+from run_proof_pipeline_tests.support.stores import prove
 
 pytestmark = pytest.mark.slow
 

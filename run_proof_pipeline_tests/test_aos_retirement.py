@@ -20,12 +20,12 @@ from run_proof_pipeline.ledger.retirement import Tombstone, audit_tombstones
 from run_proof_pipeline.ledger.settings import load_ledger_settings
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.aos_fixtures import (
+from run_proof_pipeline_tests.support.aos_fixtures import (
     aos_archive_trace,
     on,
     sql,
 )
-from run_proof_pipeline_tests.store_fixtures import owner_sql, record_run
+from run_proof_pipeline_tests.support.stores import owner_sql, record_run
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from run_proof_pipeline.coordinator.run_proof import LEGACY_REASON
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import current_revision, head_revision, upgrade
 from run_proof_pipeline.store.recorder import DuplicateRun
-from run_proof_pipeline_tests.aos_fixtures import (
+from run_proof_pipeline_tests.support.aos_fixtures import (
     LEGACY_BASE,
     LEGACY_STEP_COUNT,
     LEGACY_TRACES,
@@ -27,7 +27,7 @@ from run_proof_pipeline_tests.aos_fixtures import (
     aos_insert_trace,
     sql,
 )
-from run_proof_pipeline_tests.store_fixtures import prove, record_run
+from run_proof_pipeline_tests.support.stores import prove, record_run
 
 SCHEMA_SQL = """
 SELECT coalesce(json_agg(x ORDER BY x), '[]') FROM (

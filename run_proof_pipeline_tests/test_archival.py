@@ -30,10 +30,10 @@ from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.migrate import current_revision, head_revision, upgrade
-from run_proof_pipeline_tests.aos_deployed import archive_trace, create_aos_deployed_store
-from run_proof_pipeline_tests.store_fixtures import BASE, record_run, run
+from run_proof_pipeline_tests.support.aos_deployed import archive_trace, create_aos_deployed_store
+from run_proof_pipeline_tests.support.stores import BASE, record_run, run
+from run_proof_pipeline_tests.support.v1_writer import V1TraceWriter
 from run_proof_pipeline_tests.test_ledger_support import audit, make_checkpoint
-from run_proof_pipeline_tests.v1_writer import V1TraceWriter
 
 TENANT = "tenant-arch"
 ADD_ARCHIVED_AT = (

@@ -23,10 +23,10 @@ from run_proof_pipeline.ledger.keys import generate_signing_key
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.recorder import InvalidRecord, TraceRecorder, TraceSealed
-from run_proof_pipeline_tests.cli_process import CLI, run_process, verify_run
-from run_proof_pipeline_tests.store_fixtures import BASE, make_step, record_run, run
+from run_proof_pipeline_tests.support.cli_process import CLI, run_process, verify_run
+from run_proof_pipeline_tests.support.stores import BASE, make_step, record_run, run
+from run_proof_pipeline_tests.support.v1_writer import V1TraceWriter
 from run_proof_pipeline_tests.test_ledger_support import ledger_entries, one
-from run_proof_pipeline_tests.v1_writer import V1TraceWriter
 
 SECRET = "s3cret-pw"
 

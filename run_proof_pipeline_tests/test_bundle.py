@@ -24,8 +24,8 @@ from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey, generate_signing_key
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
-from run_proof_pipeline_tests.store_fixtures import record_run
+from run_proof_pipeline_tests.support.ledger_fixtures import CheckpointEnv
+from run_proof_pipeline_tests.support.stores import record_run
 from run_proof_pipeline_tests.test_ledger_support import make_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,10 +35,10 @@ from run_proof_pipeline.ledger.keys import (
     write_signing_key,
 )
 from run_proof_pipeline.ledger.settings import LedgerSettings
+from run_proof_pipeline.plan.coordinator_checks.fixtures import NewDatabase
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.conftest import NewDatabase
-from run_proof_pipeline_tests.store_fixtures import record_run
+from run_proof_pipeline_tests.support.stores import record_run
 from run_proof_pipeline_tests.test_ledger_support import ledger_entries
 
 CLI = str(Path(sys.executable).with_name("run-proof"))

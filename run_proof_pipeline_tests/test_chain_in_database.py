@@ -19,8 +19,8 @@ import pytest
 from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.aos_deployed import chained_run, ledger_entries
-from run_proof_pipeline_tests.store_fixtures import record_run
+from run_proof_pipeline_tests.support.aos_deployed import chained_run, ledger_entries
+from run_proof_pipeline_tests.support.stores import record_run
 
 TENANT = "acme"
 

@@ -18,8 +18,8 @@ from run_proof_pipeline.defs.resources import TraceStoreResource
 from run_proof_pipeline.ledger.checkpoint import SignedCheckpoint
 from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
-from run_proof_pipeline_tests.store_fixtures import prove, record_run
+from run_proof_pipeline_tests.support.ledger_fixtures import CheckpointEnv
+from run_proof_pipeline_tests.support.stores import prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
     audit,
     ledger_entries,

@@ -32,8 +32,8 @@ from run_proof_pipeline.ledger.checkpoint import SignedCheckpoint
 from run_proof_pipeline.ledger.checkpoint_files import write_checkpoint
 from run_proof_pipeline.ledger.create import CreatedCheckpoint
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl
-from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
-from run_proof_pipeline_tests.store_fixtures import prove, record_run
+from run_proof_pipeline_tests.support.ledger_fixtures import CheckpointEnv
+from run_proof_pipeline_tests.support.stores import prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
     RunShape,
     Statement,

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.store_fixtures import owner_sql, record_run
+from run_proof_pipeline_tests.support.stores import owner_sql, record_run
 
 VECTORS = Path(__file__).resolve().parents[1] / "run_proof_pipeline/integrity/data"
 

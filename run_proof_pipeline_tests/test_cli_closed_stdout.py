@@ -26,8 +26,8 @@ from run_proof_pipeline.ledger.keys import generate_signing_key, write_signing_k
 from run_proof_pipeline.ledger.settings import default_origin
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import head_revision, upgrade
-from run_proof_pipeline_tests.cli_process import CLI, retire_words
-from run_proof_pipeline_tests.store_fixtures import record_run
+from run_proof_pipeline_tests.support.cli_process import CLI, retire_words
+from run_proof_pipeline_tests.support.stores import record_run
 from run_proof_pipeline_tests.test_ledger_support import one, tamper
 
 TENANT = "tenant-s"

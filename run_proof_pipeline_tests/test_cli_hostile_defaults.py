@@ -36,15 +36,15 @@ from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline.sweep import SweepOptions, run_sweep
-from run_proof_pipeline_tests.aos_fixtures import (
+from run_proof_pipeline_tests.support.aos_fixtures import (
     LEGACY_BASE,
     all_aos_contents,
     aos_insert_step,
     aos_insert_trace,
     create_aos_store,
 )
-from run_proof_pipeline_tests.cli_process import CLI, retire_words, run_process
-from run_proof_pipeline_tests.store_fixtures import prove, record_run
+from run_proof_pipeline_tests.support.cli_process import CLI, retire_words, run_process
+from run_proof_pipeline_tests.support.stores import prove, record_run
 from run_proof_pipeline_tests.test_hostile_session import _reset_default, _set_default
 from run_proof_pipeline_tests.test_ledger_support import audit, make_checkpoint, one, tamper
 

@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.cli_process import CLI, file_size_limit, run_process
-from run_proof_pipeline_tests.store_fixtures import recorded_store
+from run_proof_pipeline_tests.support.cli_process import CLI, file_size_limit, run_process
+from run_proof_pipeline_tests.support.stores import recorded_store
 
 TENANT, RUN = "tenant-o", "run-out"
 OLD = b'{"a key file, or anything": "that must survive"}\n'

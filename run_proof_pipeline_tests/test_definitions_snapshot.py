@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from run_proof_pipeline_tests.cli_process import run_process
+from run_proof_pipeline_tests.support.cli_process import run_process
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = Path(__file__).resolve().parent / "snapshots" / "definitions.json"

@@ -23,7 +23,7 @@ import pytest
 from run_proof_pipeline.cli.dagster_env import shipped_file
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.browser.dagster_ui import free_port
+from run_proof_pipeline_tests.support.dagster_ui import free_port
 
 DEPLOY = project_root() / "deploy"
 UNITS = ("run-proof-code-location", "run-proof-webserver", "run-proof-daemon")

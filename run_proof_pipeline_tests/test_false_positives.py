@@ -27,7 +27,7 @@ from run_proof_pipeline.integrity import (
 )
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import session_scope
-from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
+from run_proof_pipeline_tests.support.ledger_fixtures import CheckpointEnv
 from run_proof_pipeline_tests.test_ledger_support import (
     audit,
     make_checkpoint,

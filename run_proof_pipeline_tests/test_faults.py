@@ -25,7 +25,7 @@ from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline.store.recorder import TraceRecorder, TraceStart
-from run_proof_pipeline_tests.store_fixtures import BASE, make_step, prove, record_run
+from run_proof_pipeline_tests.support.stores import BASE, make_step, prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import audit, ledger_entries, one
 
 pytestmark = pytest.mark.slow
@@ -96,7 +96,7 @@ WRITER = textwrap.dedent(
     from run_proof_pipeline.settings import DatabaseUrl
     from run_proof_pipeline.store.engine import async_engine
     from run_proof_pipeline.store.recorder import TraceRecorder, TraceStart
-    from run_proof_pipeline_tests.store_fixtures import BASE, make_step
+    from run_proof_pipeline_tests.support.stores import BASE, make_step
 
     async def main(url):
         engine = async_engine(DatabaseUrl.parse(url))

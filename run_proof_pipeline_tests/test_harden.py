@@ -25,7 +25,7 @@ from run_proof_pipeline.store.harden import (
 )
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline.store.relations import StoreNotMigrated
-from run_proof_pipeline_tests.store_fixtures import prove, record_run
+from run_proof_pipeline_tests.support.stores import prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import audit, ledger_entries
 
 TENANT_A = TenantScope(tenants=("tenant-a",))
@@ -312,7 +312,7 @@ def test_the_recorder_writes_through_row_level_security_as_the_writer(
     from sqlalchemy.pool import NullPool
 
     from run_proof_pipeline.store.recorder import InvalidRecord, TraceRecorder, TraceStart
-    from run_proof_pipeline_tests.store_fixtures import BASE, make_step, prove, run
+    from run_proof_pipeline_tests.support.stores import BASE, make_step, prove, run
 
     url, writer, _verifier = hardened
 

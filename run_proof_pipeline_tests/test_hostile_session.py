@@ -29,7 +29,7 @@ from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline.store.relations import UntrustedStore
 from run_proof_pipeline.sweep import SweepOptions, run_sweep
-from run_proof_pipeline_tests.store_fixtures import prove, record_run
+from run_proof_pipeline_tests.support.stores import prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
     audit,
     make_checkpoint,

@@ -11,7 +11,7 @@ import rfc8785
 from psycopg.types.json import Jsonb
 
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.store_fixtures import prove
+from run_proof_pipeline_tests.support.stores import prove
 
 HEADER = {
     "tenant_id": "tenant-x",

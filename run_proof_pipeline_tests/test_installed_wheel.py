@@ -35,8 +35,8 @@ from run_proof_pipeline.cli.dagster_env import LOCATION_VARIABLES
 from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.browser.dagster_ui import free_port
-from run_proof_pipeline_tests.store_fixtures import recorded_store
+from run_proof_pipeline_tests.support.dagster_ui import free_port
+from run_proof_pipeline_tests.support.stores import recorded_store
 from run_proof_pipeline_tests.test_ui_signals import (
     STOP_LIMIT_SECONDS,
     _descendants,

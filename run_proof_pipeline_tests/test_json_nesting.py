@@ -56,10 +56,10 @@ from run_proof_pipeline.store.recorder import (
 )
 from run_proof_pipeline.store.step_rows import StepLineDecoder, StepRowDecoder
 from run_proof_pipeline.sweep import SweepOptions, run_sweep
-from run_proof_pipeline_tests.cli_process import CLI, run_process, verify_run
-from run_proof_pipeline_tests.store_fixtures import BASE, make_step, prove, record_run, run
+from run_proof_pipeline_tests.support.cli_process import CLI, run_process, verify_run
+from run_proof_pipeline_tests.support.stores import BASE, make_step, prove, record_run, run
+from run_proof_pipeline_tests.support.v1_writer import V1TraceWriter
 from run_proof_pipeline_tests.test_ledger_support import one, tamper
-from run_proof_pipeline_tests.v1_writer import V1TraceWriter
 
 LIMIT = MAX_JSON_DEPTH
 TENANT = "tenant-n"

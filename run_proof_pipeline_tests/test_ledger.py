@@ -8,7 +8,7 @@ import pytest
 
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.store_fixtures import prove, record_run
+from run_proof_pipeline_tests.support.stores import prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import ledger_entries, one, tamper
 
 pytestmark = pytest.mark.usefixtures("store")

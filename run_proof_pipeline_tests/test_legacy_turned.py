@@ -21,8 +21,8 @@ from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline.sweep import SweepOptions, run_sweep
-from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
-from run_proof_pipeline_tests.store_fixtures import BASE, prove, record_run
+from run_proof_pipeline_tests.support.ledger_fixtures import CheckpointEnv
+from run_proof_pipeline_tests.support.stores import BASE, prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
     audit,
     ledger_entries,

@@ -26,7 +26,7 @@ from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.relations import UntrustedStore
 from run_proof_pipeline.store.step_rows import StepLineDecoder, StepRowDecoder
 from run_proof_pipeline.sweep import SweepOptions, run_sweep
-from run_proof_pipeline_tests.store_fixtures import recorded_store
+from run_proof_pipeline_tests.support.stores import recorded_store
 from run_proof_pipeline_tests.test_ledger_support import one, tamper
 
 CLI = str(Path(sys.executable).with_name("run-proof"))

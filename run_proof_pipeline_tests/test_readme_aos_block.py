@@ -24,7 +24,7 @@ from run_proof_pipeline.cli.dagster_env import LOCATION_VARIABLES
 from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.aos_deployed import connect, create_aos_deployed_store
+from run_proof_pipeline_tests.support.aos_deployed import connect, create_aos_deployed_store
 from run_proof_pipeline_tests.test_installed_wheel import _git_status
 
 ROOT = project_root()

@@ -21,7 +21,7 @@ from run_proof_pipeline.cli.dagster_env import LOCATION_VARIABLES
 from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.store_fixtures import owner_sql, recorded_store
+from run_proof_pipeline_tests.support.stores import owner_sql, recorded_store
 
 ROOT = project_root()
 # The block's placeholders, exactly as README.md writes them.

@@ -33,7 +33,7 @@ from run_proof_pipeline.ledger.keys import generate_signing_key, write_signing_k
 from run_proof_pipeline.ledger.settings import default_origin
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.aos_deployed import (
+from run_proof_pipeline_tests.support.aos_deployed import (
     cleanup_old_traces,
     complete_trace,
     connect,
@@ -41,8 +41,8 @@ from run_proof_pipeline_tests.aos_deployed import (
     record_step,
     start_trace,
 )
-from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
-from run_proof_pipeline_tests.store_fixtures import prove, record_run
+from run_proof_pipeline_tests.support.ledger_fixtures import CheckpointEnv
+from run_proof_pipeline_tests.support.stores import prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
     audit,
     make_checkpoint,

@@ -41,16 +41,16 @@ from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.migrate import current_revision, head_revision, upgrade
 from run_proof_pipeline.store.recorder import RecorderError, RunRetired, TraceRecorder
-from run_proof_pipeline_tests.aos_fixtures import on, sql
-from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
-from run_proof_pipeline_tests.store_fixtures import BASE, make_step, prove, record_run, run
+from run_proof_pipeline_tests.support.aos_fixtures import on, sql
+from run_proof_pipeline_tests.support.ledger_fixtures import CheckpointEnv
+from run_proof_pipeline_tests.support.stores import BASE, make_step, prove, record_run, run
+from run_proof_pipeline_tests.support.v1_writer import V1TraceWriter
 from run_proof_pipeline_tests.test_ledger_support import (
     RunShape,
     audit,
     make_checkpoint,
     tamper,
 )
-from run_proof_pipeline_tests.v1_writer import V1TraceWriter
 
 TENANT = "tenant-acme"
 RUN_ID_USED = "run_proof_run_id_used"

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from run_proof_pipeline.embedded.server import LocalPostgres, _tail
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl, redact
 from run_proof_pipeline.store.engine import ResolvedDatabase, run_on_connection
-from run_proof_pipeline_tests.store_fixtures import password_store
+from run_proof_pipeline_tests.support.stores import password_store
 from run_proof_pipeline_tests.test_url_settings import verify_process
 
 

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.store_fixtures import record_run
+from run_proof_pipeline_tests.support.stores import record_run
 
 # Verbatim from the seed, except the two imports.
 SEED_STEP3 = textwrap.dedent(

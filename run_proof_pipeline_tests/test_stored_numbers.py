@@ -27,7 +27,7 @@ from run_proof_pipeline.integrity import (
 from run_proof_pipeline.integrity.canonical import canonicalize_stored_json
 from run_proof_pipeline.proof import stream as stream_module
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.store_fixtures import owner_sql, prove, record_run
+from run_proof_pipeline_tests.support.stores import owner_sql, prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import one
 
 # --- the vectors -------------------------------------------------------------------------------

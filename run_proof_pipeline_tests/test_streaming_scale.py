@@ -20,7 +20,7 @@ from run_proof_pipeline.store.step_rows import (
     StepRowDecoder,
     unescape_copy_field,
 )
-from run_proof_pipeline_tests.store_fixtures import owner_sql, prove
+from run_proof_pipeline_tests.support.stores import owner_sql, prove
 
 # --- the fast JSON path against the exact one and the rfc8785 oracle -----------------------
 

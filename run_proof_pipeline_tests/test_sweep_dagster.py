@@ -22,7 +22,7 @@ from run_proof_pipeline.defs.sweep.assets import (
     weekly_full_sweep,
 )
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.store_fixtures import owner_sql, record_run
+from run_proof_pipeline_tests.support.stores import owner_sql, record_run
 
 
 def _resources(url: DatabaseUrl) -> dict[str, object]:

@@ -28,7 +28,7 @@ from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.integrity import canonicalize, step_hash, step_record
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.store_fixtures import prove, record_run
+from run_proof_pipeline_tests.support.stores import prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
     RunShape,
     Statement,

@@ -32,7 +32,7 @@ from run_proof_pipeline.store.harden import TenantScope, harden
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline.store.recorder import TraceNotFound
 from run_proof_pipeline.store.session_pins import startup_options
-from run_proof_pipeline_tests.store_fixtures import make_step, prove, record_run, run
+from run_proof_pipeline_tests.support.stores import make_step, prove, record_run, run
 from run_proof_pipeline_tests.test_ledger_support import ledger_entries
 
 CLI = str(Path(sys.executable).with_name("run-proof"))

@@ -32,7 +32,7 @@ from run_proof_pipeline.store.recorder import (
     TraceRecorder,
     TraceSealed,
 )
-from run_proof_pipeline_tests.store_fixtures import make_step, prove, record_run, run
+from run_proof_pipeline_tests.support.stores import make_step, prove, record_run, run
 
 T = TypeVar("T")
 CASES = load_vectors_v2(BUNDLED_VECTORS_V2.read_text(encoding="utf-8"))["cases"]

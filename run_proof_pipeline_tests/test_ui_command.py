@@ -18,7 +18,7 @@ import pytest
 
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.browser.dagster_ui import free_port
+from run_proof_pipeline_tests.support.dagster_ui import free_port
 
 QUERY = """
 { workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus

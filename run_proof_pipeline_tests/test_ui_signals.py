@@ -28,7 +28,7 @@ from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.browser.dagster_ui import free_port
+from run_proof_pipeline_tests.support.dagster_ui import free_port
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 

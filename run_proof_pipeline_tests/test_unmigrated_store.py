@@ -26,8 +26,8 @@ from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import head_revision, upgrade
 from run_proof_pipeline.store.relations import UntrustedStore
 from run_proof_pipeline.sweep import SweepOptions, run_sweep
-from run_proof_pipeline_tests.aos_fixtures import create_aos_store
-from run_proof_pipeline_tests.store_fixtures import prove, record_run
+from run_proof_pipeline_tests.support.aos_fixtures import create_aos_store
+from run_proof_pipeline_tests.support.stores import prove, record_run
 
 CLI = str(Path(sys.executable).with_name("run-proof"))
 ALL_MISSING = "public.aos_traces, public.aos_trace_steps, public.run_proof_ledger do not exist"

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from run_proof_pipeline.cli.dagster_env import LOCATION_VARIABLES, dagster_storage_url
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl, Settings
-from run_proof_pipeline_tests.cli_process import CLI, run_process
+from run_proof_pipeline_tests.support.cli_process import CLI, run_process
 
 SECRET = "Urs3cretPW"
 

@@ -30,8 +30,8 @@ from run_proof_pipeline.integrity.canonical_v2 import parse_stored_json_v2
 from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
-from run_proof_pipeline_tests.store_fixtures import BASE, record_run
+from run_proof_pipeline_tests.support.ledger_fixtures import CheckpointEnv
+from run_proof_pipeline_tests.support.stores import BASE, record_run
 from run_proof_pipeline_tests.test_ledger_support import make_checkpoint
 
 TENANT = "tenant-a"

@@ -24,7 +24,7 @@ from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import session_scope
 from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline.store.snapshot import begin_snapshot, read_trace
-from run_proof_pipeline_tests.store_fixtures import BASE, prove, record_run, run
+from run_proof_pipeline_tests.support.stores import BASE, prove, record_run, run
 
 TENANT = "tenant-v2"
 BIG = 2**64 + 1  # no double holds it: v1 would hash 2^64 (docs/hash-chain-v2.md)

@@ -26,9 +26,9 @@ from run_proof_pipeline.ledger.settings import load_ledger_settings
 from run_proof_pipeline.plan.queries import latest_sealed_trace, run_id_holders
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
-from run_proof_pipeline_tests.dagster_plan.plan_runs import trace_store
-from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
-from run_proof_pipeline_tests.store_fixtures import BASE, record_run, run
+from run_proof_pipeline_tests.support.ledger_fixtures import CheckpointEnv
+from run_proof_pipeline_tests.support.plan_runs import trace_store
+from run_proof_pipeline_tests.support.stores import BASE, record_run, run
 from run_proof_pipeline_tests.test_ledger_support import (
     audit,
     ledger_entries,

@@ -32,7 +32,7 @@ from run_proof_pipeline.integrity.records_v2 import (
 )
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.store_fixtures import prove
+from run_proof_pipeline_tests.support.stores import prove
 from run_proof_pipeline_tests.test_ledger_support import Statement, tamper
 from run_proof_pipeline_tests.test_v2_proof import (
     SEGMENTS,

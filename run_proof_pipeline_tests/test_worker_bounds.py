@@ -30,7 +30,7 @@ from run_proof_pipeline.defs.sweep.assets import TENANTS, aos_traces_sweep
 from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.store_fixtures import prove, record_run
+from run_proof_pipeline_tests.support.stores import prove, record_run
 
 CLI = str(Path(sys.executable).with_name("run-proof"))
 TENANT = "tenant-wb"

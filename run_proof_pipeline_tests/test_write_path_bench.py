@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from benchmarks import aos_writer
+from run_proof_pipeline.plan.coordinator_checks.fixtures import NewDatabase
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import head_revision
-from run_proof_pipeline_tests import aos_deployed
-from run_proof_pipeline_tests.conftest import NewDatabase
+from run_proof_pipeline_tests.support import aos_deployed
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 50

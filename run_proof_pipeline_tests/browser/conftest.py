@@ -21,14 +21,14 @@ from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.browser.chromium import (
+from run_proof_pipeline_tests.support.chromium import (
     CHROMIUM_ARGS,
     CHROMIUM_ENV,
     VIEWPORT,
     Screenshots,
     find_chromium,
 )
-from run_proof_pipeline_tests.browser.dagster_ui import DagsterUI, free_port, start_dagster_ui
+from run_proof_pipeline_tests.support.dagster_ui import DagsterUI, free_port, start_dagster_ui
 
 # The first page load compiles nothing but still takes 10-40 s on two busy cores.
 PAGE_TIMEOUT_MS = 90_000

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from run_proof_pipeline_tests.browser.chromium import Screenshots
-from run_proof_pipeline_tests.browser.dagster_ui import DagsterUI
+from run_proof_pipeline_tests.support.chromium import Screenshots
+from run_proof_pipeline_tests.support.dagster_ui import DagsterUI
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

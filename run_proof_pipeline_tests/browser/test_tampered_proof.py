@@ -10,10 +10,10 @@ from urllib.parse import urlencode
 import pytest
 from playwright.sync_api import FloatRect, Page, expect
 
-from run_proof_pipeline_tests.browser.chromium import Screenshots
 from run_proof_pipeline_tests.browser.conftest import TraceTarget, UIStore
-from run_proof_pipeline_tests.browser.dagster_ui import DagsterUI
-from run_proof_pipeline_tests.store_fixtures import owner_sql
+from run_proof_pipeline_tests.support.chromium import Screenshots
+from run_proof_pipeline_tests.support.dagster_ui import DagsterUI
+from run_proof_pipeline_tests.support.stores import owner_sql
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -1,7 +1,7 @@
 """Fixtures for the Dagster job, its checks, schedule and sensors.
 
 Dagster's own storage runs on the throwaway PostgreSQL server too (`dagster_instance`, from
-`run_proof_pipeline_tests/dagster_fixtures.py`), never Dagster's ephemeral instance.
+`run_proof_pipeline_tests/support/dagster_fixtures.py`), never Dagster's ephemeral instance.
 """
 
 from __future__ import annotations

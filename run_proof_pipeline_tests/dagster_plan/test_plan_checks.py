@@ -25,8 +25,8 @@ from run_proof_pipeline.defs.plan.checks import (
 )
 from run_proof_pipeline.plan.queries import TraceRef
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.dagster_plan.plan_runs import check_outcomes
-from run_proof_pipeline_tests.store_fixtures import BASE, owner_sql, prove, record_run
+from run_proof_pipeline_tests.support.plan_runs import check_outcomes
+from run_proof_pipeline_tests.support.stores import BASE, owner_sql, prove, record_run
 
 # Exactly these three checks, with the project's Definitions around them (its resource); other
 # assets in the Definitions are not materialized.

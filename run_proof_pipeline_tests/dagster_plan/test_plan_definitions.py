@@ -20,14 +20,14 @@ from run_proof_pipeline.defs.plan.job import run_proof_plan
 from run_proof_pipeline.plan import coordinator_tests
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.cli_process import run_process
-from run_proof_pipeline_tests.dagster_plan.plan_runs import (
+from run_proof_pipeline_tests.support.cli_process import run_process
+from run_proof_pipeline_tests.support.plan_runs import (
     PLAN_STEPS,
     run_plan,
     succeeded_steps,
     trace_store,
 )
-from run_proof_pipeline_tests.store_fixtures import BASE, record_run
+from run_proof_pipeline_tests.support.stores import BASE, record_run
 
 _DECLARED = """
 import json

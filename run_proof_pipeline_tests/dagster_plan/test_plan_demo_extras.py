@@ -38,7 +38,7 @@ from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import resolve_database
 from run_proof_pipeline_tests.dagster_plan.test_plan_cli import RUN_PROOF, _plan
-from run_proof_pipeline_tests.store_fixtures import record_run
+from run_proof_pipeline_tests.support.stores import record_run
 
 pytestmark = pytest.mark.slow
 

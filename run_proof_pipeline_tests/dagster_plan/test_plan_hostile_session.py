@@ -12,7 +12,7 @@ from dagster import DagsterEventType, DagsterInstance
 
 from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.dagster_plan.plan_runs import (
+from run_proof_pipeline_tests.support.plan_runs import (
     plan_config,
     run_plan,
     stop_of,

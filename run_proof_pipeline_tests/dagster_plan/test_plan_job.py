@@ -16,7 +16,7 @@ from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.plan import messages
 from run_proof_pipeline.plan.report import REPORT_FIELDS
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.dagster_plan.plan_runs import (
+from run_proof_pipeline_tests.support.plan_runs import (
     PLAN_STEPS,
     check_outcomes,
     everything_logged,
@@ -28,7 +28,7 @@ from run_proof_pipeline_tests.dagster_plan.plan_runs import (
     succeeded_steps,
     trace_store,
 )
-from run_proof_pipeline_tests.store_fixtures import BASE, owner_sql, record_run
+from run_proof_pipeline_tests.support.stores import BASE, owner_sql, record_run
 
 
 def _stored(url: DatabaseUrl, sql: str, params: tuple[object, ...]) -> tuple:

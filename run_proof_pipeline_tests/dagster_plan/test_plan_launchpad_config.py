@@ -26,7 +26,7 @@ from run_proof_pipeline.plan.coordinator_tests import (
 )
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.dagster_plan.plan_runs import (
+from run_proof_pipeline_tests.support.plan_runs import (
     PLAN_STEPS,
     everything_logged,
     output_metadata,
@@ -36,7 +36,7 @@ from run_proof_pipeline_tests.dagster_plan.plan_runs import (
     succeeded_steps,
     trace_store,
 )
-from run_proof_pipeline_tests.store_fixtures import record_run
+from run_proof_pipeline_tests.support.stores import record_run
 
 TENANT = "tenant-lp"
 RUN = "run-lp"

@@ -12,7 +12,7 @@ import pytest
 
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline_tests.dagster_plan.test_plan_cli import _plan
-from run_proof_pipeline_tests.store_fixtures import owner_sql, record_run
+from run_proof_pipeline_tests.support.stores import owner_sql, record_run
 
 pytestmark = pytest.mark.slow
 

@@ -24,7 +24,8 @@ from run_proof_pipeline.plan.latest_sealed import prove_latest_sealed
 from run_proof_pipeline.plan.queries import LATEST_TRACE_SQL, STEP_COUNT_SQL, TARGET_TRACE_SQL
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.dagster_plan.plan_runs import (
+from run_proof_pipeline_tests.support.ledger_fixtures import CheckpointEnv
+from run_proof_pipeline_tests.support.plan_runs import (
     PLAN_STEPS,
     output_metadata,
     plan_config,
@@ -32,8 +33,7 @@ from run_proof_pipeline_tests.dagster_plan.plan_runs import (
     succeeded_steps,
     trace_store,
 )
-from run_proof_pipeline_tests.ledger_fixtures import CheckpointEnv
-from run_proof_pipeline_tests.store_fixtures import BASE, owner_sql, record_run
+from run_proof_pipeline_tests.support.stores import BASE, owner_sql, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
     audit,
     make_checkpoint,

@@ -9,8 +9,8 @@ from dagster import RunRequest, SkipReason, build_schedule_context, validate_run
 from run_proof_pipeline.defs.plan.job import run_proof_plan
 from run_proof_pipeline.defs.plan.schedules import nightly_run_proof
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.dagster_plan.plan_runs import trace_store
-from run_proof_pipeline_tests.store_fixtures import BASE, record_run
+from run_proof_pipeline_tests.support.plan_runs import trace_store
+from run_proof_pipeline_tests.support.stores import BASE, record_run
 
 TICK = datetime(2026, 2, 10, 2, 0, tzinfo=UTC)
 

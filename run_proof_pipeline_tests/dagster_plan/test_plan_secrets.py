@@ -24,8 +24,8 @@ from run_proof_pipeline.cli.dagster_env import LOCATION_VARIABLES
 from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.cli_process import CLI, run_process
-from run_proof_pipeline_tests.dagster_plan.plan_runs import (
+from run_proof_pipeline_tests.support.cli_process import CLI, run_process
+from run_proof_pipeline_tests.support.plan_runs import (
     PLAN_STEPS,
     everything_logged,
     plan_config,
@@ -33,7 +33,7 @@ from run_proof_pipeline_tests.dagster_plan.plan_runs import (
     succeeded_steps,
     trace_store,
 )
-from run_proof_pipeline_tests.store_fixtures import password_store
+from run_proof_pipeline_tests.support.stores import password_store
 
 TENANT, RUN = "tenant-secret", "run-secret"
 # Each piece is distinctive, so that finding any one of them anywhere is a leak of (part of)

@@ -33,13 +33,13 @@ from run_proof_pipeline.plan import messages
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.recorder import TraceRecorder
-from run_proof_pipeline_tests.dagster_plan.plan_runs import (
+from run_proof_pipeline_tests.support.plan_runs import (
     output_metadata,
     plan_config,
     run_plan,
     trace_store,
 )
-from run_proof_pipeline_tests.store_fixtures import BASE, owner_sql, record_run, run
+from run_proof_pipeline_tests.support.stores import BASE, owner_sql, record_run, run
 
 
 def _tick(store: DatabaseUrl, cursor: str | None) -> SensorResult:

@@ -14,7 +14,7 @@ from dagster import DagsterInstance
 
 from run_proof_pipeline.plan import coordinator_tests
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline_tests.dagster_plan.plan_runs import (
+from run_proof_pipeline_tests.support.plan_runs import (
     PLAN_STEPS,
     failed_steps,
     plan_config,
@@ -23,7 +23,7 @@ from run_proof_pipeline_tests.dagster_plan.plan_runs import (
     succeeded_steps,
     trace_store,
 )
-from run_proof_pipeline_tests.store_fixtures import record_run
+from run_proof_pipeline_tests.support.stores import record_run
 
 PASSING = "def test_one():\n    assert 1 + 1 == 2\n"
 FAILING = "def test_good():\n    assert True\n\ndef test_bad():\n    assert 2 + 2 == 5\n"

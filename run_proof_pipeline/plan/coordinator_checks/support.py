@@ -1,16 +1,18 @@
 """What the shipped coordinator tests need to write and prove runs: recorded through the
 project's own TraceRecorder (chain format v2, chained by the database), proven by the
 coordinator, tampered with as a table owner could. No test-suite module is imported: an
-installed package has none."""
+installed package has none. The checkout's suite uses these same helpers
+(run_proof_pipeline_tests/support/stores.py adds its format-v1 writer)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import psycopg
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from run_proof_pipeline.coordinator import (
     RunProofCoordinator,
@@ -29,28 +31,57 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def make_step(index: int, *, at: datetime | None = None) -> StepAppend:
-    return StepAppend(
-        skill_id="skill.http_call",
-        skill_name="http_call",
-        params={"url": "https://example.invalid/api", "attempt": index, "note": "café ✓"},
-        status="succeeded",
-        outcome_category="success",
-        outcome_code="200",
-        outcome_data={"bytes": 1000 + index, "ok": True, "ratio": 0.1 * index},
-        cost_cents=0.5,
-        duration_ms=227.6,
-        retry_count=0,
-        timestamp=at or BASE + timedelta(seconds=index, microseconds=123456),
-    )
+class TraceWriter(Protocol):
+    """What record_run writes through: TraceRecorder, or another writer of the same calls
+    (the suite's format-v1 writer)."""
+
+    async def start_trace(self, trace: TraceStart, /) -> str: ...
+
+    async def append_step(self, tenant_id: str, run_id: str, step: StepAppend, /) -> Any: ...
+
+    async def seal(
+        self, tenant_id: str, run_id: str, /, *, status: str, completed_at: datetime
+    ) -> Any: ...
+
+
+def make_step(index: int, *, at: datetime | None = None, **overrides: Any) -> StepAppend:
+    """Step `index` of a recorded run; `overrides` replace fields."""
+    fields: dict[str, Any] = {
+        "skill_id": "skill.http_call",
+        "skill_name": "http_call",
+        "params": {"url": "https://example.invalid/api", "attempt": index, "note": "café ✓"},
+        "status": "succeeded",
+        "outcome_category": "success",
+        "outcome_code": "200",
+        "outcome_data": {"bytes": 1000 + index, "ok": True, "ratio": 0.1 * index},
+        "cost_cents": 0.5,
+        "duration_ms": 227.6,
+        "retry_count": 0,
+        "timestamp": at or BASE + timedelta(seconds=index, microseconds=123456),
+    }
+    fields.update(overrides)
+    return StepAppend(**fields)
 
 
 async def record_run_async(
-    url: DatabaseUrl, tenant_id: str, run_id: str, *, steps: int = 3, seal: bool = True
+    url: DatabaseUrl,
+    tenant_id: str,
+    run_id: str,
+    *,
+    steps: int = 3,
+    seal: bool = True,
+    started_at: datetime = BASE,
+    status: str = "succeeded",
+    step_fields: Callable[[int], dict[str, Any]] | None = None,
+    plan: dict[str, Any] | None = None,
+    writer: Callable[[AsyncEngine], TraceWriter] = TraceRecorder,
 ) -> str:
+    """A run as `writer` (default TraceRecorder: chain format v2, chained by the database)
+    writes it: `steps` steps a second apart from `started_at`, sealed with `status` an hour
+    later unless `seal=False`; `step_fields(i)` overrides fields of step i."""
     engine = async_engine(url)
     try:
-        recorder = TraceRecorder(engine)
+        recorder = writer(engine)
         trace_id = await recorder.start_trace(
             TraceStart(
                 tenant_id=tenant_id,
@@ -58,17 +89,23 @@ async def record_run_async(
                 trace_id=f"trace-{run_id}",
                 agent_id="agent-7",
                 plan_id="plan-42",
-                plan={"goal": "fetch and summarize"},
-                started_at=BASE,
+                plan={"goal": "fetch and summarize"} if plan is None else plan,
+                started_at=started_at,
             )
         )
         for index in range(steps):
             await recorder.append_step(
-                tenant_id, run_id, make_step(index, at=BASE + timedelta(seconds=index))
+                tenant_id,
+                run_id,
+                make_step(
+                    index,
+                    at=started_at + timedelta(seconds=index),
+                    **({} if step_fields is None else step_fields(index)),
+                ),
             )
         if seal:
             await recorder.seal(
-                tenant_id, run_id, status="succeeded", completed_at=BASE + timedelta(hours=1)
+                tenant_id, run_id, status=status, completed_at=started_at + timedelta(hours=1)
             )
         return trace_id
     finally:
@@ -76,7 +113,7 @@ async def record_run_async(
 
 
 def record_run(url: DatabaseUrl, tenant_id: str, run_id: str, **kwargs: Any) -> str:
-    """A run of `steps` steps as TraceRecorder writes it, sealed unless `seal=False`."""
+    """record_run_async, from synchronous code."""
     return run(record_run_async(url, tenant_id, run_id, **kwargs))
 
 

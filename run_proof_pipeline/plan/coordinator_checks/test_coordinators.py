@@ -39,11 +39,12 @@ def test_root_hash_matches_the_stored_seal(store: DatabaseUrl) -> None:
     record_run(store, "tenant-a", "run-root", steps=2)
     with psycopg.connect(store.libpq()) as conn:
         # The format's seal (docs/hash-chain-v2.md "Where every value is stored").
-        stored = conn.execute(
+        row = conn.execute(
             "SELECT seal_hash FROM aos_traces WHERE run_id = %s", ("run-root",)
-        ).fetchone()[0]
+        ).fetchone()
 
-    assert prove(store, "tenant-a", "run-root").integrity.root_hash == stored
+    assert row is not None and row[0] is not None
+    assert prove(store, "tenant-a", "run-root").integrity.root_hash == row[0]
 
 
 def test_missing_run_is_unsupported_with_the_aos_reason(store: DatabaseUrl) -> None:
