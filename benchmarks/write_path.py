@@ -8,7 +8,7 @@ Starts two PostgreSQL servers of its own in a temporary directory (LocalPostgres
 `fsync=on` and `synchronous_commit=on` (PostgreSQL's defaults), one with `fsync=off` (the
 tests' fast mode, which also turns `synchronous_commit` and `full_page_writes` off). On each it
 builds two databases with AOS's tables and triggers as AOS's whole migration chain leaves
-them (run_proof_pipeline_tests/aos_deployed.py):
+them (run_proof_pipeline_tests/support/aos_deployed.py):
 - before: AOS as deployed, nothing of run-proof's: plain inserts;
 - after: the same, then `upgrade()` (what `run-proof db upgrade` runs) to the head revision,
   whose triggers chain each step at insert (migration 0006, docs/hash-chain-v2.md).
@@ -48,7 +48,11 @@ from benchmarks.write_stats import paired_ratio, round_summary, side_summary, ta
 from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import current_revision, upgrade
-from run_proof_pipeline_tests.aos_deployed import FIRST_MIGRATION, IMMUTABILITY, LATER_COLUMNS
+from run_proof_pipeline_tests.support.aos_deployed import (
+    FIRST_MIGRATION,
+    IMMUTABILITY,
+    LATER_COLUMNS,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TENANT = "tenant-bench"

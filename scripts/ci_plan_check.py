@@ -34,7 +34,7 @@ from run_proof_pipeline.store.migrate import upgrade
 
 # The tamper is the one the tests use (as table owner, append-only trigger disabled).
 sys.path.insert(0, str(ROOT))
-from run_proof_pipeline_tests.store_fixtures import owner_sql
+from run_proof_pipeline.plan.coordinator_checks.support import owner_sql
 
 
 class CheckFailed(Exception):
