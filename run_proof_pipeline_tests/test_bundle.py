@@ -22,9 +22,9 @@ from run_proof_pipeline.bundle.verify import verify_bundle_text
 from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey, generate_signing_key
+from run_proof_pipeline.plan.coordinator_checks.fixtures import migrated_copy
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.support.ledger_fixtures import CheckpointEnv
+from run_proof_pipeline_tests.support.ledger_fixtures import checkpoint_env_in
 from run_proof_pipeline_tests.support.stores import record_run
 from run_proof_pipeline_tests.test_ledger_support import make_checkpoint
 
@@ -56,15 +56,9 @@ def exported(
     """One store, checkpoint and export for the whole module: the cases only read them."""
     base = tmp_path_factory.mktemp("bundle")
     name = f"bundle_{uuid.uuid4().hex[:12]}"
-    url = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
-    upgrade(url)
+    url = migrated_copy(pg_server, name)
     with pytest.MonkeyPatch.context() as patch:
-        env = CheckpointEnv(base / "checkpoints", base / "keys" / "ledger.key")
-        patch.setenv("RUN_PROOF_CHECKPOINT_DIR", str(env.directory))
-        patch.setenv("RUN_PROOF_SIGNING_KEY", str(env.signing_key))
-        patch.delenv("RUN_PROOF_PUBLIC_KEY", raising=False)
-        patch.delenv("RUN_PROOF_PUBLIC_KEY_FILE", raising=False)
-        patch.delenv("RUN_PROOF_CHECKPOINT_ORIGIN", raising=False)
+        env = checkpoint_env_in(base, patch)
         for run_id in ("run-0", "run-1", "run-2", "run-3", "run-4"):
             record_run(url, "tenant-a", run_id, steps=3, chain_format=1)
         make_checkpoint(url)

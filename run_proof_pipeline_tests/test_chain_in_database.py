@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from run_proof_pipeline.embedded.server import LocalPostgres
+from run_proof_pipeline.plan.coordinator_checks.fixtures import migrated_copy
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.support.aos_deployed import chained_run, ledger_entries
 from run_proof_pipeline_tests.support.stores import record_run
 
@@ -28,8 +28,7 @@ TENANT = "acme"
 @pytest.fixture(scope="module")
 def store(pg_server: LocalPostgres) -> Iterator[DatabaseUrl]:
     name = f"chaindb_{uuid.uuid4().hex[:12]}"
-    url = DatabaseUrl.parse(pg_server.create_database(name))
-    upgrade(url)
+    url = migrated_copy(pg_server, name)
     try:
         yield url
     finally:

@@ -24,8 +24,9 @@ import pytest
 from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.ledger.keys import generate_signing_key, write_signing_key
 from run_proof_pipeline.ledger.settings import default_origin
+from run_proof_pipeline.plan.coordinator_checks.fixtures import migrated_copy
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.migrate import head_revision, upgrade
+from run_proof_pipeline.store.migrate import head_revision
 from run_proof_pipeline_tests.support.cli_process import CLI, retire_words
 from run_proof_pipeline_tests.support.stores import record_run
 from run_proof_pipeline_tests.test_ledger_support import one, tamper
@@ -53,8 +54,7 @@ def closed_store(
     pg_server: LocalPostgres, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Store]:
     name = f"closed_{uuid.uuid4().hex[:12]}"
-    url = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
-    upgrade(url)
+    url = migrated_copy(pg_server, name)
     record_run(url, TENANT, CLEAN, steps=3)
     record_run(url, TENANT, TAMPERED, steps=3)
     touched = tamper(

@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.coordinator import get_run_proof_coordinator
 from run_proof_pipeline.embedded.server import LocalPostgres
+from run_proof_pipeline.plan.coordinator_checks.fixtures import migrated_copy
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline.store.relations import UntrustedStore
 from run_proof_pipeline.sweep import SweepOptions, run_sweep
 from run_proof_pipeline_tests.support.stores import prove, record_run
@@ -168,8 +168,7 @@ def _export(url: DatabaseUrl, out: Path) -> dict[str, Any]:
 def _new_store(pg_server: LocalPostgres) -> tuple[str, DatabaseUrl]:
     """A store with a tampered and a clean run and a shadow schema holding the originals."""
     name = f"hostile_{uuid.uuid4().hex[:12]}"
-    url = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
-    upgrade(url)
+    url = migrated_copy(pg_server, name)
     _record(url, TAMPERED)
     _record(url, CLEAN)
     _shadow_copy(url)

@@ -46,9 +46,9 @@ from run_proof_pipeline.integrity.vectors import (
     InvalidVectorsFile,
     check_vectors,
 )
+from run_proof_pipeline.plan.coordinator_checks.fixtures import migrated_copy
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
-from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline.store.recorder import (
     InvalidRecord,
     StepAppend,
@@ -335,8 +335,7 @@ _SET_PLAN = "UPDATE aos_traces SET plan = %s::jsonb WHERE run_id = %s"
 @pytest.fixture(scope="module")
 def nesting_store(pg_server: LocalPostgres) -> Iterator[DatabaseUrl]:
     name = f"nesting_{uuid.uuid4().hex[:12]}"
-    url = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
-    upgrade(url)
+    url = migrated_copy(pg_server, name)
     run(_record_at_limit(url))
     for run_id in (PARAMS_129, OUTCOME_5000, PLAN_129):
         record_run(url, TENANT, run_id, steps=STEPS, chain_format=1)

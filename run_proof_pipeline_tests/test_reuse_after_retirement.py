@@ -37,6 +37,7 @@ from run_proof_pipeline.ledger.retirement import (
     reuse_after_retirement,
 )
 from run_proof_pipeline.ledger.settings import load_ledger_settings
+from run_proof_pipeline.plan.coordinator_checks.fixtures import migrated_copy
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.migrate import current_revision, head_revision, upgrade
@@ -179,8 +180,7 @@ def retiring(pg_server: LocalPostgres, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="module")
 def shared(pg_server: LocalPostgres, retiring: Path) -> DatabaseUrl:
-    url = DatabaseUrl.parse(pg_server.create_database("reuse_shared", exist_ok=False))
-    upgrade(url)
+    url = migrated_copy(pg_server, "reuse_shared")
     record_run(url, TENANT, "run-neighbour", steps=1, chain_format=1)
     make_checkpoint(url)  # creates the signing key, outside the database
     return url

@@ -26,8 +26,8 @@ from run_proof_pipeline.coordinator import RunProofCoordinator
 from run_proof_pipeline.coordinator import run_proof as coordinator_module
 from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.integrity import canonicalize, step_hash, step_record
+from run_proof_pipeline.plan.coordinator_checks.fixtures import migrated_copy
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.support.stores import prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
     RunShape,
@@ -243,8 +243,7 @@ CASES = [
 def shared_store(pg_server: LocalPostgres) -> Iterator[DatabaseUrl]:
     """One migrated database for the cases that touch a single run (each its own run)."""
     name = f"tamper_{uuid.uuid4().hex[:12]}"
-    url = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
-    upgrade(url)
+    url = migrated_copy(pg_server, name)
     yield url
     pg_server.drop_database(name)
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from run_proof_pipeline.embedded.server import LocalPostgres
+from run_proof_pipeline.plan.coordinator_checks.fixtures import migrated_copy
 from run_proof_pipeline.plan.coordinator_tests import project_root
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.support.dagster_ui import free_port
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
@@ -112,8 +112,7 @@ class UiDatabases:
 def databases(pg_server: LocalPostgres) -> UiDatabases:
     """One trace store and one Dagster storage for the module: each UI start uses them."""
     suffix = uuid.uuid4().hex[:12]
-    store = DatabaseUrl.parse(pg_server.create_database(f"ui_sig_store_{suffix}"))
-    upgrade(store)
+    store = migrated_copy(pg_server, f"ui_sig_store_{suffix}")
     storage = DatabaseUrl.parse(pg_server.create_database(f"ui_sig_dagster_{suffix}"))
     return UiDatabases(store, storage)
 

@@ -28,9 +28,9 @@ from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.integrity.canonical_v2 import parse_stored_json_v2
 from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey
+from run_proof_pipeline.plan.coordinator_checks.fixtures import migrated_copy
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.support.ledger_fixtures import CheckpointEnv
+from run_proof_pipeline_tests.support.ledger_fixtures import checkpoint_env_in
 from run_proof_pipeline_tests.support.stores import BASE, record_run
 from run_proof_pipeline_tests.test_ledger_support import make_checkpoint
 
@@ -105,18 +105,9 @@ def exported(
     """One store, checkpoint and two exports (the v2 run, a v1 run) for the module."""
     base = tmp_path_factory.mktemp("bundle_v2")
     name = f"bundle_v2_{uuid.uuid4().hex[:12]}"
-    url = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
-    upgrade(url)
+    url = migrated_copy(pg_server, name)
     with pytest.MonkeyPatch.context() as patch:
-        env = CheckpointEnv(base / "checkpoints", base / "keys" / "ledger.key")
-        patch.setenv("RUN_PROOF_CHECKPOINT_DIR", str(env.directory))
-        patch.setenv("RUN_PROOF_SIGNING_KEY", str(env.signing_key))
-        for setting in (
-            "RUN_PROOF_PUBLIC_KEY",
-            "RUN_PROOF_PUBLIC_KEY_FILE",
-            "RUN_PROOF_CHECKPOINT_ORIGIN",
-        ):
-            patch.delenv(setting, raising=False)
+        env = checkpoint_env_in(base, patch)
         record_run(url, TENANT, "run-v1", steps=2, chain_format=1)
         _insert_exact_run(url, steps=3)
         make_checkpoint(url)

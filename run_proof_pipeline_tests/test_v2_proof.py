@@ -19,6 +19,7 @@ import pytest
 from run_proof_pipeline.coordinator import RunProofCoordinator, RunProofResult
 from run_proof_pipeline.coordinator import run_proof as coordinator_module
 from run_proof_pipeline.embedded.server import LocalPostgres
+from run_proof_pipeline.plan.coordinator_checks.fixtures import migrated_copy
 from run_proof_pipeline.proof.stream import prove_traces
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import session_scope
@@ -158,8 +159,7 @@ SEGMENTS: dict[str, Any] = {
 @pytest.fixture(scope="module")
 def v2_store(pg_server: LocalPostgres) -> Iterator[DatabaseUrl]:
     database = f"v2proof_{uuid.uuid4().hex[:12]}"
-    url = DatabaseUrl.parse(pg_server.create_database(database, exist_ok=False))
-    upgrade(url)
+    url = migrated_copy(pg_server, database)
     yield url
     pg_server.drop_database(database)
 

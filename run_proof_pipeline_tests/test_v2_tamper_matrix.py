@@ -30,8 +30,8 @@ from run_proof_pipeline.integrity.records_v2 import (
     seal_canonical_v2,
     step_canonical_v2,
 )
+from run_proof_pipeline.plan.coordinator_checks.fixtures import migrated_copy
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.support.stores import prove
 from run_proof_pipeline_tests.test_ledger_support import Statement, tamper
 from run_proof_pipeline_tests.test_v2_proof import (
@@ -259,8 +259,7 @@ CASES: list[Case] = [
 @pytest.fixture(scope="module")
 def matrix_store(pg_server: LocalPostgres) -> Iterator[DatabaseUrl]:
     name = f"v2tamper_{uuid.uuid4().hex[:12]}"
-    url = DatabaseUrl.parse(pg_server.create_database(name, exist_ok=False))
-    upgrade(url)
+    url = migrated_copy(pg_server, name)
     yield url
     pg_server.drop_database(name)
 

@@ -28,8 +28,8 @@ from run_proof_pipeline.coordinator.run_proof import useful_segments
 from run_proof_pipeline.defs.resources import TraceStoreResource
 from run_proof_pipeline.defs.sweep.assets import TENANTS, aos_traces_sweep
 from run_proof_pipeline.embedded.server import LocalPostgres
+from run_proof_pipeline.plan.coordinator_checks.fixtures import migrated_copy
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl
-from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.support.stores import prove, record_run
 
 CLI = str(Path(sys.executable).with_name("run-proof"))
@@ -117,10 +117,7 @@ def test_cli_worker_count_in_range_is_taken(
 @pytest.fixture(scope="module")
 def db(pg_server: LocalPostgres) -> Iterator[DatabaseUrl]:
     """One migrated database with one sealed 300-step run."""
-    url = DatabaseUrl.parse(
-        pg_server.create_database(f"workers_{uuid.uuid4().hex[:12]}", exist_ok=False)
-    )
-    upgrade(url)
+    url = migrated_copy(pg_server, f"workers_{uuid.uuid4().hex[:12]}")
     record_run(url, TENANT, SHORT_RUN, steps=300)
     yield url
 

@@ -19,13 +19,13 @@ import pytest
 from dagster import DagsterInstance
 
 from run_proof_pipeline.embedded.server import LocalPostgres
+from run_proof_pipeline.plan.coordinator_checks.fixtures import migrated_copy
 from run_proof_pipeline.plan.coordinator_tests import (
     COORDINATOR_TESTS,
     run_coordinator_tests,
     step_5_environment,
 )
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.migrate import upgrade
 from run_proof_pipeline_tests.support.plan_runs import (
     PLAN_STEPS,
     everything_logged,
@@ -65,10 +65,7 @@ def test_dump():
 @pytest.fixture(scope="module")
 def plan_store(pg_server: LocalPostgres) -> Iterator[DatabaseUrl]:
     """One migrated database with one sealed 300-step run; no case writes to it."""
-    url = DatabaseUrl.parse(
-        pg_server.create_database(f"launchpad_{uuid.uuid4().hex[:12]}", exist_ok=False)
-    )
-    upgrade(url)
+    url = migrated_copy(pg_server, f"launchpad_{uuid.uuid4().hex[:12]}")
     record_run(url, TENANT, RUN, steps=STEPS)
     yield url
 
