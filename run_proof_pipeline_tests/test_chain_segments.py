@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import replace
 
 from hypothesis import given, settings
@@ -23,7 +24,7 @@ from run_proof_pipeline.integrity import (
     VerificationStatus,
 )
 from run_proof_pipeline.integrity.verdicts import stored_step_canonical
-from run_proof_pipeline.proof.segment_worker import result_from_json, result_to_json
+from run_proof_pipeline.proof.segment_worker import feed_rows, result_from_json, result_to_json
 from run_proof_pipeline.store.step_rows import DecodedStep
 from run_proof_pipeline_tests.test_chain_verifier import build_run, verify
 
@@ -43,16 +44,35 @@ def _decoded(trace: StoredTrace, step: StoredStep) -> DecodedStep:
 
 def segment(trace: StoredTrace, steps: list[StoredStep]) -> SegmentResult:
     """A segment worker's check of its rows: the ChainSegment it builds (with the sealed
-    length the coordinator passes it, ChainVerifier.sealed_length), each row fed with
-    DecodedStep.feed_to, stopping where feed_to says reading on cannot change the finding,
-    and the result as it crosses the worker's pipe (result_to_json / result_from_json). The
-    rows come from memory here; verify_segment's own loop over COPY lines runs on the server
-    in test_parallel_proof.py."""
+    length the coordinator passes it, ChainVerifier.sealed_length), its rows fed by the
+    worker's own loop (proof.segment_worker.feed_rows, which stops where feed_to says reading
+    on cannot change the finding), and the result as it crosses the worker's pipe
+    (result_to_json / result_from_json). The rows come from memory here; verify_segment's
+    COPY read around the same loop runs on the server in test_parallel_proof.py."""
     chain = ChainSegment(ChainVerifier(trace).sealed_length)
-    for step in steps:
-        if _decoded(trace, step).feed_to(chain):
-            break
+    feed_rows(chain, (_decoded(trace, step) for step in steps))
     return result_from_json(json.loads(json.dumps(result_to_json(chain.result()))))
+
+
+def test_feed_rows_stops_at_the_first_failure_and_counts_the_rows_it_read() -> None:
+    run = build_run(9)
+    steps = list(run.steps)
+    steps[4] = replace(steps[4], params={"edited": True})
+    chain = ChainSegment(ChainVerifier(run.trace).sealed_length)
+    offered = [_decoded(run.trace, step) for step in steps]
+    taken: list[int | None] = []
+
+    def rows() -> Iterator[DecodedStep]:
+        for row in offered:
+            taken.append(row.step_index)
+            yield row
+
+    assert feed_rows(chain, rows()) == 5  # steps 0-4: the edited one is the last read
+    assert taken == [0, 1, 2, 3, 4]
+    assert chain.result().failure is not None and chain.result().failure.step_index == 4
+    intact = ChainSegment(ChainVerifier(run.trace).sealed_length)
+    assert feed_rows(intact, [_decoded(run.trace, step) for step in run.steps]) == 9
+    assert intact.result().failure is None and intact.result().steps == 9
 
 
 def verify_in_segments(trace: StoredTrace, steps: list[StoredStep], cuts: list[int]) -> Verdict:

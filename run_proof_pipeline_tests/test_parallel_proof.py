@@ -33,12 +33,12 @@ from run_proof_pipeline.proof.segments import (
     SegmentWorkerError,
     run_segment_worker,
     segment_bounds,
-    worker_pythonpath,
 )
 from run_proof_pipeline.proof.worker_limit import MAX_WORKERS
+from run_proof_pipeline.proof.workers import WorkerError, worker_pythonpath
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
-from run_proof_pipeline_tests.store_fixtures import owner_sql, prove, record_run
+from run_proof_pipeline_tests.support.stores import owner_sql, prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import RunShape, tamper
 
 TENANT = "tenant-par"
@@ -382,7 +382,9 @@ def test_worker_that_cannot_reach_the_database_says_unreachable(db: DatabaseUrl)
         asyncio.run(run_segment_worker(task, lambda _: None, password))
 
     assert raised.value.unreachable is True
-    assert "OperationalError" in str(raised.value)
+    assert raised.value.code() == ExitCode.UNREACHABLE and isinstance(raised.value, WorkerError)
+    # The words of the same failure in process (cli/errors.py), after the worker's exit.
+    assert str(raised.value).startswith("segment worker (exit 2): database unreachable: ")
     assert password not in str(raised.value)
     assert worker_children() == []
 
@@ -497,3 +499,67 @@ def test_workers_import_a_checkout_first_and_an_installed_copy_as_installed() ->
     # Installed: site-packages must not go ahead of the standard library.
     assert worker_pythonpath(sites[0], "", sites) is None
     assert worker_pythonpath(sites[0], "/extra", sites) == "/extra"
+
+
+# --- the worker layer (proof/workers.py) ------------------------------------------------
+
+
+def test_a_workers_failure_is_classified_once_as_the_cli_says_it_in_process() -> None:
+    from sqlalchemy.exc import OperationalError as SqlOperationalError
+
+    from run_proof_pipeline.proof.workers import classify
+    from run_proof_pipeline.store.relations import StoreNotMigrated, UntrustedStore
+
+    gone = psycopg.OperationalError("connection failed: server closed\nsecond line")
+    assert classify(gone) == (
+        "unreachable",
+        "database unreachable: connection failed: server closed",
+    )
+    wrapped = SqlOperationalError("SELECT 1", {}, psycopg.OperationalError("refused"))
+    assert classify(wrapped) == ("unreachable", "database unreachable: refused")
+    assert classify(ConnectionResetError("reset")) == ("unreachable", "database unreachable: reset")
+    assert classify(UntrustedStore("a view")) == ("untrusted", "a view")
+    assert classify(StoreNotMigrated("run db upgrade")) == ("not migrated", "run db upgrade")
+    assert classify(ConfigError("X must be set")) == ("config", "X must be set")
+    violation = psycopg.errors.CheckViolation('violates check constraint "never"')
+    assert classify(violation) == ("database", 'database error: violates check constraint "never"')
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        kind, message = classify(exc)
+    assert kind == "bug" and message.startswith("Traceback") and "KeyError: 'missing'" in message
+
+
+def test_a_bug_in_a_worker_keeps_its_traceback_and_is_no_expected_failure() -> None:
+    from run_proof_pipeline.errors import RunProofError
+    from run_proof_pipeline.proof.workers import WorkerBug, WorkerJob, run_worker
+
+    for job, words in (
+        ("run_proof_pipeline.proof.segment_worker:no_such_job", "AttributeError"),
+        ("os:system", "not a job of this package: 'os:system'"),  # only this package's jobs
+    ):
+        with pytest.raises(WorkerBug) as raised:
+            asyncio.run(run_worker(WorkerJob(job, {}), label="segment worker"))
+        assert not isinstance(raised.value, RunProofError)
+        message = str(raised.value)
+        assert message.startswith("segment worker (exit 2): Traceback"), message
+        assert words in message
+    assert worker_children() == []
+
+
+def test_worker_errors_are_run_proof_errors_with_their_exit_code() -> None:
+    from run_proof_pipeline.errors import ExitCode as RootExitCode
+    from run_proof_pipeline.errors import RunProofError
+    from run_proof_pipeline.proof.workers import redacted
+    from run_proof_pipeline.sweep.runner import SweepWorkerError
+
+    for cls in (WorkerError, SegmentWorkerError, SweepWorkerError):
+        assert issubclass(cls, RunProofError)
+        assert cls("x", unreachable=True).code() is RootExitCode.UNREACHABLE
+        assert cls("x").code() is RootExitCode.FAILED
+        assert cls("database error: x").line() == "database error: x"
+    # The worker's own password, and every secret settings.redact knows, are masked.
+    text = "failed for postgresql://u:pw1@h/db with s3cret and password=pw2"
+    assert (
+        redacted(text, "s3cret") == "failed for postgresql://u:***@h/db with *** and password=***"
+    )

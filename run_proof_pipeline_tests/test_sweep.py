@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import glob
 import json
+import os
+import sys
+import threading
+import time
+from typing import Any
 
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
@@ -13,8 +20,8 @@ from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import async_engine
 from run_proof_pipeline.store.snapshot import begin_snapshot, read_trace
 from run_proof_pipeline.sweep import SweepOptions, run_sweep
-from run_proof_pipeline_tests.store_fixtures import owner_sql, record_run, run
-from run_proof_pipeline_tests.test_ledger_support import tamper
+from run_proof_pipeline_tests.support.stores import owner_sql, record_run, run
+from run_proof_pipeline_tests.test_ledger_support import one, tamper
 
 TAMPER_STEP = (
     "UPDATE aos_trace_steps SET outcome_data = '{\"ok\": false}'"
@@ -142,3 +149,72 @@ def test_sweep_checks_each_runs_ledger_entry_in_its_batch(store: DatabaseUrl) ->
     assert (report.runs, report.verified, report.failures) == (6, 5, 1)
     [failed] = report.failed
     assert (failed.run_id, failed.first_bad) == (runs[3], "ledger")
+
+
+def _children() -> dict[int, list[str]]:
+    """This process's children: pid -> argv (from /proc)."""
+    found: dict[int, list[str]] = {}
+    for listing in glob.glob("/proc/self/task/*/children"):
+        with open(listing) as fh:
+            pids = [int(pid) for pid in fh.read().split()]
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    found[pid] = fh.read().decode(errors="replace").split("\0")[:-1]
+            except FileNotFoundError:
+                continue  # gone meanwhile
+    return found
+
+
+def test_shards_run_in_fresh_interpreters_not_forks_and_find_what_one_process_finds(
+    store: DatabaseUrl,
+) -> None:
+    """The shards are the worker layer's processes (proof/workers.py): each an exec'd
+    interpreter running the shard job named on its command line (a fork of this threaded
+    process would still be pytest, with its argv), and their merged report is the one
+    process's."""
+    runs = _runs(store, 10)
+    _tamper(store, runs[4], 2)
+    one_process = run_sweep(store, SweepOptions(full=True, workers=1))  # the state table too
+    with open("/proc/self/cmdline", "rb") as fh:
+        own_argv = fh.read().decode().split("\0")[:-1]
+    holder = psycopg.connect(store.libpq())
+    # Each shard records its first page, then waits on the lock: both are alive and seen.
+    holder.execute("LOCK TABLE run_proof_sweep_verified IN EXCLUSIVE MODE")
+    outcome: dict[str, Any] = {}
+    sweeper = threading.Thread(
+        target=lambda: outcome.update(
+            report=run_sweep(store, SweepOptions(full=True, workers=2, page_size=2))
+        ),
+        daemon=True,
+    )
+    sweeper.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            waiting = one(
+                store,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'",
+            )
+            if waiting == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        workers = {pid: argv for pid, argv in _children().items() if "-m" in argv}
+    finally:
+        holder.close()
+        sweeper.join(timeout=120)
+    assert not sweeper.is_alive()
+    assert waiting == 2, "both shards should wait on the held lock"
+    assert len(workers) == 2, workers
+    for pid, argv in workers.items():
+        assert argv[1:] == [
+            "-m",
+            "run_proof_pipeline.proof.workers",
+            "run_proof_pipeline.sweep.runner:shard_job",
+        ], (pid, argv)
+        assert argv != own_argv and os.path.realpath(argv[0]) == os.path.realpath(sys.executable)
+    report = outcome["report"]
+    assert (report.runs, report.verified, report.failures) == (10, 9, 1)
+    assert (report.steps, report.failed) == (one_process.steps, one_process.failed)
+    assert _children() == {}  # every worker gone

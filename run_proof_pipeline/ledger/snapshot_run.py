@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.engine import async_engine
-from run_proof_pipeline.store.snapshot import begin_snapshot
+from run_proof_pipeline.store.engine import run_on_connection
 
 T = TypeVar("T")
 
 
 def in_snapshot(url: DatabaseUrl, task: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    async def go() -> T:
-        engine = async_engine(url)
-        try:
-            async with engine.connect() as conn:
-                await begin_snapshot(conn)
-                try:
-                    return await task(conn)
-                finally:
-                    await conn.rollback()
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
+    """store.engine.run_on_connection in a snapshot (kept for its callers' one word)."""
+    return run_on_connection(url, task, snapshot=True)

@@ -1,11 +1,10 @@
-"""One segment of a long trace, verified in a process of its own.
+"""One segment of a long trace, verified in a worker process of its own (proof/workers.py).
 
-    python -m run_proof_pipeline.proof.segment_worker   (started by proof.segments)
-
-Reads one JSON task line on stdin (the connection string travels there, never in argv),
-joins the coordinator's exported snapshot, streams its range of steps with COPY and checks
-them with the integrity core's ChainSegment.  Writes JSON lines on stdout: `{"progress": n}`
-now and then, and last `{"result": ...}` or `{"error": "..."}`.
+The job `verify_job` (started by proof.segments) gets a SegmentTask, joins the coordinator's
+exported snapshot, streams its range of steps with COPY and checks them with the integrity
+core's ChainSegment (`feed_rows`); it emits `n` (steps read) now and then and returns the
+segment's result and summaries as JSON (`result_to_json`). Failures are the worker layer's
+to report.
 
 Imports stay light (psycopg, orjson, the integrity core): this process's start-up is part of
 the proof's time.
@@ -14,13 +13,11 @@ the proof's time.
 from __future__ import annotations
 
 import base64
-import json
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterable
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import psycopg
 from psycopg import sql
 
 from run_proof_pipeline.integrity import (
@@ -33,7 +30,14 @@ from run_proof_pipeline.store.copy_reader import SnapshotCopyReader
 from run_proof_pipeline.store.step_rows import STEP_SELECT, DecodedStep, StepLineDecoder
 from run_proof_pipeline.store.step_rows_v2 import StepV2Decoder, step_v2_from, step_v2_select
 
-__all__ = ["SegmentTask", "result_from_json", "result_to_json", "verify_segment"]
+__all__ = [
+    "SegmentTask",
+    "feed_rows",
+    "result_from_json",
+    "result_to_json",
+    "verify_job",
+    "verify_segment",
+]
 
 # DecodedStep.summary_fields(): what the coordinator's step summaries show.
 RawSummary = list[Any]
@@ -54,9 +58,6 @@ class SegmentTask:
     step_kind: str = "v1"
     tenant_id: str | None = None
     run_id: str | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -96,10 +97,22 @@ def result_from_json(data: dict[str, Any]) -> SegmentResult:
     )
 
 
+def feed_rows(chain: ChainSegment, steps: Iterable[DecodedStep]) -> int:
+    """Feed the steps to the chain in order, stopping where DecodedStep.feed_to says reading
+    on cannot change the finding; the number of steps read (the stopping one included)."""
+    read = 0
+    for step in steps:
+        read += 1
+        if step.feed_to(chain):
+            break
+    return read
+
+
 def verify_segment(
-    task: SegmentTask, emit: Any = None
+    task: SegmentTask, emit: Callable[[int], None] | None = None
 ) -> tuple[SegmentResult, list[tuple[int | None, RawSummary]]]:
-    """Check the task's range inside the exported snapshot; `emit(dict)` gets progress."""
+    """Check the task's range inside the exported snapshot; `emit(n)` gets progress: n more
+    steps read."""
     v2 = task.step_kind != "v1"
     column = "s.step_index" if v2 else "step_index"
     where = [sql.SQL(f"{'s.' if v2 else ''}trace_id = {{}}").format(sql.Literal(task.trace_id))]
@@ -127,41 +140,29 @@ def verify_segment(
     chain = ChainSegment(task.sealed_length, check_positions=v2)
     summaries: list[tuple[int | None, RawSummary]] = []
     limit, every = task.summary_limit, max(1, task.progress_every)
-    read = 0
-    with SnapshotCopyReader(task.conninfo) as reader:
-        reader.join(task.snapshot)
-        for line in reader.lines(statement):
+
+    def decoded(lines: Iterable[bytes]) -> Generator[DecodedStep]:
+        read = 0
+        for line in lines:
             step = decode(line)
-            read += 1
             if len(summaries) < limit:
                 summaries.append((step.step_index, step.summary_fields()))
-            stop = step.feed_to(chain)
+            read += 1  # counted as feed_rows counts it: every step yielded is fed
             if emit is not None and read % every == 0:
-                emit({"progress": every})
-            if stop:
-                break  # leaving the lines early closes the reader's connection
+                emit(every)
+            yield step
+
+    with SnapshotCopyReader(task.conninfo) as reader:
+        reader.join(task.snapshot)
+        # Leaving the lines early (closing them) closes the reader's COPY.
+        with closing(decoded(reader.lines(statement))) as steps:
+            read = feed_rows(chain, steps)
     if emit is not None and read % every:
-        emit({"progress": read % every})  # the rest, so that progress ends at the total
+        emit(read % every)  # the rest, so that progress ends at the total
     return chain.result(), summaries
 
 
-def _emit(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
-
-
-def main() -> int:
-    try:
-        task = SegmentTask(**json.loads(sys.stdin.readline()))
-        result, summaries = verify_segment(task, _emit)
-    except Exception as exc:  # reported to the coordinator, which raises it there
-        # `unreachable`: the database went away or refused us (the CLI's exit code 5).
-        unreachable = isinstance(exc, psycopg.OperationalError)
-        _emit({"error": f"{type(exc).__name__}: {exc}", "unreachable": unreachable})
-        return 2
-    _emit({"result": result_to_json(result), "summaries": summaries})
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def verify_job(task: dict[str, Any], emit: Callable[[Any], None]) -> dict[str, Any]:
+    """The worker's job (proof/workers.py): the task's segment, its result and summaries."""
+    result, summaries = verify_segment(SegmentTask(**task), emit)
+    return {"result": result_to_json(result), "summaries": summaries}

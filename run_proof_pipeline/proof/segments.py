@@ -8,18 +8,15 @@ process joins it with `SET TRANSACTION SNAPSHOT`, so all of them read the same c
 state as the coordinator: a concurrent append or seal still cannot produce a false verdict.
 
 Worth it only for long runs (a worker costs ~0.3 s of start-up); short ones stay in
-process (proof.stream).  The workers are started and stopped by their handles.
+process (proof.stream).  The workers are those of proof/workers.py (fresh interpreters,
+started and stopped by their handles), which also say what a worker's failure was.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import site
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from psycopg.conninfo import make_conninfo
@@ -30,6 +27,7 @@ from run_proof_pipeline.integrity import ChainVerifier
 from run_proof_pipeline.proof.anchors import lookup_anchor
 from run_proof_pipeline.proof.segment_worker import SegmentTask, result_from_json
 from run_proof_pipeline.proof.stream import StreamedProof, finish_proof, stored_trace
+from run_proof_pipeline.proof.workers import WorkerError, WorkerJob, run_worker
 from run_proof_pipeline.store.snapshot import (
     TraceRow,
     export_snapshot,
@@ -45,24 +43,18 @@ __all__ = [
     "prove_trace_in_segments",
     "run_segment_worker",
     "segment_bounds",
-    "worker_pythonpath",
 ]
 
 DEFAULT_PARALLEL_MIN_STEPS = 200_000
-_WORKER_MODULE = "run_proof_pipeline.proof.segment_worker"
-# A result line holds the first row's C(step) and up to summary_limit summaries.
-_LINE_LIMIT = 256 * 1024 * 1024
+_JOB = "run_proof_pipeline.proof.segment_worker:verify_job"
 
 ProgressSink = Callable[[int], None]
 
 
-class SegmentWorkerError(RuntimeError):
-    """A segment worker could not finish; the message is its own (passwords redacted).
-    `unreachable` when the database could not be reached or went away."""
-
-    def __init__(self, message: str, *, unreachable: bool = False) -> None:
-        super().__init__(message)
-        self.unreachable = unreachable
+class SegmentWorkerError(WorkerError):
+    """A segment worker could not finish (proof/workers.py): its message starts with
+    "segment worker (exit N): ", passwords redacted; `unreachable` when the database could
+    not be reached or went away."""
 
 
 @dataclass(frozen=True)
@@ -113,90 +105,19 @@ async def _conninfo(conn: AsyncConnection) -> tuple[str, str | None]:
     return make_conninfo("", **params), info.password or None
 
 
-def _redact(message: str, secret: str | None) -> str:
-    return message.replace(secret, "***") if secret else message
-
-
 async def run_segment_worker(
     task: SegmentTask, sink: ProgressSink, secret: str | None
 ) -> dict[str, Any]:
     """One worker process for one task: its final message (`result` and `summaries`), or
     SegmentWorkerError with the worker's own error text, `secret` replaced by ***."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        _WORKER_MODULE,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        limit=_LINE_LIMIT,
-        env=_worker_env(),
+    outcome: dict[str, Any] = await run_worker(
+        WorkerJob(_JOB, asdict(task)),
+        lambda steps: sink(int(steps)),
+        secret=secret,
+        label="segment worker",
+        error=SegmentWorkerError,
     )
-    assert process.stdin is not None and process.stdout is not None
-    assert process.stderr is not None
-    # Read stderr all along: a worker that writes much there must not block on a full pipe.
-    stderr = asyncio.ensure_future(process.stderr.read())
-    try:
-        process.stdin.write(task.to_json().encode() + b"\n")
-        await process.stdin.drain()
-        process.stdin.close()
-        outcome: dict[str, Any] | None = None
-        while line := await process.stdout.readline():
-            try:
-                message = json.loads(line)
-            except ValueError:
-                raise SegmentWorkerError("segment worker wrote a line that is not JSON") from None
-            if "progress" in message:
-                sink(int(message["progress"]))
-            else:
-                outcome = message
-        await process.wait()
-        if outcome is None or "error" in outcome:
-            why = (
-                outcome["error"]
-                if outcome is not None
-                else (await stderr).decode(errors="replace").strip()[-2000:]
-            )
-            raise SegmentWorkerError(
-                _redact(f"segment worker (exit {process.returncode}): {why}", secret),
-                unreachable=bool(outcome and outcome.get("unreachable")),
-            )
-        return outcome
-    finally:
-        if process.returncode is None:
-            process.kill()  # our own child, by its handle
-            await process.wait()
-        stderr.cancel()
-
-
-def _worker_env() -> dict[str, str]:
-    env = dict(os.environ)
-    path = worker_pythonpath()
-    if path is None:
-        env.pop("PYTHONPATH", None)
-    else:
-        env["PYTHONPATH"] = path
-    return env
-
-
-def worker_pythonpath(
-    package_parent: str | None = None,
-    current: str | None = None,
-    site_dirs: list[str] | None = None,
-) -> str | None:
-    """PYTHONPATH for the workers, so that they import this package from where this process
-    did: a checkout goes first on the path; an installed copy (in site-packages) needs
-    nothing, and putting site-packages ahead of the standard library could shadow it."""
-    parent = package_parent or os.path.dirname(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    )
-    current = os.environ.get("PYTHONPATH") if current is None else current
-    sites = site_dirs
-    if sites is None:
-        sites = [*site.getsitepackages(), site.getusersitepackages()]
-    if os.path.realpath(parent) in {os.path.realpath(d) for d in sites}:
-        return current or None
-    return parent if not current else f"{parent}{os.pathsep}{current}"
+    return outcome
 
 
 async def prove_trace_in_segments(

@@ -20,6 +20,7 @@ from sqlalchemy.pool import NullPool
 
 from run_proof_pipeline.settings import DatabaseUrl, Settings, load_settings
 from run_proof_pipeline.store.session_pins import startup_options
+from run_proof_pipeline.store.snapshot import begin_snapshot
 
 EMBEDDED_DATABASE = "run_proof"
 T = TypeVar("T")
@@ -94,15 +95,29 @@ async def get_session() -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def run_on_connection(url: DatabaseUrl, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    """Run `work` on one new connection, from synchronous code (Dagster ops, schedules,
-    sensors, the CLI): a loop of its own, and the engine disposed whatever happens."""
+def run_on_connection(
+    url: DatabaseUrl,
+    work: Callable[[AsyncConnection], Awaitable[T]],
+    *,
+    snapshot: bool = False,
+) -> T:
+    """The one bridge from synchronous code (Dagster ops, schedules, sensors, the CLI, a
+    sweep, a worker) to async work: `work` runs on one new connection in a loop of its own,
+    and the engine is disposed whatever happens. `snapshot=True`: in a read-only REPEATABLE
+    READ snapshot under the pinned settings (store.snapshot.begin_snapshot), rolled back
+    after `work`."""
 
     async def go() -> T:
         engine = async_engine(url)
         try:
             async with engine.connect() as conn:
-                return await work(conn)
+                if not snapshot:
+                    return await work(conn)
+                await begin_snapshot(conn)
+                try:
+                    return await work(conn)
+                finally:
+                    await conn.rollback()
         finally:
             await engine.dispose()
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from run_proof_pipeline.integrity import VerificationStatus
 from run_proof_pipeline.proof.stream import StreamedProof
@@ -83,6 +84,14 @@ class SweepReport:
         self.verified += other.verified
         self.failures += other.failures
         self.failed.extend(other.failed[: max(0, MAX_LISTED - len(self.failed))])
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, exactly (a shard's report as it crosses the worker's pipe)."""
+        return {**asdict(self), "failed": [asdict(f) for f in self.failed]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SweepReport:
+        return cls(**{**data, "failed": [FailedRun(**f) for f in data["failed"]]})
 
     def to_dict(self) -> dict[str, object]:
         return {
