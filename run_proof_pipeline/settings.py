@@ -24,9 +24,14 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
 
+from run_proof_pipeline.errors import ExitCode, RunProofError
 
-class ConfigError(ValueError):
+
+class ConfigError(RunProofError, ValueError):
     """A setting is missing or invalid; the message names the variable and the value."""
+
+    exit_code = ExitCode.USAGE
+    prefix = "configuration error: "
 
 
 _POSTGRES_SCHEMES = {

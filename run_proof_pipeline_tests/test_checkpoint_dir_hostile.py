@@ -23,11 +23,11 @@ import pytest
 from psycopg import sql
 from typer.testing import CliRunner
 
-from run_proof_pipeline.cli.exit_codes import ExitCode
 from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.coordinator import RunProofCoordinator
 from run_proof_pipeline.defs.checkpoint.job import run_proof_checkpoint
 from run_proof_pipeline.defs.resources import TraceStoreResource
+from run_proof_pipeline.errors import ExitCode
 from run_proof_pipeline.ledger.checkpoint import SignedCheckpoint
 from run_proof_pipeline.ledger.checkpoint_files import write_checkpoint
 from run_proof_pipeline.ledger.create import CreatedCheckpoint

@@ -26,6 +26,7 @@ from run_proof_pipeline.bundle.model import (
     ProofBundle,
     ProofBundleV2,
 )
+from run_proof_pipeline.errors import ExitCode, RunProofError
 from run_proof_pipeline.integrity import canonical_timestamp, parse_stored_json
 from run_proof_pipeline.integrity.canonical import CanonicalizationError, canonicalize_at
 from run_proof_pipeline.ledger.entry import EntryKind
@@ -43,11 +44,11 @@ _FLOAT_COLUMNS = {"cost_cents", "duration_ms"}
 _INT_COLUMNS = {"step_index", "retry_count"}
 
 
-class RunNotFound(LookupError):
-    pass
+class RunNotFound(RunProofError, LookupError):
+    exit_code = ExitCode.NOT_FOUND
 
 
-class Unexportable(ValueError):
+class Unexportable(RunProofError, ValueError):
     """A stored value the format cannot represent (docs/stored-numbers.md,
     docs/json-nesting.md): a bundle holding a stand-in for it would not be the stored run, so
     none is written (the run's proof is FAILED at the same place)."""

@@ -1,7 +1,9 @@
 """One clear line on stderr and a documented exit code for every expected failure.
 
-`handled()` wraps every command. It maps expected exceptions to exit codes (`_EXPECTED`: add
-a mapping there, first match wins), and it guards the standard streams for the command's
+`handled()` wraps every command. It maps expected failures to exit codes: every
+`RunProofError` (run_proof_pipeline/errors.py) with its own line and code, so no class can be
+forgotten here, and the database drivers' errors (`_expected()`); anything else is a bug and
+keeps its traceback. It also guards the standard streams for the command's
 duration: a write that fails because standard output is closed, a broken pipe (the reader
 exited: `run-proof retire ... | true`) or a full device never fails the command. The
 command runs to its end, so whatever it commits is committed, and keeps its exit code; one
@@ -27,8 +29,8 @@ import psycopg
 import typer
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from run_proof_pipeline.cli.exit_codes import ExitCode
-from run_proof_pipeline.settings import ConfigError, redact
+from run_proof_pipeline.errors import ExitCode, RunProofError
+from run_proof_pipeline.settings import redact
 
 __all__ = ["CommandError", "fail", "handled", "output_lost", "record_outcome", "say"]
 
@@ -36,10 +38,16 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class CommandError(Exception):
+class CommandError(RunProofError):
+    """A command's own refusal: the message is the whole line, the exit code is the
+    instance's (a usage error, no such run, ...)."""
+
     def __init__(self, message: str, code: ExitCode) -> None:
         super().__init__(message)
-        self.code = code
+        self._code = code
+
+    def code(self) -> ExitCode:
+        return self._code
 
 
 # --- the standard streams, guarded for the duration of a command -------------------------
@@ -147,7 +155,7 @@ def _guarded_streams() -> Iterator[_Invocation]:
         stderr=_GuardedStream(sys.stderr, 2, "standard error"),
         originals=originals,
     )
-    sys.stdout, sys.stderr = invocation.stdout, invocation.stderr  # type: ignore[assignment]
+    sys.stdout, sys.stderr = invocation.stdout, invocation.stderr
     _current = invocation
     try:
         yield invocation
@@ -220,31 +228,14 @@ class Expected:
 
 
 def _expected() -> tuple[Expected, ...]:
-    # Imported when a command fails only: the CLI's start-up stays light.
-    from run_proof_pipeline.embedded.server import LocalPostgresError
-    from run_proof_pipeline.ledger.checkpoint_files import OutputError
-    from run_proof_pipeline.proof.segments import SegmentWorkerError
-    from run_proof_pipeline.store.relations import UntrustedStore
-
+    # The root once: each expected failure carries its line and its exit code
+    # (run_proof_pipeline/errors.py). Then the drivers' errors, which are not ours to root:
+    # a connection that failed or went away is exit 5, any other database error exit 1.
     return (
-        Expected((CommandError,), lambda e: (str(e), e.code)),
-        # Fail closed: the store's relations are not what a proof may read (exit 1).
-        Expected((UntrustedStore,), lambda e: (f"refusing to prove: {e}", ExitCode.FAILED)),
-        Expected(
-            (SegmentWorkerError,),
-            lambda e: (str(e), ExitCode.UNREACHABLE if e.unreachable else ExitCode.FAILED),
-        ),
-        Expected((ConfigError,), lambda e: (f"configuration error: {e}", ExitCode.USAGE)),
-        # A file that could not be written where asked (exists, a directory, no such
-        # folder, unwritable, disk full): nothing was left behind (exit 2).
-        Expected((OutputError,), lambda e: (str(e), ExitCode.USAGE)),
+        Expected((RunProofError,), lambda e: (e.line(), e.code())),
         Expected(
             (OperationalError, psycopg.OperationalError, ConnectionError),
             lambda e: (f"database unreachable: {_first_line(e)}", ExitCode.UNREACHABLE),
-        ),
-        Expected(
-            (LocalPostgresError,),
-            lambda e: (f"embedded PostgreSQL: {_first_line(e)}", ExitCode.UNREACHABLE),
         ),
         Expected((DBAPIError,), lambda e: (f"database error: {_first_line(e)}", ExitCode.FAILED)),
     )

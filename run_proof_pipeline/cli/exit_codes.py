@@ -1,16 +1,13 @@
-"""Exit codes shared by every `run-proof` command (documented in the README)."""
+"""Exit codes shared by every `run-proof` command (documented in the README).
 
-from enum import IntEnum
+`ExitCode` lives with the root of the expected failures (run_proof_pipeline/errors.py), which
+carries it; this module maps the verification statuses to it. Its keys are the values of
+`integrity.VerificationStatus` (run_proof_pipeline_tests/test_error_model.py checks that
+every status has its exit code)."""
 
+from run_proof_pipeline.errors import ExitCode
 
-class ExitCode(IntEnum):
-    OK = 0  # VERIFIED, or the command succeeded
-    FAILED = 1  # integrity failure
-    USAGE = 2  # usage or configuration error
-    UNSEALED = 3  # the trace is still being written; its prefix verifies
-    NOT_FOUND = 4  # no such run (a wrong tenant gives exactly this), or UNSUPPORTED
-    UNREACHABLE = 5  # the database cannot be reached
-
+__all__ = ["STATUS_EXIT", "ExitCode"]
 
 STATUS_EXIT = {
     "VERIFIED": ExitCode.OK,

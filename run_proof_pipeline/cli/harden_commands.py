@@ -7,7 +7,7 @@ import typer
 from pydantic import ValidationError
 
 from run_proof_pipeline.cli.errors import CommandError, handled
-from run_proof_pipeline.cli.exit_codes import ExitCode
+from run_proof_pipeline.errors import ExitCode
 
 
 @handled

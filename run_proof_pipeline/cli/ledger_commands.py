@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from run_proof_pipeline.cli.errors import CommandError, handled, output_lost, record_outcome, say
-from run_proof_pipeline.cli.exit_codes import ExitCode
+from run_proof_pipeline.errors import ExitCode
 from run_proof_pipeline.store.engine import ResolvedDatabase
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from run_proof_pipeline.cli.errors import CommandError, handled, record_outcome
-from run_proof_pipeline.cli.exit_codes import ExitCode
+from run_proof_pipeline.errors import ExitCode
 
 
 def _resolved():  # type: ignore[no-untyped-def]

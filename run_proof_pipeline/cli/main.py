@@ -14,7 +14,8 @@ import typer
 
 from run_proof_pipeline.cli.database import announced_database, embedded_store_ready
 from run_proof_pipeline.cli.errors import CommandError, handled, record_outcome
-from run_proof_pipeline.cli.exit_codes import STATUS_EXIT, ExitCode
+from run_proof_pipeline.cli.exit_codes import STATUS_EXIT
+from run_proof_pipeline.errors import ExitCode
 from run_proof_pipeline.proof.worker_limit import MAX_WORKERS
 from run_proof_pipeline.store.engine import async_engine
 

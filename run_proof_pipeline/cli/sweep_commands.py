@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from run_proof_pipeline.cli.errors import CommandError, handled
-from run_proof_pipeline.cli.exit_codes import ExitCode
+from run_proof_pipeline.errors import ExitCode
 
 if TYPE_CHECKING:  # the CLI imports its domains only when a command runs (start-up time)
     from run_proof_pipeline.sweep.report import SweepProgress

@@ -10,8 +10,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+# The vocabularies are the integrity core's: `VerificationStatus` and `IntegrityModel`
+# (integrity/verdicts.py), and the locations its `IntegrityFailure` names. A Literal cannot be
+# built from an enum, so run_proof_pipeline_tests/test_error_model.py checks each of these
+# against its source (the values, and every location the package writes).
 IntegrityModelName = Literal["HASH_CHAIN", "MERKLE_TREE", "NONE"]
 VerificationStatusName = Literal["VERIFIED", "UNSEALED", "FAILED", "UNSUPPORTED"]
+FailureLocationName = Literal["header", "step", "seal", "ledger"]
 
 INTEGRITY_CONFIG: dict[str, str] = {
     "model": "HASH_CHAIN",
@@ -25,7 +30,7 @@ class FailureDetail(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    location: Literal["header", "step", "seal", "ledger"]
+    location: FailureLocationName
     step_index: int | None = None
     rule: int
     expected: str | None = None

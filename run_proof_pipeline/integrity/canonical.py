@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from run_proof_pipeline.errors import RunProofError
+
 __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_RECORD_DEPTH",
@@ -67,7 +69,7 @@ _ASTRAL = "\U00010000"
 _ASTRAL_UTF8 = re.compile(b"[\xf0-\xf4]")  # lead bytes of 4-byte UTF-8 sequences
 
 
-class CanonicalizationError(ValueError):
+class CanonicalizationError(RunProofError, ValueError):
     """A value cannot be represented in RFC 8785 canonical JSON (the message names its path)."""
 
 

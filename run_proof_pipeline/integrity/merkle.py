@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+from run_proof_pipeline.errors import RunProofError
+
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
@@ -41,7 +43,7 @@ EMPTY_ROOT = _sha256(b"").digest()
 HASH_SIZE = 32
 
 
-class ProofError(ValueError):
+class ProofError(RunProofError, ValueError):
     """A Merkle proof did not verify."""
 
 

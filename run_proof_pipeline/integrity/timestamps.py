@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
+from run_proof_pipeline.errors import RunProofError
+
 __all__ = ["InvalidTimestamp", "canonical_timestamp", "parse_timestamp"]
 
 
-class InvalidTimestamp(ValueError):
+class InvalidTimestamp(RunProofError, ValueError):
     """A timestamp the format cannot hash without loss or ambiguity."""
 
 

@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from run_proof_pipeline.errors import ExitCode, RunProofError
 from run_proof_pipeline.integrity.canonical import MAX_JSON_DEPTH, json_text_depth
 from run_proof_pipeline.integrity.canonical_v2 import canonicalize_v2, exact_form
 from run_proof_pipeline.integrity.chain import ChainHashes, compute_chain
@@ -65,8 +66,10 @@ BUNDLED_VECTORS = Path(__file__).resolve().parent / "data" / "hash-chain-v1-vect
 MAX_VECTORS_FILE_DEPTH = MAX_JSON_DEPTH + 5
 
 
-class InvalidVectorsFile(ValueError):
-    """The file is not a v1 vectors file (the message says why)."""
+class InvalidVectorsFile(RunProofError, ValueError):
+    """The file is not a v1 vectors file (the message says why): bad input, exit 2."""
+
+    exit_code = ExitCode.USAGE
 
 
 # (case name, field, expected, computed)

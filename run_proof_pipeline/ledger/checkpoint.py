@@ -13,6 +13,7 @@ import base64
 import binascii
 from dataclasses import dataclass, field
 
+from run_proof_pipeline.errors import RunProofError
 from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey
 
 __all__ = ["Checkpoint", "CheckpointProblem", "SignedCheckpoint", "sign_checkpoint"]
@@ -20,7 +21,7 @@ __all__ = ["Checkpoint", "CheckpointProblem", "SignedCheckpoint", "sign_checkpoi
 _DASH = "\u2014 "  # EM DASH, SPACE: the start of every signature line
 
 
-class CheckpointProblem(ValueError):
+class CheckpointProblem(RunProofError, ValueError):
     """A checkpoint note is malformed or its signature does not verify."""
 
 

@@ -27,6 +27,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from run_proof_pipeline.errors import ExitCode, RunProofError
 from run_proof_pipeline.ledger.checkpoint import CheckpointProblem, SignedCheckpoint
 from run_proof_pipeline.settings import ConfigError
 
@@ -68,9 +69,12 @@ def _file_name(size: int) -> str:
     return f"checkpoint-{size:012d}-{stamp}.note"
 
 
-class OutputError(Exception):
+class OutputError(RunProofError):
     """A file was not written where it was asked for; the message (one line) says why and
-    what to do. Nothing is left behind: no partial file, no temp file, an old file intact."""
+    what to do. Nothing is left behind: no partial file, no temp file, an old file intact.
+    Exit 2, as a usage error."""
+
+    exit_code = ExitCode.USAGE
 
 
 class OutputExists(OutputError, FileExistsError):

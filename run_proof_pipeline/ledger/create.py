@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from run_proof_pipeline.errors import ExitCode, RunProofError
 from run_proof_pipeline.ledger.audit import check_extends
 from run_proof_pipeline.ledger.checkpoint import (
     Checkpoint,
@@ -31,8 +32,11 @@ from run_proof_pipeline.settings import ConfigError
 __all__ = ["CheckpointRefused", "CreatedCheckpoint", "create_checkpoint"]
 
 
-class CheckpointRefused(Exception):
+class CheckpointRefused(RunProofError):
     """The ledger is not in a state that may be signed; the message says why."""
+
+    exit_code = ExitCode.FAILED
+    prefix = "checkpoint refused: "
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from run_proof_pipeline.errors import ExitCode, RunProofError
+
 __all__ = [
     "KeyProblem",
     "SigningKey",
@@ -34,8 +36,10 @@ ALG_ED25519 = 0x01
 _PRIVATE_PREFIX = "PRIVATE+KEY+"
 
 
-class KeyProblem(ValueError):
+class KeyProblem(RunProofError, ValueError):
     """A key is missing, unreadable or malformed; the message names where it came from."""
+
+    exit_code = ExitCode.USAGE
 
 
 def _check_name(name: str) -> str:

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from run_proof_pipeline.errors import ExitCode, RunProofError
 from run_proof_pipeline.integrity import canonicalize
 from run_proof_pipeline.ledger.entry import EntryKind, LedgerEntry
 from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey
@@ -32,8 +33,11 @@ from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey
 STATEMENT_PREFIX = b"run-proof tombstone v1\n"
 
 
-class RetirementError(Exception):
-    """The run cannot be retired; nothing was written."""
+class RetirementError(RunProofError):
+    """The run cannot be retired; nothing was written. `retire` exits 4 (no such run, or
+    not retirable as it stands); `retire-batch` says it as a usage error (cli/legacy_commands)."""
+
+    exit_code = ExitCode.NOT_FOUND
 
 
 class Tombstone(BaseModel):

@@ -15,7 +15,7 @@ and before any write (InvalidRecord, naming the field).
 Each call is one transaction and locks the trace row (`FOR UPDATE`) while it reads the head,
 so two recorders racing on one run are serialized: the chain never forks, and a step's
 index is its chain position. Format-v1 traces are written by no producer any more (tests make
-them with run_proof_pipeline_tests/v1_writer.py); the recorder refuses to extend them.
+them with run_proof_pipeline_tests/support/v1_writer.py); the recorder refuses to extend them.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from run_proof_pipeline.errors import ExitCode, RunProofError
 from run_proof_pipeline.integrity import (
     CanonicalizationError,
     InvalidTimestamp,
@@ -42,16 +43,21 @@ from run_proof_pipeline.integrity import (
 )
 
 
-class RecorderError(Exception):
+class RecorderError(RunProofError):
     """A write was refused; nothing was written."""
+
+    exit_code = ExitCode.FAILED
 
 
 class InvalidRecord(RecorderError):
-    pass
+    """A value the format cannot represent, or PostgreSQL cannot store (the message names
+    the field): bad input, refused before any write."""
+
+    exit_code = ExitCode.USAGE
 
 
 class TraceNotFound(RecorderError):
-    pass
+    exit_code = ExitCode.NOT_FOUND
 
 
 class TraceSealed(RecorderError):

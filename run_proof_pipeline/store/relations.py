@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from run_proof_pipeline.errors import ExitCode, RunProofError
 from run_proof_pipeline.settings import ConfigError
 
 __all__ = [
@@ -157,8 +158,12 @@ ADOPTED_STEPS_RELATION: Mapping[str, Mapping[str, frozenset[int]]] = {
 }
 
 
-class UntrustedStore(RuntimeError):
-    """The store's relations are not what a proof may read; nothing was proved."""
+class UntrustedStore(RunProofError, RuntimeError):
+    """The store's relations are not what a proof may read; nothing was proved (fail
+    closed: exit 1)."""
+
+    exit_code = ExitCode.FAILED
+    prefix = "refusing to prove: "
 
 
 class StoreNotMigrated(ConfigError):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from psycopg.types.json import set_json_loads
 
+from run_proof_pipeline.errors import ExitCode, RunProofError
 from run_proof_pipeline.integrity import (
     MAX_SAFE_INTEGER,
     CanonicalizationError,
@@ -259,8 +260,10 @@ _INT_TEXT = re.compile(rb"-?[0-9]+")
 _FLOAT8_SHORT = 19
 
 
-class StoredValueError(ValueError):
+class StoredValueError(RunProofError, ValueError):
     """A stored number is not in the text form its column type prints."""
+
+    exit_code = ExitCode.FAILED
 
 
 def _float8_problem(raw: bytes) -> str | None:
