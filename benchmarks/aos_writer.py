@@ -2,7 +2,8 @@
 every statement its own autocommit transaction (issue 13, "Facts about AOS as deployed").
 
 The statement texts are those of `run_proof_pipeline_tests/support/aos_deployed.py` (the
-fixture of AOS as deployed), with psycopg's `%s` placeholders numbered for asyncpg (`$1`, `$2`, ...);
+fixture of AOS as deployed), with psycopg's `%s` placeholders numbered for asyncpg (`$1`,
+`$2`, ...);
 `test_write_path_bench.py` checks that they are exactly the texts that fixture sends.
 """
 

@@ -12,15 +12,9 @@ from typing import Any
 
 import typer
 
+from run_proof_pipeline.cli.database import announced_database
 from run_proof_pipeline.cli.errors import CommandError, handled, record_outcome
 from run_proof_pipeline.errors import ExitCode
-
-
-def _resolved():  # type: ignore[no-untyped-def]
-    # Deferred: main.py imports this module to register it.
-    from run_proof_pipeline.cli.database import announced_database
-
-    return announced_database()
 
 
 def parse_time_option(value: str, option: str) -> datetime | None:
@@ -70,7 +64,7 @@ def adopt(
         run_id=run_id or None,
         started_before=parse_started_before(started_before),
     )
-    resolved = _resolved()
+    resolved = announced_database()
     interactive = sys.stdout.isatty()
 
     async def run() -> Any:
@@ -161,7 +155,7 @@ def _retire_one(tenant_id: str, run_id: str, reason: str) -> None:
     from run_proof_pipeline.ledger.settings import load_ledger_settings
     from run_proof_pipeline.store.engine import async_engine
 
-    resolved = _resolved()
+    resolved = announced_database()
     key = load_ledger_settings().signing_key()
 
     async def run() -> Any:
@@ -207,7 +201,7 @@ def _retire_created_before(
     from run_proof_pipeline.ledger.settings import load_ledger_settings
     from run_proof_pipeline.store.engine import async_engine
 
-    resolved = _resolved()
+    resolved = announced_database()
     key = load_ledger_settings().signing_key()
     selection = RetireSelection(created_before=cut, tenant_id=tenant_id)
 

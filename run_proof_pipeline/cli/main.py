@@ -198,10 +198,11 @@ def vectors(path: Path = typer.Argument(..., help="A vectors file in the v1 form
         report = check_vectors(path)
     except (ValueError, KeyError, TypeError) as exc:
         raise CommandError(f"{path} is not a v1 vectors file: {exc}", ExitCode.USAGE) from None
-    if report.ok:
+    mismatch = report.first_mismatch
+    if report.ok or mismatch is None:
         print(f"all {report.cases_checked} cases match ({path})")
         return
-    case, field, expected, computed = report.first_mismatch  # type: ignore[misc]
+    case, field, expected, computed = mismatch
     print(
         json.dumps({"case": case, "field": field, "expected": expected, "computed": computed}),
     )
