@@ -59,9 +59,7 @@ def test_the_packages_are_listed_in_the_enforced_layer_order() -> None:
         if line.strip()
     ]
     rank = {
-        name.strip(): position
-        for position, layer in enumerate(layers)
-        for name in layer.split("|")
+        name.strip(): position for position, layer in enumerate(layers) for name in layer.split("|")
     }
     listed = [name.rstrip("/").removesuffix(".py") for name in _listed(2)]
     assert set(rank) == set(listed), "the layer contract and the Layout name other packages"
