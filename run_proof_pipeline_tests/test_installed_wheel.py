@@ -73,12 +73,17 @@ def _git_status() -> set[str]:
         text=True,
         check=True,
     ).stdout.splitlines()
+    # Python's bytecode caches are left out too: any import from the checkout (a command
+    # run there, another test) writes them, and git ignores them.
     return {
         line
         for line in lines
-        if line.startswith("!!")
-        or line[3:].startswith(_RUN_OUTPUTS)
-        or line.endswith((".whl", ".egg-info/", ".tar.gz"))
+        if not line.endswith("__pycache__/")
+        and (
+            line.startswith("!!")
+            or line[3:].startswith(_RUN_OUTPUTS)
+            or line.endswith((".whl", ".egg-info/", ".tar.gz"))
+        )
     }
 
 

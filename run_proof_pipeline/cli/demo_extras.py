@@ -59,21 +59,32 @@ def _sweep_and_checks(
     env: dict[str, str], plan_run_id: str, log: IO[bytes] | None, log_path: Path | None
 ) -> tuple[list[str], bool]:
     """Sweep of every tenant"""
+    data = _helper_result("sweep", plan_run_id, env, log, timeout=1800)
+    if data is None:
+        return [f"Sweep of every tenant: failed (see {_where(log_path)})"], False
+    return sweep_lines(data)
+
+
+def _helper_result(
+    half: str, plan_run_id: str, env: dict[str, str], log: IO[bytes] | None, *, timeout: float
+) -> dict[str, Any] | None:
+    """Run this module's Dagster half `half` in the plan's environment (its stderr into the
+    plan's log) and return the JSON object it prints last; None if it printed none."""
     if log is not None:
         log.flush()
     completed = subprocess.run(
-        [sys.executable, "-m", __name__, "sweep", plan_run_id],
+        [sys.executable, "-m", __name__, half, plan_run_id],
         env=env,
         stdout=subprocess.PIPE,
         stderr=log if log is not None else None,
         check=False,
-        timeout=1800,
+        timeout=timeout,
     )
     try:
         data = json.loads(completed.stdout.decode("utf-8").strip().splitlines()[-1])
     except (ValueError, IndexError, UnicodeDecodeError):
-        return [f"Sweep of every tenant: failed (see {_where(log_path)})"], False
-    return sweep_lines(data)
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def sweep_lines(data: dict[str, Any]) -> tuple[list[str], bool]:
@@ -125,21 +136,8 @@ def _checkpoint(
         job_env["RUN_PROOF_SIGNING_KEY"] = str(key)
     if not own_directory:
         job_env["RUN_PROOF_CHECKPOINT_DIR"] = str(state / DEMO_CHECKPOINT_DIR)
-    if log is not None:
-        log.flush()
-    completed = subprocess.run(
-        [sys.executable, "-m", __name__, "checkpoint", plan_run_id],
-        env=job_env,
-        stdout=subprocess.PIPE,
-        stderr=log if log is not None else None,
-        check=False,
-        timeout=900,
-    )
-    try:
-        data = json.loads(completed.stdout.decode("utf-8").strip().splitlines()[-1])
-    except (ValueError, IndexError, UnicodeDecodeError):
-        data = {}
-    return checkpoint_lines(data, key, log_path)
+    data = _helper_result("checkpoint", plan_run_id, job_env, log, timeout=900)
+    return checkpoint_lines(data or {}, key, log_path)
 
 
 def checkpoint_lines(

@@ -31,6 +31,7 @@ from run_proof_pipeline_tests.support.stores import BASE, record_run
 
 _DECLARED = """
 import json
+from run_proof_pipeline.definitions import defs
 schedule = defs.resolve_schedule_def("nightly_run_proof")
 print(json.dumps({
     "cron": schedule.cron_schedule,
