@@ -26,7 +26,6 @@ from run_proof_pipeline.defs.deployment import DEPLOYMENT
 from run_proof_pipeline.defs.resources import TraceStoreResource
 from run_proof_pipeline.ledger.create import CheckpointRefused, create_checkpoint
 from run_proof_pipeline.ledger.settings import load_ledger_settings
-from run_proof_pipeline.ledger.snapshot_run import in_snapshot
 from run_proof_pipeline.settings import ConfigError, redact
 
 
@@ -41,8 +40,8 @@ def write_ledger_checkpoint(
     settings = load_ledger_settings()
     out = Path(config.out) if config.out else None
     try:
-        created = in_snapshot(
-            trace_store.url(), lambda conn: create_checkpoint(conn, settings, out=out)
+        created = trace_store.on_connection(
+            lambda conn: create_checkpoint(conn, settings, out=out), snapshot=True
         )
     except (ConfigError, CheckpointRefused) as exc:
         # A damaged or misnamed file in the directory, or another origin's directory, lands

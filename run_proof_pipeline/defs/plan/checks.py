@@ -19,7 +19,6 @@ from sqlalchemy.exc import DBAPIError
 
 from run_proof_pipeline.coordinator.models import RunProofResult
 from run_proof_pipeline.defs.resources import TraceStoreResource
-from run_proof_pipeline.plan.latest_sealed import prove_latest_sealed
 from run_proof_pipeline.plan.queries import TraceRef
 from run_proof_pipeline.plan.report import adoption_note
 from run_proof_pipeline.settings import ConfigError, redact
@@ -113,7 +112,7 @@ def trace_store_checks(
     context: AssetCheckExecutionContext, trace_store: TraceStoreResource
 ) -> Iterator[AssetCheckResult]:
     try:
-        latest = prove_latest_sealed(trace_store.url())
+        latest = trace_store.prove_latest_sealed()
     except ConfigError as exc:
         # A setting the proof needs (a checkpoint directory without a key, a worker count):
         # one line, as the plan's Step 3 says it (docs/bad-input.md), never a traceback.

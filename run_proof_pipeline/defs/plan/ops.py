@@ -11,7 +11,6 @@ config still setting one fails with one line naming the replacement, not Dagster
 before anything is read or written (docs/bad-input.md).
 """
 
-import asyncio
 import os
 import subprocess
 import time
@@ -24,7 +23,6 @@ from pydantic import Field
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from run_proof_pipeline.coordinator import RunProofResult, get_run_proof_coordinator
 from run_proof_pipeline.coordinator.run_proof import WORKERS_ENV, default_workers
 from run_proof_pipeline.defs.plan.checks import proof_check_evaluations
 from run_proof_pipeline.defs.resources import TraceStoreResource
@@ -56,7 +54,6 @@ from run_proof_pipeline.plan.state import PlanState
 from run_proof_pipeline.proof.segments import DEFAULT_PARALLEL_MIN_STEPS, SegmentWorkerError
 from run_proof_pipeline.proof.worker_limit import MAX_WORKERS, check_workers
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl, redact
-from run_proof_pipeline.store.engine import get_session, run_on_connection, session_scope
 from run_proof_pipeline.store.migrate import missing_schema
 from run_proof_pipeline.store.relations import UntrustedStore
 from run_proof_pipeline.store.snapshot import begin_snapshot, read_trace
@@ -219,9 +216,12 @@ def _db_failure(step: str, exc: BaseException) -> Failure:
     return Failure(description=redact(message), metadata={"error": redact(str(exc))})
 
 
-def _run_on(step: str, url: DatabaseUrl, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+def _run_on(
+    step: str, trace_store: TraceStoreResource, work: Callable[[AsyncConnection], Awaitable[T]]
+) -> T:
+    _url(step, trace_store)  # a missing URL: this step's configuration error, one line
     try:
-        return run_on_connection(url, work)
+        return trace_store.on_connection(work)
     except (DBAPIError, OSError) as exc:
         raise _db_failure(step, exc) from None
     except UntrustedStore as exc:
@@ -263,7 +263,7 @@ def preconditions(context: OpExecutionContext, trace_store: TraceStoreResource) 
     async def probe(conn: AsyncConnection) -> str:
         return str((await conn.exec_driver_sql("SELECT version()")).scalar_one())
 
-    version = _run_on("Preconditions", url, probe)
+    version = _run_on("Preconditions", trace_store, probe)
     if "PostgreSQL" not in version:
         raise Failure(description=f"Preconditions: {url.redacted()} is not PostgreSQL: {version}")
     try:
@@ -306,7 +306,7 @@ def step_1_latest_trace(
         holders = await run_id_holders(conn, picked.run_id)
         return picked, proved_id, picked_note(picked, holders, proved_id)
 
-    trace, trace_id, note = _run_on("Step 1", _url("Step 1", trace_store), find)
+    trace, trace_id, note = _run_on("Step 1", trace_store, find)
     if trace is None:
         raise Failure(
             description=messages.NO_TRACE_DATA,
@@ -345,7 +345,7 @@ def step_2_step_count(
         parts = await seed_count_parts(conn, trace.run_id)
         return own, count_note(trace.run_id, trace_id, own, seed_count, parts)
 
-    counted, note = _run_on("Step 2", _url("Step 2", trace_store), count)
+    counted, note = _run_on("Step 2", trace_store, count)
     extra = _collision_metadata(STEP_COUNT_SQL, trace_id, seed_count_covers=note) if note else {}
     if note:
         context.log.warning(f"Step 2: {note}")
@@ -371,7 +371,7 @@ def step_3_coordinator_proof(
     state: PlanState,
 ) -> PlanState:
     trace = state.found
-    url = _url("Step 3", trace_store)
+    _url("Step 3", trace_store)
     try:
         workers = proof_workers(config.workers)
     except ConfigError as exc:
@@ -381,25 +381,15 @@ def step_3_coordinator_proof(
     def progress(done: int, total: int | None) -> None:
         context.log.info(progress_message(done, total, time.perf_counter() - started))
 
-    async def prove() -> RunProofResult:
-        # The seed's production path; an explicit resource URL overrides the environment.
-        sessions = get_session() if trace_store.database_url is None else session_scope(url)
-        async with sessions as session:
-            coordinator = get_run_proof_coordinator(
-                workers=workers,
-                parallel_min_steps=config.parallel_min_steps,
-                progress_every=config.progress_every_steps,
-            )
-            return await coordinator.get_run_proof(
-                session,
-                trace.tenant_id,
-                trace.run_id,
-                step_summary_limit=1000,
-                progress=progress,
-            )
-
     try:
-        result = asyncio.run(prove())
+        result = trace_store.prove(
+            trace.tenant_id,
+            trace.run_id,
+            workers=workers,
+            parallel_min_steps=config.parallel_min_steps,
+            progress_every=config.progress_every_steps,
+            progress=progress,
+        )
     except (DBAPIError, OSError, SegmentWorkerError) as exc:
         raise _db_failure("Step 3", exc) from None
     except ConfigError as exc:

@@ -16,12 +16,6 @@ from run_proof_pipeline.defs.deployment import DEPLOYMENT
 from run_proof_pipeline.defs.plan.job import run_proof_plan
 from run_proof_pipeline.defs.plan.run_requests import plan_run_request
 from run_proof_pipeline.defs.resources import TraceStoreResource
-from run_proof_pipeline.plan.queries import TraceRef, latest_sealed_trace
-from run_proof_pipeline.store.engine import run_on_connection
-
-
-def find_latest_sealed(trace_store: TraceStoreResource) -> TraceRef | None:
-    return run_on_connection(trace_store.url(), latest_sealed_trace)
 
 
 @schedule(
@@ -34,7 +28,7 @@ def find_latest_sealed(trace_store: TraceStoreResource) -> TraceRef | None:
 def nightly_run_proof(
     context: ScheduleEvaluationContext, trace_store: TraceStoreResource
 ) -> RunRequest | SkipReason:
-    trace = find_latest_sealed(trace_store)
+    trace = trace_store.latest_sealed()
     if trace is None:
         return SkipReason("no sealed trace in aos_traces yet")
     return plan_run_request(

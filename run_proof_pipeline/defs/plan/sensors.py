@@ -35,7 +35,6 @@ from run_proof_pipeline.defs.plan.run_requests import plan_run_request
 from run_proof_pipeline.defs.plan.seal_cursor import SealCursor
 from run_proof_pipeline.defs.resources import TraceStoreResource
 from run_proof_pipeline.settings import redact
-from run_proof_pipeline.store.engine import run_on_connection
 
 SENSOR_BATCH = 100
 # Zero-step seals are read too (their numbers must not look missing); the plan would stop at
@@ -71,7 +70,7 @@ def fetch_new_seals(
         async def newest(conn: AsyncConnection) -> SealCursor:
             return SealCursor(high=int((await conn.execute(_MAX_SEAL_SQL)).scalar_one()))
 
-        return [], run_on_connection(trace_store.url(), newest)
+        return [], trace_store.on_connection(newest)
 
     async def after(conn: AsyncConnection) -> list[SealedTrace]:
         rows = await conn.execute(
@@ -80,7 +79,7 @@ def fetch_new_seals(
         )
         return [SealedTrace(**row._mapping) for row in rows]
 
-    seals = run_on_connection(trace_store.url(), after)
+    seals = trace_store.on_connection(after)
     seen = (seal.seal_seq for seal in seals)
     return seals, cursor.advance(seen, time.time() if now is None else now)
 

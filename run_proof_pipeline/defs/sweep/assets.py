@@ -30,16 +30,14 @@ from dagster import (
 )
 from pydantic import Field
 
-from run_proof_pipeline.adoption.kinds import TraceKindCounts, count_trace_kinds
+from run_proof_pipeline.adoption.kinds import TraceKindCounts
 from run_proof_pipeline.defs.deployment import DEPLOYMENT
 from run_proof_pipeline.defs.plan.checks import TRACE_STORE
 from run_proof_pipeline.defs.resources import TraceStoreResource
 from run_proof_pipeline.proof.worker_limit import MAX_WORKERS, check_workers
-from run_proof_pipeline.settings import ConfigError, DatabaseUrl
-from run_proof_pipeline.store.engine import run_on_connection
+from run_proof_pipeline.settings import ConfigError
 from run_proof_pipeline.sweep.report import SweepProgress, SweepReport
 from run_proof_pipeline.sweep.runner import SweepOptions, run_sweep
-from run_proof_pipeline.sweep.tenants import sealed_tenants
 
 SWEEP_ASSET = AssetKey("aos_traces_sweep")
 SWEEP_CHECK = "sweep_integrity"
@@ -146,16 +144,9 @@ def aos_traces_sweep(
     )
     for failed in report.failed[:LISTED_IN_CHECK]:
         context.log.error(f"run {failed.run_id} FAILED at {failed.first_bad}: {failed.reason}")
-    kinds = tenant_trace_kinds(trace_store.url(), tenant)
+    kinds = trace_store.trace_kinds(tenant)
     check = sweep_check_result(report, kinds)
     return MaterializeResult(metadata=dict(check.metadata), check_results=[check])
-
-
-def tenant_trace_kinds(url: DatabaseUrl, tenant_id: str) -> TraceKindCounts:
-    """Legacy, adopted, native and retired traces side by side: the sweep proves the
-    format-v1 and format-v2 ones; the counts show what it could not prove and why."""
-
-    return run_on_connection(url, lambda conn: count_trace_kinds(conn, tenant_id))
 
 
 aos_traces_sweep_job = define_asset_job(
@@ -168,7 +159,7 @@ aos_traces_sweep_job = define_asset_job(
 def _requests(
     context: ScheduleEvaluationContext, trace_store: TraceStoreResource, *, full: bool
 ) -> list[RunRequest] | SkipReason:
-    tenants = sealed_tenants(trace_store.url())
+    tenants = trace_store.sealed_tenants()
     if not tenants:
         return SkipReason("no sealed trace in aos_traces yet")
     known = set(context.instance.get_dynamic_partitions(TENANTS))
