@@ -18,12 +18,8 @@ from run_proof_pipeline.defs.retention.retirement import (
     aos_retention_retirement,
     aos_retention_retirement_job,
 )
-from run_proof_pipeline.defs.sweep.assets import (
-    aos_traces_sweep,
-    aos_traces_sweep_job,
-    nightly_sweep,
-    weekly_full_sweep,
-)
+from run_proof_pipeline.defs.sweep.assets import aos_traces_sweep, aos_traces_sweep_job
+from run_proof_pipeline.defs.sweep.schedules import nightly_sweep, weekly_full_sweep
 
 defs = Definitions(
     assets=[trace_store_spec, aos_traces_sweep],

@@ -269,9 +269,12 @@ def _format_traces(url: DatabaseUrl) -> dict[str, Any]:
 
 
 def _run_the_schedule(url: DatabaseUrl, instance: DagsterInstance) -> Any:
-    request = aos_retention_retirement(
-        build_schedule_context(instance=instance, scheduled_execution_time=datetime.now(UTC))
-    )
+    # Closed at once: an open context keeps Dagster's current defs-state storage on an
+    # instance of its own (see test_sweep_dagster.py).
+    with build_schedule_context(
+        instance=instance, scheduled_execution_time=datetime.now(UTC)
+    ) as context:
+        request = aos_retention_retirement(context)
     assert isinstance(request, RunRequest)
     return aos_retention_retirement_job.execute_in_process(
         run_config=request.run_config,

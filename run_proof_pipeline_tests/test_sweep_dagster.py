@@ -18,9 +18,8 @@ from run_proof_pipeline.defs.sweep.assets import (
     SWEEP_CHECK,
     TENANTS,
     aos_traces_sweep,
-    nightly_sweep,
-    weekly_full_sweep,
 )
+from run_proof_pipeline.defs.sweep.schedules import nightly_sweep, weekly_full_sweep
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline_tests.support.stores import owner_sql, record_run
 
@@ -81,17 +80,20 @@ def test_schedules_request_one_run_per_tenant_and_add_the_partitions(
     record_run(store, "tenant-y", "y-1", steps=1)
     record_run(store, "tenant-z", "z-open", steps=1, seal=False)  # nothing sealed yet
     instance = fresh_dagster_instance
-    context = build_schedule_context(
+    # The context opens its own instance from the ref and holds it until closed: an unclosed
+    # context leaves Dagster's current defs-state storage pointing at a disposed instance,
+    # and a later test on the same worker then fails to load any Definitions.
+    with build_schedule_context(
         instance=instance,
         scheduled_execution_time=datetime(2026, 2, 10, 2, 30, tzinfo=UTC),
         resources=_resources(store),
-    )
-    nightly = nightly_sweep(context)
+    ) as context:
+        nightly = nightly_sweep(context)
+        weekly = weekly_full_sweep(context)
     assert isinstance(nightly, list) and all(isinstance(r, RunRequest) for r in nightly)
     assert [r.partition_key for r in nightly] == ["tenant-x", "tenant-y"]
     assert nightly[0].run_config["ops"]["aos_traces_sweep"]["config"]["full"] is False
     assert set(instance.get_dynamic_partitions(TENANTS)) == {"tenant-x", "tenant-y"}
-    weekly = weekly_full_sweep(context)
     assert isinstance(weekly, list)
     assert all(r.run_config["ops"]["aos_traces_sweep"]["config"]["full"] for r in weekly)
     assert nightly[0].run_key != weekly[0].run_key

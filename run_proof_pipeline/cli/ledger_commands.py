@@ -38,16 +38,14 @@ def checkpoint_create(
     ),
 ) -> None:
     """Sign the ledger's current size and tree head (C2SP tlog-checkpoint, Ed25519)."""
-    from run_proof_pipeline.ledger.create import CheckpointRefused, create_checkpoint
+    from run_proof_pipeline.ledger.create import create_checkpoint
     from run_proof_pipeline.ledger.settings import load_ledger_settings
     from run_proof_pipeline.ledger.snapshot_run import in_snapshot
 
     resolved = _resolved()
     settings = load_ledger_settings()
-    try:
-        created = in_snapshot(resolved.url, lambda conn: create_checkpoint(conn, settings, out=out))
-    except CheckpointRefused as exc:
-        raise CommandError(f"checkpoint refused: {exc}", ExitCode.FAILED) from None
+    # CheckpointRefused is a RunProofError ("checkpoint refused: ...", exit 1): cli/errors.py.
+    created = in_snapshot(resolved.url, lambda conn: create_checkpoint(conn, settings, out=out))
     checkpoint = created.signed.checkpoint
     record_outcome(f"checkpoint {created.path} is written (tree size {checkpoint.size})")
     if created.key_warning:
@@ -133,7 +131,7 @@ def export(
     ),
 ) -> None:
     """Write a run's offline proof bundle (JSON): trace, steps, ledger proof, checkpoint."""
-    from run_proof_pipeline.bundle.export import RunNotFound, Unexportable, export_bundle
+    from run_proof_pipeline.bundle.export import export_bundle
     from run_proof_pipeline.cli.progress import UPDATE_EVERY, step_progress_bar
     from run_proof_pipeline.ledger.checkpoint_files import check_output_path, write_output_file
     from run_proof_pipeline.ledger.settings import load_ledger_settings
@@ -147,24 +145,20 @@ def export(
         _stdout_usable()
     resolved = _resolved(machine_output=out is None)
     settings = load_ledger_settings()
-    try:
-        # A bar only when the bundle goes to a file: on stdout it would corrupt the JSON.
-        with step_progress_bar(enabled=out is not None) as progress:
-            bundle = in_snapshot(
-                resolved.url,
-                lambda conn: export_bundle(
-                    conn,
-                    settings,
-                    tenant_id,
-                    run_id,
-                    progress=progress,
-                    progress_every=UPDATE_EVERY,
-                ),
-            )
-    except RunNotFound as exc:
-        raise CommandError(str(exc), ExitCode.NOT_FOUND) from None
-    except Unexportable as exc:
-        raise CommandError(str(exc), ExitCode.FAILED) from None
+    # RunNotFound (exit 4) and Unexportable (exit 1) are RunProofErrors: cli/errors.py.
+    # A bar only when the bundle goes to a file: on stdout it would corrupt the JSON.
+    with step_progress_bar(enabled=out is not None) as progress:
+        bundle = in_snapshot(
+            resolved.url,
+            lambda conn: export_bundle(
+                conn,
+                settings,
+                tenant_id,
+                run_id,
+                progress=progress,
+                progress_every=UPDATE_EVERY,
+            ),
+        )
     text = bundle.model_dump_json(indent=2) + "\n"
     if out is None:
         sys.stdout.write(text)
@@ -192,15 +186,13 @@ def _stdout_usable(*, written: bool = False) -> None:
 def _bundle_key(text: str | None, file: str | None) -> tuple[VerifierKey, str]:
     """The trusted key and where it came from: the options, else the settings. Key text and
     key file are separate options and settings, each read only as what its name says."""
-    from run_proof_pipeline.ledger.keys import KeyProblem, verifier_key_from
+    from run_proof_pipeline.ledger.keys import verifier_key_from
     from run_proof_pipeline.ledger.settings import load_ledger_settings
 
     if text is not None or file is not None:
         names = ("--public-key", "--public-key-file")
-        try:
-            key = verifier_key_from(text, file, text_setting=names[0], file_setting=names[1])
-        except KeyProblem as exc:
-            raise CommandError(str(exc), ExitCode.USAGE) from None
+        # KeyProblem is a RunProofError (exit 2): cli/errors.py.
+        key = verifier_key_from(text, file, text_setting=names[0], file_setting=names[1])
         if key is None:
             raise CommandError("--public-key / --public-key-file is empty", ExitCode.USAGE)
         return key, names[0] if text is not None else f"{names[1]} {file}"

@@ -49,7 +49,6 @@ def sweep(
     from run_proof_pipeline.cli.database import announced_database
     from run_proof_pipeline.proof.worker_limit import check_workers
     from run_proof_pipeline.sweep import SweepOptions, run_sweep
-    from run_proof_pipeline.sweep.runner import SweepWorkerError
 
     # The shared bound (proof/worker_limit.py): a ConfigError, exit 2, before any connection.
     check_workers(workers, source="--workers")
@@ -57,15 +56,11 @@ def sweep(
         full=full, tenant_id=tenant_id, since=_since(since), workers=workers, progress_every=0.5
     )
     resolved = announced_database(machine_output=as_json)
-    try:
-        with _progress_bar(enabled=not as_json and sys.stdout.isatty()) as on_progress:
-            report = run_sweep(resolved.url, options, progress=on_progress)
-    except SweepWorkerError as exc:
-        if exc.bug:
-            raise  # a bug in a shard keeps its traceback (cli/errors.py)
-        # As the same failure in process: the server gone is exit 5, a database error 1.
-        code = ExitCode.UNREACHABLE if exc.unreachable else ExitCode.FAILED
-        raise CommandError(str(exc), code) from None
+    # A shard's failure is a SweepWorkerError (a RunProofError: exit 5 when the server went
+    # away, else 1, as in process) and a shard's bug a WorkerBug with its traceback; the
+    # root mapping in cli/errors.py reports both.
+    with _progress_bar(enabled=not as_json and sys.stdout.isatty()) as on_progress:
+        report = run_sweep(resolved.url, options, progress=on_progress)
     if as_json:
         print(json.dumps(report.to_dict()))
     else:

@@ -82,11 +82,8 @@ class SweepOptions:
 
 class SweepWorkerError(WorkerError):
     """A shard's worker failed (proof/workers.py): the message is one line, as the same
-    failure says it in process; `unreachable` when the database went away or refused it."""
-
-    # A shard's bug is a WorkerBug, which keeps its traceback; this is never one (the CLI's
-    # sweep command still asks).
-    bug = False
+    failure says it in process; `unreachable` when the database went away or refused it. A
+    shard's bug is a WorkerBug instead, which keeps its traceback."""
 
 
 def run_sweep(

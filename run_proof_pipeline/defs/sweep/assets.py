@@ -1,5 +1,5 @@
 """The sweep in Dagster: asset `aos_traces_sweep`, one partition per tenant, one check result
-per partition, and the schedules (incremental nightly, full weekly).
+per partition, and its job (the schedules are in defs/sweep/schedules.py).
 
 Partitioned by tenant (DynamicPartitionsDefinition "tenants"), not by day of started_at: a
 tenant is what a failure is reported to and what the UI should colour red, tenants are few
@@ -16,22 +16,16 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     Config,
-    DefaultScheduleStatus,
     DynamicPartitionsDefinition,
     Failure,
     MaterializeResult,
     MetadataValue,
-    RunRequest,
-    ScheduleEvaluationContext,
-    SkipReason,
     asset,
     define_asset_job,
-    schedule,
 )
 from pydantic import Field
 
 from run_proof_pipeline.adoption.kinds import TraceKindCounts
-from run_proof_pipeline.defs.deployment import DEPLOYMENT
 from run_proof_pipeline.defs.plan.checks import TRACE_STORE
 from run_proof_pipeline.defs.resources import TraceStoreResource
 from run_proof_pipeline.proof.worker_limit import MAX_WORKERS, check_workers
@@ -154,56 +148,3 @@ aos_traces_sweep_job = define_asset_job(
     selection=[SWEEP_ASSET],
     description="Sweep one tenant's sealed runs (run it per partition or as a backfill).",
 )
-
-
-def _requests(
-    context: ScheduleEvaluationContext, trace_store: TraceStoreResource, *, full: bool
-) -> list[RunRequest] | SkipReason:
-    tenants = trace_store.sealed_tenants()
-    if not tenants:
-        return SkipReason("no sealed trace in aos_traces yet")
-    known = set(context.instance.get_dynamic_partitions(TENANTS))
-    new = [t for t in tenants if t not in known]
-    if new:
-        context.instance.add_dynamic_partitions(TENANTS, new)
-    day = (
-        f"{context.scheduled_execution_time:%Y-%m-%d}"
-        if context.scheduled_execution_time
-        else "manual"
-    )
-    mode = "full" if full else "incremental"
-    return [
-        RunRequest(
-            run_key=f"sweep-{mode}-{day}-{tenant}",
-            partition_key=tenant,
-            run_config={"ops": {"aos_traces_sweep": {"config": {"full": full}}}},
-            tags={"run_proof/sweep": mode},
-        )
-        for tenant in tenants
-    ]
-
-
-@schedule(
-    job=aos_traces_sweep_job,
-    cron_schedule=DEPLOYMENT.sweep_cron,
-    execution_timezone=DEPLOYMENT.timezone,
-    default_status=DefaultScheduleStatus.RUNNING,
-    description="Nightly: every tenant, every sealed run not verified since its seal.",
-)
-def nightly_sweep(
-    context: ScheduleEvaluationContext, trace_store: TraceStoreResource
-) -> list[RunRequest] | SkipReason:
-    return _requests(context, trace_store, full=False)
-
-
-@schedule(
-    job=aos_traces_sweep_job,
-    cron_schedule=DEPLOYMENT.full_sweep_cron,
-    execution_timezone=DEPLOYMENT.timezone,
-    default_status=DefaultScheduleStatus.RUNNING,
-    description="Weekly: re-verify every sealed run (only this catches an edit of an old run).",
-)
-def weekly_full_sweep(
-    context: ScheduleEvaluationContext, trace_store: TraceStoreResource
-) -> list[RunRequest] | SkipReason:
-    return _requests(context, trace_store, full=True)
