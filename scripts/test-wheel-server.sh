@@ -12,6 +12,7 @@ if ! .venv/bin/python -c 'import sys; from run_proof_pipeline.embedded.wheel_bin
 fi
 files=(
   run_proof_pipeline_tests/test_embedded_server.py
+  run_proof_pipeline_tests/test_embedded_parts.py
   run_proof_pipeline_tests/test_local_postgres.py
   run_proof_pipeline_tests/test_sql_chain_v2.py
   run_proof_pipeline_tests/test_sql_canonical.py
