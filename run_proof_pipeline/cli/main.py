@@ -199,18 +199,23 @@ def vectors(path: Path = typer.Argument(..., help="A vectors file in the v1 form
         report = check_vectors(path)
     except (ValueError, KeyError, TypeError) as exc:
         raise CommandError(f"{path} is not a v1 vectors file: {exc}", ExitCode.USAGE) from None
-    mismatch = report.first_mismatch
-    if report.ok or mismatch is None:
-        print(f"all {report.cases_checked} cases match ({path})")
+    first = report.first_mismatch
+    if report.ok or first is None:
+        print(f"{report.text()} ({path})")
         return
-    case, field, expected, computed = mismatch
+    # The file's value is the stored side, ours the recomputed one (integrity/mismatch.py).
+    mismatch = first.mismatch
     print(
-        json.dumps({"case": case, "field": field, "expected": expected, "computed": computed}),
+        json.dumps(
+            {
+                "case": first.case,
+                "field": mismatch.field,
+                "stored": mismatch.stored,
+                "recomputed": mismatch.recomputed,
+            }
+        ),
     )
-    raise CommandError(
-        f"case {case!r}, field {field!r}: expected {expected!r}, computed {computed!r}",
-        ExitCode.FAILED,
-    )
+    raise CommandError(report.text(), ExitCode.FAILED)
 
 
 @app.command()

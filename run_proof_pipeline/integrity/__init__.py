@@ -28,6 +28,7 @@ from run_proof_pipeline.integrity.chain import (
     sha256_hex,
     step_hash,
 )
+from run_proof_pipeline.integrity.failure import first_bad
 from run_proof_pipeline.integrity.merkle import (
     MerkleAccumulator,
     ProofError,
@@ -39,6 +40,7 @@ from run_proof_pipeline.integrity.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from run_proof_pipeline.integrity.mismatch import Mismatch
 from run_proof_pipeline.integrity.records import (
     FORMAT_VERSION,
     header_record,
@@ -112,6 +114,7 @@ __all__ = [
     "MAX_SAFE_INTEGER",
     "MAX_SIGNIFICANT_DIGITS",
     "MerkleAccumulator",
+    "Mismatch",
     "ProofError",
     "Anchor",
     "CanonicalizationError",
@@ -135,6 +138,7 @@ __all__ = [
     "compute_chain",
     "consistency_proof",
     "es6_number",
+    "first_bad",
     "genesis_hash",
     "header_record",
     "inclusion_proof",
