@@ -12,10 +12,15 @@ maps them once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from run_proof_pipeline.integrity.mismatch import Mismatch
 
-__all__ = ["IntegrityFailure", "first_bad"]
+__all__ = ["FailureLocation", "IntegrityFailure", "first_bad"]
+
+# Where a proof can fail, in the order a trace is checked (docs/hash-chain-v1.md, rules 1-5):
+# the one definition of the vocabulary; the coordinator's FailureDetail takes it as it is.
+FailureLocation = Literal["header", "step", "seal", "ledger"]
 
 
 def first_bad(location: str, step_index: int | None) -> str:
@@ -29,7 +34,7 @@ class IntegrityFailure:
     """The first thing that did not verify: where, which rule, recomputed (`expected`)
     against stored (`found`)."""
 
-    location: str  # "header" | "step" | "seal" | "ledger"
+    location: FailureLocation
     step_index: int | None
     rule: int
     expected: str | None
@@ -40,7 +45,7 @@ class IntegrityFailure:
     @classmethod
     def of(
         cls,
-        location: str,
+        location: FailureLocation,
         step_index: int | None,
         rule: int,
         mismatch: Mismatch,
@@ -62,7 +67,7 @@ class IntegrityFailure:
 
     @classmethod
     def unhashable(
-        cls, location: str, step_index: int | None, rule: int, why: object
+        cls, location: FailureLocation, step_index: int | None, rule: int, why: object
     ) -> IntegrityFailure:
         """A stored value outside the spec, so nothing can be recomputed to compare: no
         expected, no found; the reason says why (`<where>: stored values cannot be hashed
