@@ -91,8 +91,11 @@ def worker_children() -> list[str]:
     assert listings, "this kernel does not list children in /proc/self/task/*/children"
     found = []
     for listing in listings:
-        with open(listing) as fh:
-            pids = fh.read().split()
+        try:
+            with open(listing) as fh:
+                pids = fh.read().split()
+        except FileNotFoundError:
+            continue  # a thread of this process (a driver's, say) ended after the listing
         for pid in pids:
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as fh:
