@@ -47,6 +47,8 @@ from run_proof_pipeline.integrity.fields import (
     STEP_V2_ONLY_FIELDS,
     TRACE_IDS,
     FieldType,
+    StepFields,
+    TraceHeaderFields,
     column_of,
     fields_of_type,
     values_of,
@@ -368,3 +370,30 @@ def test_the_bundle_models_are_the_records_fields_and_the_stored_hashes() -> Non
         for name, info in model.model_fields.items():
             if name in CARRIED_AS_TEXT:
                 assert info.annotation == str | None, (model.__name__, name)
+
+
+def test_the_stored_rows_and_the_models_have_the_protocols_attributes() -> None:
+    step_values = _distinct(STEP_STORED_FIELDS)
+    steps = [
+        StoredStep(**step_values, prev_hash=None, step_hash=None),
+        BundleStep.model_construct(**step_values),
+        BundleStepV2.model_construct(**step_values),
+    ]
+    assert all(isinstance(step, StepFields) for step in steps)
+    header = _distinct(HEADER_V1_FIELDS)
+    traces = [
+        StoredTrace(
+            **header,
+            status=None,
+            completed_at=None,
+            genesis_hash=None,
+            root_hash=None,
+            chain_length=None,
+        ),
+        BundleTrace.model_construct(**header),
+        BundleTraceV2.model_construct(**header),
+        TraceStart.model_construct(**header),
+    ]
+    assert all(isinstance(trace, TraceHeaderFields) for trace in traces)
+    # A step that lacks a field is not one (the check is by attribute).
+    assert not isinstance(TraceStart.model_construct(**header), StepFields)

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "FIELD_TYPES",
@@ -187,9 +187,11 @@ def values_of(source: object, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 # --- protocols: anything with these attributes -----------------------------------------------
-# Read-only properties, so that frozen dataclasses and pydantic models both conform.
+# Read-only properties, so that frozen dataclasses and pydantic models both conform;
+# runtime-checkable, so a test can hold a model to them (run_proof_pipeline_tests/test_fields.py).
 
 
+@runtime_checkable
 class TraceHeaderFields(Protocol):
     """A trace with the fields of a format-v1 header (HEADER_V1_FIELDS)."""
 
@@ -209,6 +211,7 @@ class TraceHeaderFields(Protocol):
     def started_at(self) -> str | datetime | None: ...
 
 
+@runtime_checkable
 class StepFields(Protocol):
     """A stored step with the fields its record hashes (STEP_STORED_FIELDS)."""
 
