@@ -26,16 +26,25 @@ from typing import Any
 
 from benchmarks.dataset import RunSpec, _step_values
 from run_proof_pipeline.integrity import (
-    HEADER_V2_ONLY_FIELDS,
-    STEP_V2_ONLY_FIELDS,
     ChainVerifier,
     StoredTrace,
     canonicalize,
     canonicalize_v2,
     header_record_v2,
+    parse_stored_json_v2,
+    step_canonical_bytes,
+    step_canonical_v2,
 )
-from run_proof_pipeline.store.step_rows import StepLineDecoder, StepRowDecoder
-from run_proof_pipeline.store.step_rows_v2 import StepV2Decoder
+from run_proof_pipeline.integrity.fields import (
+    FIELD_TYPES,
+    HEADER_V1_FIELDS,
+    HEADER_V2_ONLY_FIELDS,
+    STEP_STORED_FIELDS,
+    STEP_V2_ADDED_FIELDS,
+    FieldType,
+)
+from run_proof_pipeline.store.step_rows import STEP_COLUMNS, StepLineDecoder, StepRowDecoder
+from run_proof_pipeline.store.step_rows_v2 import STEP_V2_COLUMNS, StepV2Decoder
 
 _SPEC = RunSpec("tenant-000", "bench-run", "bench-trace", 0, datetime(2026, 2, 9, 10, tzinfo=UTC))
 
@@ -65,7 +74,8 @@ def _v1_trace() -> tuple[StoredTrace, bytes]:
     return trace, genesis
 
 
-_V2_EXTRA = ("in-hash", "out-hash", None, "idem", "execute", "engine", "INFO", "f", None)
+# The v2-only step columns' text in every row (STEP_V2_ADDED_FIELDS order; None for NULL).
+_V2_ADDED = ("in-hash", "out-hash", None, "idem", "execute", "engine", "INFO", "f", None)
 
 
 def _v2_header() -> dict[str, Any]:
@@ -73,18 +83,29 @@ def _v2_header() -> dict[str, Any]:
     return {**header, **dict.fromkeys(HEADER_V2_ONLY_FIELDS)}
 
 
+def _value(name: str, text: str | None, *, exact: bool) -> Any:
+    """A column's text as the record takes it (exact: format v2's JSON numbers)."""
+    kind = FIELD_TYPES[name]
+    if text is None or kind in (FieldType.TEXT, FieldType.TIMESTAMP):
+        return text
+    if kind is FieldType.JSON:
+        return parse_stored_json_v2(text) if exact else json.loads(text)
+    if kind is FieldType.BOOLEAN:
+        return text == "t"
+    return float(text) if kind is FieldType.DOUBLE else int(text)
+
+
+def _line(texts: dict[str, str | None], columns: tuple[str, ...]) -> bytes:
+    return "\t".join("\\N" if texts[c] is None else str(texts[c]) for c in columns).encode() + b"\n"
+
+
 def _lines(steps: int) -> tuple[list[bytes], list[bytes], StoredTrace, StoredTrace]:
     """v1 and v2 COPY lines of one run with correct hashes, and their two traces."""
-    from run_proof_pipeline.integrity import parse_stored_json_v2, step_canonical_bytes
-    from run_proof_pipeline.integrity.records_v2 import step_canonical_v2
-
     v1_trace, prev1 = _v1_trace()
     header_v2 = _v2_header()
     prev2 = hashlib.sha256(canonicalize_v2(header_record_v2(**header_v2))).digest()
     v2_trace = StoredTrace(
-        **{k: header_v2[k] for k in ("tenant_id", "run_id", "trace_id", "agent_id", "plan_id")},
-        plan=header_v2["plan"],
-        started_at=header_v2["started_at"],
+        **{k: header_v2[k] for k in HEADER_V1_FIELDS},
         status="running",
         completed_at=None,
         genesis_hash=prev2.hex(),
@@ -95,57 +116,28 @@ def _lines(steps: int) -> tuple[list[bytes], list[bytes], StoredTrace, StoredTra
     )
     v1: list[bytes] = []
     v2: list[bytes] = []
-    ids = (_SPEC.tenant_id, _SPEC.run_id)
+    ids = {"tenant_id": _SPEC.tenant_id, "run_id": _SPEC.run_id}
     for i in range(steps):
-        index, skill_id, skill_name, params, status, cat, code, data, cost, dur, retry, ts = (
-            _step_values(_SPEC, i)
+        texts: dict[str, str | None] = dict(
+            zip(STEP_STORED_FIELDS, _step_values(_SPEC, i), strict=True)
         )
-        params, data = _jsonb_text(params), _jsonb_text(data)
-        cost, dur = _float8_text(cost), _float8_text(dur)
-        canonical = step_canonical_bytes(
-            tenant_id=ids[0],
-            run_id=ids[1],
-            step_index=i,
-            skill_id=skill_id,
-            skill_name=skill_name,
-            params=json.loads(params),
-            status=status,
-            outcome_category=cat,
-            outcome_code=code,
-            outcome_data=json.loads(data),
-            cost_cents=float(cost),
-            duration_ms=float(dur),
-            retry_count=int(retry),
-            timestamp=ts,
+        texts["params"] = _jsonb_text(str(texts["params"]))
+        texts["outcome_data"] = _jsonb_text(str(texts["outcome_data"]))
+        texts["cost_cents"] = _float8_text(str(texts["cost_cents"]))
+        texts["duration_ms"] = _float8_text(str(texts["duration_ms"]))
+        texts |= dict(zip(STEP_V2_ADDED_FIELDS, _V2_ADDED, strict=True)) | ids
+        v1_values = {n: _value(n, texts[n], exact=False) for n in STEP_STORED_FIELDS}
+        step1 = hashlib.sha256(prev1 + step_canonical_bytes(**ids, **v1_values)).digest()
+        v1.append(
+            _line({**texts, "prev_hash": prev1.hex(), "step_hash": step1.hex()}, STEP_COLUMNS)
         )
-        step1 = hashlib.sha256(prev1 + canonical).digest()
-        row = (index, *ids, skill_id, skill_name, params, status, cat, code, data, cost, dur)
-        v1.append("\t".join((*row, retry, ts, prev1.hex(), step1.hex())).encode() + b"\n")
         prev1 = step1
-        extra = dict(zip(STEP_V2_ONLY_FIELDS[1:], _V2_EXTRA, strict=True))
-        canonical2 = step_canonical_v2(
-            tenant_id=ids[0],
-            run_id=ids[1],
-            trace_id=_SPEC.trace_id,
-            step_index=i,
-            skill_id=skill_id,
-            skill_name=skill_name,
-            params=parse_stored_json_v2(params),
-            status=status,
-            outcome_category=cat,
-            outcome_code=code,
-            outcome_data=parse_stored_json_v2(data),
-            cost_cents=float(cost),
-            duration_ms=float(dur),
-            retry_count=int(retry),
-            timestamp=ts,
-            **{**extra, "is_synthetic": False},
-        )
+        own = (*STEP_STORED_FIELDS, *STEP_V2_ADDED_FIELDS)
+        v2_values = {n: _value(n, texts[n], exact=True) for n in own}
+        canonical2 = step_canonical_v2(**ids, trace_id=_SPEC.trace_id, **v2_values)
         step2 = hashlib.sha256(prev2 + canonical2).digest()
-        content = (index, skill_id, skill_name, params, status, cat, code, data, cost, dur, retry)
-        texts = [v if v is not None else "\\N" for v in _V2_EXTRA]
-        chain = (str(i), prev2.hex(), step2.hex())
-        v2.append("\t".join((*content, ts, *texts, *chain)).encode() + b"\n")
+        chain = {"chain_position": str(i), "prev_hash": prev2.hex(), "step_hash": step2.hex()}
+        v2.append(_line({**texts, **chain}, STEP_V2_COLUMNS))
         prev2 = step2
     return v1, v2, v1_trace, v2_trace
 
