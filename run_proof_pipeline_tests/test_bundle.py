@@ -21,6 +21,8 @@ from typer.testing import CliRunner
 from run_proof_pipeline.bundle.verify import verify_bundle_text
 from run_proof_pipeline.cli.main import app
 from run_proof_pipeline.embedded.server import LocalPostgres
+from run_proof_pipeline.integrity import Mismatch
+from run_proof_pipeline.ledger.checkpoint import SignedCheckpoint
 from run_proof_pipeline.ledger.keys import SigningKey, VerifierKey, generate_signing_key
 from run_proof_pipeline.plan.coordinator_checks.fixtures import migrated_copy
 from run_proof_pipeline.settings import DatabaseUrl
@@ -198,6 +200,41 @@ def test_a_mutated_bundle_names_exactly_what_failed(
     assert report.status == "FAILED"
     failed = report.failures
     assert failed[0].name == check and detail in failed[0].detail, failed
+
+
+def _bundle_field(path: Path, *keys: str | int) -> Any:
+    value: Any = json.loads(path.read_text(encoding="utf-8"))
+    for key in keys:
+        value = value[key]
+    return value
+
+
+def test_a_failed_hash_comparison_carries_the_bundles_value_as_stored(
+    exported: Exported,
+) -> None:
+    """The checks that compare a hash say so with a Mismatch (integrity/mismatch.py): stored =
+    what the bundle holds, recomputed = what the verifier computes from it."""
+    path, key, origin = exported.path, exported.key, exported.origin
+    signed = SignedCheckpoint.parse(_bundle_field(path, "ledger", "checkpoint")).checkpoint
+    step_hash = _bundle_field(path, "steps", 1, "step_hash")
+    leaf = _bundle_field(path, "ledger", "entry", "leaf_hash")
+
+    def failed(change: Callable[[dict[str, Any]], None]) -> tuple[str, Mismatch | None]:
+        [first, *_] = verify_bundle_text(_mutate(path, change), key, origin=origin).failures
+        return first.name, first.mismatch
+
+    def step(data: dict[str, Any]) -> None:
+        data["steps"][1]["step_hash"] = "0" * 64
+
+    def entry(data: dict[str, Any]) -> None:
+        data["ledger"]["entry"]["leaf_hash"] = "0" * 64
+
+    assert failed(step) == ("hash chain", Mismatch("step_hash", "0" * 64, step_hash))
+    assert failed(entry) == ("ledger entry", Mismatch("leaf_hash", "0" * 64, leaf))
+    name, inclusion = failed(_proof_node)
+    assert name == "inclusion" and inclusion is not None
+    assert (inclusion.field, inclusion.stored) == ("root", signed.root.hex())
+    assert inclusion.recomputed not in (None, inclusion.stored)
 
 
 def test_a_bundle_checked_with_another_key_fails_at_the_checkpoint(

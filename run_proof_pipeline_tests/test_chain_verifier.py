@@ -681,6 +681,8 @@ def test_removed_tail_fails_at_the_first_missing_step() -> None:
 
 
 # --- rule 5: the anchor ------------------------------------------------------------------
+# As in rules 1-4 (docs/aos-compat.md): expected = the recomputed root or length, found = the
+# ledger's, and the reason says which is which.
 
 
 def test_removed_tail_with_recomputed_seal_passes_1_to_4_and_fails_the_anchor() -> None:
@@ -688,13 +690,17 @@ def test_removed_tail_with_recomputed_seal_passes_1_to_4_and_fails_the_anchor() 
     shorter = build_run(3)
     assert [s.step_hash for s in shorter.steps] == [s.step_hash for s in run.steps[:3]]
     assert verify(shorter.trace, shorter.steps).status is VerificationStatus.VERIFIED
-    assert_failure(
+    failure = assert_failure(
         verify(shorter.trace, shorter.steps, anchor_of(run)),
         location="ledger",
         step_index=None,
         rule=5,
-        expected=run.trace.root_hash,
-        found=shorter.trace.root_hash,
+        expected=shorter.trace.root_hash,
+        found=run.trace.root_hash,
+    )
+    assert failure.reason == (
+        f"ledger: root_hash mismatch (recomputed {shorter.trace.root_hash}, "
+        f"the ledger holds {run.trace.root_hash})"
     )
 
 
@@ -709,35 +715,40 @@ def test_whole_run_recomputed_passes_1_to_4_and_fails_the_anchor() -> None:
         location="ledger",
         step_index=None,
         rule=5,
-        expected=run.trace.root_hash,
-        found=rewritten.trace.root_hash,
+        expected=rewritten.trace.root_hash,
+        found=run.trace.root_hash,
     )
 
 
 def test_anchor_with_another_chain_length_fails_the_anchor() -> None:
     run = build_run()
     anchor = replace(anchor_of(run), chain_length=4)
-    assert_failure(
+    failure = assert_failure(
         verify(run.trace, run.steps, anchor),
         location="ledger",
         step_index=None,
         rule=5,
-        expected="4",
-        found="5",
+        expected="5",
+        found="4",
     )
+    assert failure.reason == "ledger: chain_length mismatch (recomputed 5, the ledger holds 4)"
 
 
 def test_anchored_run_that_was_unsealed_again_fails_the_anchor() -> None:
     run = build_run()
     unsealed = replace(run.trace, root_hash=None, chain_length=None)
     assert verify(unsealed, run.steps).status is VerificationStatus.UNSEALED
-    assert_failure(
+    failure = assert_failure(
         verify(unsealed, run.steps, anchor_of(run)),
         location="ledger",
         step_index=None,
         rule=5,
-        expected=run.trace.root_hash,
-        found=None,
+        expected=None,
+        found=run.trace.root_hash,
+    )
+    assert failure.reason == (
+        f"ledger: root_hash mismatch (the trace is unsealed, the ledger holds "
+        f"{run.trace.root_hash})"
     )
 
 
@@ -746,3 +757,4 @@ def test_anchor_source_is_named_in_the_reason() -> None:
     anchor = Anchor(root_hash="1" * 64, chain_length=5, source="transparency log")
     verdict = verify(run.trace, run.steps, anchor)
     assert (verdict.failure_reason or "").startswith("ledger (transparency log): root_hash")
+    assert (verdict.failure_reason or "").endswith(f"the transparency log holds {'1' * 64})")

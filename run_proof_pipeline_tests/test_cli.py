@@ -132,6 +132,7 @@ def test_vectors_command_names_the_first_mismatch(
 ) -> None:
     data = json.loads((VECTORS / "hash-chain-v1-vectors.json").read_text())
     case = data["cases"][0]
+    good = case["expected"]["step_hashes"][1]
     case["expected"]["step_hashes"][1] = "0" * 64
     mutated = tmp_path / "mutated.json"
     mutated.write_text(json.dumps(data))
@@ -140,6 +141,15 @@ def test_vectors_command_names_the_first_mismatch(
 
     assert result.exit_code == 1
     assert case["name"] in result.output and "step_hashes" in result.output
+    # The file's value is the stored side, ours the recomputed one.
+    line = next(x for x in result.output.splitlines() if x.startswith("{"))
+    assert json.loads(line) == {
+        "case": case["name"],
+        "field": "step_hashes[1]",
+        "stored": "0" * 64,
+        "recomputed": good,
+    }
+    assert f"(recomputed {good}, the file holds {'0' * 64})" in result.output
 
 
 @pytest.mark.slow

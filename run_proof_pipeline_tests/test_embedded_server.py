@@ -10,14 +10,16 @@ import psycopg
 import pytest
 
 from run_proof_pipeline.embedded import binaries as server_binaries
-from run_proof_pipeline.embedded import server as local_postgres
+from run_proof_pipeline.embedded import system_binaries, wheel_binaries
 from run_proof_pipeline.embedded.binaries import (
     SERVER_ENV,
+    ServerBinaries,
     ServerSettingError,
     server_setting,
-    wheel_bindir,
 )
+from run_proof_pipeline.embedded.os_user import ServerUser
 from run_proof_pipeline.embedded.server import LocalPostgres, LocalPostgresError, find_pg_bindir
+from run_proof_pipeline.embedded.wheel_binaries import wheel_bindir
 
 WHEEL_MAJOR = "18"
 needs_wheel = pytest.mark.skipif(
@@ -31,11 +33,11 @@ def _no_system_binaries(monkeypatch: pytest.MonkeyPatch) -> None:
     def missing() -> Path:
         raise LocalPostgresError("PostgreSQL server binaries (initdb, pg_ctl, postgres) not found.")
 
-    monkeypatch.setattr(local_postgres, "_find_system_bindir", missing)
+    monkeypatch.setattr(server_binaries, "find_system_bindir", missing)
 
 
 def _no_wheel(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local_postgres, "wheel_bindir", lambda: None)
+    monkeypatch.setattr(server_binaries, "wheel_bindir", lambda: None)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +75,7 @@ def test_unset_keeps_the_system_binaries(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv(SERVER_ENV, raising=False)
     monkeypatch.delenv("RUN_PROOF_PG_BINDIR", raising=False)
     try:
-        system = local_postgres._find_system_bindir()
+        system = system_binaries.find_system_bindir()
     except LocalPostgresError:
         pytest.skip("this machine has no PostgreSQL server binaries")
     assert find_pg_bindir() == system
@@ -96,7 +98,7 @@ def test_forced_wheel_absent_is_one_line(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_forced_system_absent_never_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SERVER_ENV, "system")
     _no_system_binaries(monkeypatch)
-    monkeypatch.setattr(local_postgres, "wheel_bindir", lambda: Path("/wheel/bin"))
+    monkeypatch.setattr(server_binaries, "wheel_bindir", lambda: Path("/wheel/bin"))
     with pytest.raises(LocalPostgresError, match="not found") as caught:
         find_pg_bindir()
     assert "\n" not in str(caught.value)
@@ -105,7 +107,7 @@ def test_forced_system_absent_never_falls_back(monkeypatch: pytest.MonkeyPatch) 
 def test_auto_falls_back_to_the_wheel(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(SERVER_ENV, raising=False)
     _no_system_binaries(monkeypatch)
-    monkeypatch.setattr(local_postgres, "wheel_bindir", lambda: Path("/wheel/bin"))
+    monkeypatch.setattr(server_binaries, "wheel_bindir", lambda: Path("/wheel/bin"))
     assert find_pg_bindir() == Path("/wheel/bin")
 
 
@@ -156,8 +158,8 @@ def test_forced_wheel_server_starts_reports_its_major_and_stops(
         pg.stop()
     assert not pg.is_running()
     # pg_ctl on its own data dir agrees that nothing is left running.
-    status = pg._run(
-        [pg._bin("pg_ctl"), "status", "-D", str(pg.data_dir)],
+    status = pg.commands.run(
+        [pg.commands.bin("pg_ctl"), "status", "-D", str(pg.data_dir)],
         what="status",
         timeout=30,
         check=False,
@@ -188,8 +190,8 @@ def test_a_data_dir_of_another_major_is_a_clear_error(
 def test_as_root_the_server_user_can_run_the_wheels_binaries(tmp_path: Path) -> None:
     bindir = wheel_bindir()
     assert bindir is not None
-    account = LocalPostgres(tmp_path / "pg")._server_user()
-    server_binaries.grant_server_user_access(bindir, account.pw_uid, account.pw_gid)
+    account = ServerUser(ServerBinaries()).account()
+    wheel_binaries.grant_server_user_access(bindir, account.pw_uid, account.pw_gid)
     result = subprocess.run(
         ["runuser", "-u", account.pw_name, "--", str(bindir / "postgres"), "--version"],
         capture_output=True,
@@ -221,10 +223,10 @@ def test_grant_opens_a_0700_wheel_tree_to_the_server_user(
     (root / "lib" / "plpgsql.so").chmod(0o600)
     for directory in (root / "bin", root / "lib", root, root.parent, root.parent.parent, outer):
         directory.chmod(0o700)
-    monkeypatch.setattr(server_binaries, "wheel_install_root", lambda: root)
-    monkeypatch.setattr(server_binaries, "_GRANTED", set())
+    monkeypatch.setattr(wheel_binaries, "wheel_install_root", lambda: root)
+    monkeypatch.setattr(wheel_binaries, "_GRANTED", set())
     other_uid = os.geteuid() + 12345
-    server_binaries.grant_server_user_access(root / "bin", other_uid, other_uid)
+    wheel_binaries.grant_server_user_access(root / "bin", other_uid, other_uid)
 
     def mode(path: Path) -> int:
         return path.stat().st_mode & 0o777
@@ -238,5 +240,5 @@ def test_grant_opens_a_0700_wheel_tree_to_the_server_user(
     elsewhere = tmp_path / "system" / "bin"
     elsewhere.mkdir(parents=True)
     elsewhere.chmod(0o700)
-    server_binaries.grant_server_user_access(elsewhere, other_uid + 1, other_uid + 1)
+    wheel_binaries.grant_server_user_access(elsewhere, other_uid + 1, other_uid + 1)
     assert mode(elsewhere) == 0o700

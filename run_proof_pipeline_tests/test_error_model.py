@@ -242,18 +242,22 @@ def test_the_integrity_model_literal_is_the_integrity_core_s_enum() -> None:
 
 def _failure_locations() -> dict[str, set[str]]:
     """Every literal failure location the package writes: `location="..."` in a call of
-    IntegrityFailure or FailureDetail, and the first argument of verdicts' `_mismatch`."""
+    IntegrityFailure or FailureDetail, and the location (first argument) of its class
+    methods (IntegrityFailure.of(), the failure a Mismatch makes, and .unhashable())."""
     found: dict[str, set[str]] = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.Call):
                 continue
             callee = getattr(node.func, "id", getattr(node.func, "attr", None))
-            values = []
+            owner = getattr(getattr(node.func, "value", None), "id", None)
+            values = [k.value for k in node.keywords if k.arg == "location"]
             if callee in ("IntegrityFailure", "FailureDetail"):
-                values = [k.value for k in node.keywords if k.arg == "location"]
-            elif callee == "_mismatch" and node.args:
-                values = [node.args[0]]
+                pass
+            elif owner == "IntegrityFailure":  # .of(), .unhashable()
+                values += node.args[:1]
+            else:
+                values = []
             for value in values:
                 assert isinstance(value, ast.Constant | ast.Name | ast.Attribute), ast.dump(value)
                 if isinstance(value, ast.Constant):
@@ -265,5 +269,6 @@ def _failure_locations() -> dict[str, set[str]]:
 def test_the_failure_location_literal_is_every_location_the_core_fails_at() -> None:
     written = _failure_locations()
     assert "integrity/verdicts.py" in written["step"]  # the scan sees the core
+    assert "integrity/seal_check.py" in written["ledger"]  # and IntegrityFailure.of()
     assert set(written) == set(get_args(FailureLocationName)), written
     assert FailureDetail.model_fields["location"].annotation == FailureLocationName

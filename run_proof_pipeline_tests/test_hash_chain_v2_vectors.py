@@ -204,7 +204,7 @@ def test_an_edited_vector_is_reported(path: tuple[Any, ...], value: Any) -> None
     target[path[-1]] = value
     report = check_cases_v2(cases)
     assert not report.ok
-    assert report.first_mismatch is not None and report.first_mismatch[0] == "exact_numbers"
+    assert report.first_mismatch is not None and report.first_mismatch.case == "exact_numbers"
 
 
 def test_a_file_nested_too_deep_is_refused() -> None:

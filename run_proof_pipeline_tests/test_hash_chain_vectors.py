@@ -17,7 +17,8 @@ from run_proof_pipeline.integrity import (
     step_canonical_bytes,
     step_record,
 )
-from run_proof_pipeline.integrity.vectors import BUNDLED_VECTORS, check_vectors
+from run_proof_pipeline.integrity.mismatch import Mismatch
+from run_proof_pipeline.integrity.vectors import BUNDLED_VECTORS, VectorMismatch, check_vectors
 
 SHARED_VECTORS = Path(__file__).resolve().parents[2] / "shared/spec/hash-chain-v1-vectors.json"
 
@@ -68,7 +69,9 @@ def test_vectors_with_a_mutated_step_hash_fail_naming_case_and_field(tmp_path: P
     case["expected"]["step_hashes"][1] = "0" * 64
     report = check_vectors(_write(tmp_path, data))
     assert not report.ok
-    assert report.first_mismatch == (case["name"], "step_hashes[1]", "0" * 64, good)
+    assert report.first_mismatch == VectorMismatch(
+        case["name"], Mismatch("step_hashes[1]", stored="0" * 64, recomputed=good)
+    )
 
 
 def test_vectors_with_a_mutated_root_hash_fail_naming_case_and_field(tmp_path: Path) -> None:
@@ -77,11 +80,9 @@ def test_vectors_with_a_mutated_root_hash_fail_naming_case_and_field(tmp_path: P
     good = case["expected"]["root_hash"]
     case["expected"]["root_hash"] = good[:-1] + ("0" if good[-1] != "0" else "1")
     report = check_vectors(_write(tmp_path, data))
-    assert report.first_mismatch == (
+    assert report.first_mismatch == VectorMismatch(
         case["name"],
-        "root_hash",
-        case["expected"]["root_hash"],
-        good,
+        Mismatch("root_hash", stored=case["expected"]["root_hash"], recomputed=good),
     )
 
 
@@ -95,7 +96,9 @@ def test_vectors_with_a_mutated_canonical_string_fail_naming_case_and_field(
     assert bad != good
     case["expected"]["canonical_steps"][0] = bad
     report = check_vectors(_write(tmp_path, data))
-    assert report.first_mismatch == (case["name"], "canonical_steps[0]", bad, good)
+    assert report.first_mismatch == VectorMismatch(
+        case["name"], Mismatch("canonical_steps[0]", stored=bad, recomputed=good)
+    )
 
 
 def test_vectors_with_a_mutated_canonical_header_fail_naming_case_and_field(
@@ -107,8 +110,11 @@ def test_vectors_with_a_mutated_canonical_header_fail_naming_case_and_field(
     case["expected"]["canonical_header"] = good.replace('"v":1', '"v":2')
     report = check_vectors(_write(tmp_path, data))
     assert report.first_mismatch is not None
-    assert report.first_mismatch[:2] == (case["name"], "canonical_header")
-    assert report.first_mismatch[3] == good
+    assert (report.first_mismatch.case, report.first_mismatch.mismatch.field) == (
+        case["name"],
+        "canonical_header",
+    )
+    assert report.first_mismatch.mismatch.recomputed == good
 
 
 def test_vectors_with_a_mutated_input_fail_at_the_first_affected_field(tmp_path: Path) -> None:
@@ -117,7 +123,10 @@ def test_vectors_with_a_mutated_input_fail_at_the_first_affected_field(tmp_path:
     case["steps"][2]["retry_count"] = 3
     report = check_vectors(_write(tmp_path, data))
     assert report.first_mismatch is not None
-    assert report.first_mismatch[:2] == (case["name"], "canonical_steps[2]")
+    assert (report.first_mismatch.case, report.first_mismatch.mismatch.field) == (
+        case["name"],
+        "canonical_steps[2]",
+    )
 
 
 def test_report_counts_cases_up_to_the_first_mismatch(tmp_path: Path) -> None:

@@ -27,8 +27,8 @@ from run_proof_pipeline.ledger.create import CreatedCheckpoint, create_checkpoin
 from run_proof_pipeline.ledger.entry import LedgerEntry
 from run_proof_pipeline.ledger.queries import read_entries
 from run_proof_pipeline.ledger.settings import load_ledger_settings
-from run_proof_pipeline.ledger.snapshot_run import in_snapshot
 from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.engine import run_on_connection
 
 TAMPERED_TABLES = ("aos_traces", "aos_trace_steps", "run_proof_ledger")
 _STATE_SQL = {"A": "ENABLE ALWAYS TRIGGER", "O": "ENABLE TRIGGER", "R": "ENABLE REPLICA TRIGGER"}
@@ -152,13 +152,15 @@ class RunShape:
 
 def make_checkpoint(url: DatabaseUrl) -> CreatedCheckpoint:
     settings = load_ledger_settings()
-    return in_snapshot(url, lambda conn: create_checkpoint(conn, settings))
+    return run_on_connection(url, lambda conn: create_checkpoint(conn, settings), snapshot=True)
 
 
 def audit(url: DatabaseUrl, checkpoint: Path | None = None) -> AuditReport:
     settings = load_ledger_settings()
-    return in_snapshot(url, lambda conn: audit_ledger(conn, settings, checkpoint=checkpoint))
+    return run_on_connection(
+        url, lambda conn: audit_ledger(conn, settings, checkpoint=checkpoint), snapshot=True
+    )
 
 
 def ledger_entries(url: DatabaseUrl) -> list[LedgerEntry]:
-    return in_snapshot(url, read_entries)
+    return run_on_connection(url, read_entries, snapshot=True)

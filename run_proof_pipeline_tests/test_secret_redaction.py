@@ -21,7 +21,8 @@ import pytest
 from psycopg import sql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from run_proof_pipeline.embedded.server import LocalPostgres, _tail
+from run_proof_pipeline.embedded.commands import log_tail
+from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl, redact
 from run_proof_pipeline.store.engine import ResolvedDatabase, run_on_connection
 from run_proof_pipeline_tests.support.stores import password_store
@@ -340,7 +341,7 @@ def test_server_log_tail_in_local_postgres_errors_hides_a_logged_password(
     logged = pg_server.log_path.read_text(errors="replace")
     assert f"PASSWORD '{secret}'" in logged  # the attack is real: the log holds it
 
-    tail = _tail(pg_server.log_path)
+    tail = log_tail(pg_server.log_path)
 
     assert f"absent_{secret}" in tail  # the same lines, ...
     assert f"PASSWORD '{secret}'" not in tail and "PASSWORD '***'" in tail  # ... masked

@@ -343,7 +343,7 @@ def test_ledger_rolled_back_is_caught_only_by_the_checkpoint(
 def test_ledger_entry_rewritten_to_match_a_rewritten_run_is_caught_only_by_the_checkpoint(
     three_runs: DatabaseUrl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_checkpoint(three_runs)
+    signed_root = make_checkpoint(three_runs).signed.checkpoint.root.hex()
     run = RunShape.read(three_runs, TENANT, "run-2")
     # A proof before the change: the signed tree is rebuilt once and then remembered.
     assert prove(three_runs, TENANT, "run-2").integrity.verification_status == "VERIFIED"
@@ -363,10 +363,18 @@ def test_ledger_entry_rewritten_to_match_a_rewritten_run_is_caught_only_by_the_c
     assert touched == [1, STEPS, 1, 1]
     problems = audit(three_runs).problems
     assert len(problems) == 1 and "no longer hash to the root signed" in problems[0]
+    assert f"the checkpoint holds {signed_root})" in problems[0]  # and the recomputed one
     integrity = prove(three_runs, TENANT, "run-2").integrity
     assert integrity.verification_status == "FAILED"
     assert integrity.failure is not None and integrity.failure.location == "ledger"
     assert "is not the entry signed at index 1" in integrity.failure_reason
+    # Recomputed from the entry as it is now (expected) against the leaf signed (found).
+    failure = integrity.failure
+    assert failure.expected is not None and failure.found not in (None, failure.expected)
+    assert (
+        f"(recomputed {failure.expected}, the signed tree holds {failure.found})"
+        in integrity.failure_reason
+    )
     # Without the checkpoint, rules 1-5 all hold: this row needs the signed checkpoint.
     monkeypatch.delenv("RUN_PROOF_CHECKPOINT_DIR")
     assert prove(three_runs, TENANT, "run-2").integrity.verification_status == "VERIFIED"

@@ -451,6 +451,7 @@ def test_a_forged_step_with_recomputed_hashes_is_caught_by_the_ledger(
 ) -> None:
     run_id = "forged-extra"
     v2_run(matrix_store, run_id, STEPS)
+    sealed = recompute(matrix_store, run_id).seal_hash  # what the ledger recorded
     forged = recompute(matrix_store, run_id, extra_step=True)
     index, prev, digest = forged.steps[-1]
     insert = (
@@ -477,7 +478,8 @@ def test_a_forged_step_with_recomputed_hashes_is_caught_by_the_ledger(
     assert touched == [1, 1]
     failure = _failed_at(matrix_store, TENANT, run_id, "ledger", None, "root_hash mismatch")
     assert failure.rule == 5
-    assert failure.found == forged.seal_hash  # rules 1-4 recomputed the forged seal
+    # Rules 1-4 recomputed the forged seal (expected); the ledger holds the sealed one (found).
+    assert (failure.expected, failure.found) == (forged.seal_hash, sealed)
 
 
 def test_a_run_rewritten_with_recomputed_hashes_is_caught_by_the_ledger(

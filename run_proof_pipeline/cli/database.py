@@ -4,10 +4,13 @@ every command module, which import it instead of each other (docs/architecture.m
 
 from __future__ import annotations
 
-import asyncio
 import sys
+from typing import TYPE_CHECKING
 
-from run_proof_pipeline.store.engine import ResolvedDatabase, async_engine, resolve_database
+from run_proof_pipeline.store.engine import ResolvedDatabase, resolve_database, run_on_engine
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 def announced_database(*, machine_output: bool = False) -> ResolvedDatabase:
@@ -26,13 +29,9 @@ def embedded_store_ready(resolved: ResolvedDatabase) -> None:
 
     upgrade(resolved.url)
 
-    async def seed() -> None:
-        engine = async_engine(resolved.url)
-        try:
-            if await store_is_empty(engine):
-                summary = await seed_demo(engine)
-                print(f"seeded {summary.traces} demo traces ({summary.steps} steps)")
-        finally:
-            await engine.dispose()
+    async def seed(engine: AsyncEngine) -> None:
+        if await store_is_empty(engine):
+            summary = await seed_demo(engine)
+            print(f"seeded {summary.traces} demo traces ({summary.steps} steps)")
 
-    asyncio.run(seed())
+    run_on_engine(resolved.url, seed)

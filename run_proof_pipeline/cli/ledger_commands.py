@@ -40,12 +40,14 @@ def checkpoint_create(
     """Sign the ledger's current size and tree head (C2SP tlog-checkpoint, Ed25519)."""
     from run_proof_pipeline.ledger.create import create_checkpoint
     from run_proof_pipeline.ledger.settings import load_ledger_settings
-    from run_proof_pipeline.ledger.snapshot_run import in_snapshot
+    from run_proof_pipeline.store.engine import run_on_connection
 
     resolved = _resolved()
     settings = load_ledger_settings()
     # CheckpointRefused is a RunProofError ("checkpoint refused: ...", exit 1): cli/errors.py.
-    created = in_snapshot(resolved.url, lambda conn: create_checkpoint(conn, settings, out=out))
+    created = run_on_connection(
+        resolved.url, lambda conn: create_checkpoint(conn, settings, out=out), snapshot=True
+    )
     checkpoint = created.signed.checkpoint
     record_outcome(f"checkpoint {created.path} is written (tree size {checkpoint.size})")
     if created.key_warning:
@@ -69,7 +71,7 @@ def checkpoint_verify(
     seal columns and format, not their rows: no step is re-hashed; `verify` and `sweep` do)."""
     from run_proof_pipeline.ledger.audit import audit_ledger
     from run_proof_pipeline.ledger.settings import load_ledger_settings
-    from run_proof_pipeline.ledger.snapshot_run import in_snapshot
+    from run_proof_pipeline.store.engine import run_on_connection
 
     settings = load_ledger_settings()
     if checkpoint is None and settings.checkpoint_dir() is None:
@@ -79,8 +81,10 @@ def checkpoint_verify(
     if checkpoint is not None and not checkpoint.is_file():
         raise CommandError(f"no checkpoint file at {checkpoint}", ExitCode.USAGE)
     resolved = _resolved()
-    report = in_snapshot(
-        resolved.url, lambda conn: audit_ledger(conn, settings, checkpoint=checkpoint)
+    report = run_on_connection(
+        resolved.url,
+        lambda conn: audit_ledger(conn, settings, checkpoint=checkpoint),
+        snapshot=True,
     )
     print(f"origin: {report.origin}")
     print(f"ledger_size: {report.size}")
@@ -135,7 +139,7 @@ def export(
     from run_proof_pipeline.cli.progress import UPDATE_EVERY, step_progress_bar
     from run_proof_pipeline.ledger.checkpoint_files import check_output_path, write_output_file
     from run_proof_pipeline.ledger.settings import load_ledger_settings
-    from run_proof_pipeline.ledger.snapshot_run import in_snapshot
+    from run_proof_pipeline.store.engine import run_on_connection
 
     # Refused before the database is read: a path that cannot take the bundle, or no
     # standard output to write it to.
@@ -148,7 +152,7 @@ def export(
     # RunNotFound (exit 4) and Unexportable (exit 1) are RunProofErrors: cli/errors.py.
     # A bar only when the bundle goes to a file: on stdout it would corrupt the JSON.
     with step_progress_bar(enabled=out is not None) as progress:
-        bundle = in_snapshot(
+        bundle = run_on_connection(
             resolved.url,
             lambda conn: export_bundle(
                 conn,
@@ -158,6 +162,7 @@ def export(
                 progress=progress,
                 progress_every=UPDATE_EVERY,
             ),
+            snapshot=True,
         )
     text = bundle.model_dump_json(indent=2) + "\n"
     if out is None:

@@ -4,17 +4,19 @@ ahead of AOS's retention: ledger/retire_batch.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from contextlib import nullcontext
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from run_proof_pipeline.cli.database import announced_database
 from run_proof_pipeline.cli.errors import CommandError, handled, record_outcome
 from run_proof_pipeline.errors import ExitCode
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 def parse_time_option(value: str, option: str) -> datetime | None:
@@ -57,7 +59,7 @@ def adopt(
         BatchDone,
         adopt_legacy_traces,
     )
-    from run_proof_pipeline.store.engine import async_engine
+    from run_proof_pipeline.store.engine import run_on_engine
 
     selection = AdoptionSelection(
         tenant_id=tenant_id or None,
@@ -67,30 +69,25 @@ def adopt(
     resolved = announced_database()
     interactive = sys.stdout.isatty()
 
-    async def run() -> Any:
-        engine = async_engine(resolved.url)
-        bar = _progress_bar() if interactive else nullcontext(None)
-        try:
-            with bar as progress:
-                task = None if progress is None else progress.add_task("adopting", total=None)
+    async def run(engine: AsyncEngine) -> Any:
+        with _progress_bar() if interactive else nullcontext(None) as progress:
+            task = None if progress is None else progress.add_task("adopting", total=None)
 
-                def report(done: BatchDone) -> None:
-                    if progress is not None:
-                        progress.update(task, advance=done.examined)
-                    else:
-                        print(
-                            f"batch {done.batch}: {done.examined} traces examined; "
-                            f"{done.adopted} adopted, {done.skipped} skipped so far",
-                            flush=True,
-                        )
+            def report(done: BatchDone) -> None:
+                if progress is not None:
+                    progress.update(task, advance=done.examined)
+                else:
+                    print(
+                        f"batch {done.batch}: {done.examined} traces examined; "
+                        f"{done.adopted} adopted, {done.skipped} skipped so far",
+                        flush=True,
+                    )
 
-                return await adopt_legacy_traces(
-                    engine, selection, batch_size=batch_size, progress=report
-                )
-        finally:
-            await engine.dispose()
+            return await adopt_legacy_traces(
+                engine, selection, batch_size=batch_size, progress=report
+            )
 
-    report = asyncio.run(run())
+    report = run_on_engine(resolved.url, run)
     counts = (
         f"{len(report.adopted)} adopted, {len(report.skipped)} skipped, "
         f"{report.already_adopted} adopted before"
@@ -153,20 +150,14 @@ def retire(
 def _retire_one(tenant_id: str, run_id: str, reason: str) -> None:
     from run_proof_pipeline.ledger.retirement import RetirementError, retire_run
     from run_proof_pipeline.ledger.settings import load_ledger_settings
-    from run_proof_pipeline.store.engine import async_engine
+    from run_proof_pipeline.store.engine import run_on_engine
 
     resolved = announced_database()
     key = load_ledger_settings().signing_key()
-
-    async def run() -> Any:
-        engine = async_engine(resolved.url)
-        try:
-            return await retire_run(engine, tenant_id, run_id, reason, key)
-        finally:
-            await engine.dispose()
-
     try:
-        retirement = asyncio.run(run())
+        retirement = run_on_engine(
+            resolved.url, lambda engine: retire_run(engine, tenant_id, run_id, reason, key)
+        )
     except RetirementError as exc:
         raise CommandError(str(exc), ExitCode.NOT_FOUND) from None
     tombstone = retirement.tombstone
@@ -199,7 +190,7 @@ def _retire_created_before(
     )
     from run_proof_pipeline.ledger.retirement import RetirementError
     from run_proof_pipeline.ledger.settings import load_ledger_settings
-    from run_proof_pipeline.store.engine import async_engine
+    from run_proof_pipeline.store.engine import run_on_engine
 
     resolved = announced_database()
     key = load_ledger_settings().signing_key()
@@ -214,17 +205,13 @@ def _retire_created_before(
             flush=True,
         )
 
-    async def run() -> Any:
-        engine = async_engine(resolved.url)
-        try:
-            return await retire_created_before(
-                engine, selection, reason, key, batch_size=batch_size, progress=progress
-            )
-        finally:
-            await engine.dispose()
-
     try:
-        report = asyncio.run(run())
+        report = run_on_engine(
+            resolved.url,
+            lambda engine: retire_created_before(
+                engine, selection, reason, key, batch_size=batch_size, progress=progress
+            ),
+        )
     except RetirementError as exc:
         raise CommandError(str(exc), ExitCode.USAGE) from None
     counts = (

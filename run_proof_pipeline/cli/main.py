@@ -5,10 +5,10 @@ Kept free of Dagster imports: `run-proof verify` is a whole process whose start-
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -17,7 +17,10 @@ from run_proof_pipeline.cli.errors import CommandError, handled, record_outcome
 from run_proof_pipeline.cli.exit_codes import STATUS_EXIT
 from run_proof_pipeline.errors import ExitCode
 from run_proof_pipeline.proof.worker_limit import MAX_WORKERS
-from run_proof_pipeline.store.engine import async_engine
+from run_proof_pipeline.store.engine import run_on_engine
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 app = typer.Typer(
     help="Prove that AI-agent run traces in PostgreSQL have not been altered.",
@@ -97,22 +100,18 @@ def demo(
     resolved = announced_database()
     upgrade(resolved.url)
 
-    async def run() -> None:
-        engine = async_engine(resolved.url)
-        try:
-            if not force and not await store_is_empty(engine):
-                print("the store already has traces; nothing seeded (use --force to add more)")
-                return
-            summary = await seed_demo(engine, runs=runs)
-            record_outcome(f"{summary.traces} demo traces are committed")
-            print(
-                f"seeded {summary.traces} traces with {summary.steps} steps; "
-                f"latest run {summary.latest_run_id}, still running: {summary.running_run_id}"
-            )
-        finally:
-            await engine.dispose()
+    async def run(engine: AsyncEngine) -> None:
+        if not force and not await store_is_empty(engine):
+            print("the store already has traces; nothing seeded (use --force to add more)")
+            return
+        summary = await seed_demo(engine, runs=runs)
+        record_outcome(f"{summary.traces} demo traces are committed")
+        print(
+            f"seeded {summary.traces} traces with {summary.steps} steps; "
+            f"latest run {summary.latest_run_id}, still running: {summary.running_run_id}"
+        )
 
-    asyncio.run(run())
+    run_on_engine(resolved.url, run)
 
 
 @app.command()
@@ -133,21 +132,23 @@ def verify(
     from run_proof_pipeline.cli.progress import UPDATE_EVERY, StepProgress, step_progress_bar
     from run_proof_pipeline.coordinator import RunProofCoordinator, RunProofResult
     from run_proof_pipeline.plan.report import adoption_note
-    from run_proof_pipeline.store.engine import session_scope
+    from run_proof_pipeline.store.engine import run_in_session
 
     # Before anything else: a bad count (option or setting) is one line and exit 2.
     workers = _verify_workers(workers_option)
     resolved = announced_database(machine_output=as_json)
 
-    async def run(progress: StepProgress | None) -> RunProofResult:
-        async with session_scope(resolved.url) as session:
-            coordinator = RunProofCoordinator(progress_every=UPDATE_EVERY, workers=workers)
-            return await coordinator.get_run_proof(
+    def proved(progress: StepProgress | None) -> RunProofResult:
+        coordinator = RunProofCoordinator(progress_every=UPDATE_EVERY, workers=workers)
+        return run_in_session(
+            resolved.url,
+            lambda session: coordinator.get_run_proof(
                 session, tenant_id, run_id, step_summary_limit=0, progress=progress
-            )
+            ),
+        )
 
     with step_progress_bar(enabled=not as_json) as progress:
-        result = asyncio.run(run(progress))
+        result = proved(progress)
     integrity = result.integrity
     if as_json:
         print(result.model_dump_json())
@@ -198,18 +199,23 @@ def vectors(path: Path = typer.Argument(..., help="A vectors file in the v1 form
         report = check_vectors(path)
     except (ValueError, KeyError, TypeError) as exc:
         raise CommandError(f"{path} is not a v1 vectors file: {exc}", ExitCode.USAGE) from None
-    mismatch = report.first_mismatch
-    if report.ok or mismatch is None:
-        print(f"all {report.cases_checked} cases match ({path})")
+    first = report.first_mismatch
+    if report.ok or first is None:
+        print(f"{report.text()} ({path})")
         return
-    case, field, expected, computed = mismatch
+    # The file's value is the stored side, ours the recomputed one (integrity/mismatch.py).
+    mismatch = first.mismatch
     print(
-        json.dumps({"case": case, "field": field, "expected": expected, "computed": computed}),
+        json.dumps(
+            {
+                "case": first.case,
+                "field": mismatch.field,
+                "stored": mismatch.stored,
+                "recomputed": mismatch.recomputed,
+            }
+        ),
     )
-    raise CommandError(
-        f"case {case!r}, field {field!r}: expected {expected!r}, computed {computed!r}",
-        ExitCode.FAILED,
-    )
+    raise CommandError(report.text(), ExitCode.FAILED)
 
 
 @app.command()

@@ -10,13 +10,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from run_proof_pipeline.integrity.failure import FailureLocation
+
 # The vocabularies are the integrity core's: `VerificationStatus` and `IntegrityModel`
-# (integrity/verdicts.py), and the locations its `IntegrityFailure` names. A Literal cannot be
-# built from an enum, so run_proof_pipeline_tests/test_error_model.py checks each of these
-# against its source (the values, and every location the package writes).
+# (integrity/verdicts.py), and `FailureLocation` (integrity/failure.py), taken as it is. A
+# Literal cannot be built from an enum, so run_proof_pipeline_tests/test_error_model.py checks
+# the first two against their source, and every location the package writes.
 IntegrityModelName = Literal["HASH_CHAIN", "MERKLE_TREE", "NONE"]
 VerificationStatusName = Literal["VERIFIED", "UNSEALED", "FAILED", "UNSUPPORTED"]
-FailureLocationName = Literal["header", "step", "seal", "ledger"]
+FailureLocationName = FailureLocation
 
 INTEGRITY_CONFIG: dict[str, str] = {
     "model": "HASH_CHAIN",

@@ -10,7 +10,6 @@ itself should pass `EnvVar("DATABASE_URL")`, which Dagster stores by name only.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -24,7 +23,7 @@ from run_proof_pipeline.coordinator import RunProofResult, get_run_proof_coordin
 from run_proof_pipeline.plan.latest_sealed import LatestProof, prove_latest_sealed
 from run_proof_pipeline.plan.queries import TraceRef, latest_sealed_trace
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl, Settings
-from run_proof_pipeline.store.engine import get_session, run_on_connection, session_scope
+from run_proof_pipeline.store.engine import run_in_session, run_on_connection
 from run_proof_pipeline.sweep.tenants import sealed_tenants
 
 T = TypeVar("T")
@@ -102,22 +101,17 @@ class TraceStoreResource(ConfigurableResource):
         the resource uses `get_session()` exactly as the plan names it; an explicit URL
         overrides the environment."""
         url = self.url()
-
-        async def go() -> RunProofResult:
-            sessions = get_session() if self.database_url is None else session_scope(url)
-            async with sessions as session:
-                coordinator = get_run_proof_coordinator(
-                    workers=workers,
-                    parallel_min_steps=parallel_min_steps,
-                    progress_every=progress_every,
-                )
-                return await coordinator.get_run_proof(
-                    session,
-                    tenant_id,
-                    run_id,
-                    step_summary_limit=step_summary_limit,
-                    progress=progress,
-                )
-
+        coordinator = get_run_proof_coordinator(
+            workers=workers, parallel_min_steps=parallel_min_steps, progress_every=progress_every
+        )
         # A session, not one connection: the coordinator's own snapshot and segment workers.
-        return asyncio.run(go())
+        return run_in_session(
+            None if self.database_url is None else url,
+            lambda session: coordinator.get_run_proof(
+                session,
+                tenant_id,
+                run_id,
+                step_summary_limit=step_summary_limit,
+                progress=progress,
+            ),
+        )

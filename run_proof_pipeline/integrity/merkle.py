@@ -3,7 +3,10 @@
 Tree hashing follows RFC 9162 section 2.1.1 (leaf and node hashes are domain-separated by
 a 0x00 / 0x01 prefix); proofs are generated per sections 2.1.3.1 and 2.1.4.1 and verified
 with the algorithms of sections 2.1.3.2 and 2.1.4.2.  Verification failures raise a
-ProofError subclass that says what was expected and what was calculated.
+ProofError subclass that says what was expected and what was calculated (the names of
+transparency-dev/merkle and of docs/ledger-v1-vectors.json: `expected` is the value the
+verifier was given); `ProofError.mismatch` says the same as a Mismatch, stored = the value
+given, recomputed = the value calculated, as the ledger reports it (integrity/mismatch.py).
 
 The verifiers accept exactly what transparency-dev/merkle's proof.VerifyInclusion and
 proof.VerifyConsistency accept (checked against its own test probes): a leaf hash must be
@@ -17,6 +20,7 @@ import hashlib
 from collections.abc import Sequence
 
 from run_proof_pipeline.errors import RunProofError
+from run_proof_pipeline.integrity.mismatch import Mismatch
 
 __all__ = [
     "EMPTY_ROOT",
@@ -45,6 +49,10 @@ HASH_SIZE = 32
 
 class ProofError(RunProofError, ValueError):
     """A Merkle proof did not verify."""
+
+    # What differed, when the failure compares two values (a root, a size): stored = what the
+    # verifier was given, recomputed = what it calculated or the proof needs.
+    mismatch: Mismatch | None = None
 
 
 class IndexOutOfRangeError(ProofError):
@@ -79,6 +87,7 @@ class HashSizeError(ProofError):
         super().__init__(f"wrong {what} size: expected {expected} bytes, got {got}")
         self.expected = expected
         self.got = got
+        self.mismatch = Mismatch(f"{what} size", stored=str(got), recomputed=str(expected))
 
 
 class ProofSizeError(ProofError):
@@ -86,6 +95,7 @@ class ProofSizeError(ProofError):
         super().__init__(f"wrong proof size: expected {expected} hashes, got {got}")
         self.expected = expected
         self.got = got
+        self.mismatch = Mismatch("proof size", stored=str(got), recomputed=str(expected))
 
 
 class RootMismatchError(ProofError):
@@ -95,6 +105,7 @@ class RootMismatchError(ProofError):
         )
         self.expected = expected
         self.calculated = calculated
+        self.mismatch = Mismatch(what, stored=expected.hex(), recomputed=calculated.hex())
 
 
 def leaf_hash(entry_canonical: bytes) -> bytes:

@@ -3,13 +3,15 @@
 
 Each case is recomputed three ways: the write path (records + strict canonicalize), the read
 path's fast step encoder, and the streaming verifier fed the case's hashes as stored values.
+The first field that differs is a Mismatch (integrity/mismatch.py): stored = the file's value,
+recomputed = ours.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +22,7 @@ from run_proof_pipeline.integrity.canonical import MAX_JSON_DEPTH, json_text_dep
 from run_proof_pipeline.integrity.canonical_v2 import canonicalize_v2, exact_form
 from run_proof_pipeline.integrity.chain import ChainHashes, compute_chain
 from run_proof_pipeline.integrity.fields import HEADER_V1_FIELDS, STEP_STORED_FIELDS
+from run_proof_pipeline.integrity.mismatch import Mismatch, as_text
 from run_proof_pipeline.integrity.records import (
     header_record,
     seal_record,
@@ -73,8 +76,15 @@ class InvalidVectorsFile(RunProofError, ValueError):
     exit_code = ExitCode.USAGE
 
 
-# (case name, field, expected, computed)
-VectorMismatch = tuple[str, str, Any, Any]
+@dataclass(frozen=True)
+class VectorMismatch:
+    """The first field of a case that this code recomputes otherwise than the file holds."""
+
+    case: str
+    mismatch: Mismatch  # stored = the vectors file's value, recomputed = ours
+
+    def text(self) -> str:
+        return f"case {self.case!r}: {self.mismatch.text('the file')}"
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,12 @@ class VectorReport:
     ok: bool
     cases_checked: int
     first_mismatch: VectorMismatch | None
+
+    def text(self) -> str:
+        """`all N cases match`, or the first mismatch's text."""
+        if self.first_mismatch is None:
+            return f"all {self.cases_checked} cases match"
+        return self.first_mismatch.text()
 
 
 def check_vectors(path: str | Path = BUNDLED_VECTORS) -> VectorReport:
@@ -99,21 +115,38 @@ def check_vectors(path: str | Path = BUNDLED_VECTORS) -> VectorReport:
 
 
 def check_cases(cases: list[dict[str, Any]]) -> VectorReport:
-    first: VectorMismatch | None = None
+    return _check(cases, _compare)
+
+
+def _check(
+    cases: list[dict[str, Any]], compare: Callable[[dict[str, Any]], Iterator[Mismatch]]
+) -> VectorReport:
+    """Recompute cases in order up to the first one with a mismatch."""
     checked = 0
     for case in cases:
         checked += 1
-        for field, expected, computed in _compare(case):
-            if expected != computed:
-                first = (case["name"], field, expected, computed)
-                break
-        if first is not None:
-            break
-    return VectorReport(ok=first is None, cases_checked=checked, first_mismatch=first)
+        mismatch = next(compare(case), None)
+        if mismatch is not None:
+            first = VectorMismatch(case["name"], mismatch)
+            return VectorReport(ok=False, cases_checked=checked, first_mismatch=first)
+    return VectorReport(ok=True, cases_checked=checked, first_mismatch=None)
 
 
-def _compare(case: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
-    """(field, expected, computed) pairs of one case, in the order a reader would check them."""
+def _mismatches(pairs: Iterable[tuple[str, Any, Any]]) -> Iterator[Mismatch]:
+    """A Mismatch for each (field, the file's value, ours) that differ, lazily: a case's later
+    fields are only recomputed while the earlier ones match."""
+    for field, stored, recomputed in pairs:
+        if stored != recomputed:
+            yield Mismatch(field, stored=as_text(stored), recomputed=as_text(recomputed))
+
+
+def _compare(case: dict[str, Any]) -> Iterator[Mismatch]:
+    """What differs in one case, in the order a reader would check its fields."""
+    return _mismatches(_pairs(case))
+
+
+def _pairs(case: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
+    """(field, the file's value, ours) of one case, in the order a reader would check them."""
     header, steps, seal, expected = case["header"], case["steps"], case["seal"], case["expected"]
     ids = {"tenant_id": header["tenant_id"], "run_id": header["run_id"]}
     seal_rec = None if seal is None else seal_record(**ids, chain_length=len(steps), **seal)
@@ -218,17 +251,7 @@ def check_vectors_v2(path: str | Path = BUNDLED_VECTORS_V2) -> VectorReport:
 
 
 def check_cases_v2(cases: list[dict[str, Any]]) -> VectorReport:
-    first: VectorMismatch | None = None
-    checked = 0
-    for case in cases:
-        checked += 1
-        for field, expected, computed in _compare_v2(case):
-            if expected != computed:
-                first = (case["name"], field, expected, computed)
-                break
-        if first is not None:
-            break
-    return VectorReport(ok=first is None, cases_checked=checked, first_mismatch=first)
+    return _check(cases, _compare_v2)
 
 
 def case_records_v2(
@@ -246,7 +269,12 @@ def case_records_v2(
     return header_record_v2(**header), [step_record_v2(**ids, **s) for s in steps], seal_rec
 
 
-def _compare_v2(case: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
+def _compare_v2(case: dict[str, Any]) -> Iterator[Mismatch]:
+    """What differs in one v2 case, in the order a reader would check its fields."""
+    return _mismatches(_pairs_v2(case))
+
+
+def _pairs_v2(case: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
     header, steps, seal, expected = case["header"], case["steps"], case["seal"], case["expected"]
     ids = {"tenant_id": header["tenant_id"], "run_id": header["run_id"]}
     header_rec, step_recs, seal_rec = case_records_v2(case)

@@ -5,6 +5,11 @@ Usage: ChainVerifier(trace), then feed() each stored step in step_index order, t
 finish(anchor).  The first failure is final: feed() keeps returning it without doing any
 more work, so the caller can stop reading rows.
 
+ChainVerifier orchestrates; each rule lives with its concern: rule 1 (format and genesis) in
+genesis_check.py, rules 2-3 (the per-step walk, the hot path) here in _ChainWalk, rules 4-5
+(seal and anchor) in seal_check.py. A failure is an IntegrityFailure (failure.py), built from
+a Mismatch (mismatch.py) wherever a stored value differs from the recomputed one.
+
 A long trace can also be cut into contiguous ranges of steps, each checked on its own by a
 ChainSegment (in another process, say), then merged in order with feed_segment(): the
 verdict, first failure and step count are those of feeding every step here.
@@ -18,14 +23,17 @@ from enum import StrEnum
 
 from run_proof_pipeline.integrity.canonical import CanonicalizationError, canonicalize
 from run_proof_pipeline.integrity.chain import is_hex_hash
+from run_proof_pipeline.integrity.failure import IntegrityFailure
 from run_proof_pipeline.integrity.fields import (
     HEADER_V1_FIELDS,
     HEADER_V2_ONLY_FIELDS,
-    STEP_STORED_FIELDS,
     STEP_V2_ONLY_FIELDS,
 )
-from run_proof_pipeline.integrity.records import header_record, seal_record
-from run_proof_pipeline.integrity.records_v2 import header_canonical_v2, seal_canonical_v2
+from run_proof_pipeline.integrity.genesis_check import check_genesis, unknown_format
+from run_proof_pipeline.integrity.mismatch import Mismatch, as_text
+from run_proof_pipeline.integrity.records import header_record
+from run_proof_pipeline.integrity.records_v2 import header_canonical_v2
+from run_proof_pipeline.integrity.seal_check import Anchor, check_anchor, check_seal
 from run_proof_pipeline.integrity.stored import (
     StoredStep,
     StoredTrace,
@@ -58,11 +66,6 @@ LEGACY_TRACE_REASON = "legacy trace without a format-v1 genesis hash"
 
 _sha256 = hashlib.sha256
 
-# The header fields a StoredTrace carries itself, and the step fields a StoredStep does
-# (HEADER_V2_ONLY_FIELDS / STEP_V2_ONLY_FIELDS: in header_v2 / extra), integrity/fields.py.
-_TRACE_HEADER_FIELDS = HEADER_V1_FIELDS
-_STEP_OWN_FIELDS = STEP_STORED_FIELDS
-
 
 class VerificationStatus(StrEnum):
     VERIFIED = "VERIFIED"
@@ -75,28 +78,6 @@ class IntegrityModel(StrEnum):
     HASH_CHAIN = "HASH_CHAIN"
     MERKLE_TREE = "MERKLE_TREE"
     NONE = "NONE"
-
-
-@dataclass(frozen=True)
-class Anchor:
-    """A root recorded outside the trace tables earlier (rule 5), e.g. in the ledger."""
-
-    root_hash: str
-    chain_length: int
-    source: str = "ledger"
-
-
-@dataclass(frozen=True)
-class IntegrityFailure:
-    """The first thing that did not verify: where, which rule, expected against found."""
-
-    location: str  # "header" | "step" | "seal" | "ledger"
-    step_index: int | None
-    rule: int
-    expected: str | None
-    found: str | None
-    reason: str
-    field: str | None = None  # the stored column that disagrees, when there is one
 
 
 @dataclass(frozen=True)
@@ -118,39 +99,9 @@ class Verdict:
         return self.unsupported_reason
 
 
-def _shown(value: object) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return repr(value)
-
-
-def _found_text(value: object) -> str:
-    if value is None:
-        return "null"
-    if is_hex_hash(value):
-        return str(value)
-    return f"{value!r}, not 64 lowercase hex characters"
-
-
-def _where(location: str, step_index: int | None) -> str:
-    return f"step {step_index}" if location == "step" else location
-
-
-def _mismatch(
-    location: str, step_index: int | None, rule: int, field: str, expected: str, found: object
-) -> IntegrityFailure:
-    return IntegrityFailure(
-        location=location,
-        step_index=step_index,
-        rule=rule,
-        expected=expected,
-        found=_shown(found),
-        reason=(
-            f"{_where(location, step_index)}: {field} mismatch "
-            f"(expected {expected}, found {_found_text(found)})"
-        ),
-        field=field,
-    )
+def _step_mismatch(index: int, field: str, stored: object, recomputed: str) -> IntegrityFailure:
+    """Rule 3 at step `index`: its stored `field` is not the recomputed hash."""
+    return IntegrityFailure.of("step", index, 3, Mismatch(field, as_text(stored), recomputed))
 
 
 class _ChainWalk:
@@ -214,14 +165,9 @@ class _ChainWalk:
             self._failure = self._index_failure(step_index)
             if self._failure is None:
                 index = self._next_index  # what step_index is, since it is in its place
-                self._failure = self._position_failure(index, chain_position) or IntegrityFailure(
-                    location="step",
-                    step_index=index,
-                    rule=3,
-                    expected=None,
-                    found=None,
-                    reason=f"step {index}: stored values cannot be hashed ({error})",
-                )
+                self._failure = self._position_failure(
+                    index, chain_position
+                ) or IntegrityFailure.unhashable("step", index, 3, error)
         return self._failure  # None only for a legacy trace, which is not verified at all
 
     def _walk_canonical(
@@ -245,12 +191,12 @@ class _ChainWalk:
             self._failure = self._position_failure(index, chain_position)
             return self._failure
         if prev_hash != self._prev_hex:
-            self._failure = _mismatch("step", index, 3, "prev_hash", self._prev_hex, prev_hash)
+            self._failure = _step_mismatch(index, "prev_hash", prev_hash, self._prev_hex)
             return self._failure
         digest = _sha256(self._prev + canonical).digest()
         digest_hex = digest.hex()
         if step_hash != digest_hex:
-            self._failure = _mismatch("step", index, 3, "step_hash", digest_hex, step_hash)
+            self._failure = _step_mismatch(index, "step_hash", step_hash, digest_hex)
             return self._failure
         self._prev = digest
         self._prev_hex = digest_hex
@@ -269,14 +215,12 @@ class _ChainWalk:
             what = "duplicate or out-of-order step_index"
         else:
             what = "step_index is not an integer"
-        return IntegrityFailure(
-            location="step",
-            step_index=expected,
-            rule=2,
-            expected=str(expected),
-            found=str(step_index),
+        return IntegrityFailure.of(
+            "step",
+            expected,
+            2,
+            Mismatch("step_index", stored=str(step_index), recomputed=str(expected)),
             reason=f"step {expected}: {what} (expected {expected}, found {step_index})",
-            field="step_index",
         )
 
     def _position_failure(self, step_index: int, chain_position: object) -> IntegrityFailure | None:
@@ -292,14 +236,13 @@ class _ChainWalk:
                 f"inserted out of order (chained at position {chain_position}, "
                 f"expected {step_index})"
             )
-        return IntegrityFailure(
-            location="step",
-            step_index=step_index,
-            rule=2,
-            expected=str(step_index),
-            found=None if chain_position is None else str(chain_position),
+        stored = None if chain_position is None else str(chain_position)
+        return IntegrityFailure.of(
+            "step",
+            step_index,
+            2,
+            Mismatch("chain_position", stored=stored, recomputed=str(step_index)),
             reason=f"step {step_index}: {why}",
-            field="chain_position",
         )
 
 
@@ -447,59 +390,30 @@ class ChainVerifier(_ChainWalk):
         if self._legacy:
             return
         if fmt == -1:
-            self._failure = IntegrityFailure(
-                location="header",
-                step_index=None,
-                rule=1,
-                expected="1 or 2",
-                found=_shown(trace.chain_format),
-                reason=f"header: unknown chain_format {trace.chain_format!r} (formats: 1, 2)",
-                field="chain_format",
-            )
+            self._failure = unknown_format(trace.chain_format)
             return
-        try:
-            canonical = self._header_canonical()
-        except (CanonicalizationError, InvalidTimestamp) as exc:
-            self._failure = IntegrityFailure(
-                location="header",
-                step_index=None,
-                rule=1,
-                expected=None,
-                found=None,
-                reason=f"header: stored values cannot be hashed ({exc})",
-            )
+        # Rule 1: the walk of rules 2-3 starts from the recomputed genesis, even when the
+        # stored one differs (the verdict shows the recomputed one).
+        genesis, self._failure = check_genesis(trace.genesis_hash, self._header_canonical)
+        if genesis is None:
             return
-        genesis = _sha256(canonical).digest()
         self._genesis_hex = genesis.hex()
         self._prev = genesis
         self._prev_hex = self._genesis_hex
         if self._sealed_length == 0:
             self._head_at_sealed_length = genesis
-        if trace.genesis_hash != self._genesis_hex:
-            self._failure = _mismatch(
-                "header", None, 1, "genesis_hash", self._genesis_hex, trace.genesis_hash
-            )
 
     def _header_canonical(self) -> bytes:
+        # The header's hashed fields by their one definition (integrity/fields.py): a
+        # StoredTrace carries HEADER_V1_FIELDS itself, format v2 the rest in header_v2.
         trace = self._trace
+        own = {name: getattr(trace, name) for name in HEADER_V1_FIELDS}
         if not self._v2:
-            return canonicalize(
-                header_record(
-                    tenant_id=trace.tenant_id,
-                    run_id=trace.run_id,
-                    trace_id=trace.trace_id,
-                    agent_id=trace.agent_id,
-                    plan_id=trace.plan_id,
-                    plan=trace.plan,
-                    started_at=trace.started_at,
-                ),
-                strict=False,
-            )
+            return canonicalize(header_record(**own), strict=False)
         fields = trace.header_v2
         missing = _missing(fields, HEADER_V2_ONLY_FIELDS)
         if missing or fields is None:
             raise CanonicalizationError(f"the v2 header fields were not read: {', '.join(missing)}")
-        own = {name: getattr(trace, name) for name in _TRACE_HEADER_FIELDS}
         return header_canonical_v2(**own, **{name: fields[name] for name in HEADER_V2_ONLY_FIELDS})
 
     def feed(self, step: StoredStep) -> IntegrityFailure | None:
@@ -573,30 +487,6 @@ class ChainVerifier(_ChainWalk):
             self._head_at_sealed_length = segment.head_at_sealed_length
         return None
 
-    # --- seal and anchor -------------------------------------------------------------------
-
-    def _seal_root(self, head: bytes, chain_length: int) -> str:
-        trace = self._trace
-        if self._v2:
-            canonical = seal_canonical_v2(
-                tenant_id=trace.tenant_id,
-                run_id=trace.run_id,
-                trace_id=trace.trace_id,
-                status=trace.status,
-                completed_at=trace.completed_at,
-                chain_length=chain_length,
-                metadata=trace.metadata,
-            )
-            return _sha256(head + canonical).hexdigest()
-        seal = seal_record(
-            tenant_id=trace.tenant_id,
-            run_id=trace.run_id,
-            status=trace.status,
-            completed_at=trace.completed_at,
-            chain_length=chain_length,
-        )
-        return _sha256(head + canonicalize(seal, strict=False)).hexdigest()
-
     def _verdict(
         self,
         status: VerificationStatus,
@@ -632,150 +522,14 @@ class ChainVerifier(_ChainWalk):
             )
         if self._failure is not None:
             return self._verdict(VerificationStatus.FAILED, failure=self._failure)
-        root, failure = self._check_seal()
+        root, failure = check_seal(
+            trace, self._v2, self._prev, self._next_index, self._head_at_sealed_length
+        )
         if failure is None and anchor is not None:
-            failure = self._check_anchor(anchor, root)
+            failure = check_anchor(anchor, root, self._next_index)
         if failure is not None:
             self._failure = failure
             return self._verdict(VerificationStatus.FAILED, root=root, failure=failure)
         if root is None:
             return self._verdict(VerificationStatus.UNSEALED)
         return self._verdict(VerificationStatus.VERIFIED, root=root)
-
-    def _seal_failure(
-        self, field: str | None, expected: str | None, found: object, why: str
-    ) -> IntegrityFailure:
-        return IntegrityFailure(
-            location="seal",
-            step_index=None,
-            rule=4,
-            expected=expected,
-            found=_shown(found),
-            reason=f"seal: {why}",
-            field=field,
-        )
-
-    def _check_seal(self) -> tuple[str | None, IntegrityFailure | None]:
-        trace = self._trace
-        stored_root, stored_length = trace.root_hash, trace.chain_length
-        column = "seal_hash" if self._v2 else "root_hash"
-        if (
-            not self._v2
-            and trace.root_hash_column is not None
-            and (trace.root_hash_column != stored_root)
-        ):
-            # Format v1 keeps its seal in both columns after migration 0006.
-            return None, self._seal_failure(
-                "root_hash",
-                _shown(stored_root),
-                trace.root_hash_column,
-                f"root_hash mismatch (seal_hash holds {_found_text(stored_root)}, root_hash "
-                f"holds {_found_text(trace.root_hash_column)}; a format-v1 seal is in both)",
-            )
-        if stored_root is None and stored_length is None:
-            return None, None
-        if stored_length is None:
-            return None, self._seal_failure(
-                "chain_length", None, None, f"{column} is set but chain_length is not"
-            )
-        if stored_root is None:
-            return None, self._seal_failure(
-                column,
-                None,
-                None,
-                f"chain_length is set ({stored_length}) but {column} is not",
-            )
-        n = self._next_index
-        if type(stored_length) is not int or stored_length < 0:
-            return None, self._seal_failure(
-                "chain_length",
-                str(n),
-                stored_length,
-                f"chain_length mismatch (expected {n}, found {stored_length!r})",
-            )
-        try:
-            root = self._seal_root(self._prev, n)
-            if stored_length == n:
-                if stored_root != root:
-                    return root, _mismatch("seal", None, 4, column, root, stored_root)
-                return root, None
-            if stored_length < n and self._head_at_sealed_length is not None:
-                sealed_prefix_root = self._seal_root(self._head_at_sealed_length, stored_length)
-                if sealed_prefix_root == stored_root:
-                    # The seal is intact for its first chain_length steps: the rest were added.
-                    return root, IntegrityFailure(
-                        location="step",
-                        step_index=stored_length,
-                        rule=2,
-                        expected=f"chain_length {stored_length}",
-                        found=f"step_index {stored_length}",
-                        reason=(
-                            f"step {stored_length}: extra step beyond the sealed chain "
-                            f"(expected {stored_length} steps, found {n})"
-                        ),
-                        field="step_index",
-                    )
-            if stored_length > n and stored_root != root:
-                # A seal that does not match the shorter chain: steps are missing at the end.
-                return root, IntegrityFailure(
-                    location="step",
-                    step_index=n,
-                    rule=2,
-                    expected=f"step_index {n}",
-                    found="end of steps",
-                    reason=(
-                        f"step {n}: missing (the seal has chain_length {stored_length}, "
-                        f"found {n} steps)"
-                    ),
-                    field="step_index",
-                )
-        except (CanonicalizationError, InvalidTimestamp) as exc:
-            return None, self._seal_failure(
-                None, None, None, f"stored values cannot be hashed ({exc})"
-            )
-        return root, self._seal_failure(
-            "chain_length",
-            str(n),
-            stored_length,
-            f"chain_length mismatch (expected {n}, found {stored_length})",
-        )
-
-    def _check_anchor(self, anchor: Anchor, root: str | None) -> IntegrityFailure | None:
-        n = self._next_index
-        where = f"ledger ({anchor.source})" if anchor.source != "ledger" else "ledger"
-        if root is None:
-            return IntegrityFailure(
-                location="ledger",
-                step_index=None,
-                rule=5,
-                expected=anchor.root_hash,
-                found=None,
-                reason=(
-                    f"{where}: root_hash mismatch (expected the anchored {anchor.root_hash}, "
-                    "found an unsealed trace)"
-                ),
-                field="root_hash",
-            )
-        if anchor.root_hash != root:
-            return IntegrityFailure(
-                location="ledger",
-                step_index=None,
-                rule=5,
-                expected=anchor.root_hash,
-                found=root,
-                reason=f"{where}: root_hash mismatch (expected {anchor.root_hash}, found {root})",
-                field="root_hash",
-            )
-        if anchor.chain_length != n:
-            return IntegrityFailure(
-                location="ledger",
-                step_index=None,
-                rule=5,
-                expected=str(anchor.chain_length),
-                found=str(n),
-                reason=(
-                    f"{where}: chain_length mismatch (expected {anchor.chain_length}, found {n})"
-                ),
-                field="chain_length",
-            )
-        return None

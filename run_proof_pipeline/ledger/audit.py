@@ -55,16 +55,18 @@ class AuditReport:
 
 
 def check_extends(tree: LedgerTree, head: SignedHead) -> str | None:
-    """Why the ledger is not a consistent extension of the signed head, or None."""
+    """Why the ledger is not a consistent extension of the signed head, or None: the roots
+    named as the checkpoint holds one and the ledger's entries recompute the other."""
     if tree.size < head.size:
         return (
             f"the ledger has {tree.size} entries but checkpoint {head.path} signed {head.size}: "
             "entries were removed (the ledger was rolled back)"
         )
-    if not tree.extends(head.size, head.root):
+    mismatch = tree.consistency_mismatch(head.size, head.root)
+    if mismatch is not None:
         return (
             f"the ledger's first {head.size} entries no longer hash to the root signed in "
-            f"checkpoint {head.path} ({base64.b64encode(head.root).decode()}): "
+            f"checkpoint {head.path}: {mismatch.text('the checkpoint')}: "
             "the ledger was rewritten (the consistency proof fails)"
         )
     return None

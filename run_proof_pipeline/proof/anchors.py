@@ -8,6 +8,10 @@ checked against the signed head once per checkpoint, see ledger/signed_tree.py).
 
 Every lookup says which anchor applied (`AnchorLookup.description`): none, the ledger only
 (and why no signed checkpoint), or the signed checkpoint of size N and origin O.
+
+A failure that compares two values is built from a Mismatch (integrity/mismatch.py), as rule 5
+in the integrity core is: `expected` is what the trace or the ledger's entries recompute now,
+`found` what the ledger or the signed checkpoint holds (docs/aos-compat.md).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from run_proof_pipeline.integrity import Anchor, IntegrityFailure
+from run_proof_pipeline.integrity import Anchor, IntegrityFailure, Mismatch
 from run_proof_pipeline.ledger.checkpoint import CheckpointProblem
 from run_proof_pipeline.ledger.entry import EntryKind, LedgerEntry
 from run_proof_pipeline.ledger.queries import entries_for_runs, ledger_context, read_entries
@@ -51,14 +55,16 @@ class AnchorLookup:
 def _ledger_failure(
     reason: str,
     *,
+    mismatch: Mismatch | None = None,
     expected: str | None = None,
     found: str | None = None,
     field: str | None = None,
     description: str = NO_ANCHOR,
 ) -> AnchorLookup:
-    return AnchorLookup(
-        description=description,
-        failure=IntegrityFailure(
+    """A rule-5 failure: from `mismatch` when two values differ, else with what was expected
+    and found described in words (e.g. "a ledger entry" against none)."""
+    failure = (
+        IntegrityFailure(
             location="ledger",
             step_index=None,
             rule=5,
@@ -66,8 +72,11 @@ def _ledger_failure(
             found=found,
             reason=f"ledger: {reason}",
             field=field,
-        ),
+        )
+        if mismatch is None
+        else IntegrityFailure.of("ledger", None, 5, mismatch, reason=f"ledger: {reason}")
     )
+    return AnchorLookup(description=description, failure=failure)
 
 
 async def lookup_anchor(conn: AsyncConnection, trace: TraceRow) -> AnchorLookup:
@@ -138,28 +147,24 @@ async def _anchor_from(
 def _entry_problem(entry: LedgerEntry, trace: TraceRow) -> AnchorLookup | None:
     leaf = entry.leaf().hex()
     if entry.leaf_hash != leaf:
+        edited = Mismatch("leaf_hash", stored=entry.leaf_hash, recomputed=leaf)
         return _ledger_failure(
-            f"entry {entry.seq}: leaf_hash mismatch (expected {leaf}, found {entry.leaf_hash}): "
-            "the entry was edited",
-            expected=leaf,
-            found=entry.leaf_hash,
-            field="leaf_hash",
+            f"entry {entry.seq}: {edited.text()}: the entry was edited", mismatch=edited
         )
     if entry.trace_id != trace.trace_id:
+        # The trace's own id is the side the proof holds, the entry's the ledger's.
+        other = Mismatch("trace_id", stored=entry.trace_id, recomputed=trace.trace_id)
         return _ledger_failure(
-            f"entry {entry.seq}: trace_id mismatch (expected {entry.trace_id}, "
-            f"found {trace.trace_id})",
-            expected=entry.trace_id,
-            found=trace.trace_id,
-            field="trace_id",
+            f"entry {entry.seq}: trace_id mismatch (the trace is {trace.trace_id}, "
+            f"the ledger holds {entry.trace_id})",
+            mismatch=other,
         )
     if trace.seal_hash is None:
+        cleared = Mismatch("root_hash", stored=entry.root_hash, recomputed=None)
         return _ledger_failure(
             f"entry {entry.seq} recorded the seal (root {entry.root_hash}, length "
             f"{entry.chain_length}) but the trace's seal columns are cleared",
-            expected=entry.root_hash,
-            found=None,
-            field="root_hash",
+            mismatch=cleared,
         )
     return None
 
@@ -230,24 +235,27 @@ async def _leaves_problem(
             return _ledger_failure(
                 f"the ledger has {tree.size} entries but checkpoint {head.path} signed "
                 f"{head.size}: it was rolled back",
-                expected=str(head.size),
-                found=str(tree.size),
+                mismatch=Mismatch("tree size", stored=str(head.size), recomputed=str(tree.size)),
             )
         leaves = remember_signed_leaves(head.path, head.size, head.root, tree.leaves)
         if leaves is None:
+            rewritten = Mismatch(
+                "root", stored=head.root.hex(), recomputed=tree.root(head.size).hex()
+            )
             return _ledger_failure(
                 f"the ledger's first {head.size} entries no longer hash to the head signed in "
-                f"checkpoint {head.path}: the ledger was rewritten since it was signed "
-                "(run `run-proof checkpoint verify`)",
-                expected=head.root.hex(),
-                found=tree.root(head.size).hex(),
+                f"checkpoint {head.path}: {rewritten.text('the checkpoint')}: the ledger was "
+                "rewritten since it was signed (run `run-proof checkpoint verify`)",
+                mismatch=rewritten,
             )
     if leaves[entry.index] != entry.leaf():
+        signed = Mismatch(
+            "leaf_hash", stored=leaves[entry.index].hex(), recomputed=entry.leaf().hex()
+        )
         return _ledger_failure(
             f"entry {entry.seq} is not the entry signed at index {entry.index} in checkpoint "
-            f"{head.path} (size {head.size}): it was rewritten since it was signed",
-            expected=leaves[entry.index].hex(),
-            found=entry.leaf().hex(),
-            field="leaf_hash",
+            f"{head.path} (size {head.size}): {signed.text('the signed tree')}: it was "
+            "rewritten since it was signed",
+            mismatch=signed,
         )
     return None

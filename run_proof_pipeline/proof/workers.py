@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from run_proof_pipeline.errors import ExitCode, RunProofError
+from run_proof_pipeline.store.engine import run_sync
 
 __all__ = [
     "BUG",
@@ -287,8 +288,8 @@ def run_workers(
     """From synchronous code: one worker per job, all at once; `on_result` gets each result
     as its worker finishes. The first failure is raised (as run_worker raises it) once the
     other workers are stopped."""
-    asyncio.run(
-        _all(
+    run_sync(
+        lambda: _all(
             (run_worker(job, on_progress, secret=secret, label=label, error=error) for job in jobs),
             on_result,
         )

@@ -95,30 +95,63 @@ async def get_session() -> AsyncIterator[AsyncSession]:
         yield session
 
 
+def run_sync(work: Callable[[], Awaitable[T]]) -> T:
+    """The one bridge from synchronous code (Dagster ops, schedules, sensors, the CLI, a
+    sweep, a worker pool) to async work: `work()` runs in an event loop of its own, made and
+    closed here. A loop per call, because an async connection belongs to the loop that opened
+    it (see async_engine); no other module calls asyncio.run
+    (run_proof_pipeline_tests/test_async_bridge.py checks that)."""
+
+    async def go() -> T:
+        return await work()
+
+    return asyncio.run(go())
+
+
+def run_on_engine(url: DatabaseUrl, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """run_sync with an engine on `url`, disposed whatever happens (the adopt, retire and
+    seed commands open their own transactions on it)."""
+
+    async def go() -> T:
+        engine = async_engine(url)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    return run_sync(go)
+
+
+def run_in_session(url: DatabaseUrl | None, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """run_sync with a session, as the coordinator is called (it takes its own snapshot and
+    starts its segment workers from the session). `url=None`: `get_session()`, the plan's
+    production path on DATABASE_URL or the embedded default (docs/test-plan.md, Step 3)."""
+
+    async def go() -> T:
+        async with get_session() if url is None else session_scope(url) as session:
+            return await work(session)
+
+    return run_sync(go)
+
+
 def run_on_connection(
     url: DatabaseUrl,
     work: Callable[[AsyncConnection], Awaitable[T]],
     *,
     snapshot: bool = False,
 ) -> T:
-    """The one bridge from synchronous code (Dagster ops, schedules, sensors, the CLI, a
-    sweep, a worker) to async work: `work` runs on one new connection in a loop of its own,
-    and the engine is disposed whatever happens. `snapshot=True`: in a read-only REPEATABLE
+    """run_sync on one new connection of `url`. `snapshot=True`: in a read-only REPEATABLE
     READ snapshot under the pinned settings (store.snapshot.begin_snapshot), rolled back
     after `work`."""
 
-    async def go() -> T:
-        engine = async_engine(url)
-        try:
-            async with engine.connect() as conn:
-                if not snapshot:
-                    return await work(conn)
-                await begin_snapshot(conn)
-                try:
-                    return await work(conn)
-                finally:
-                    await conn.rollback()
-        finally:
-            await engine.dispose()
+    async def on(engine: AsyncEngine) -> T:
+        async with engine.connect() as conn:
+            if not snapshot:
+                return await work(conn)
+            await begin_snapshot(conn)
+            try:
+                return await work(conn)
+            finally:
+                await conn.rollback()
 
-    return asyncio.run(go())
+    return run_on_engine(url, on)

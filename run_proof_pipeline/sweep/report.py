@@ -18,7 +18,7 @@ class FailedRun:
     tenant_id: str
     run_id: str
     status: str
-    # "step 17", "header", "seal" or "ledger"
+    # "step 17", "header", "seal" or "ledger" (IntegrityFailure.where); "trace" without one
     first_bad: str
     reason: str
 
@@ -26,17 +26,12 @@ class FailedRun:
     def of(cls, trace: TraceRow, proof: StreamedProof) -> FailedRun:
         verdict = proof.verdict
         failure = verdict.failure
-        if failure is None:
-            where = "trace"
-        elif failure.location == "step":
-            where = f"step {failure.step_index}"
-        else:
-            where = failure.location
         return cls(
             tenant_id=trace.tenant_id,
             run_id=trace.run_id,
             status=verdict.status.value,
-            first_bad=where,
+            # (A verdict that failed without a failure, e.g. UNSUPPORTED, names the trace.)
+            first_bad="trace" if failure is None else failure.where,
             reason=verdict.failure_reason or "",
         )
 

@@ -9,17 +9,18 @@ for AOS's code, not for run-proof's.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from run_proof_pipeline.ledger.snapshot_run import in_snapshot
 from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.engine import run_on_connection
 
 # Exactly the tables of issue 7 ("Facts about the AOS tables"). Lengths the issue leaves open
 # are AOS-like guesses; nothing in run-proof depends on them.
@@ -303,7 +304,11 @@ def sql(url: DatabaseUrl, statement: str, params: tuple[Any, ...] = ()) -> list[
 
 
 # Readers (count_trace_kinds, the audits) run in a read-only snapshot, as the CLI runs them.
-on = in_snapshot
+T = TypeVar("T")
+
+
+def on(url: DatabaseUrl, task: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    return run_on_connection(url, task, snapshot=True)
 
 
 @pytest.fixture

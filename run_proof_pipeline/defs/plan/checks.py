@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from run_proof_pipeline.coordinator.models import RunProofResult
 from run_proof_pipeline.defs.resources import TraceStoreResource
+from run_proof_pipeline.integrity import first_bad
 from run_proof_pipeline.plan.queries import TraceRef
 from run_proof_pipeline.plan.report import adoption_note
 from run_proof_pipeline.settings import ConfigError, redact
@@ -67,9 +68,7 @@ def proof_check_evaluations(
         "root_hash": integrity.root_hash or "—",
         "root_hash_short": _short(integrity.root_hash),
         "elapsed_seconds": MetadataValue.float(round(result.elapsed_seconds, 4)),
-        "first_bad": "—"
-        if failure is None
-        else (f"step {failure.step_index}" if failure.location == "step" else failure.location),
+        "first_bad": "—" if failure is None else first_bad(failure.location, failure.step_index),
         "expected": (failure.expected if failure else None) or "—",
         "found": (failure.found if failure else None) or "—",
         "anchor": integrity.anchor,

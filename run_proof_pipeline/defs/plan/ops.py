@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from run_proof_pipeline.coordinator.run_proof import WORKERS_ENV, default_workers
 from run_proof_pipeline.defs.plan.checks import proof_check_evaluations
 from run_proof_pipeline.defs.resources import TraceStoreResource
+from run_proof_pipeline.integrity import first_bad
 from run_proof_pipeline.plan import messages
 from run_proof_pipeline.plan.coordinator_tests import (
     COORDINATOR_TESTS,
@@ -436,9 +437,7 @@ def step_4_integrity_expectations(context: OpExecutionContext, state: PlanState)
         if failure is not None:
             metadata.update(
                 {
-                    "first_bad": f"step {failure.step_index}"
-                    if failure.location == "step"
-                    else failure.location,
+                    "first_bad": first_bad(failure.location, failure.step_index),
                     "expected_hash": failure.expected or "—",
                     "found_hash": failure.found or "—",
                 }

@@ -5,7 +5,6 @@ Settings: RUN_PROOF_AOS_RETENTION_DAYS (AOS's N, default 30), RUN_PROOF_AOS_RETE
 24); RUNNING only when RUN_PROOF_AOS_RETENTION_DAYS is set; it needs RUN_PROOF_SIGNING_KEY.
 """
 
-import asyncio
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,7 +28,6 @@ from sqlalchemy.exc import DBAPIError
 from run_proof_pipeline.defs.deployment import DEPLOYMENT
 from run_proof_pipeline.defs.resources import TraceStoreResource
 from run_proof_pipeline.ledger.retire_batch import (
-    BatchRetirementReport,
     RetireBatchDone,
     RetireSelection,
     retire_created_before,
@@ -37,7 +35,7 @@ from run_proof_pipeline.ledger.retire_batch import (
 from run_proof_pipeline.ledger.retirement import RetirementError
 from run_proof_pipeline.ledger.settings import load_ledger_settings
 from run_proof_pipeline.settings import ConfigError, redact
-from run_proof_pipeline.store.engine import async_engine
+from run_proof_pipeline.store.engine import run_on_engine
 
 # AOS's retention, retired first (run_proof_pipeline/ledger/retire_batch.py).
 #
@@ -132,17 +130,13 @@ def retire_runs_before_aos_retention(
             f"{done.already_retired} retired before, {done.refused} refused"
         )
 
-    async def run() -> BatchRetirementReport:
-        engine = async_engine(url)
-        try:
-            return await retire_created_before(
-                engine, selection, config.reason or _reason(days, cut), key, progress=progress
-            )
-        finally:
-            await engine.dispose()
-
     try:
-        report = asyncio.run(run())
+        report = run_on_engine(
+            url,
+            lambda engine: retire_created_before(
+                engine, selection, config.reason or _reason(days, cut), key, progress=progress
+            ),
+        )
     except (RetirementError, DBAPIError) as exc:
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         raise Failure(description=redact(f"retirement stopped: {detail[0]}")) from None

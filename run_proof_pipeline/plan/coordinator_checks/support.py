@@ -6,7 +6,6 @@ installed package has none. The checkout's suite uses these same helpers
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -20,7 +19,7 @@ from run_proof_pipeline.coordinator import (
     get_run_proof_coordinator,
 )
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.engine import async_engine, session_scope
+from run_proof_pipeline.store.engine import async_engine, run_sync, session_scope
 from run_proof_pipeline.store.recorder import StepAppend, TraceRecorder, TraceStart
 
 T = TypeVar("T")
@@ -28,7 +27,7 @@ BASE = datetime(2026, 2, 9, 10, 0, tzinfo=UTC)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+    return run_sync(lambda: coro)
 
 
 class TraceWriter(Protocol):
