@@ -32,7 +32,7 @@ OTHER_HASH = "ab" * 32
 
 
 def _decoded(trace: StoredTrace, step: StoredStep) -> DecodedStep:
-    """The row as a segment worker holds it after decoding (store.step_rows.DecodedStep): its
+    """The row as a segment worker holds it after decoding (store.decoded_step.DecodedStep): its
     canonical form, or why it has none."""
     try:
         canonical: bytes | None = stored_step_canonical(trace, step)

@@ -432,7 +432,7 @@ def test_run_proof_verify_exits_1_naming_the_field_without_a_traceback(
 
 
 # psycopg's own json.loads cannot parse 5,000 levels; begin_snapshot() makes the connection
-# read `plan` as the step columns are (store.step_rows.decode_json_as_stored).
+# read `plan` as the step columns are (store.snapshot.decode_json_as_stored).
 def test_a_plan_deeper_than_python_parses_fails_the_header_in_one_stream(
     nesting_store: DatabaseUrl,
 ) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from run_proof_pipeline.bundle.model import (
+    CARRIED_AS_TEXT,
     BundleEntry,
     BundleLedger,
     BundleStep,
@@ -29,19 +30,28 @@ from run_proof_pipeline.bundle.model import (
 from run_proof_pipeline.errors import ExitCode, RunProofError
 from run_proof_pipeline.integrity import canonical_timestamp, parse_stored_json
 from run_proof_pipeline.integrity.canonical import CanonicalizationError, canonicalize_at
+from run_proof_pipeline.integrity.fields import (
+    FIELD_TYPES,
+    STEP_CHAIN_V2,
+    TRACE_IDS,
+    FieldType,
+    column_of,
+    values_of,
+)
 from run_proof_pipeline.ledger.entry import EntryKind
 from run_proof_pipeline.ledger.queries import database_name, entries_for_run, read_entries
 from run_proof_pipeline.ledger.settings import LedgerSettings
 from run_proof_pipeline.ledger.signed_head import load_signed_head
 from run_proof_pipeline.ledger.tree import LedgerTree
-from run_proof_pipeline.store.snapshot import STEP_COLUMNS, read_trace, stream_step_rows
-from run_proof_pipeline.store.step_rows import strict_float, strict_int
+from run_proof_pipeline.store.column_text import strict_float, strict_int
+from run_proof_pipeline.store.snapshot import STEP_COLUMNS, TraceRow, read_trace, stream_step_rows
 
 __all__ = ["RunNotFound", "Unexportable", "export_bundle"]
 
-_JSON_COLUMNS = {"params", "outcome_data"}
-_FLOAT_COLUMNS = {"cost_cents", "duration_ms"}
-_INT_COLUMNS = {"step_index", "retry_count"}
+# A v1 step column's text as the bundle holds it (bundle/model.py), by its type.
+_JSON_COLUMNS = tuple(c for c in STEP_COLUMNS if FIELD_TYPES.get(c) is FieldType.JSON)
+_PARSED = {FieldType.JSON: parse_stored_json, FieldType.DOUBLE: strict_float}
+_PARSED |= {FieldType.INTEGER: strict_int}
 
 
 class RunNotFound(RunProofError, LookupError):
@@ -65,51 +75,61 @@ def _representable(value: Any, where: str) -> Any:
 def _value(column: str, text: str | None) -> Any:
     if text is None:
         return None
-    if column in _JSON_COLUMNS:
-        return parse_stored_json(text)
-    # Strictly the text PostgreSQL prints for these types (store/step_rows.py).
-    if column in _FLOAT_COLUMNS:
-        return strict_float(text)
-    if column in _INT_COLUMNS:
-        return strict_int(text)
-    return text
+    # Strictly the text PostgreSQL prints for these types (store/column_text.py).
+    kind = FIELD_TYPES.get(column)
+    parse = None if kind is None else _PARSED.get(kind)
+    return text if parse is None else parse(text)
 
 
 def _timestamp(value: datetime | None) -> str | None:
     return None if value is None else canonical_timestamp(value)
 
 
-# Format v2 (docs/hash-chain-v2.md "Records"): every value as text where a JSON reader could
-# change it (bundle/model.py). The header's aos_root_hash is AOS's root_hash column.
-_TRACE_V2 = """
-SELECT chain_format, tenant_id, run_id, trace_id, agent_id, plan_id, plan::text AS plan,
-       started_at::text AS started_at, created_at::text AS created_at, correlation_id,
-       seed::text AS seed, frozen_timestamp, plan_hash, schema_version, trace::text AS trace,
-       stored_by, checksum, incident_id, is_synthetic, synthetic_scenario_id,
-       root_hash AS aos_root_hash, status, completed_at::text AS completed_at, chain_length,
-       metadata::text AS metadata, genesis_hash, seal_hash,
+def _as_read(name: str, table: str = "") -> str:
+    """The SELECT item of a bundle field: its column, as text where a JSON reader could
+    change the value (bundle/model.py CARRIED_AS_TEXT)."""
+    column = f'{table}"{column_of(name)}"'
+    return f'{column}::text AS "{name}"' if name in CARRIED_AS_TEXT else f'{column} AS "{name}"'
+
+
+# Format v2 (docs/hash-chain-v2.md "Records"): every field of the bundle's trace and steps
+# (bundle/model.py), read by its name. The header's aos_root_hash is AOS's root_hash column.
+_TRACE_V2 = f"""
+SELECT {", ".join(_as_read(name) for name in BundleTraceV2.model_fields)},
        adopted_at IS NOT NULL AS adopted
 FROM aos_traces WHERE trace_id = :trace_id
-"""
+"""  # noqa: S608 - the model's field names
 
-# Native steps carry their chain columns; an adopted trace's are in run_proof_adopted_steps
-# (AOS's trigger allows no write to a step row), never the step row's.
-_STEPS_V2 = """
-SELECT s.step_index,
-       CASE WHEN :adopted THEN a.chain_position ELSE s.chain_position END AS chain_position,
-       s.skill_id, s.skill_name, s.params::text AS params, s.status, s.outcome_category,
-       s.outcome_code, s.outcome_data::text AS outcome_data, s.cost_cents::text AS cost_cents,
-       s.duration_ms::text AS duration_ms, s.retry_count, s."timestamp"::text AS "timestamp",
-       s.input_hash, s.output_hash, s.rng_state_before, s.idempotency_key, s.replay_behavior,
-       s.source, s.level, s.is_synthetic, s.synthetic_scenario_id,
-       CASE WHEN :adopted THEN a.prev_hash ELSE s.prev_hash END AS prev_hash,
-       CASE WHEN :adopted THEN a.step_hash ELSE s.step_hash END AS step_hash
+
+def _step_v2_item(name: str) -> str:
+    """Native steps carry their chain columns; an adopted trace's are in
+    run_proof_adopted_steps (AOS's trigger allows no write to a step row), never the step
+    row's."""
+    if name in STEP_CHAIN_V2:
+        return f'CASE WHEN :adopted THEN a."{name}" ELSE s."{name}" END AS "{name}"'
+    return _as_read(name, "s.")
+
+
+_STEPS_V2 = f"""
+SELECT {", ".join(_step_v2_item(name) for name in BundleStepV2.model_fields)}
 FROM aos_trace_steps s
 LEFT JOIN run_proof_adopted_steps a
        ON :adopted AND a.trace_id = s.trace_id AND a.step_index = s.step_index
 WHERE s.trace_id = :trace_id
 ORDER BY s.step_index
-"""
+"""  # noqa: S608 - the model's field names
+
+
+def _bundle_trace(trace: TraceRow) -> BundleTrace:
+    """A v1 trace row as the bundle holds it: its fields by name (bundle/model.py), the plan
+    checked representable, timestamps canonical."""
+    values = values_of(trace, tuple(BundleTrace.model_fields))
+    values["plan"] = _representable(trace.plan, "header: plan")
+    values["started_at"] = canonical_timestamp(trace.started_at)
+    values["completed_at"] = _timestamp(trace.completed_at)
+    # root_hash: the format's seal, for format v1 the root_hash column, which migration 0006
+    # copied to seal_hash (the proof checks both agree; the bundle names one).
+    return BundleTrace(**values)
 
 
 async def export_bundle(
@@ -133,28 +153,14 @@ async def export_bundle(
         for column in _JSON_COLUMNS:
             _representable(fields[column], f"step {fields['step_index']}: {column}")
         # The step's own tenant/run columns are not hashed: the trace's are (spec).
-        del fields["tenant_id"], fields["run_id"]
+        for name in TRACE_IDS:
+            del fields[name]
         steps.append(BundleStep(**fields))
         if progress is not None and len(steps) % progress_every == 0:
             progress(len(steps), trace.chain_length)
     return ProofBundle(
         exported_at=canonical_timestamp(datetime.now(UTC)),
-        trace=BundleTrace(
-            tenant_id=trace.tenant_id,
-            run_id=trace.run_id,
-            trace_id=trace.trace_id,
-            agent_id=trace.agent_id,
-            plan_id=trace.plan_id,
-            plan=_representable(trace.plan, "header: plan"),
-            started_at=canonical_timestamp(trace.started_at),
-            status=trace.status,
-            completed_at=_timestamp(trace.completed_at),
-            genesis_hash=trace.genesis_hash,
-            # The format's seal: for format v1 the root_hash column, which migration 0006
-            # copied to seal_hash (the proof checks both agree; the bundle names one).
-            root_hash=trace.root_hash,
-            chain_length=trace.chain_length,
-        ),
+        trace=_bundle_trace(trace),
         steps=steps,
         ledger=await _ledger_part(conn, settings, tenant_id, run_id),
     )

@@ -9,12 +9,16 @@ header, step and seal records, the columns of ours the chain is checked against
 (genesis_hash, seal_hash, chain_position, prev_hash, step_hash), and the same ledger part.
 Format v2 hashes every number exactly, and a JSON number survives no generic JSON reader
 exactly (2^64 + 1, 0.10000000000000001 become doubles in pydantic, jq or JavaScript). So
-every value a JSON reader could change is carried as a JSON string holding the text
-PostgreSQL prints for it (docs/ledger-v1.md, "Proof bundle"): the JSON columns (`plan`,
+every value a JSON reader could change (CARRIED_AS_TEXT) is carried as a JSON string holding
+the text PostgreSQL prints for it (docs/ledger-v1.md, "Proof bundle"): the JSON columns (`plan`,
 `trace`, `metadata`, `params`, `outcome_data`) as their jsonb text, `seed` (bigint) as its
 digits, the double columns (`cost_cents`, `duration_ms`) as their float8 text (NaN and the
 infinities included, which the verdict then names), timestamps as timestamptz text. The
 verifier parses them with the format's own exact rules (integrity/canonical_v2.py).
+
+The models spell their fields (pydantic needs them); they are the records' fields of
+integrity/fields.py plus the stored hashes, and run_proof_pipeline_tests/test_fields.py pins
+each model's field set to those names.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from __future__ import annotations
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from run_proof_pipeline.integrity.fields import FieldType, fields_of_type
 
 BUNDLE_FORMAT: Final = "run-proof-bundle/v1"
 BUNDLE_FORMAT_V2: Final = "run-proof-bundle/v2"
@@ -96,6 +102,11 @@ class ProofBundle(_Strict):
 
 # The stored text of a value a JSON reader could change (see the module docstring).
 StoredText = str | None
+# The fields a v2 bundle carries as StoredText: the JSON, timestamp and double columns, and
+# seed (bigint). Export reads them as ::text, verify parses them (bundle/export.py, verify.py).
+CARRIED_AS_TEXT: frozenset[str] = fields_of_type(
+    FieldType.JSON, FieldType.TIMESTAMP, FieldType.DOUBLE
+) | {"seed"}
 
 
 class BundleTraceV2(_Strict):

@@ -26,6 +26,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from run_proof_pipeline.bundle.model import (
     BUNDLE_FORMAT,
     BUNDLE_FORMAT_V2,
+    CARRIED_AS_TEXT,
     AnyProofBundle,
     BundleEntry,
     BundleStepV2,
@@ -43,6 +44,15 @@ from run_proof_pipeline.integrity import (
 )
 from run_proof_pipeline.integrity.canonical import CanonicalizationError
 from run_proof_pipeline.integrity.canonical_v2 import parse_stored_json_v2
+from run_proof_pipeline.integrity.fields import (
+    FIELD_TYPES,
+    HEADER_V1_FIELDS,
+    HEADER_V2_ONLY_FIELDS,
+    STEP_STORED_FIELDS,
+    STEP_V2_ADDED_FIELDS,
+    FieldType,
+    values_of,
+)
 from run_proof_pipeline.integrity.merkle import ProofError, verify_inclusion
 from run_proof_pipeline.ledger.checkpoint import CheckpointProblem, SignedCheckpoint
 from run_proof_pipeline.ledger.entry import LedgerEntry
@@ -189,30 +199,28 @@ def _float8(value: str | None, field: str) -> float | None:
     return float(value)
 
 
+def _parsed(name: str, value: Any) -> Any:
+    """A bundle field's value as the record takes it: a stored text (CARRIED_AS_TEXT) read
+    by its column's type with the format's exact rules, anything else as it is."""
+    if name not in CARRIED_AS_TEXT:
+        return value
+    kind = FIELD_TYPES[name]
+    if kind is FieldType.JSON:
+        return _json_v2(value, name)
+    if kind is FieldType.DOUBLE:
+        return _float8(value, name)
+    if kind is FieldType.INTEGER:
+        return _bigint(value, name)
+    return value  # a timestamp: its stored text is what the record writes
+
+
 def _stored_trace_v2(trace: BundleTraceV2) -> StoredTrace:
-    header_v2 = {
-        "created_at": trace.created_at,
-        "correlation_id": trace.correlation_id,
-        "seed": _bigint(trace.seed, "seed"),
-        "frozen_timestamp": trace.frozen_timestamp,
-        "plan_hash": trace.plan_hash,
-        "schema_version": trace.schema_version,
-        "trace": _json_v2(trace.trace, "trace"),
-        "stored_by": trace.stored_by,
-        "checksum": trace.checksum,
-        "incident_id": trace.incident_id,
-        "is_synthetic": trace.is_synthetic,
-        "synthetic_scenario_id": trace.synthetic_scenario_id,
-        "aos_root_hash": trace.aos_root_hash,
-    }
+    # Read by the names of integrity/fields.py, the v2-only fields first (which field a
+    # bundle with two unreadable ones names is the one read first).
+    header_v2 = {name: _parsed(name, getattr(trace, name)) for name in HEADER_V2_ONLY_FIELDS}
+    header = {name: _parsed(name, getattr(trace, name)) for name in HEADER_V1_FIELDS}
     return StoredTrace(
-        tenant_id=trace.tenant_id,
-        run_id=trace.run_id,
-        trace_id=trace.trace_id,
-        agent_id=trace.agent_id,
-        plan_id=trace.plan_id,
-        plan=_json_v2(trace.plan, "plan"),
-        started_at=trace.started_at,
+        **header,
         status=trace.status,
         completed_at=trace.completed_at,
         genesis_hash=trace.genesis_hash,
@@ -226,35 +234,15 @@ def _stored_trace_v2(trace: BundleTraceV2) -> StoredTrace:
 
 
 def _stored_step_v2(trace: BundleTraceV2, step: BundleStepV2) -> StoredStep:
+    own = {name: _parsed(name, getattr(step, name)) for name in STEP_STORED_FIELDS}
+    extra = values_of(step, STEP_V2_ADDED_FIELDS)
     return StoredStep(
-        step_index=step.step_index,
-        skill_id=step.skill_id,
-        skill_name=step.skill_name,
-        params=_json_v2(step.params, "params"),
-        status=step.status,
-        outcome_category=step.outcome_category,
-        outcome_code=step.outcome_code,
-        outcome_data=_json_v2(step.outcome_data, "outcome_data"),
-        cost_cents=_float8(step.cost_cents, "cost_cents"),
-        duration_ms=_float8(step.duration_ms, "duration_ms"),
-        retry_count=step.retry_count,
-        timestamp=step.timestamp,
+        **own,
         prev_hash=step.prev_hash,
         step_hash=step.step_hash,
         chain_position=step.chain_position,
-        extra={
-            # The bundle's steps are those of its trace (export selects them by trace_id).
-            "trace_id": trace.trace_id,
-            "input_hash": step.input_hash,
-            "output_hash": step.output_hash,
-            "rng_state_before": step.rng_state_before,
-            "idempotency_key": step.idempotency_key,
-            "replay_behavior": step.replay_behavior,
-            "source": step.source,
-            "level": step.level,
-            "is_synthetic": step.is_synthetic,
-            "synthetic_scenario_id": step.synthetic_scenario_id,
-        },
+        # The bundle's steps are those of its trace (export selects them by trace_id).
+        extra={"trace_id": trace.trace_id, **extra},
     )
 
 

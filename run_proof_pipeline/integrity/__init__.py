@@ -1,6 +1,7 @@
-"""Pure integrity core of the hash chain (formats v1 and v2, docs/hash-chain-v2.md): canonical
-JSON, records, chain hashes, streaming verification verdicts, test vectors and an RFC 9162
-Merkle tree.  No I/O, no database."""
+"""Pure integrity core of the hash chain (formats v1 and v2, docs/hash-chain-v2.md): the fields
+of a trace and a step (fields.py), canonical JSON, records, stored rows, chain hashes,
+streaming verification verdicts, test vectors and an RFC 9162 Merkle tree.  No I/O, no
+database."""
 
 from run_proof_pipeline.integrity.canonical import (
     MAX_SAFE_INTEGER,
@@ -29,6 +30,21 @@ from run_proof_pipeline.integrity.chain import (
     step_hash,
 )
 from run_proof_pipeline.integrity.failure import first_bad
+from run_proof_pipeline.integrity.fields import (
+    HEADER_V1_FIELDS,
+    HEADER_V2_FIELDS,
+    HEADER_V2_ONLY_FIELDS,
+    SEAL_V1_FIELDS,
+    SEAL_V2_FIELDS,
+    STEP_STORED_FIELDS,
+    STEP_V1_FIELDS,
+    STEP_V2_FIELDS,
+    STEP_V2_ONLY_FIELDS,
+    TRACE_IDS,
+    FieldType,
+    StepFields,
+    TraceHeaderFields,
+)
 from run_proof_pipeline.integrity.merkle import (
     MerkleAccumulator,
     ProofError,
@@ -50,15 +66,18 @@ from run_proof_pipeline.integrity.records import (
 )
 from run_proof_pipeline.integrity.records_v2 import (
     FORMAT_VERSION_V2,
-    HEADER_V2_FIELDS,
-    SEAL_V2_FIELDS,
-    STEP_V2_FIELDS,
     header_canonical_v2,
     header_record_v2,
     seal_canonical_v2,
     seal_record_v2,
     step_canonical_v2,
     step_record_v2,
+)
+from run_proof_pipeline.integrity.stored import (
+    StoredStep,
+    StoredTrace,
+    stored_step_canonical,
+    stored_step_canonical_v2,
 )
 from run_proof_pipeline.integrity.timestamps import (
     InvalidTimestamp,
@@ -72,9 +91,7 @@ from run_proof_pipeline.integrity.vectors import (
     compute_chain_v2,
 )
 from run_proof_pipeline.integrity.verdicts import (
-    HEADER_V2_ONLY_FIELDS,
     LEGACY_TRACE_REASON,
-    STEP_V2_ONLY_FIELDS,
     Anchor,
     ChainSegment,
     ChainVerifier,
@@ -82,14 +99,20 @@ from run_proof_pipeline.integrity.verdicts import (
     IntegrityModel,
     SegmentResult,
     SegmentStart,
-    StoredStep,
-    StoredTrace,
     Verdict,
     VerificationStatus,
-    stored_step_canonical_v2,
 )
 
 __all__ = [
+    "HEADER_V1_FIELDS",
+    "SEAL_V1_FIELDS",
+    "STEP_STORED_FIELDS",
+    "STEP_V1_FIELDS",
+    "TRACE_IDS",
+    "FieldType",
+    "StepFields",
+    "TraceHeaderFields",
+    "stored_step_canonical",
     "FORMAT_VERSION",
     "FORMAT_VERSION_V2",
     "HEADER_V2_FIELDS",

@@ -1,7 +1,8 @@
 """The three hashed records of hash-chain v2 (header, step, seal) and their C2 encoders.
 
 docs/hash-chain-v2.md, "Records": every field is always present, field names are column
-names (except `aos_root_hash`, the `root_hash` column as the writer inserted it).  Records
+names (except `aos_root_hash`, the `root_hash` column as the writer inserted it); the fields
+and their column types are integrity/fields.py's.  Records
 are plain dicts so that any C2 encoder can check them; the *_canonical_v2 functions equal
 canonicalize_v2(*_record_v2(...)) byte for byte (the tests hold them to that), and
 step_canonical_v2 is the read path's encoder, run once per stored step.
@@ -18,9 +19,10 @@ Value conventions (the column types of AOS's tables, docs/existing-aos-database.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 from typing import Any
-from uuid import UUID
 
 import orjson
 
@@ -30,6 +32,14 @@ from run_proof_pipeline.integrity.canonical import (
     needs_utf16_key_order,
 )
 from run_proof_pipeline.integrity.canonical_v2 import _prepare, canonicalize_v2
+from run_proof_pipeline.integrity.fields import (
+    FIELD_TYPES,
+    HEADER_V2_FIELDS,
+    SEAL_V2_FIELDS,
+    STEP_V2_FIELDS,
+    FieldType,
+)
+from run_proof_pipeline.integrity.records import _as_is, _text, _ts, build_record
 from run_proof_pipeline.integrity.timestamps import canonical_timestamp
 
 __all__ = [
@@ -46,75 +56,6 @@ __all__ = [
 ]
 
 FORMAT_VERSION_V2 = 2
-
-HEADER_V2_FIELDS: tuple[str, ...] = (
-    "tenant_id",
-    "run_id",
-    "trace_id",
-    "agent_id",
-    "plan_id",
-    "plan",
-    "started_at",
-    "created_at",
-    "correlation_id",
-    "seed",
-    "frozen_timestamp",
-    "plan_hash",
-    "schema_version",
-    "trace",
-    "stored_by",
-    "checksum",
-    "incident_id",
-    "is_synthetic",
-    "synthetic_scenario_id",
-    "aos_root_hash",
-)
-STEP_V2_FIELDS: tuple[str, ...] = (
-    "tenant_id",
-    "run_id",
-    "trace_id",
-    "step_index",
-    "skill_id",
-    "skill_name",
-    "params",
-    "status",
-    "outcome_category",
-    "outcome_code",
-    "outcome_data",
-    "cost_cents",
-    "duration_ms",
-    "retry_count",
-    "timestamp",
-    "input_hash",
-    "output_hash",
-    "rng_state_before",
-    "idempotency_key",
-    "replay_behavior",
-    "source",
-    "level",
-    "is_synthetic",
-    "synthetic_scenario_id",
-)
-SEAL_V2_FIELDS: tuple[str, ...] = (
-    "tenant_id",
-    "run_id",
-    "trace_id",
-    "status",
-    "completed_at",
-    "chain_length",
-    "metadata",
-)
-
-
-def _text(value: Any) -> Any:
-    # PostgreSQL prints a uuid as str(UUID) does, so a uuid value and its text hash alike.
-    if isinstance(value, UUID):
-        return str(value)
-    return value
-
-
-def _ts(value: Any) -> str | None:
-    return None if value is None else canonical_timestamp(value)
 
 
 def _double(value: Any, field: str) -> Any:
@@ -136,134 +77,41 @@ def _double(value: Any, field: str) -> Any:
     return value
 
 
-def header_record_v2(
-    *,
-    tenant_id: Any,
-    run_id: Any,
-    trace_id: Any,
-    agent_id: Any,
-    plan_id: Any,
-    plan: Any,
-    started_at: Any,
-    created_at: Any,
-    correlation_id: Any,
-    seed: Any,
-    frozen_timestamp: Any,
-    plan_hash: Any,
-    schema_version: Any,
-    trace: Any,
-    stored_by: Any,
-    checksum: Any,
-    incident_id: Any,
-    is_synthetic: Any,
-    synthetic_scenario_id: Any,
-    aos_root_hash: Any,
-) -> dict[str, Any]:
-    return {
-        "v": FORMAT_VERSION_V2,
-        "kind": "trace",
-        "tenant_id": _text(tenant_id),
-        "run_id": _text(run_id),
-        "trace_id": _text(trace_id),
-        "agent_id": _text(agent_id),
-        "plan_id": _text(plan_id),
-        "plan": plan,
-        "started_at": _ts(started_at),
-        "created_at": _ts(created_at),
-        "correlation_id": _text(correlation_id),
-        "seed": seed,
-        # varchar in AOS's schema (not a timestamptz): hashed as the text it is.
-        "frozen_timestamp": _text(frozen_timestamp),
-        "plan_hash": _text(plan_hash),
-        "schema_version": _text(schema_version),
-        "trace": trace,
-        "stored_by": _text(stored_by),
-        "checksum": _text(checksum),
-        "incident_id": _text(incident_id),
-        "is_synthetic": is_synthetic,
-        "synthetic_scenario_id": _text(synthetic_scenario_id),
-        "aos_root_hash": _text(aos_root_hash),
-    }
+def _writer(name: str, kind: FieldType) -> Callable[[Any], Any]:
+    if kind is FieldType.DOUBLE:
+        return partial(_double, field=name)
+    if kind is FieldType.TEXT:
+        return _text
+    if kind is FieldType.TIMESTAMP:
+        return _ts
+    return _as_is
 
 
-def step_record_v2(
-    *,
-    tenant_id: Any,
-    run_id: Any,
-    trace_id: Any,
-    step_index: Any,
-    skill_id: Any,
-    skill_name: Any,
-    params: Any,
-    status: Any,
-    outcome_category: Any,
-    outcome_code: Any,
-    outcome_data: Any,
-    cost_cents: Any,
-    duration_ms: Any,
-    retry_count: Any,
-    timestamp: Any,
-    input_hash: Any,
-    output_hash: Any,
-    rng_state_before: Any,
-    idempotency_key: Any,
-    replay_behavior: Any,
-    source: Any,
-    level: Any,
-    is_synthetic: Any,
-    synthetic_scenario_id: Any,
-) -> dict[str, Any]:
-    return {
-        "v": FORMAT_VERSION_V2,
-        "kind": "step",
-        "tenant_id": _text(tenant_id),
-        "run_id": _text(run_id),
-        "trace_id": _text(trace_id),
-        "step_index": step_index,
-        "skill_id": _text(skill_id),
-        "skill_name": _text(skill_name),
-        "params": params,
-        "status": _text(status),
-        "outcome_category": _text(outcome_category),
-        "outcome_code": _text(outcome_code),
-        "outcome_data": outcome_data,
-        "cost_cents": _double(cost_cents, "cost_cents"),
-        "duration_ms": _double(duration_ms, "duration_ms"),
-        "retry_count": retry_count,
-        "timestamp": _ts(timestamp),
-        "input_hash": _text(input_hash),
-        "output_hash": _text(output_hash),
-        "rng_state_before": _text(rng_state_before),
-        "idempotency_key": _text(idempotency_key),
-        "replay_behavior": _text(replay_behavior),
-        "source": _text(source),
-        "level": _text(level),
-        "is_synthetic": is_synthetic,
-        "synthetic_scenario_id": _text(synthetic_scenario_id),
-    }
+# How a v2 record writes each field (the value conventions above).
+_WRITERS_V2: dict[str, Callable[[Any], Any]] = {
+    name: _writer(name, kind) for name, kind in FIELD_TYPES.items()
+}
 
 
-def seal_record_v2(
-    *,
-    tenant_id: Any,
-    run_id: Any,
-    trace_id: Any,
-    status: Any,
-    completed_at: Any,
-    chain_length: Any,
-    metadata: Any,
-) -> dict[str, Any]:
-    return {
-        "v": FORMAT_VERSION_V2,
-        "kind": "seal",
-        "tenant_id": _text(tenant_id),
-        "run_id": _text(run_id),
-        "trace_id": _text(trace_id),
-        "status": _text(status),
-        "completed_at": _ts(completed_at),
-        "chain_length": chain_length,
-        "metadata": metadata,
-    }
+def header_record_v2(**fields: Any) -> dict[str, Any]:
+    """The v2 header record of HEADER_V2_FIELDS (integrity/fields.py)."""
+    return build_record(
+        "header_record_v2", FORMAT_VERSION_V2, "trace", HEADER_V2_FIELDS, _WRITERS_V2, fields
+    )
+
+
+def step_record_v2(**fields: Any) -> dict[str, Any]:
+    """The v2 step record of STEP_V2_FIELDS (integrity/fields.py)."""
+    return build_record(
+        "step_record_v2", FORMAT_VERSION_V2, "step", STEP_V2_FIELDS, _WRITERS_V2, fields
+    )
+
+
+def seal_record_v2(**fields: Any) -> dict[str, Any]:
+    """The v2 seal record of SEAL_V2_FIELDS (integrity/fields.py)."""
+    return build_record(
+        "seal_record_v2", FORMAT_VERSION_V2, "seal", SEAL_V2_FIELDS, _WRITERS_V2, fields
+    )
 
 
 def header_canonical_v2(**fields: Any) -> bytes:
@@ -309,7 +157,11 @@ def step_canonical_v2(
     synthetic_scenario_id: Any,
 ) -> bytes:
     """canonicalize_v2(step_record_v2(...)), with one orjson call and no walk over the
-    record's own keys (fixed, ASCII, so orjson's sorted order is UTF-16 order)."""
+    record's own keys (fixed, ASCII, so orjson's sorted order is UTF-16 order).
+
+    The v2 read path's encoder, once per stored step: its parameters and record keys are
+    spelled out for speed, and run_proof_pipeline_tests/test_fields.py pins both to
+    STEP_V2_FIELDS."""
     ts = None if timestamp is None else canonical_timestamp(timestamp)
     try:
         for text in (

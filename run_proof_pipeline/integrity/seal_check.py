@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from run_proof_pipeline.integrity.canonical import CanonicalizationError, canonicalize
 from run_proof_pipeline.integrity.failure import IntegrityFailure
 from run_proof_pipeline.integrity.mismatch import Mismatch, as_text, stored_hash_text
 from run_proof_pipeline.integrity.records import seal_record
 from run_proof_pipeline.integrity.records_v2 import seal_canonical_v2
+from run_proof_pipeline.integrity.stored import StoredTrace
 from run_proof_pipeline.integrity.timestamps import InvalidTimestamp
-
-if TYPE_CHECKING:  # (verdicts.py imports this module: the trace's type only, for mypy)
-    from run_proof_pipeline.integrity.verdicts import StoredTrace
 
 __all__ = ["Anchor", "check_anchor", "check_seal", "seal_root"]
 

@@ -21,6 +21,7 @@ from run_proof_pipeline.errors import ExitCode, RunProofError
 from run_proof_pipeline.integrity.canonical import MAX_JSON_DEPTH, json_text_depth
 from run_proof_pipeline.integrity.canonical_v2 import canonicalize_v2, exact_form
 from run_proof_pipeline.integrity.chain import ChainHashes, compute_chain
+from run_proof_pipeline.integrity.fields import HEADER_V1_FIELDS, STEP_STORED_FIELDS
 from run_proof_pipeline.integrity.mismatch import Mismatch, as_text
 from run_proof_pipeline.integrity.records import (
     header_record,
@@ -353,21 +354,10 @@ def _verify_as_stored_v2(case: dict[str, Any]) -> VerificationStatus:
     return verifier.finish().status
 
 
-_V1_HEADER_FIELDS = ("tenant_id", "run_id", "trace_id", "agent_id", "plan_id", "plan", "started_at")
-_V1_STEP_FIELDS = (
-    "step_index",
-    "skill_id",
-    "skill_name",
-    "params",
-    "status",
-    "outcome_category",
-    "outcome_code",
-    "outcome_data",
-    "cost_cents",
-    "duration_ms",
-    "retry_count",
-    "timestamp",
-)
+# What a v1 StoredTrace / StoredStep carries itself (integrity/fields.py); a case's other
+# fields go to header_v2 / extra.
+_V1_HEADER_FIELDS = HEADER_V1_FIELDS
+_V1_STEP_FIELDS = STEP_STORED_FIELDS
 
 
 def json_text_exact(value: Any, indent: int | None = None) -> str:

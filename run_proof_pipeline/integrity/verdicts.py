@@ -18,28 +18,29 @@ verdict, first failure and step count are those of feeding every step here.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from run_proof_pipeline.integrity.canonical import CanonicalizationError, canonicalize
 from run_proof_pipeline.integrity.chain import is_hex_hash
 from run_proof_pipeline.integrity.failure import IntegrityFailure
+from run_proof_pipeline.integrity.fields import (
+    HEADER_V1_FIELDS,
+    HEADER_V2_ONLY_FIELDS,
+    STEP_V2_ONLY_FIELDS,
+)
 from run_proof_pipeline.integrity.genesis_check import check_genesis, unknown_format
 from run_proof_pipeline.integrity.mismatch import Mismatch, as_text
-from run_proof_pipeline.integrity.records import (
-    header_record,
-    step_canonical_bytes,
-)
-from run_proof_pipeline.integrity.records_v2 import (
-    HEADER_V2_FIELDS,
-    STEP_V2_FIELDS,
-    header_canonical_v2,
-    step_canonical_v2,
-)
+from run_proof_pipeline.integrity.records import header_record
+from run_proof_pipeline.integrity.records_v2 import header_canonical_v2
 from run_proof_pipeline.integrity.seal_check import Anchor, check_anchor, check_seal
+from run_proof_pipeline.integrity.stored import (
+    StoredStep,
+    StoredTrace,
+    stored_step_canonical,
+    stored_step_canonical_v2,
+)
+from run_proof_pipeline.integrity.stored import missing_fields as _missing
 from run_proof_pipeline.integrity.timestamps import InvalidTimestamp
 
 __all__ = [
@@ -65,40 +66,6 @@ LEGACY_TRACE_REASON = "legacy trace without a format-v1 genesis hash"
 
 _sha256 = hashlib.sha256
 
-# The v2 record fields a v1 StoredTrace / StoredStep does not carry: a reader of a format-v2
-# trace passes them in StoredTrace.header_v2 and StoredStep.extra (docs/hash-chain-v2.md).
-HEADER_V2_ONLY_FIELDS: tuple[str, ...] = (
-    "created_at",
-    "correlation_id",
-    "seed",
-    "frozen_timestamp",
-    "plan_hash",
-    "schema_version",
-    "trace",
-    "stored_by",
-    "checksum",
-    "incident_id",
-    "is_synthetic",
-    "synthetic_scenario_id",
-    "aos_root_hash",
-)
-STEP_V2_ONLY_FIELDS: tuple[str, ...] = (
-    "trace_id",
-    "input_hash",
-    "output_hash",
-    "rng_state_before",
-    "idempotency_key",
-    "replay_behavior",
-    "source",
-    "level",
-    "is_synthetic",
-    "synthetic_scenario_id",
-)
-_TRACE_HEADER_FIELDS = tuple(f for f in HEADER_V2_FIELDS if f not in HEADER_V2_ONLY_FIELDS)
-_STEP_OWN_FIELDS = tuple(
-    f for f in STEP_V2_FIELDS if f not in STEP_V2_ONLY_FIELDS and f not in ("tenant_id", "run_id")
-)
-
 
 class VerificationStatus(StrEnum):
     VERIFIED = "VERIFIED"
@@ -111,60 +78,6 @@ class IntegrityModel(StrEnum):
     HASH_CHAIN = "HASH_CHAIN"
     MERKLE_TREE = "MERKLE_TREE"
     NONE = "NONE"
-
-
-@dataclass(frozen=True)
-class StoredTrace:
-    """One aos_traces row as read back (hashes exactly as stored, unvalidated).
-
-    `root_hash` is the format's stored seal (the seal_hash column).  `chain_format` is the
-    stored format: 1, 2, or None for a legacy trace (a format-1 trace without genesis_hash
-    is legacy too).  Format 2 also needs `header_v2` (HEADER_V2_ONLY_FIELDS, with
-    `aos_root_hash` = the root_hash column) and `metadata` (part of the seal).  For format 1
-    the reader passes the root_hash column in `root_hash_column`: v1's seal lives in both
-    columns after migration 0006, and they must agree (None: the column was not read).
-    """
-
-    tenant_id: Any
-    run_id: Any
-    trace_id: Any
-    agent_id: Any
-    plan_id: Any
-    plan: Any
-    started_at: str | datetime | None  # None: stored NULL (format v2 hashes it as null)
-    status: Any
-    completed_at: str | datetime | None
-    genesis_hash: str | None
-    root_hash: str | None
-    chain_length: int | None
-    chain_format: int | None = 1
-    header_v2: Mapping[str, Any] | None = None
-    metadata: Any = None
-    root_hash_column: str | None = None
-
-
-@dataclass(frozen=True)
-class StoredStep:
-    """One aos_trace_steps row as read back.  tenant_id/run_id come from the trace, so a
-    step moved in from another run or tenant hashes differently and fails."""
-
-    step_index: int
-    skill_id: Any
-    skill_name: Any
-    params: Any
-    status: Any
-    outcome_category: Any
-    outcome_code: Any
-    outcome_data: Any
-    cost_cents: Any
-    duration_ms: Any
-    retry_count: Any
-    timestamp: str | datetime | None
-    prev_hash: str | None
-    step_hash: str | None
-    # Format v2: the database's chain position of the row, and STEP_V2_ONLY_FIELDS.
-    chain_position: int | None = None
-    extra: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -333,71 +246,6 @@ class _ChainWalk:
         )
 
 
-def stored_step_canonical(trace: StoredTrace, step: StoredStep) -> bytes:
-    """C(step) of a stored row; tenant_id and run_id come from its trace (so a row moved in
-    from another run hashes differently).  Raises CanonicalizationError / InvalidTimestamp
-    for a stored value outside the spec."""
-    return step_canonical_bytes(
-        tenant_id=trace.tenant_id,
-        run_id=trace.run_id,
-        step_index=step.step_index,
-        skill_id=step.skill_id,
-        skill_name=step.skill_name,
-        params=step.params,
-        status=step.status,
-        outcome_category=step.outcome_category,
-        outcome_code=step.outcome_code,
-        outcome_data=step.outcome_data,
-        cost_cents=step.cost_cents,
-        duration_ms=step.duration_ms,
-        retry_count=step.retry_count,
-        timestamp=step.timestamp,
-    )
-
-
-def _missing(fields: Mapping[str, Any] | None, names: tuple[str, ...]) -> list[str]:
-    if fields is None:
-        return list(names)
-    return [name for name in names if name not in fields]
-
-
-def stored_step_canonical_v2(trace: StoredTrace, step: StoredStep) -> bytes:
-    """C2(step) of a stored format-v2 row: tenant_id and run_id come from its trace (a step
-    row does not carry them), the v2-only fields from step.extra.  Raises
-    CanonicalizationError / InvalidTimestamp for a stored value outside the spec, and
-    CanonicalizationError when the reader did not pass every v2 field."""
-    extra = step.extra
-    missing = _missing(extra, STEP_V2_ONLY_FIELDS)
-    if missing or extra is None:
-        raise CanonicalizationError(f"the step's v2 fields were not read: {', '.join(missing)}")
-    return step_canonical_v2(
-        tenant_id=trace.tenant_id,
-        run_id=trace.run_id,
-        trace_id=extra["trace_id"],
-        step_index=step.step_index,
-        skill_id=step.skill_id,
-        skill_name=step.skill_name,
-        params=step.params,
-        status=step.status,
-        outcome_category=step.outcome_category,
-        outcome_code=step.outcome_code,
-        outcome_data=step.outcome_data,
-        cost_cents=step.cost_cents,
-        duration_ms=step.duration_ms,
-        retry_count=step.retry_count,
-        timestamp=step.timestamp,
-        input_hash=extra["input_hash"],
-        output_hash=extra["output_hash"],
-        rng_state_before=extra["rng_state_before"],
-        idempotency_key=extra["idempotency_key"],
-        replay_behavior=extra["replay_behavior"],
-        source=extra["source"],
-        level=extra["level"],
-        is_synthetic=extra["is_synthetic"],
-        synthetic_scenario_id=extra["synthetic_scenario_id"],
-    )
-
-
 def sealed_length_of(trace: StoredTrace) -> int | None:
     """The stored chain_length when it is plausible enough to spot extra steps with; a bad
     one fails at the seal instead."""
@@ -556,25 +404,16 @@ class ChainVerifier(_ChainWalk):
             self._head_at_sealed_length = genesis
 
     def _header_canonical(self) -> bytes:
+        # The header's hashed fields by their one definition (integrity/fields.py): a
+        # StoredTrace carries HEADER_V1_FIELDS itself, format v2 the rest in header_v2.
         trace = self._trace
+        own = {name: getattr(trace, name) for name in HEADER_V1_FIELDS}
         if not self._v2:
-            return canonicalize(
-                header_record(
-                    tenant_id=trace.tenant_id,
-                    run_id=trace.run_id,
-                    trace_id=trace.trace_id,
-                    agent_id=trace.agent_id,
-                    plan_id=trace.plan_id,
-                    plan=trace.plan,
-                    started_at=trace.started_at,
-                ),
-                strict=False,
-            )
+            return canonicalize(header_record(**own), strict=False)
         fields = trace.header_v2
         missing = _missing(fields, HEADER_V2_ONLY_FIELDS)
         if missing or fields is None:
             raise CanonicalizationError(f"the v2 header fields were not read: {', '.join(missing)}")
-        own = {name: getattr(trace, name) for name in _TRACE_HEADER_FIELDS}
         return header_canonical_v2(**own, **{name: fields[name] for name in HEADER_V2_ONLY_FIELDS})
 
     def feed(self, step: StoredStep) -> IntegrityFailure | None:

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from run_proof_pipeline.errors import ExitCode, RunProofError
 from run_proof_pipeline.integrity import (
+    HEADER_V2_FIELDS,
     CanonicalizationError,
     InvalidTimestamp,
     canonical_timestamp,
@@ -41,6 +42,7 @@ from run_proof_pipeline.integrity import (
     seal_record_v2,
     step_record_v2,
 )
+from run_proof_pipeline.integrity.fields import FieldType, column_of, fields_of_type
 
 
 class RecorderError(RunProofError):
@@ -93,9 +95,10 @@ _SOME_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class TraceStart(BaseModel):
-    """A trace header: the columns producers write. A column left out is not inserted and
-    takes the database's default (created_at: now(); correlation_id: the run id); the hash
-    covers the value stored. FullTraceStart has every header column format v2 covers."""
+    """A trace header (integrity/fields.py HEADER_V1_FIELDS): the columns producers write.
+    A column left out is not inserted and takes the database's default (created_at: now();
+    correlation_id: the run id); the hash covers the value stored. FullTraceStart has every
+    header column format v2 covers."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -109,7 +112,8 @@ class TraceStart(BaseModel):
 
 
 class FullTraceStart(TraceStart):
-    """TraceStart and the further header columns (AOS's; docs/hash-chain-v2.md, "Records").
+    """TraceStart and the further header columns (AOS's; docs/hash-chain-v2.md, "Records";
+    HEADER_V2_ONLY_FIELDS).
     None: not inserted, the database's default."""
 
     created_at: datetime | str | None = None
@@ -130,8 +134,9 @@ class FullTraceStart(TraceStart):
 
 
 class StepAppend(BaseModel):
-    """A step: the columns producers write (FullStepAppend: every step column format v2
-    covers). A column left out or None is not inserted and takes the database's default."""
+    """A step: the columns producers write (STEP_STORED_FIELDS but step_index, which the
+    recorder assigns; FullStepAppend: every step column format v2 covers). A column left
+    out or None is not inserted and takes the database's default."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -175,32 +180,13 @@ class SealWritten(BaseModel):
     root_hash: str
 
 
-# Columns of each record, and how each is sent and read back. JSON columns travel as text.
-_JSON_COLUMNS = frozenset({"plan", "trace", "params", "outcome_data", "metadata"})
-_TIME_COLUMNS = frozenset({"started_at", "created_at", "timestamp", "completed_at"})
-_HEADER_COLUMNS: tuple[tuple[str, str], ...] = (
-    # (record field, column)
-    ("tenant_id", "tenant_id"),
-    ("run_id", "run_id"),
-    ("trace_id", "trace_id"),
-    ("agent_id", "agent_id"),
-    ("plan_id", "plan_id"),
-    ("plan", "plan"),
-    ("started_at", "started_at"),
-    ("created_at", "created_at"),
-    ("correlation_id", "correlation_id"),
-    ("seed", "seed"),
-    ("frozen_timestamp", "frozen_timestamp"),
-    ("plan_hash", "plan_hash"),
-    ("schema_version", "schema_version"),
-    ("trace", "trace"),
-    ("stored_by", "stored_by"),
-    ("checksum", "checksum"),
-    ("incident_id", "incident_id"),
-    ("is_synthetic", "is_synthetic"),
-    ("synthetic_scenario_id", "synthetic_scenario_id"),
-    ("aos_root_hash", "root_hash"),
-)
+# Columns of each record (integrity/fields.py), and how each is sent and read back. JSON
+# columns travel as text.
+_JSON_COLUMNS = fields_of_type(FieldType.JSON)
+_TIME_COLUMNS = fields_of_type(FieldType.TIMESTAMP)
+# (record field, column): the header's aos_root_hash is AOS's root_hash column.
+_HEADER_COLUMNS: tuple[tuple[str, str], ...] = tuple((f, column_of(f)) for f in HEADER_V2_FIELDS)
+# What a producer writes of a step (the models above, pinned to fields.py by test_fields.py).
 _STEP_FIELDS = tuple(FullStepAppend.model_fields)
 
 

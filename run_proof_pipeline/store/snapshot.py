@@ -9,36 +9,26 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import set_json_loads
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from run_proof_pipeline.integrity import parse_stored_json
 from run_proof_pipeline.store.relations import PROOF_RELATIONS, check_proof_relations
 from run_proof_pipeline.store.session_pins import pinned_settings, store_schema
-from run_proof_pipeline.store.step_rows import STEP_COLUMNS, STEP_SELECT, decode_json_as_stored
-from run_proof_pipeline.store.step_rows_v2 import STEP_V2_COLUMNS, step_v2_from, step_v2_select
-
-# The v2 header's JSON columns travel as text, for format-v2 traces only: the integrity core
-# parses them with every number exact (parse_stored_json_v2, docs/hash-chain-v2.md "exact
-# numbers"); a v1 trace's proof never reads them (its `plan` is decoded as before).
-_V2_JSON_TEXT = ", ".join(
-    f"CASE WHEN chain_format = 2 THEN {column}::text END AS {column}_text"
-    for column in ("plan", "trace", "metadata")
+from run_proof_pipeline.store.step_columns import (
+    STEP_COLUMNS,
+    STEP_SELECT,
+    STEP_V2_COLUMNS,
+    step_v2_from,
+    step_v2_select,
 )
-TRACE_COLUMNS = (
-    "trace_id, run_id, tenant_id, agent_id, plan_id, plan, status, started_at, completed_at,"
-    " genesis_hash, root_hash, chain_length, seal_seq, adopted_at,"
-    # Columns of ours (migration 0006) and the content columns format v2 covers.
-    " chain_format, seal_hash, chain_problem, created_at, correlation_id, seed,"
-    " frozen_timestamp, plan_hash, schema_version, stored_by, checksum, incident_id,"
-    f" is_synthetic, synthetic_scenario_id, {_V2_JSON_TEXT}"
-)
-
 
 StepKind = Literal["v1", "v2", "v2-adopted"]
 
@@ -80,7 +70,7 @@ class TraceRow:
     incident_id: str | None = None
     is_synthetic: Any = None
     synthetic_scenario_id: str | None = None
-    # jsonb text of plan, trace and metadata, read for format-v2 traces only.
+    # jsonb text of plan, trace and metadata (_JSON_AS_TEXT), read for format-v2 traces only.
     plan_text: str | None = None
     trace_text: str | None = None
     metadata_text: str | None = None
@@ -94,6 +84,28 @@ class TraceRow:
     @property
     def adopted(self) -> bool:
         return self.adopted_at is not None
+
+
+# The v2 header's JSON columns travel as text, for format-v2 traces only: the integrity core
+# parses them with every number exact (parse_stored_json_v2, docs/hash-chain-v2.md "exact
+# numbers"); a v1 trace's proof never reads them (its `plan` is decoded as before).
+_JSON_AS_TEXT = {f"{column}_text": column for column in ("plan", "trace", "metadata")}
+# The SELECT list of a TraceRow: each of its fields is a column, or a JSON column's text.
+TRACE_COLUMNS = ", ".join(
+    f"CASE WHEN chain_format = 2 THEN {_JSON_AS_TEXT[name]}::text END AS {name}"
+    if name in _JSON_AS_TEXT
+    else name
+    for name in (field.name for field in fields(TraceRow))
+)
+
+
+def decode_json_as_stored(driver: psycopg.AsyncConnection[Any] | psycopg.Connection[Any]) -> None:
+    """Make `driver` decode json/jsonb values (the header's `plan`) with parse_stored_json,
+    as the step columns are: the stored-number rule (docs/stored-numbers.md) and the nesting
+    rule (docs/json-nesting.md) then hold for them too, and a value nested deeper than any
+    Python parser reads comes back as an UnrepresentableNesting (the header FAILS, naming
+    it) instead of a RecursionError inside psycopg's default json.loads."""
+    set_json_loads(parse_stored_json, driver)
 
 
 def pin_statement() -> tuple[str, dict[str, str]]:

@@ -34,6 +34,7 @@ from run_proof_pipeline.integrity import (
     step_hash,
     step_record,
 )
+from run_proof_pipeline.integrity.fields import HEADER_V1_FIELDS, STEP_STORED_FIELDS
 from run_proof_pipeline.store.recorder import (
     InvalidRecord,
     SealWritten,
@@ -46,25 +47,10 @@ from run_proof_pipeline.store.recorder import (
     insert_refused,
 )
 
-# The fields format v1 hashes; the others of the models are format v2's only.
-_V1_TRACE_FIELDS = frozenset(
-    {"tenant_id", "run_id", "trace_id", "agent_id", "plan_id", "plan", "started_at"}
-)
-_V1_STEP_FIELDS = frozenset(
-    {
-        "skill_id",
-        "skill_name",
-        "params",
-        "status",
-        "outcome_category",
-        "outcome_code",
-        "outcome_data",
-        "cost_cents",
-        "duration_ms",
-        "retry_count",
-        "timestamp",
-    }
-)
+# The fields format v1 hashes (integrity/fields.py); the others of the models are format
+# v2's only. A step's index is the writer's, its tenant and run the trace's.
+_V1_TRACE_FIELDS = frozenset(HEADER_V1_FIELDS)
+_V1_STEP_FIELDS = frozenset(STEP_STORED_FIELDS) - {"step_index"}
 
 
 def _v1_only(model: TraceStart | StepAppend, allowed: frozenset[str], what: str) -> None:
