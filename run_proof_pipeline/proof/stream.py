@@ -18,6 +18,7 @@ from run_proof_pipeline.integrity import (
 )
 from run_proof_pipeline.integrity.canonical import UnrepresentableNesting
 from run_proof_pipeline.integrity.canonical_v2 import parse_stored_json_v2
+from run_proof_pipeline.integrity.fields import HEADER_V2_ONLY_FIELDS, column_of
 from run_proof_pipeline.proof.anchors import AnchorLookup, lookup_anchor, lookup_anchors
 from run_proof_pipeline.store.copy_reader import SnapshotCopyReader
 from run_proof_pipeline.store.snapshot import (
@@ -90,20 +91,11 @@ def stored_trace(trace: TraceRow) -> StoredTrace:
             plan=trace.plan,
             root_hash_column=trace.root_hash if trace.chain_format == 1 else None,
         )
+    # The v2-only header fields by their one definition (integrity/fields.py), each from its
+    # column (aos_root_hash is AOS's root_hash); `trace` is stored JSON, read as its exact text.
     header_v2 = {
-        "created_at": trace.created_at,
-        "correlation_id": trace.correlation_id,
-        "seed": trace.seed,
-        "frozen_timestamp": trace.frozen_timestamp,
-        "plan_hash": trace.plan_hash,
-        "schema_version": trace.schema_version,
-        "trace": _exact_json(trace.trace_text),
-        "stored_by": trace.stored_by,
-        "checksum": trace.checksum,
-        "incident_id": trace.incident_id,
-        "is_synthetic": trace.is_synthetic,
-        "synthetic_scenario_id": trace.synthetic_scenario_id,
-        "aos_root_hash": trace.root_hash,
+        name: _exact_json(trace.trace_text) if name == "trace" else getattr(trace, column_of(name))
+        for name in HEADER_V2_ONLY_FIELDS
     }
     return StoredTrace(
         **common,
