@@ -1,10 +1,12 @@
-"""The one sync/async bridge (store/engine.py: run_sync and the helpers built on it): no other
-module starts an event loop, and the helpers give their work what they promise, on a real
-server (docs/architecture.md, "Layers")."""
+"""The one sync/async bridge (store/bridge.py: run_sync; store/engine.py: the helpers built
+on it): no other module starts an event loop, and the helpers give their work what they
+promise, on a real server (docs/architecture.md, "A proof")."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,15 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 import run_proof_pipeline
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.engine import (
-    run_in_session,
-    run_on_connection,
-    run_on_engine,
-    run_sync,
-)
+from run_proof_pipeline.store.bridge import run_sync
+from run_proof_pipeline.store.engine import run_in_session, run_on_connection, run_on_engine
 
 PACKAGE = Path(run_proof_pipeline.__file__).parent
-BRIDGE = PACKAGE / "store" / "engine.py"
+BRIDGE = PACKAGE / "store" / "bridge.py"
 # What starts (or drives) an event loop of its own.
 LOOP_STARTERS = {"run", "run_until_complete", "new_event_loop", "Runner"}
 
@@ -43,7 +41,7 @@ def _loop_starts(path: Path, root: Path = PACKAGE.parent) -> list[str]:
 
 def test_only_the_bridge_starts_an_event_loop() -> None:
     starts = {str(p): _loop_starts(p) for p in sorted(PACKAGE.rglob("*.py"))}
-    assert starts.pop(str(BRIDGE)) == [f"run_proof_pipeline/store/engine.py:{_bridge_line()}"]
+    assert starts.pop(str(BRIDGE)) == [f"run_proof_pipeline/store/bridge.py:{_bridge_line()}"]
     assert [where for found in starts.values() for where in found] == []
 
 
@@ -101,3 +99,16 @@ def test_run_on_engine_and_run_in_session_reach_the_store(store: DatabaseUrl) ->
 
     assert run_on_engine(store, on_engine) == store.url.database
     assert run_in_session(store, in_session) == store.url.database
+
+
+def test_the_worker_pool_starts_without_sqlalchemy() -> None:
+    # Every worker is a fresh interpreter that imports the pool first (proof/workers.py):
+    # SQLAlchemy there cost each worker over a second of start-up (store/bridge.py).
+    probe = (
+        "import sys, run_proof_pipeline.proof.workers; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sqlalchemy'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from run_proof_pipeline.errors import ExitCode, RunProofError
-from run_proof_pipeline.store.engine import run_sync
+from run_proof_pipeline.store.bridge import run_sync
 
 __all__ = [
     "BUG",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 
 from run_proof_pipeline.settings import DatabaseUrl, Settings, load_settings
+from run_proof_pipeline.store.bridge import run_sync
 from run_proof_pipeline.store.session_pins import startup_options
 from run_proof_pipeline.store.snapshot import begin_snapshot
 
@@ -93,19 +93,6 @@ async def get_session() -> AsyncIterator[AsyncSession]:
     """The seed's `app.db.get_session`: a session on DATABASE_URL (or the embedded default)."""
     async with session_scope(resolve_database().url) as session:
         yield session
-
-
-def run_sync(work: Callable[[], Awaitable[T]]) -> T:
-    """The one bridge from synchronous code (Dagster ops, schedules, sensors, the CLI, a
-    sweep, a worker pool) to async work: `work()` runs in an event loop of its own, made and
-    closed here. A loop per call, because an async connection belongs to the loop that opened
-    it (see async_engine); no other module calls asyncio.run
-    (run_proof_pipeline_tests/test_async_bridge.py checks that)."""
-
-    async def go() -> T:
-        return await work()
-
-    return asyncio.run(go())
 
 
 def run_on_engine(url: DatabaseUrl, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:

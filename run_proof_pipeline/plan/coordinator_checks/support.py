@@ -19,7 +19,8 @@ from run_proof_pipeline.coordinator import (
     get_run_proof_coordinator,
 )
 from run_proof_pipeline.settings import DatabaseUrl
-from run_proof_pipeline.store.engine import async_engine, run_sync, session_scope
+from run_proof_pipeline.store.bridge import run_sync
+from run_proof_pipeline.store.engine import async_engine, session_scope
 from run_proof_pipeline.store.recorder import StepAppend, TraceRecorder, TraceStart
 
 T = TypeVar("T")
