@@ -8,7 +8,10 @@ stored step inside one (the decoders of store/step_rows.py, then ChainVerifier),
 to the decoders can be compared before/after on a shared machine in seconds. The lines are
 those COPY sends for benchmarks/dataset.py's steps (jsonb in PostgreSQL's output layout,
 float8 and timestamptz text), chained with correct hashes, so every row verifies:
-- v1 line: StepLineDecoder.decode (the proof's fast path for format-v1 traces);
+- v1 line: StepLineDecoder.decode, pure path (native=False): the reference;
+- v1 line native: StepLineDecoder.decode with the compiled C(step) (store/native_line.py);
+- v1 walk native: store/line_walk.py's LineWalk, the compiled walk over batches of lines
+  (decode, canonicalize, hash and link in C), as a segment worker runs it;
 - v1 row: StepRowDecoder.decode (a client encoding other than UTF-8);
 - v2 line: StepV2Decoder.decode_line (format-v2 traces).
 Prints one line per path: steps per CPU second (best run) and CPU microseconds per step.
@@ -43,6 +46,8 @@ from run_proof_pipeline.integrity.fields import (
     STEP_V2_ADDED_FIELDS,
     FieldType,
 )
+from run_proof_pipeline.store.line_walk import LINE_BATCH, LineWalk
+from run_proof_pipeline.store.native_line import native_status
 from run_proof_pipeline.store.step_rows import STEP_COLUMNS, StepLineDecoder, StepRowDecoder
 from run_proof_pipeline.store.step_rows_v2 import STEP_V2_COLUMNS, StepV2Decoder
 
@@ -166,12 +171,20 @@ def main() -> None:
         for line in v1
     ]
 
-    def v1_lines() -> int:
-        decoder, chain = StepLineDecoder(), ChainVerifier(v1_trace)
+    def v1_lines(native: bool = False) -> int:
+        decoder, chain = StepLineDecoder(native=native), ChainVerifier(v1_trace)
         for line in v1:
             if decoder.decode(line).feed_to(chain):
                 return 1
         return 0
+
+    def v1_walk() -> int:
+        chain = ChainVerifier(v1_trace)
+        walker = LineWalk(chain, StepLineDecoder())
+        for start in range(0, len(v1), LINE_BATCH):
+            if walker.feed(v1[start : start + LINE_BATCH]):
+                return 1
+        return 0 if walker.read == len(v1) and chain.failure is None else 1
 
     def v1_rows() -> int:
         decoder, chain = StepRowDecoder(), ChainVerifier(v1_trace)
@@ -188,7 +201,14 @@ def main() -> None:
                 return 1
         return 0
 
-    for name, run in (("v1 line", v1_lines), ("v1 row", v1_rows), ("v2 line", v2_lines)):
+    paths: list[tuple[str, Callable[[], int]]] = [("v1 line", v1_lines)]
+    native = native_status()
+    if native == "native":
+        paths += [("v1 line native", lambda: v1_lines(native=True)), ("v1 walk native", v1_walk)]
+    else:
+        print(f"compiled path: {native}", flush=True)
+    paths += [("v1 row", v1_rows), ("v2 line", v2_lines)]
+    for name, run in paths:
         seconds = _time(run, args.repeats)
         print(
             f"{name}: {args.steps / seconds:,.0f} steps/s"

@@ -155,6 +155,32 @@ class _ChainWalk:
     def checks_positions(self) -> bool:
         return self._check_positions
 
+    def walk_state(self) -> tuple[bytes, str, int, int] | None:
+        """Where the walk stands, for a caller that checks rules 2-3 over a run of format-v1
+        rows itself (store/native_line.py) and then advance()s over them: the previous
+        digest, the hex text the next prev_hash must equal, the next step_index and the
+        sealed length (-1: none). None when rows must be fed one by one: after a failure,
+        for a legacy trace, with chain positions (format v2), before a segment's first row."""
+        if self._failure is not None or self._legacy or self._check_positions:
+            return None
+        if len(self._prev) != 32:
+            return None
+        length = self._sealed_length
+        return self._prev, self._prev_hex, self._next_index, -1 if length is None else length
+
+    def advance(self, steps: int, prev: bytes) -> None:
+        """Take `steps` rows that verified from walk_state() on, the last one's digest being
+        `prev`: the state feed_canonical() of each would have left (a caller stops its run
+        at the sealed length, so the head there is this `prev`)."""
+        if steps <= 0:
+            return
+        self._seen += steps
+        self._next_index += steps
+        self._prev = prev
+        self._prev_hex = prev.hex()
+        if self._next_index == self._sealed_length:
+            self._head_at_sealed_length = prev
+
     def _walk_unverifiable(
         self, step_index: int | None, error: str, chain_position: int | None = None
     ) -> IntegrityFailure | None:

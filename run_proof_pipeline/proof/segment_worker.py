@@ -13,9 +13,10 @@ the proof's time.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass
+from itertools import islice
 from typing import Any
 
 from psycopg import sql
@@ -27,6 +28,7 @@ from run_proof_pipeline.integrity import (
     SegmentStart,
 )
 from run_proof_pipeline.store.copy_reader import SnapshotCopyReader
+from run_proof_pipeline.store.line_walk import LINE_BATCH, LineWalk
 from run_proof_pipeline.store.step_rows import STEP_SELECT, DecodedStep, StepLineDecoder
 from run_proof_pipeline.store.step_rows_v2 import StepV2Decoder, step_v2_from, step_v2_select
 
@@ -127,7 +129,7 @@ def verify_segment(
         decode = StepV2Decoder(task.tenant_id, task.run_id, task.trace_id).decode_line
     else:
         columns, source = STEP_SELECT, "aos_trace_steps"
-        decode = StepLineDecoder().decode
+        decode = StepLineDecoder().decode  # (format v1 walks its lines: _walk_v1)
     statement = sql.SQL(
         "COPY (SELECT {columns} FROM {source} WHERE {where} ORDER BY {column}) TO STDOUT"
     ).format(
@@ -154,12 +156,51 @@ def verify_segment(
 
     with SnapshotCopyReader(task.conninfo) as reader:
         reader.join(task.snapshot)
-        # Leaving the lines early (closing them) closes the reader's COPY.
-        with closing(decoded(reader.lines(statement))) as steps:
-            read = feed_rows(chain, steps)
+        if v2:
+            # Leaving the lines early (closing them) closes the reader's COPY.
+            with closing(decoded(reader.lines(statement))) as steps:
+                read = feed_rows(chain, steps)
+        else:
+            lines = reader.lines(statement)
+            try:
+                read = _walk_v1(chain, lines, summaries, limit, every, emit)
+            finally:
+                if isinstance(lines, Generator):
+                    lines.close()  # leaving early closes the reader's COPY
     if emit is not None and read % every:
         emit(read % every)  # the rest, so that progress ends at the total
     return chain.result(), summaries
+
+
+def _walk_v1(
+    chain: ChainSegment,
+    lines: Iterator[bytes],
+    summaries: list[tuple[int | None, RawSummary]],
+    limit: int,
+    every: int,
+    emit: Callable[[int], None] | None,
+) -> int:
+    """Format-v1 lines through store/line_walk.py, in batches: the first `limit` rows one by
+    one for their summaries, then the compiled walk where it is built; progress as the
+    row-by-row loop gives it (emit(every) at each multiple of `every`)."""
+
+    def summarize(step: DecodedStep) -> None:
+        if len(summaries) < limit:
+            summaries.append((step.step_index, step.summary_fields()))
+
+    walker = LineWalk(chain, StepLineDecoder(), pure_first=limit, on_step=summarize)
+    while True:
+        batch = list(islice(lines, LINE_BATCH))
+        if not batch:
+            break
+        before = walker.read
+        stop = walker.feed(batch)
+        if emit is not None:
+            for _ in range(before // every, walker.read // every):
+                emit(every)
+        if stop:
+            break
+    return walker.read
 
 
 def verify_job(task: dict[str, Any], emit: Callable[[Any], None]) -> dict[str, Any]:

@@ -6,7 +6,8 @@ from small caches of their canonical JSON (store/canonical_text.py), the two JSO
 through orjson with an exactness check, the timestamp is re-sliced. Anything unusual (a NULL
 timestamp, an escaped byte it cannot take whole, a number PostgreSQL printed in exponent
 form) goes to StepRowDecoder (store/step_row_decoder.py), whose output it equals byte for
-byte.
+byte.  Where the compiled path is built (store/native_line.py), a line it takes whole gets its
+C(step) from there, equal byte for byte (run_proof_pipeline_tests/test_native_line.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from run_proof_pipeline.store.canonical_text import (
 )
 from run_proof_pipeline.store.copy_text import as_text, unescape_copy_field
 from run_proof_pipeline.store.decoded_step import DecodedStep
+from run_proof_pipeline.store.native_line import canonical_line, native_enabled
 from run_proof_pipeline.store.step_columns import STEP_COLUMNS
 from run_proof_pipeline.store.step_row_decoder import StepRowDecoder
 from run_proof_pipeline.store.step_summary import SUMMARY_FIELDS
@@ -73,7 +75,11 @@ class StepLineDecoder:
     the hash as they are.  One decoder per stream: its caches hold values of that stream.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, native: bool | None = None) -> None:
+        # native=False: the pure path only (the compiled one's reference, in the tests);
+        # None: the compiled path where it is built, unless RUN_PROOF_NATIVE=0.
+        use = native_enabled() if native is None else native
+        self._native = canonical_line if use else None
         self._general = StepRowDecoder()
         # Values that repeat from row to row, as canonical JSON.
         self._strings: dict[bytes | None, bytes] = {None: b"null"}
@@ -82,8 +88,20 @@ class StepLineDecoder:
         self._minutes: set[bytes] = set()
         self._seconds: dict[bytes, bytes] = {}
 
+    @property
+    def native(self) -> bool:
+        """Whether lines the compiled path takes get their C(step) from it."""
+        return self._native is not None
+
     def decode(self, line: bytes) -> DecodedStep:
         stored = line.rstrip(b"\n").split(b"\t")
+        native = self._native
+        if native is not None:
+            fast = native(line)
+            if fast is not None:
+                return DecodedStep.from_line(
+                    fast[0], fast[1], fast[2], fast[3], _summary_of(stored)
+                )
         if len(stored) != _FIELDS:
             return self._general.decode(tuple(as_text(unescape_copy_field(f)) for f in stored))
         fields: Sequence[bytes | None] = (
