@@ -4,13 +4,16 @@
 The extension is optional: without a compiler (or with one that fails, e.g. CC=/bin/false)
 the build prints why and goes on, and the package proves on its pure path. No setuptools:
 the compiler is called directly with the interpreter's own flags (sysconfig), and the
-module links the OpenSSL libcrypto the interpreter's _hashlib uses.
+module links the OpenSSL libcrypto the interpreter's _hashlib uses. An editable install
+builds the module next to its source (gitignored); a wheel builds it in a scratch directory
+and ships it from there, so building a wheel never changes the checkout.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -29,30 +32,25 @@ def _command(source: Path, output: Path) -> list[str]:
     return [*shlex.split(compiler), *flags, str(source), "-o", str(output), "-lcrypto"]
 
 
-def build_native(root: Path) -> Path | None:
-    """Compile the extension next to its source; its path, or None (and why, on stderr)."""
-    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-    target = root / SOURCE.with_name("_native_line" + suffix)
+def _say(why: str) -> None:
+    print(f"run-proof: native path not built ({why}); the pure path proves", file=sys.stderr)
+
+
+def build_native(source: Path, directory: Path) -> Path | None:
+    """Compile `source` into `directory`; the module's path, or None (and why, on stderr)."""
+    target = directory / ("_native_line" + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
     with tempfile.TemporaryDirectory() as scratch:
         built = Path(scratch) / target.name
         try:
             done = subprocess.run(
-                _command(root / SOURCE, built), capture_output=True, text=True, check=False
+                _command(source, built), capture_output=True, text=True, check=False
             )
         except OSError as exc:
-            print(
-                f"run-proof: native path not built ({exc}); the pure path proves", file=sys.stderr
-            )
+            _say(str(exc))
             return None
         if done.returncode != 0 or not built.exists():
-            why = (done.stderr or done.stdout).strip().splitlines()[-1:] or [
-                f"exit {done.returncode}"
-            ]
-            print(
-                f"run-proof: native path not built ({why[0]}); the pure path proves",
-                file=sys.stderr,
-            )
-            target.unlink(missing_ok=True)  # never ship an older build of the source
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            _say(lines[-1] if lines else f"the compiler exited {done.returncode}")
             return None
         os.replace(built, target)
     return target
@@ -62,14 +60,25 @@ class NativeLineHook(BuildHookInterface):  # type: ignore[misc]  # hatchling shi
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        self._scratch: str | None = None
         if self.target_name != "wheel":
             return
         root = Path(self.root)
-        built = build_native(root)
+        if version == "editable":
+            built = build_native(root / SOURCE, (root / SOURCE).parent)
+            if built is None:  # never leave a build of an older source in place
+                for stale in (root / SOURCE).parent.glob("_native_line*.so"):
+                    stale.unlink()
+        else:
+            self._scratch = tempfile.mkdtemp(prefix="run-proof-native-")
+            built = build_native(root / SOURCE, Path(self._scratch))
         if built is None:
             return
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
         if version != "editable":
-            # The built file is gitignored (hatchling leaves ignored files out): name it.
-            build_data["force_include"][str(built)] = str(built.relative_to(root))
+            build_data["force_include"][str(built)] = str(SOURCE.with_name(built.name))
+
+    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        if getattr(self, "_scratch", None):
+            shutil.rmtree(str(self._scratch), ignore_errors=True)
