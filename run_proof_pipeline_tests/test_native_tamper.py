@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from run_proof_pipeline.coordinator import RunProofCoordinator
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.native_line import walk
 from run_proof_pipeline_tests.support.stores import prove, record_run
@@ -50,3 +51,43 @@ def test_both_paths_give_the_same_verdict_on_every_tamper_case(
         native = _proved(shared_store, run_id, path)
         assert native == pure, path
         assert pure["integrity"]["verification_status"] == "FAILED"
+
+
+def _with_progress(
+    store: DatabaseUrl, run_id: str, coordinator: RunProofCoordinator, limit: int | None
+) -> dict[str, Any]:
+    calls: list[tuple[int, int | None]] = []
+    result = prove(
+        store,
+        TENANT,
+        run_id,
+        coordinator=coordinator,
+        step_summary_limit=limit,
+        progress=lambda seen, total: calls.append((seen, total)),
+    )
+    dumped = result.model_dump(exclude={"verified_at", "elapsed_seconds"})
+    return {"result": dumped, "progress": calls}
+
+
+@pytest.mark.skipif(walk is None, reason="the compiled path is not built here")
+@pytest.mark.parametrize("limit", [0, 3, 40, None])
+@pytest.mark.parametrize("workers", [1, 3])
+def test_summaries_and_progress_are_the_pure_paths(
+    shared_store: DatabaseUrl, limit: int | None, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 40-step run proved in process (workers=1) and in segments, summaries capped at
+    `limit`, progress every 7 steps: the same result, summaries and progress calls."""
+    run_id = f"run-native-progress-{limit}-{workers}"
+    record_run(shared_store, TENANT, run_id, steps=40, chain_format=1)
+    coordinator = RunProofCoordinator(progress_every=7, workers=workers, parallel_min_steps=1)
+    monkeypatch.setenv("RUN_PROOF_NATIVE", "0")
+    pure = _with_progress(shared_store, run_id, coordinator, limit)
+    monkeypatch.delenv("RUN_PROOF_NATIVE")
+    native = _with_progress(shared_store, run_id, coordinator, limit)
+    if workers > 1:
+        # Segments report in the order their workers' messages arrive: the totals compare.
+        for proved in (pure, native):
+            proved["progress"] = (len(proved["progress"]), proved["progress"][-1])
+    assert native == pure
+    assert pure["result"]["integrity"]["verification_status"] == "VERIFIED"
+    assert pure["progress"], "no progress reported"

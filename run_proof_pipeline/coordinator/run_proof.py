@@ -200,7 +200,25 @@ class RunProofCoordinator:
             if progress is not None and seen % self._progress_every == 0:
                 progress(seen, trace.chain_length)
 
-        streamed = await prove_trace(conn, trace, observe=observe)
+        def walked(rows: int) -> None:
+            # Rows the compiled walk verified after the summaries (proof/stream.py): counted
+            # and reported as observe() would have, one by one.
+            nonlocal truncated, seen
+            truncated = True
+            every = self._progress_every
+            for multiple in range(seen // every + 1, (seen + rows) // every + 1):
+                if progress is not None:
+                    progress(multiple * every, trace.chain_length)
+            seen += rows
+
+        streamed = await prove_trace(
+            conn,
+            trace,
+            observe=observe,
+            # Without a limit every step is summarized: each one is observed.
+            observe_first=step_summary_limit,
+            walked=walked,
+        )
         return streamed, summaries, truncated
 
 

@@ -21,6 +21,8 @@ from run_proof_pipeline.integrity.canonical_v2 import parse_stored_json_v2
 from run_proof_pipeline.integrity.fields import HEADER_V2_ONLY_FIELDS, column_of
 from run_proof_pipeline.proof.anchors import AnchorLookup, lookup_anchor, lookup_anchors
 from run_proof_pipeline.store.copy_reader import SnapshotCopyReader
+from run_proof_pipeline.store.line_walk import LINE_BATCH, LineWalk
+from run_proof_pipeline.store.native_line import native_enabled
 from run_proof_pipeline.store.snapshot import (
     StepKind,
     TraceRow,
@@ -115,13 +117,28 @@ def finish_proof(verifier: ChainVerifier, steps: int, lookup: AnchorLookup) -> S
 
 
 async def prove_trace(
-    conn: AsyncConnection, trace: TraceRow, *, observe: StepObserver | None = None
+    conn: AsyncConnection,
+    trace: TraceRow,
+    *,
+    observe: StepObserver | None = None,
+    observe_first: int | None = None,
+    walked: Callable[[int], None] | None = None,
 ) -> StreamedProof:
-    """Rules 1-5 for one trace whose row was read in the snapshot `conn` holds."""
+    """Rules 1-5 for one trace whose row was read in the snapshot `conn` holds.
+
+    `observe` sees every step, unless the caller also gives `observe_first` and `walked`:
+    then a format-v1 trace's rows after the first `observe_first` go through the compiled
+    walk where it is built (store/line_walk.py), `observe` seeing only the rows it leaves
+    and `walked(n)` each run of n rows it took, in row order."""
     verifier = ChainVerifier(stored_trace(trace))
+    utf8 = await copies_utf8(conn)
+    may_walk = observe is None or (observe_first is not None and walked is not None)
+    if may_walk and utf8 and trace.chain_format != 2 and native_enabled():
+        steps_read = await _walk_v1(conn, trace, verifier, observe, observe_first, walked)
+        return finish_proof(verifier, steps_read, await lookup_anchor(conn, trace))
     steps_read = 0
     # aclosing: leaving early ends the COPY now, before rule 5 needs the connection.
-    async with aclosing(_decoded_steps(conn, trace)) as steps:
+    async with aclosing(_decoded_steps(conn, trace, utf8)) as steps:
         async for step in steps:
             steps_read += 1
             if observe is not None:
@@ -130,6 +147,35 @@ async def prove_trace(
                 # The first failure is the verdict; reading on would only cost time.
                 break
     return finish_proof(verifier, steps_read, await lookup_anchor(conn, trace))
+
+
+async def _walk_v1(
+    conn: AsyncConnection,
+    trace: TraceRow,
+    verifier: ChainVerifier,
+    observe: StepObserver | None,
+    observe_first: int | None,
+    walked: Callable[[int], None] | None,
+) -> int:
+    """A format-v1 trace's lines in batches through LineWalk; the rows read."""
+    walker = LineWalk(
+        verifier,
+        StepLineDecoder(),
+        pure_first=observe_first or 0,
+        on_step=observe,
+        on_walked=walked,
+    )
+    batch: list[bytes] = []
+    async with aclosing(stream_step_lines(conn, trace.trace_id)) as raw:
+        async for line in raw:
+            batch.append(line)
+            if len(batch) == LINE_BATCH:
+                if walker.feed(batch):
+                    break  # the first failure is the verdict
+                batch = []
+        else:
+            walker.feed(batch)
+    return walker.read
 
 
 async def prove_traces(
@@ -156,6 +202,7 @@ async def prove_traces(
         else:
             async for line in stream_many_step_lines(conn, trace_ids, kind):
                 batch.feed_line(line)
+    batch.flush()
     # Rule 5 reads the ledger: only once the COPY is over, the connection is free again.
     anchors = await lookup_anchors(conn, traces)
     return [
@@ -185,6 +232,11 @@ class _Batch:
         self._current_raw = b""
         self._current = ""
         self._decode: Callable[[bytes], DecodedStep] = self._v1.decode
+        # Format v1 with the compiled walk (store/line_walk.py): the current trace's lines
+        # gather here and go to its LineWalk a batch at a time.
+        self._walks = self._v1.native
+        self._walker: LineWalk | None = None
+        self._pending: list[bytes] = []
 
     def kinds(self) -> dict[StepKind, list[str]]:
         """The batch's trace ids by step kind, v1 first (the common case)."""
@@ -196,6 +248,7 @@ class _Batch:
     def feed_line(self, line: bytes) -> None:
         raw_id, _, rest = line.partition(b"\t")
         if raw_id != self._current_raw:
+            self.flush()
             self._current_raw = raw_id
             self._current = (unescape_copy_field(raw_id) or b"").decode()
             # Chosen once per trace, not per line: the v1 sweep's hot loop stays as it was.
@@ -203,12 +256,34 @@ class _Batch:
             self._decode = (
                 self._v2_decoder(trace).decode_line if trace.chain_format == 2 else self._v1.decode
             )
+            if self._walks and trace.chain_format != 2 and self._current not in self._decided:
+                self._walker = LineWalk(self.verifiers[self._current], self._v1)
+        if self._walker is not None:
+            self._pending.append(rest)
+            if len(self._pending) == LINE_BATCH:
+                self.flush(keep=True)
+            return
         current = self._current
         if current in self._decided:
             return  # the rest of a trace that already failed
         self.counts[current] += 1
         if self._decode(rest).feed_to(self.verifiers[current]):
             self._decided.add(current)
+
+    def flush(self, *, keep: bool = False) -> None:
+        """Feed the current trace's gathered lines to its walk (`keep`: more may follow)."""
+        walker = self._walker
+        if walker is None:
+            return
+        if self._pending:
+            before = walker.read
+            walker.feed(self._pending)
+            self.counts[self._current] += walker.read - before
+            self._pending = []
+        if walker.stopped:
+            self._decided.add(self._current)
+        if not keep or walker.stopped:
+            self._walker = None
 
     def _v2_decoder(self, trace: TraceRow) -> StepV2Decoder:
         decoder = self._v2.get(trace.trace_id)
@@ -222,9 +297,8 @@ def v2_decoder(trace: TraceRow) -> StepV2Decoder:
 
 
 async def _decoded_steps(
-    conn: AsyncConnection, trace: TraceRow
+    conn: AsyncConnection, trace: TraceRow, utf8: bool
 ) -> AsyncGenerator[DecodedStep, None]:
-    utf8 = await copies_utf8(conn)
     if trace.chain_format == 2:
         v2 = v2_decoder(trace)
         if utf8:

@@ -5,7 +5,8 @@ a failure exactly as before.  The chain's rules stay in the integrity core: the 
 advances it over rows it checked the same way (ChainVerifier.walk_state / advance).
 
 The first `pure_first` rows are always decoded one by one and handed to `on_step` (the
-summaries a caller keeps); after them, `on_step` sees only the rows the walk left.
+summaries a caller keeps); after them, `on_step` sees only the rows the walk left, and
+`on_walked(n)` is told of each run of n rows the walk took, in row order.
 """
 
 from __future__ import annotations
@@ -26,7 +27,16 @@ LINE_BATCH = 1024
 class LineWalk:
     """Feeds lists of lines to `chain`; `read` counts the rows taken (the stopping one too)."""
 
-    __slots__ = ("_chain", "_decode", "_native", "_on_step", "_pure_left", "read", "stopped")
+    __slots__ = (
+        "_chain",
+        "_decode",
+        "_native",
+        "_on_step",
+        "_on_walked",
+        "_pure_left",
+        "read",
+        "stopped",
+    )
 
     def __init__(
         self,
@@ -35,12 +45,14 @@ class LineWalk:
         *,
         pure_first: int = 0,
         on_step: Callable[[DecodedStep], None] | None = None,
+        on_walked: Callable[[int], None] | None = None,
         native: NativeWalk | None = walk,
     ) -> None:
         self._chain = chain
         self._decode = decoder.decode
         self._native = native if decoder.native else None
         self._on_step = on_step
+        self._on_walked = on_walked
         self._pure_left = pure_first
         self.read = 0
         self.stopped = False
@@ -59,6 +71,8 @@ class LineWalk:
                     if consumed:
                         chain.advance(consumed, prev)
                         self.read += consumed
+                        if self._on_walked is not None:
+                            self._on_walked(consumed)
                         i += consumed
                         if i == n:
                             break
