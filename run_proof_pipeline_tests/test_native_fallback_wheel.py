@@ -83,7 +83,9 @@ def test_a_wheel_built_without_a_compiler_installs_and_proves_on_the_pure_path(
         env=env,
     ).stdout.strip()
     assert status.startswith("pure (the compiled path is not built"), status
-    with recorded_store(pg_server, "native_fallback", "tenant-n", "run-n", steps=12) as store:
+    with recorded_store(
+        pg_server, "native_fallback", "tenant-n", "run-n", steps=12, chain_format=1
+    ) as store:  # format v1: the format the compiled path proves
         env["DATABASE_URL"] = store.url.libpq()
         done = subprocess.run(
             [
@@ -106,3 +108,4 @@ def test_a_wheel_built_without_a_compiler_installs_and_proves_on_the_pure_path(
     result = json.loads(done.stdout)
     assert result["integrity"]["verification_status"] == "VERIFIED"
     assert result["steps_read"] == 12
+    assert result["decode_path"] == status, result

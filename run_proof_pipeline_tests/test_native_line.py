@@ -23,11 +23,15 @@ from hypothesis import strategies as st
 
 from benchmarks.bench_decode import _lines as bench_lines
 from run_proof_pipeline.integrity import ChainSegment, ChainVerifier
+from run_proof_pipeline.integrity.vectors import BUNDLED_VECTORS
 from run_proof_pipeline.store import native_line
 from run_proof_pipeline.store.line_walk import LineWalk
 from run_proof_pipeline.store.step_rows import StepLineDecoder
 from run_proof_pipeline_tests.test_streaming_scale import CASES, _copy_text, _row
 
+VECTOR_CASES: list[dict[str, Any]] = json.loads(BUNDLED_VECTORS.read_text(encoding="utf-8"))[
+    "cases"
+]
 BUILT = native_line.canonical_line is not None and native_line.walk is not None
 needs_native = pytest.mark.skipif(not BUILT, reason="the compiled path is not built here")
 
@@ -297,3 +301,64 @@ def test_the_walk_advances_a_verifier_as_feeding_each_row_does(sealed: bool) -> 
             break
     assert walker.read == pure.steps_seen == 300
     assert native.finish() == pure.finish()
+
+
+# --- the hash-chain vectors, as COPY lines ---------------------------------------------
+
+
+def _float8_text(value: float | None) -> str | None:
+    if value is None:
+        return None
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _vector_lines(case: dict[str, Any]) -> list[bytes]:
+    """The case's steps as COPY lines of their rows (jsonb and float8 as PostgreSQL prints
+    them, timestamptz under TimeZone UTC), chained with the case's expected hashes."""
+    header, expected = case["header"], case["expected"]
+    prev, lines = expected["genesis_hash"], []
+    for step, step_hash in zip(case["steps"], expected["step_hashes"], strict=True):
+        texts: dict[str, str | None] = {
+            "step_index": str(step["step_index"]),
+            "tenant_id": header["tenant_id"],
+            "run_id": header["run_id"],
+            "params": None if step["params"] is None else _jsonb_text(step["params"], 0),
+            "outcome_data": None
+            if step["outcome_data"] is None
+            else _jsonb_text(step["outcome_data"], 0),
+            "cost_cents": _float8_text(step["cost_cents"]),
+            "duration_ms": _float8_text(step["duration_ms"]),
+            "retry_count": None if step["retry_count"] is None else str(step["retry_count"]),
+            "timestamp": step["timestamp"].replace("T", " ").replace("Z", "+00"),
+            "prev_hash": prev,
+            "step_hash": step_hash,
+        }
+        for name in ("skill_id", "skill_name", "status", "outcome_category", "outcome_code"):
+            texts[name] = step[name]
+        lines.append(_line(_row(**texts)))
+        prev = step_hash
+    return lines
+
+
+@needs_native
+@pytest.mark.parametrize("case", VECTOR_CASES, ids=[c["name"] for c in VECTOR_CASES])
+def test_the_vectors_pass_on_the_compiled_path(case: dict[str, Any]) -> None:
+    lines = _vector_lines(case)
+    expected = case["expected"]
+    taken: list[bool] = []
+    for line, canonical in zip(lines, expected["canonical_steps"], strict=True):
+        assert _pure(line)[1] == canonical.encode()
+        got = _native(line)
+        taken.append(got is not None)
+        if got is not None:
+            assert got[1] == canonical.encode()
+    assert native_line.walk is not None
+    genesis = bytes.fromhex(expected["genesis_hash"])
+    consumed, head = native_line.walk(lines, 0, genesis, expected["genesis_hash"], 0, -1)
+    # The walk takes the steps up to the first one it refuses (a NULL, an escape).
+    assert consumed == (taken + [False]).index(False)
+    hashes = [expected["genesis_hash"], *expected["step_hashes"]]
+    assert head.hex() == hashes[consumed]
+    if case["name"] == "three_steps_sealed":
+        assert taken == [True, True, False]  # step 2's outcome_data is NULL

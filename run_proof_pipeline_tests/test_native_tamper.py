@@ -65,8 +65,8 @@ def _with_progress(
         step_summary_limit=limit,
         progress=lambda seen, total: calls.append((seen, total)),
     )
-    dumped = result.model_dump(exclude={"verified_at", "elapsed_seconds"})
-    return {"result": dumped, "progress": calls}
+    dumped = result.model_dump(exclude={"verified_at", "elapsed_seconds", "decode_path"})
+    return {"result": dumped, "progress": calls, "path": result.decode_path}
 
 
 @pytest.mark.skipif(walk is None, reason="the compiled path is not built here")
@@ -84,6 +84,8 @@ def test_summaries_and_progress_are_the_pure_paths(
     pure = _with_progress(shared_store, run_id, coordinator, limit)
     monkeypatch.delenv("RUN_PROOF_NATIVE")
     native = _with_progress(shared_store, run_id, coordinator, limit)
+    # What --json says proved the run (RunProofResult.decode_path).
+    assert (pure.pop("path"), native.pop("path")) == ("pure (RUN_PROOF_NATIVE=0)", "native")
     if workers > 1:
         # Segments report in the order their workers' messages arrive: the totals compare.
         for proved in (pure, native):

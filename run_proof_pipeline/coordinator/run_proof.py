@@ -35,6 +35,7 @@ from run_proof_pipeline.proof.segments import (
 from run_proof_pipeline.proof.stream import StreamedProof, prove_trace
 from run_proof_pipeline.proof.worker_limit import MAX_WORKERS, check_workers
 from run_proof_pipeline.settings import ConfigError
+from run_proof_pipeline.store.native_line import native_status
 from run_proof_pipeline.store.snapshot import TraceRow, begin_snapshot, read_trace
 from run_proof_pipeline.store.step_rows import DecodedStep
 
@@ -176,7 +177,8 @@ class RunProofCoordinator:
         )
         steps_read = streamed.steps_read
         result = _result(trace, integrity, summaries, steps_read, truncated, started)
-        return result.model_copy(update={"segment_workers": segment_workers})
+        path = native_status() if trace.chain_format != 2 else "pure (format v2)"
+        return result.model_copy(update={"segment_workers": segment_workers, "decode_path": path})
 
     async def _prove_in_process(
         self,

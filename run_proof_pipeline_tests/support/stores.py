@@ -65,7 +65,13 @@ class RecordedStore:
 
 @contextmanager
 def recorded_store(
-    server: LocalPostgres, prefix: str, tenant_id: str, run_id: str, *, steps: int
+    server: LocalPostgres,
+    prefix: str,
+    tenant_id: str,
+    run_id: str,
+    *,
+    steps: int,
+    chain_format: int = 2,
 ) -> Iterator[RecordedStore]:
     """Database `<prefix>_<12 hex>` on `server`, migrated (a copy of the server's migrated
     template), holding the sealed run (`tenant_id`, `run_id`) of `steps` steps; dropped
@@ -74,7 +80,7 @@ def recorded_store(
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     url = migrated_copy(server, name)
     try:
-        record_run(url, tenant_id, run_id, steps=steps)
+        record_run(url, tenant_id, run_id, steps=steps, chain_format=chain_format)
         yield RecordedStore(name, url)
     finally:
         server.drop_database(name)
