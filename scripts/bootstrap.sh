@@ -10,7 +10,10 @@ if [ ! -x "$tools/bin/uv" ]; then
   python3 -m venv "$tools"
   "$tools/bin/pip" install --quiet --disable-pip-version-check "uv==$UV_VERSION"
 fi
-"$tools/bin/uv" sync --frozen --quiet
+# Bytecode compiled at install, as pip does: an environment with PYTHONDONTWRITEBYTECODE set
+# would otherwise compile every module on every start (run-proof --help: 3.4 s instead of 1.5).
+"$tools/bin/uv" sync --frozen --quiet --compile-bytecode
+.venv/bin/python -m compileall -q -j 0 run_proof_pipeline >/dev/null
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download cannot work here).
 if [ "${RUN_PROOF_SKIP_BROWSER_INSTALL:-}" != "1" ] && ! command -v chromium >/dev/null 2>&1; then
