@@ -1,9 +1,10 @@
 """The compiled and pure paths agree on every tamper-matrix case (test_tamper_matrix.py).
 
-Each case's run is recorded and tampered once, then proved four times: in process and by
-segment workers (where the compiled walk runs, proof/segment_worker.py), each with
-RUN_PROOF_NATIVE=0 and with the default; the whole integrity verdict (status, failure with
-its location, step, rule, expected, found and reason) and the rows read must be the same.
+Each case's run is recorded, tampered and proved with RUN_PROOF_NATIVE=0 and with the
+default, once in process and once by segment workers (where the compiled walk runs too,
+proof/segment_worker.py; with the whole suite only); the whole integrity verdict (status,
+failure with its location, step, rule, expected, found and reason) and the rows read must be
+the same.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from run_proof_pipeline.coordinator import RunProofCoordinator
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.native_line import walk
+from run_proof_pipeline_tests.support.marks import slow_after
 from run_proof_pipeline_tests.support.stores import prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import RunShape, tamper
 from run_proof_pipeline_tests.test_tamper_matrix import (
@@ -35,22 +37,22 @@ def _proved(store: DatabaseUrl, run_id: str, path: str) -> dict[str, Any]:
 
 
 @pytest.mark.skipif(walk is None, reason="the compiled path is not built here")
+@pytest.mark.parametrize("path", slow_after(PATHS))  # segments: 3 processes a proof
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_both_paths_give_the_same_verdict_on_every_tamper_case(
-    shared_store: DatabaseUrl, case: Case, monkeypatch: pytest.MonkeyPatch
+    shared_store: DatabaseUrl, case: Case, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_id = f"run-native-{case.name}"
+    run_id = f"run-native-{case.name}-{path}"
     record_run(shared_store, TENANT, run_id, steps=STEPS, chain_format=1)
     record_run(shared_store, "tenant-other", f"donor-{run_id}", steps=STEPS, chain_format=1)
     run = RunShape.read(shared_store, TENANT, run_id)
     assert tamper(shared_store, *case.tamper(run)) == case.rowcounts
-    for path in PATHS:
-        monkeypatch.setenv("RUN_PROOF_NATIVE", "0")
-        pure = _proved(shared_store, run_id, path)
-        monkeypatch.delenv("RUN_PROOF_NATIVE")
-        native = _proved(shared_store, run_id, path)
-        assert native == pure, path
-        assert pure["integrity"]["verification_status"] == "FAILED"
+    monkeypatch.setenv("RUN_PROOF_NATIVE", "0")
+    pure = _proved(shared_store, run_id, path)
+    monkeypatch.delenv("RUN_PROOF_NATIVE")
+    native = _proved(shared_store, run_id, path)
+    assert native == pure
+    assert pure["integrity"]["verification_status"] == "FAILED"
 
 
 def _with_progress(
@@ -71,7 +73,7 @@ def _with_progress(
 
 @pytest.mark.skipif(walk is None, reason="the compiled path is not built here")
 @pytest.mark.parametrize("limit", [0, 3, 40, None])
-@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("workers", slow_after([1, 3]))
 def test_summaries_and_progress_are_the_pure_paths(
     shared_store: DatabaseUrl, limit: int | None, workers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -38,6 +38,7 @@ from run_proof_pipeline.proof.worker_limit import MAX_WORKERS
 from run_proof_pipeline.proof.workers import WorkerError, worker_pythonpath
 from run_proof_pipeline.settings import ConfigError, DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
+from run_proof_pipeline_tests.support.marks import slow_after
 from run_proof_pipeline_tests.support.stores import owner_sql, prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import RunShape, tamper
 
@@ -125,7 +126,7 @@ def both_paths(
     return segmented, streamed
 
 
-@pytest.mark.parametrize("limit", [7, 20, STEPS])
+@pytest.mark.parametrize("limit", slow_after([7, 20, STEPS]))
 def test_intact_run_in_segments_gives_the_streamed_result_and_summaries(
     db: DatabaseUrl, paths: dict[str, int], limit: int
 ) -> None:
@@ -193,18 +194,18 @@ def _delete(run_id: str, step: int) -> tuple[str, tuple[Any, ...]]:
     return ("DELETE FROM aos_trace_steps WHERE run_id = %s AND step_index = %s", (run_id, step))
 
 
-TAMPERS = {
+TAMPERS = {  # the first two (an edit, a delete) in the fast loop
     "edit-first-row-of-second-segment": (_edit, BORDERS[0]),
+    "delete-first-row-of-second-segment": (_delete, BORDERS[0]),
     "edit-first-row-of-last-segment": (_edit, BORDERS[1]),
     "stored-hash-of-first-row-of-last-segment": (_rehash, BORDERS[1]),
     "edit-middle-of-last-segment": (_edit, 33),
-    "delete-first-row-of-second-segment": (_delete, BORDERS[0]),
     "delete-last-row-of-first-segment": (_delete, BORDERS[0] - 1),
     "delete-first-row-of-last-segment": (_delete, BORDERS[1]),
 }
 
 
-@pytest.mark.parametrize("name", list(TAMPERS))
+@pytest.mark.parametrize("name", slow_after(TAMPERS, keep=2))
 def test_tamper_at_or_inside_a_later_segment_names_the_streams_first_bad_step(
     db: DatabaseUrl, paths: dict[str, int], name: str
 ) -> None:
@@ -274,7 +275,9 @@ def test_unsealed_run_in_segments_gives_the_streamed_head(
     assert comparable(segmented) == comparable(streamed)
 
 
-@pytest.mark.parametrize("sealed", [BORDERS[0] - 1, BORDERS[0], BORDERS[1], BORDERS[1] + 1])
+@pytest.mark.parametrize(
+    "sealed", slow_after([BORDERS[0] - 1, BORDERS[0], BORDERS[1], BORDERS[1] + 1])
+)
 def test_seal_rewritten_to_a_prefix_names_the_first_extra_step_wherever_the_borders_are(
     db: DatabaseUrl, paths: dict[str, int], sealed: int
 ) -> None:

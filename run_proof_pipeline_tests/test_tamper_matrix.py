@@ -28,6 +28,7 @@ from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.integrity import canonicalize, step_hash, step_record
 from run_proof_pipeline.plan.coordinator_checks.fixtures import migrated_copy
 from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline_tests.support.marks import slow_after
 from run_proof_pipeline_tests.support.stores import prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
     RunShape,
@@ -264,7 +265,8 @@ async def _no_in_process_stream(*args: Any, **kwargs: Any) -> Any:
     raise AssertionError("the segments path proved the run in process")
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+# The segment path starts 3 worker processes per proof: with the whole suite only.
+@pytest.mark.parametrize("path", slow_after(PATHS))
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_tamper_is_detected_at_the_first_bad_place(
     shared_store: DatabaseUrl, case: Case, path: str, monkeypatch: pytest.MonkeyPatch
