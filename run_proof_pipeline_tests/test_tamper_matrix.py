@@ -27,7 +27,9 @@ from run_proof_pipeline.coordinator import run_proof as coordinator_module
 from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.integrity import canonicalize, step_hash, step_record
 from run_proof_pipeline.plan.coordinator_checks.fixtures import migrated_copy
+from run_proof_pipeline.proof import stream as stream_module
 from run_proof_pipeline.settings import DatabaseUrl
+from run_proof_pipeline.store.native_line import native_enabled
 from run_proof_pipeline_tests.support.marks import slow_after
 from run_proof_pipeline_tests.support.stores import prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import (
@@ -249,11 +251,18 @@ def shared_store(pg_server: LocalPostgres) -> Iterator[DatabaseUrl]:
     pg_server.drop_database(name)
 
 
-# Each case is proved both ways: by the default coordinator (one in-process stream) and by
-# segment workers. With STEPS = 5 and 3 workers the ranges are [..1), [1, 3), [3, ..): TARGET
-# sits inside the middle segment, and a deleted or moved row changes the segment borders.
+# Each case is proved three ways: by the default coordinator (one in-process stream), the
+# same reading through a joined connection (what a long run does), and by segment workers.
+# With STEPS = 5 and 3 workers the ranges are [..1), [1, 3), [3, ..): TARGET sits inside the
+# middle segment, and a deleted or moved row changes the segment borders.
 PATHS: dict[str, Callable[[], dict[str, Any]]] = {
     "stream": lambda: {},
+    # In process, the lines read through a second connection joining the snapshot.
+    # (a summary limit: the rows after it take the compiled walk, which this reading is for).
+    "stream-joined": lambda: {
+        "coordinator": RunProofCoordinator(sync_read_min_steps=1),
+        "step_summary_limit": 2,
+    },
     "segments": lambda: {
         "coordinator": RunProofCoordinator(workers=3, parallel_min_steps=1),
         "step_summary_limit": 0,  # a small limit: the segment path is taken
@@ -273,6 +282,13 @@ def test_tamper_is_detected_at_the_first_bad_place(
 ) -> None:
     if path == "segments":
         monkeypatch.setattr(coordinator_module, "prove_trace", _no_in_process_stream)
+    joined: list[str] = []
+    read_joined = stream_module._read_joined
+    monkeypatch.setattr(
+        stream_module,
+        "_read_joined",
+        lambda *args: joined.append(args[2]) or read_joined(*args),
+    )
     run_id = f"run-{case.name}-{path}"
     record_run(shared_store, TENANT, run_id, steps=STEPS, chain_format=1)
     record_run(shared_store, "tenant-other", f"donor-{run_id}", steps=STEPS, chain_format=1)
@@ -284,6 +300,9 @@ def test_tamper_is_detected_at_the_first_bad_place(
     before = prove(shared_store, TENANT, run.run_id, **PATHS[path]())
     assert before.integrity.verification_status == "VERIFIED"
     assert before.steps_read == STEPS
+    # The joined reader is the compiled walk's (proof/stream.py): taken where it is built.
+    expected = [run.header["trace_id"]] if path == "stream-joined" and native_enabled() else []
+    assert joined == expected
 
     touched = tamper(shared_store, *case.tamper(run))
 

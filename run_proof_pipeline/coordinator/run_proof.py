@@ -32,7 +32,7 @@ from run_proof_pipeline.proof.segments import (
     index_span,
     prove_trace_in_segments,
 )
-from run_proof_pipeline.proof.stream import StreamedProof, prove_trace
+from run_proof_pipeline.proof.stream import SYNC_READ_MIN_STEPS, StreamedProof, prove_trace
 from run_proof_pipeline.proof.worker_limit import MAX_WORKERS, check_workers
 from run_proof_pipeline.settings import ConfigError
 from run_proof_pipeline.store.native_line import native_status
@@ -98,7 +98,8 @@ def useful_segments(steps: int, workers: int, parallel_min_steps: int) -> int:
 class RunProofCoordinator:
     """`workers` > 1 proves a run of at least `parallel_min_steps` steps in up to that many
     processes inside the same snapshot (proof.segments; how many: `useful_segments`);
-    shorter runs stay in process."""
+    shorter runs stay in process, where one of `sync_read_min_steps` or more is read through
+    a second connection joining the snapshot (proof.stream.SYNC_READ_MIN_STEPS)."""
 
     def __init__(
         self,
@@ -106,6 +107,7 @@ class RunProofCoordinator:
         progress_every: int = 100_000,
         workers: int | None = None,
         parallel_min_steps: int = DEFAULT_PARALLEL_MIN_STEPS,
+        sync_read_min_steps: int = SYNC_READ_MIN_STEPS,
     ) -> None:
         self._progress_every = progress_every
         # An explicit count is checked like every other (proof.worker_limit): out of range is
@@ -114,6 +116,7 @@ class RunProofCoordinator:
             default_workers() if workers is None else check_workers(workers, source="workers")
         )
         self._parallel_min_steps = max(1, parallel_min_steps)
+        self._sync_read_min_steps = max(1, sync_read_min_steps)
 
     async def get_run_proof(
         self,
@@ -220,6 +223,7 @@ class RunProofCoordinator:
             # Without a limit every step is summarized: each one is observed.
             observe_first=step_summary_limit,
             walked=walked,
+            sync_read_min_steps=self._sync_read_min_steps,
         )
         return streamed, summaries, truncated
 

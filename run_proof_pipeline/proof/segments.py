@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from psycopg.conninfo import make_conninfo
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -30,8 +29,8 @@ from run_proof_pipeline.proof.stream import StreamedProof, finish_proof, stored_
 from run_proof_pipeline.proof.workers import WorkerError, WorkerJob, run_worker
 from run_proof_pipeline.store.snapshot import (
     TraceRow,
+    connection_conninfo,
     export_snapshot,
-    psycopg_connection,
     step_kind,
 )
 from run_proof_pipeline.store.step_rows import DecodedStep
@@ -95,16 +94,6 @@ def segment_bounds(low: int, high: int, segments: int) -> list[tuple[int | None,
     return list(zip(lowers, uppers, strict=True))
 
 
-async def _conninfo(conn: AsyncConnection) -> tuple[str, str | None]:
-    """The libpq parameters of the coordinator's own connection, password included (it goes
-    to the workers over a pipe, never on a command line or into a log), and the password."""
-    info = (await psycopg_connection(conn)).info
-    params = dict(info.get_parameters())
-    if info.password:
-        params["password"] = info.password
-    return make_conninfo("", **params), info.password or None
-
-
 async def run_segment_worker(
     task: SegmentTask, sink: ProgressSink, secret: str | None
 ) -> dict[str, Any]:
@@ -133,7 +122,7 @@ async def prove_trace_in_segments(
     """Rules 1-5 for one trace whose row was read in the snapshot `conn` holds, its steps
     split over `workers` processes; results are those of proof.stream.prove_trace()."""
     snapshot = await export_snapshot(conn)
-    conninfo, secret = await _conninfo(conn)
+    conninfo, secret = await connection_conninfo(conn)  # to the workers over a pipe
     verifier = ChainVerifier(stored_trace(trace))
     tasks = [
         SegmentTask(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Sequence
+import asyncio
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
@@ -26,9 +27,12 @@ from run_proof_pipeline.store.native_line import native_enabled
 from run_proof_pipeline.store.snapshot import (
     StepKind,
     TraceRow,
+    connection_conninfo,
     copies_utf8,
+    export_snapshot,
     many_step_lines_statement,
     step_kind,
+    step_lines_statement,
     stream_many_step_lines,
     stream_step_lines,
     stream_step_lines_v2,
@@ -116,6 +120,15 @@ def finish_proof(verifier: ChainVerifier, steps: int, lookup: AnchorLookup) -> S
     )
 
 
+# A format-v1 trace whose seal says it is this long or longer is read, on the compiled walk,
+# through a synchronous connection that joins the proof's snapshot (store/copy_reader.py), as
+# segment workers and sweep shards read: the async driver's round per row costs about 5 us of
+# client CPU a row, more than the walk itself (docs/benchmarks.md, "Where the time goes").
+# Shorter runs keep the one connection: a second costs more than it saves. Only the way of
+# reading depends on the stored length, never what is checked.
+SYNC_READ_MIN_STEPS = 20_000
+
+
 async def prove_trace(
     conn: AsyncConnection,
     trace: TraceRow,
@@ -123,18 +136,31 @@ async def prove_trace(
     observe: StepObserver | None = None,
     observe_first: int | None = None,
     walked: Callable[[int], None] | None = None,
+    sync_read_min_steps: int = SYNC_READ_MIN_STEPS,
 ) -> StreamedProof:
     """Rules 1-5 for one trace whose row was read in the snapshot `conn` holds.
 
     `observe` sees every step, unless the caller also gives `observe_first` and `walked`:
     then a format-v1 trace's rows after the first `observe_first` go through the compiled
     walk where it is built (store/line_walk.py), `observe` seeing only the rows it leaves
-    and `walked(n)` each run of n rows it took, in row order."""
+    and `walked(n)` each run of n rows it took, in row order; a run of
+    `sync_read_min_steps` or more is then read through a joined synchronous connection."""
     verifier = ChainVerifier(stored_trace(trace))
     utf8 = await copies_utf8(conn)
     may_walk = observe is None or (observe_first is not None and walked is not None)
     if may_walk and utf8 and trace.chain_format != 2 and native_enabled():
-        steps_read = await _walk_v1(conn, trace, verifier, observe, observe_first, walked)
+        walker = LineWalk(
+            verifier,
+            StepLineDecoder(),
+            pure_first=observe_first or 0,
+            on_step=observe,
+            on_walked=walked,
+        )
+        if (trace.chain_length or 0) >= sync_read_min_steps:
+            await _walk_v1_joined(conn, trace, walker)
+        else:
+            await _walk_v1(conn, trace, walker)
+        steps_read = walker.read
         return finish_proof(verifier, steps_read, await lookup_anchor(conn, trace))
     steps_read = 0
     # aclosing: leaving early ends the COPY now, before rule 5 needs the connection.
@@ -149,22 +175,8 @@ async def prove_trace(
     return finish_proof(verifier, steps_read, await lookup_anchor(conn, trace))
 
 
-async def _walk_v1(
-    conn: AsyncConnection,
-    trace: TraceRow,
-    verifier: ChainVerifier,
-    observe: StepObserver | None,
-    observe_first: int | None,
-    walked: Callable[[int], None] | None,
-) -> int:
-    """A format-v1 trace's lines in batches through LineWalk; the rows read."""
-    walker = LineWalk(
-        verifier,
-        StepLineDecoder(),
-        pure_first=observe_first or 0,
-        on_step=observe,
-        on_walked=walked,
-    )
+async def _walk_v1(conn: AsyncConnection, trace: TraceRow, walker: LineWalk) -> None:
+    """A format-v1 trace's lines in batches through LineWalk, read on `conn`."""
     batch: list[bytes] = []
     async with aclosing(stream_step_lines(conn, trace.trace_id)) as raw:
         async for line in raw:
@@ -175,7 +187,34 @@ async def _walk_v1(
                 batch = []
         else:
             walker.feed(batch)
-    return walker.read
+
+
+async def _walk_v1_joined(conn: AsyncConnection, trace: TraceRow, walker: LineWalk) -> None:
+    """As _walk_v1, read through a second connection in the snapshot `conn` exports, in a
+    thread: the caller's event loop (a seed-API caller's server, say) is not blocked."""
+    conninfo, _ = await connection_conninfo(conn)
+    snapshot = await export_snapshot(conn)
+    await asyncio.to_thread(_read_joined, conninfo, snapshot, trace.trace_id, walker)
+
+
+def _read_joined(conninfo: str, snapshot: str, trace_id: str, walker: LineWalk) -> None:
+    with SnapshotCopyReader(conninfo) as reader:
+        reader.join(snapshot)
+        # Leaving the lines early is safe: leaving the reader closes its connection, which
+        # ends the COPY (the snapshot stays held by the caller's transaction for rule 5).
+        _feed_batches(reader.lines(step_lines_statement(trace_id)), walker)
+
+
+def _feed_batches(lines: Iterator[bytes], walker: LineWalk) -> None:
+    batch: list[bytes] = []
+    append = batch.append
+    for line in lines:
+        append(line)
+        if len(batch) == LINE_BATCH:
+            if walker.feed(batch):
+                return  # the first failure is the verdict
+            batch.clear()
+    walker.feed(batch)
 
 
 async def prove_traces(

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.types.json import set_json_loads
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -165,6 +166,16 @@ async def psycopg_connection(conn: AsyncConnection) -> psycopg.AsyncConnection[A
     return driver
 
 
+async def connection_conninfo(conn: AsyncConnection) -> tuple[str, str | None]:
+    """The libpq parameters of `conn`, password included (for a connection that joins its
+    snapshot: never put on a command line or into a log), and the password."""
+    info = (await psycopg_connection(conn)).info
+    params = dict(info.get_parameters())
+    if info.password:
+        params["password"] = info.password
+    return make_conninfo("", **params), info.password or None
+
+
 async def copies_utf8(conn: AsyncConnection) -> bool:
     """True when COPY text arrives in UTF-8, so raw lines can be hashed as they are."""
     return (await psycopg_connection(conn)).info.encoding == "utf-8"
@@ -192,13 +203,19 @@ async def _copy_out(
     await driver.execute("RELEASE SAVEPOINT run_proof_copy")
 
 
+_STEP_COPY = (
+    f"COPY (SELECT {STEP_SELECT} FROM aos_trace_steps"  # noqa: S608
+    " WHERE trace_id = %s ORDER BY step_index) TO STDOUT"
+)
+
+
 def _step_copy(conn: AsyncConnection, trace_id: str) -> Any:
-    return _copy_out(
-        conn,
-        f"COPY (SELECT {STEP_SELECT} FROM aos_trace_steps"  # noqa: S608
-        " WHERE trace_id = %s ORDER BY step_index) TO STDOUT",
-        (trace_id,),
-    )
+    return _copy_out(conn, _STEP_COPY, (trace_id,))
+
+
+def step_lines_statement(trace_id: str) -> sql.Composed:
+    """stream_step_lines()'s COPY, for a SnapshotCopyReader (the id as a quoted literal)."""
+    return sql.SQL(_STEP_COPY.replace("%s", "{}")).format(sql.Literal(trace_id))
 
 
 async def stream_step_rows(
