@@ -44,7 +44,12 @@ from run_proof_pipeline.proof.long_run import (
 )
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.engine import run_on_connection
-from run_proof_pipeline_tests.support.plan_runs import stop_of, stored_events, trace_store
+from run_proof_pipeline_tests.support.plan_runs import (
+    everything_logged,
+    stop_of,
+    stored_events,
+    trace_store,
+)
 from run_proof_pipeline_tests.support.stores import prove, record_run
 from run_proof_pipeline_tests.test_ledger_support import RunShape, tamper
 from run_proof_pipeline_tests.test_tamper_matrix import (
@@ -216,6 +221,20 @@ def test_another_tenant_s_run_or_too_many_segments_is_refused_with_nothing_writt
         "Plan: configuration error: segments must be from 1 to 64, got 65"
     )
     assert _store_state(shared_store) == before
+
+
+def test_an_unreachable_store_is_one_line_without_the_password(
+    dagster_instance: DagsterInstance,
+) -> None:
+    secret = "s3cret-long-run"
+    # Port 1 on loopback: nothing listens, the connection is refused at once.
+    url = DatabaseUrl.parse(f"postgresql://someone:{secret}@127.0.0.1:1/nowhere")
+
+    result = _run_job(dagster_instance, url, "run-x", tenant_id=TENANT)
+
+    description = _refusal(dagster_instance, result)
+    assert description.startswith("Plan: database error: ")
+    assert secret not in everything_logged(dagster_instance, result.run_id)
 
 
 def _tampered_run(url: DatabaseUrl, case: Case, label: str) -> str:
