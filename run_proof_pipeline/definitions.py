@@ -9,6 +9,7 @@ from run_proof_pipeline.defs.checkpoint.job import (
     run_proof_checkpoint,
     run_proof_checkpoint_schedule,
 )
+from run_proof_pipeline.defs.long_run.job import run_proof_long_run
 from run_proof_pipeline.defs.plan.checks import trace_store_checks, trace_store_spec
 from run_proof_pipeline.defs.plan.job import run_proof_plan
 from run_proof_pipeline.defs.plan.schedules import nightly_run_proof
@@ -24,7 +25,13 @@ from run_proof_pipeline.defs.sweep.schedules import nightly_sweep, weekly_full_s
 defs = Definitions(
     assets=[trace_store_spec, aos_traces_sweep],
     asset_checks=[trace_store_checks],
-    jobs=[run_proof_plan, run_proof_checkpoint, aos_traces_sweep_job, aos_retention_retirement_job],
+    jobs=[
+        run_proof_plan,
+        run_proof_long_run,
+        run_proof_checkpoint,
+        aos_traces_sweep_job,
+        aos_retention_retirement_job,
+    ],
     schedules=[
         nightly_run_proof,
         nightly_sweep,
