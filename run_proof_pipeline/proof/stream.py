@@ -127,14 +127,14 @@ async def prove_trace(
     """Rules 1-5 for one trace whose row was read in the snapshot `conn` holds.
 
     `observe` sees every step, unless the caller also gives `observe_first` and `walked`:
-    then a format-v1 trace's rows after the first `observe_first` go through the compiled
-    walk where it is built (store/line_walk.py), `observe` seeing only the rows it leaves
-    and `walked(n)` each run of n rows it took, in row order."""
+    then the trace's rows (format v1 or v2) after the first `observe_first` go through the
+    compiled walk where it is built (store/line_walk.py), `observe` seeing only the rows it
+    leaves and `walked(n)` each run of n rows it took, in row order."""
     verifier = ChainVerifier(stored_trace(trace))
     utf8 = await copies_utf8(conn)
     may_walk = observe is None or (observe_first is not None and walked is not None)
-    if may_walk and utf8 and trace.chain_format != 2 and native_enabled():
-        steps_read = await _walk_v1(conn, trace, verifier, observe, observe_first, walked)
+    if may_walk and utf8 and native_enabled(trace.chain_format):
+        steps_read = await _walk_lines(conn, trace, verifier, observe, observe_first, walked)
         return finish_proof(verifier, steps_read, await lookup_anchor(conn, trace))
     steps_read = 0
     # aclosing: leaving early ends the COPY now, before rule 5 needs the connection.
@@ -149,7 +149,7 @@ async def prove_trace(
     return finish_proof(verifier, steps_read, await lookup_anchor(conn, trace))
 
 
-async def _walk_v1(
+async def _walk_lines(
     conn: AsyncConnection,
     trace: TraceRow,
     verifier: ChainVerifier,
@@ -157,16 +157,18 @@ async def _walk_v1(
     observe_first: int | None,
     walked: Callable[[int], None] | None,
 ) -> int:
-    """A format-v1 trace's lines in batches through LineWalk; the rows read."""
+    """A trace's lines (format v1 or v2) in batches through LineWalk; the rows read."""
+    v2 = trace.chain_format == 2
     walker = LineWalk(
         verifier,
-        StepLineDecoder(),
+        v2_decoder(trace) if v2 else StepLineDecoder(),
         pure_first=observe_first or 0,
         on_step=observe,
         on_walked=walked,
     )
+    lines = stream_step_lines_v2(conn, trace) if v2 else stream_step_lines(conn, trace.trace_id)
     batch: list[bytes] = []
-    async with aclosing(stream_step_lines(conn, trace.trace_id)) as raw:
+    async with aclosing(lines) as raw:
         async for line in raw:
             batch.append(line)
             if len(batch) == LINE_BATCH:
@@ -232,8 +234,8 @@ class _Batch:
         self._current_raw = b""
         self._current = ""
         self._decode: Callable[[bytes], DecodedStep] = self._v1.decode
-        # Format v1 with the compiled walk (store/line_walk.py): the current trace's lines
-        # gather here and go to its LineWalk a batch at a time.
+        # With the compiled walk (store/line_walk.py; format v1, and v2 per trace): the
+        # current trace's lines gather here and go to its LineWalk a batch at a time.
         self._walks = self._v1.native
         self._walker: LineWalk | None = None
         self._pending: list[bytes] = []
@@ -256,8 +258,13 @@ class _Batch:
             self._decode = (
                 self._v2_decoder(trace).decode_line if trace.chain_format == 2 else self._v1.decode
             )
-            if self._walks and trace.chain_format != 2 and self._current not in self._decided:
-                self._walker = LineWalk(self.verifiers[self._current], self._v1)
+            if self._current not in self._decided:
+                if trace.chain_format == 2:
+                    v2 = self._v2_decoder(trace)
+                    if v2.native:
+                        self._walker = LineWalk(self.verifiers[self._current], v2)
+                elif self._walks:
+                    self._walker = LineWalk(self.verifiers[self._current], self._v1)
         if self._walker is not None:
             self._pending.append(rest)
             if len(self._pending) == LINE_BATCH:
