@@ -13,6 +13,10 @@
  * step_hash is SHA-256(prev || C(step)); it stops after the step that reaches index `stop`
  * (the sealed length), so the caller knows the head there.  Returns (consumed, prev).
  *
+ * canonical_line_v2 / walk_v2 do the same for format v2 (docs/hash-chain-v2.md): C2(step)
+ * of a STEP_V2_COLUMNS line, as store/step_rows_v2.py's StepV2Decoder builds it, and a walk
+ * that also checks each row's chain position (see "format v2" below).
+ *
  * SHA-256 is OpenSSL's libcrypto (the interpreter's _hashlib uses the same library).
  */
 #define PY_SSIZE_T_CLEAN
