@@ -13,7 +13,10 @@ float8 and timestamptz text), chained with correct hashes, so every row verifies
 - v1 walk native: store/line_walk.py's LineWalk, the compiled walk over batches of lines
   (decode, canonicalize, hash and link in C), as a segment worker runs it;
 - v1 row: StepRowDecoder.decode (a client encoding other than UTF-8);
-- v2 line: StepV2Decoder.decode_line (format-v2 traces).
+- v2 line: StepV2Decoder.decode_line (format-v2 traces), pure path (native=False);
+- v2 line native: StepV2Decoder.decode_line with the compiled C2(step) (canonical_line_v2);
+- v2 walk native: LineWalk over a v2 trace's lines (walk_v2: decode, C2, hash, link and
+  chain position in C).
 Prints one line per path: steps per CPU second (best run) and CPU microseconds per step.
 """
 
@@ -193,13 +196,21 @@ def main() -> None:
                 return 1
         return 0
 
-    def v2_lines() -> int:
-        decoder = StepV2Decoder(_SPEC.tenant_id, _SPEC.run_id, _SPEC.trace_id)
+    def v2_lines(native: bool = False) -> int:
+        decoder = StepV2Decoder(_SPEC.tenant_id, _SPEC.run_id, _SPEC.trace_id, native=native)
         chain = ChainVerifier(v2_trace)
         for line in v2:
             if decoder.decode_line(line).feed_to(chain):
                 return 1
         return 0
+
+    def v2_walk() -> int:
+        chain = ChainVerifier(v2_trace)
+        walker = LineWalk(chain, StepV2Decoder(_SPEC.tenant_id, _SPEC.run_id, _SPEC.trace_id))
+        for start in range(0, len(v2), LINE_BATCH):
+            if walker.feed(v2[start : start + LINE_BATCH]):
+                return 1
+        return 0 if walker.read == len(v2) and chain.failure is None else 1
 
     paths: list[tuple[str, Callable[[], int]]] = [("v1 line", v1_lines)]
     native = native_status()
@@ -208,6 +219,11 @@ def main() -> None:
     else:
         print(f"compiled path: {native}", flush=True)
     paths += [("v1 row", v1_rows), ("v2 line", v2_lines)]
+    native_v2 = native_status(2)
+    if native_v2 == "native":
+        paths += [("v2 line native", lambda: v2_lines(native=True)), ("v2 walk native", v2_walk)]
+    elif native_v2 != native:
+        print(f"compiled v2 path: {native_v2}", flush=True)
     for name, run in paths:
         seconds = _time(run, args.repeats)
         print(

@@ -19,6 +19,9 @@ postmaster's /proc/<pid>/stat, which accumulates its backends' when they exit):
   imports excluded;
 - naive: SQLAlchemy ORM loads the run, then rfc8785 + SHA-256 (the seed origin's shape);
 - sweep: `run-proof sweep --full` over 10,000 runs x 100 steps, against one COPY of all rows.
+`--chain-format 2` writes the runs in format v2 (benchmarks/dataset.py build_v2, chained by
+the database's trigger) and leaves out the naive verifier; RUN_PROOF_NATIVE=0 in the
+environment measures the pure path (the results record both).
 Results go to benchmarks/results/*.json, a markdown table on stdout and a plot under docs/.
 """
 
@@ -38,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.dataset import build, run_specs
+from benchmarks.dataset import build, build_v2, run_specs
 from run_proof_pipeline.embedded.server import LocalPostgres
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store.migrate import upgrade
@@ -215,12 +218,17 @@ class Plan:
     # and op calls of a 10M-step run would take minutes each and show nothing new).
     all_verifiers_max: int = 1_000_000
     profile: bool = True
+    # 2: the runs are written in format v2 (dataset.build_v2: chained by the database) and
+    # the naive verifier, a format-v1 one, is not measured.
+    chain_format: int = 1
 
 
 def run(plan: Plan, command: str) -> dict[str, Any]:
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
+        "chain_format": plan.chain_format,
+        "native": os.environ.get("RUN_PROOF_NATIVE", "1") != "0",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, shared with other work while measured",
         "growth": [],
@@ -236,14 +244,15 @@ def run(plan: Plan, command: str) -> dict[str, Any]:
             for size in plan.lengths:
                 specs += run_specs(1, size, prefix=f"long{size}")
             t = time.perf_counter()
-            build(long_url.libpq(), specs)
+            write = build_v2 if plan.chain_format == 2 else build
+            write(long_url.libpq(), specs)
             print(f"built {len(specs)} long runs in {time.perf_counter() - t:.0f} s", flush=True)
             for spec in specs:
                 results["growth"].append(_growth_point(bench, long_url, spec, plan))
             if plan.many_runs:
                 many_url = _database(server, "bench_many")
                 t = time.perf_counter()
-                build(many_url.libpq(), run_specs(plan.many_runs, 100, tenants=4, prefix="many"))
+                write(many_url.libpq(), run_specs(plan.many_runs, 100, tenants=4, prefix="many"))
                 took = time.perf_counter() - t
                 print(f"built {plan.many_runs} x 100 in {took:.0f} s", flush=True)
                 results["many"] = _many(bench, many_url, plan.many_runs, plan.repeats)
@@ -312,7 +321,7 @@ def _growth_point(bench: Bench, url: DatabaseUrl, spec: Any, plan: Plan) -> dict
     if everything:
         point["op"] = asdict(_best(ops))
         point["in_process"] = asdict(_best(inner))
-    if spec.steps <= plan.naive_max:
+    if spec.steps <= plan.naive_max and plan.chain_format == 1:
         point["naive"] = asdict(bench.measure("naive", "naive ORM+rfc8785", url, spec.trace_id))
     print(json.dumps(point), flush=True)
     return point
@@ -435,13 +444,20 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=2, help="Runs of each fast verifier")
     parser.add_argument("--name", help="Results file name (default: quick, full or growth)")
+    parser.add_argument(
+        "--chain-format",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="Write the runs in format v1 (the client hashes) or v2 (the database chains)",
+    )
     args = parser.parse_args()
     lengths = args.lengths or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
     many = args.many if args.many is not None else (1_000 if args.quick else 10_000)
     name = args.name or (
         "quick" if args.quick else "growth" if args.lengths and max(lengths) > 1_000_000 else "full"
     )
-    plan = Plan(lengths, many, args.naive_max, args.repeats)
+    plan = Plan(lengths, many, args.naive_max, args.repeats, chain_format=args.chain_format)
     results = run(plan, "python -m benchmarks.bench_verify " + " ".join(sys.argv[1:]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"bench-{name}.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -6,6 +6,11 @@ outcome with floats and lists).  The hashes come from the project's integrity co
 recompute exactly what is stored.  Canonicalization runs in a process pool, one chunk of
 steps per task; the main process only chains SHA-256 and streams rows into COPY, so the
 whole set never sits in memory.
+
+`build_v2` writes the same steps in format v2 (docs/hash-chain-v2.md), as AOS's writer
+does after migration 0006: trace rows without a hash, steps through COPY with the v2 content
+columns (the database's trigger chains every row as it arrives), then one UPDATE that
+completes the runs (the trigger seals them).  No hash is computed here at all.
 """
 
 from __future__ import annotations
@@ -222,6 +227,87 @@ def build(conninfo: str, specs: list[RunSpec], *, workers: int = 2) -> int:
                 "UPDATE aos_traces t SET status = 'succeeded', completed_at = s.completed_at,"
                 " root_hash = s.root_hash, chain_length = s.chain_length"
                 " FROM bench_seals s WHERE t.trace_id = s.trace_id"
+            )
+            cur.execute("ANALYZE aos_traces")
+            cur.execute("ANALYZE aos_trace_steps")
+        conn.commit()
+    return written
+
+
+# The v2 step columns beyond format v1's (integrity/fields.py STEP_V2_ADDED_FIELDS), and
+# their text in every row (None: NULL, as AOS leaves rng_state_before and the scenario).
+STEP_V2_COPY_COLUMNS = (
+    "trace_id, step_index, skill_id, skill_name, params, status, outcome_category,"
+    ' outcome_code, outcome_data, cost_cents, duration_ms, retry_count, "timestamp",'
+    " input_hash, output_hash, rng_state_before, idempotency_key, replay_behavior, source,"
+    " level, is_synthetic, synthetic_scenario_id"
+)
+
+
+def _v2_added(spec: RunSpec, i: int) -> tuple[str | None, ...]:
+    return (
+        f"in-{i}",
+        f"out-{i}",
+        None,
+        f"key-{spec.run_id}-{i}",
+        "execute",
+        "engine",
+        "INFO",
+        "false",
+        None,
+    )
+
+
+def build_v2(conninfo: str, specs: list[RunSpec]) -> int:
+    """Insert the runs in format v2 (traces, steps chained by the database, then the
+    completing UPDATE that seals them); the number of steps written."""
+    written = 0
+    with psycopg.connect(conninfo) as conn:
+        with conn.cursor() as cur:
+            with cur.copy(
+                "COPY aos_traces (trace_id, run_id, correlation_id, tenant_id, agent_id,"
+                " plan_id, root_hash, plan, trace, schema_version, status, started_at,"
+                " created_at, seed, is_synthetic) FROM STDIN"
+            ) as copy:
+                for spec in specs:
+                    h = spec.header()
+                    copy.write_row(
+                        (
+                            spec.trace_id,
+                            spec.run_id,
+                            f"corr-{spec.run_id}",
+                            spec.tenant_id,
+                            h["agent_id"],
+                            h["plan_id"],
+                            "pending",
+                            orjson.dumps(h["plan"]).decode(),
+                            '{"steps": []}',
+                            "1.0",
+                            "running",
+                            spec.started_at.isoformat(),
+                            spec.started_at.isoformat(),
+                            7,
+                            "false",
+                        )
+                    )
+        conn.commit()
+        with conn.cursor() as cur:
+            with cur.copy(f"COPY aos_trace_steps ({STEP_V2_COPY_COLUMNS}) FROM STDIN") as copy:
+                for spec in specs:
+                    for i in range(spec.steps):
+                        copy.write_row((spec.trace_id, *_step_values(spec, i), *_v2_added(spec, i)))
+                        written += 1
+        conn.commit()
+        with conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE bench_done (trace_id text, completed_at timestamptz)")
+            with cur.copy("COPY bench_done FROM STDIN") as copy:
+                for spec in specs:
+                    done = spec.started_at + timedelta(hours=1)
+                    copy.write_row((spec.trace_id, done.isoformat()))
+            # AOS's complete_trace, for every run at once: the trigger seals each.
+            cur.execute(
+                "UPDATE aos_traces t SET status = 'completed', completed_at = d.completed_at"
+                " FROM bench_done d WHERE t.trace_id = d.trace_id"
             )
             cur.execute("ANALYZE aos_traces")
             cur.execute("ANALYZE aos_trace_steps")

@@ -100,6 +100,6 @@ class RunProofResult(BaseModel):
     elapsed_seconds: float = 0.0
     # Processes that proved a long run in parallel segments; 0: proved in this process.
     segment_workers: int = 0
-    # Which path decoded and hashed a format-v1 run's rows: "native" (store/_native_line.c)
-    # or "pure (why)" (store/native_line.py); format v2 is always pure.
+    # Which path decoded and hashed the run's rows (format v1 or v2): "native"
+    # (store/_native_line.c) or "pure (why)" (store/native_line.py).
     decode_path: str = "pure"

@@ -180,7 +180,7 @@ class RunProofCoordinator:
         )
         steps_read = streamed.steps_read
         result = _result(trace, integrity, summaries, steps_read, truncated, started)
-        path = native_status() if trace.chain_format != 2 else "pure (format v2)"
+        path = native_status(trace.chain_format)
         return result.model_copy(update={"segment_workers": segment_workers, "decode_path": path})
 
     async def _prove_in_process(

@@ -155,13 +155,15 @@ class _ChainWalk:
     def checks_positions(self) -> bool:
         return self._check_positions
 
-    def walk_state(self) -> tuple[bytes, str, int, int] | None:
-        """Where the walk stands, for a caller that checks rules 2-3 over a run of format-v1
-        rows itself (store/native_line.py) and then advance()s over them: the previous
-        digest, the hex text the next prev_hash must equal, the next step_index and the
-        sealed length (-1: none). None when rows must be fed one by one: after a failure,
-        for a legacy trace, with chain positions (format v2), before a segment's first row."""
-        if self._failure is not None or self._legacy or self._check_positions:
+    def walk_state(self, positions: bool = False) -> tuple[bytes, str, int, int] | None:
+        """Where the walk stands, for a caller that checks rules 2-3 over a run of rows
+        itself (store/native_line.py) and then advance()s over them: the previous digest,
+        the hex text the next prev_hash must equal, the next step_index and the sealed
+        length (-1: none).  `positions`: the caller also checks that step i sits at chain
+        position i (format v2), which a chain that checks positions requires and one that
+        does not forbids.  None when rows must be fed one by one: after a failure, for a
+        legacy trace, when `positions` is not this chain's, before a segment's first row."""
+        if self._failure is not None or self._legacy or positions != self._check_positions:
             return None
         if len(self._prev) != 32:
             return None

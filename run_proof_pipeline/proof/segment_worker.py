@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import closing
 from dataclasses import asdict, dataclass
 from itertools import islice
 from typing import Any
@@ -28,7 +27,7 @@ from run_proof_pipeline.integrity import (
     SegmentStart,
 )
 from run_proof_pipeline.store.copy_reader import SnapshotCopyReader
-from run_proof_pipeline.store.line_walk import LINE_BATCH, LineWalk
+from run_proof_pipeline.store.line_walk import LINE_BATCH, LineDecoder, LineWalk
 from run_proof_pipeline.store.step_rows import STEP_SELECT, DecodedStep, StepLineDecoder
 from run_proof_pipeline.store.step_rows_v2 import StepV2Decoder, step_v2_from, step_v2_select
 
@@ -122,14 +121,14 @@ def verify_segment(
         where.append(sql.SQL(f"{column} >= {{}}").format(sql.Literal(task.lower)))
     if task.upper is not None:
         where.append(sql.SQL(f"{column} < {{}}").format(sql.Literal(task.upper)))
-    decode: Callable[[bytes], DecodedStep]
+    decoder: LineDecoder
     if v2:
         adopted = task.step_kind == "v2-adopted"
         columns, source = step_v2_select(adopted=adopted), step_v2_from(adopted=adopted)
-        decode = StepV2Decoder(task.tenant_id, task.run_id, task.trace_id).decode_line
+        decoder = StepV2Decoder(task.tenant_id, task.run_id, task.trace_id)
     else:
         columns, source = STEP_SELECT, "aos_trace_steps"
-        decode = StepLineDecoder().decode  # (format v1 walks its lines: _walk_v1)
+        decoder = StepLineDecoder()
     statement = sql.SQL(
         "COPY (SELECT {columns} FROM {source} WHERE {where} ORDER BY {column}) TO STDOUT"
     ).format(
@@ -143,52 +142,38 @@ def verify_segment(
     summaries: list[tuple[int | None, RawSummary]] = []
     limit, every = task.summary_limit, max(1, task.progress_every)
 
-    def decoded(lines: Iterable[bytes]) -> Generator[DecodedStep]:
-        read = 0
-        for line in lines:
-            step = decode(line)
-            if len(summaries) < limit:
-                summaries.append((step.step_index, step.summary_fields()))
-            read += 1  # counted as feed_rows counts it: every step yielded is fed
-            if emit is not None and read % every == 0:
-                emit(every)
-            yield step
-
     with SnapshotCopyReader(task.conninfo) as reader:
         reader.join(task.snapshot)
-        if v2:
-            # Leaving the lines early (closing them) closes the reader's COPY.
-            with closing(decoded(reader.lines(statement))) as steps:
-                read = feed_rows(chain, steps)
-        else:
-            lines = reader.lines(statement)
-            try:
-                read = _walk_v1(chain, lines, summaries, limit, every, emit)
-            finally:
-                if isinstance(lines, Generator):
-                    lines.close()  # leaving early closes the reader's COPY
+        lines = reader.lines(statement)
+        try:
+            read = _walk_lines(chain, decoder, lines, summaries, limit, every, emit)
+        finally:
+            if isinstance(lines, Generator):
+                lines.close()  # leaving early closes the reader's COPY
     if emit is not None and read % every:
         emit(read % every)  # the rest, so that progress ends at the total
     return chain.result(), summaries
 
 
-def _walk_v1(
+def _walk_lines(
     chain: ChainSegment,
+    decoder: LineDecoder,
     lines: Iterator[bytes],
     summaries: list[tuple[int | None, RawSummary]],
     limit: int,
     every: int,
     emit: Callable[[int], None] | None,
 ) -> int:
-    """Format-v1 lines through store/line_walk.py, in batches: the first `limit` rows one by
-    one for their summaries, then the compiled walk where it is built; progress as the
-    row-by-row loop gives it (emit(every) at each multiple of `every`)."""
+    """The segment's lines (format v1 or v2) through store/line_walk.py, in batches: the
+    first `limit` rows one by one for their summaries, then the compiled walk where it is
+    built; progress as the row-by-row loop gives it (emit(every) at each multiple of
+    `every`)."""
 
     def summarize(step: DecodedStep) -> None:
         if len(summaries) < limit:
             summaries.append((step.step_index, step.summary_fields()))
 
-    walker = LineWalk(chain, StepLineDecoder(), pure_first=limit, on_step=summarize)
+    walker = LineWalk(chain, decoder, pure_first=limit, on_step=summarize)
     while True:
         batch = list(islice(lines, LINE_BATCH))
         if not batch:

@@ -120,8 +120,8 @@ def finish_proof(verifier: ChainVerifier, steps: int, lookup: AnchorLookup) -> S
     )
 
 
-# A format-v1 trace whose seal says it is this long or longer is read, on the compiled walk,
-# through a synchronous connection that joins the proof's snapshot (store/copy_reader.py), as
+# A trace whose stored chain_length is this or more is read, on the compiled walk, through
+# a synchronous connection that joins the proof's snapshot (store/copy_reader.py), as
 # segment workers and sweep shards read: the async driver's round per row costs about 5 us of
 # client CPU a row, more than the walk itself (docs/benchmarks.md, "Where the time goes").
 # Shorter runs keep the one connection: a second costs more than it saves. Only the way of
@@ -141,25 +141,25 @@ async def prove_trace(
     """Rules 1-5 for one trace whose row was read in the snapshot `conn` holds.
 
     `observe` sees every step, unless the caller also gives `observe_first` and `walked`:
-    then a format-v1 trace's rows after the first `observe_first` go through the compiled
-    walk where it is built (store/line_walk.py), `observe` seeing only the rows it leaves
-    and `walked(n)` each run of n rows it took, in row order; a run of
+    then the trace's rows (format v1 or v2) after the first `observe_first` go through the
+    compiled walk where it is built (store/line_walk.py), `observe` seeing only the rows it
+    leaves and `walked(n)` each run of n rows it took, in row order; a run of
     `sync_read_min_steps` or more is then read through a joined synchronous connection."""
     verifier = ChainVerifier(stored_trace(trace))
     utf8 = await copies_utf8(conn)
     may_walk = observe is None or (observe_first is not None and walked is not None)
-    if may_walk and utf8 and trace.chain_format != 2 and native_enabled():
+    if may_walk and utf8 and native_enabled(trace.chain_format):
         walker = LineWalk(
             verifier,
-            StepLineDecoder(),
+            v2_decoder(trace) if trace.chain_format == 2 else StepLineDecoder(),
             pure_first=observe_first or 0,
             on_step=observe,
             on_walked=walked,
         )
         if (trace.chain_length or 0) >= sync_read_min_steps:
-            await _walk_v1_joined(conn, trace, walker)
+            await _walk_lines_joined(conn, trace, walker)
         else:
-            await _walk_v1(conn, trace, walker)
+            await _walk_lines(conn, trace, walker)
         steps_read = walker.read
         return finish_proof(verifier, steps_read, await lookup_anchor(conn, trace))
     steps_read = 0
@@ -175,10 +175,12 @@ async def prove_trace(
     return finish_proof(verifier, steps_read, await lookup_anchor(conn, trace))
 
 
-async def _walk_v1(conn: AsyncConnection, trace: TraceRow, walker: LineWalk) -> None:
-    """A format-v1 trace's lines in batches through LineWalk, read on `conn`."""
+async def _walk_lines(conn: AsyncConnection, trace: TraceRow, walker: LineWalk) -> None:
+    """A trace's lines (format v1 or v2) in batches through LineWalk, read on `conn`."""
+    v2 = trace.chain_format == 2
+    lines = stream_step_lines_v2(conn, trace) if v2 else stream_step_lines(conn, trace.trace_id)
     batch: list[bytes] = []
-    async with aclosing(stream_step_lines(conn, trace.trace_id)) as raw:
+    async with aclosing(lines) as raw:
         async for line in raw:
             batch.append(line)
             if len(batch) == LINE_BATCH:
@@ -189,20 +191,20 @@ async def _walk_v1(conn: AsyncConnection, trace: TraceRow, walker: LineWalk) -> 
             walker.feed(batch)
 
 
-async def _walk_v1_joined(conn: AsyncConnection, trace: TraceRow, walker: LineWalk) -> None:
-    """As _walk_v1, read through a second connection in the snapshot `conn` exports, in a
+async def _walk_lines_joined(conn: AsyncConnection, trace: TraceRow, walker: LineWalk) -> None:
+    """As _walk_lines, read through a second connection in the snapshot `conn` exports, in a
     thread: the caller's event loop (a seed-API caller's server, say) is not blocked."""
     conninfo, _ = await connection_conninfo(conn)
     snapshot = await export_snapshot(conn)
-    await asyncio.to_thread(_read_joined, conninfo, snapshot, trace.trace_id, walker)
+    await asyncio.to_thread(_read_joined, conninfo, snapshot, trace, walker)
 
 
-def _read_joined(conninfo: str, snapshot: str, trace_id: str, walker: LineWalk) -> None:
+def _read_joined(conninfo: str, snapshot: str, trace: TraceRow, walker: LineWalk) -> None:
     with SnapshotCopyReader(conninfo) as reader:
         reader.join(snapshot)
         # Leaving the lines early is safe: leaving the reader closes its connection, which
         # ends the COPY (the snapshot stays held by the caller's transaction for rule 5).
-        _feed_batches(reader.lines(step_lines_statement(trace_id)), walker)
+        _feed_batches(reader.lines(step_lines_statement(trace)), walker)
 
 
 def _feed_batches(lines: Iterator[bytes], walker: LineWalk) -> None:
@@ -271,8 +273,8 @@ class _Batch:
         self._current_raw = b""
         self._current = ""
         self._decode: Callable[[bytes], DecodedStep] = self._v1.decode
-        # Format v1 with the compiled walk (store/line_walk.py): the current trace's lines
-        # gather here and go to its LineWalk a batch at a time.
+        # With the compiled walk (store/line_walk.py; format v1, and v2 per trace): the
+        # current trace's lines gather here and go to its LineWalk a batch at a time.
         self._walks = self._v1.native
         self._walker: LineWalk | None = None
         self._pending: list[bytes] = []
@@ -295,8 +297,13 @@ class _Batch:
             self._decode = (
                 self._v2_decoder(trace).decode_line if trace.chain_format == 2 else self._v1.decode
             )
-            if self._walks and trace.chain_format != 2 and self._current not in self._decided:
-                self._walker = LineWalk(self.verifiers[self._current], self._v1)
+            if self._current not in self._decided:
+                if trace.chain_format == 2:
+                    v2 = self._v2_decoder(trace)
+                    if v2.native:
+                        self._walker = LineWalk(self.verifiers[self._current], v2)
+                elif self._walks:
+                    self._walker = LineWalk(self.verifiers[self._current], self._v1)
         if self._walker is not None:
             self._pending.append(rest)
             if len(self._pending) == LINE_BATCH:

@@ -1,4 +1,4 @@
-/* The compiled fast path of a format-v1 proof (store/native_line.py wraps it).
+/* The compiled fast path of a proof, format v1 and v2 (store/native_line.py wraps it).
  *
  * canonical_line(line) builds C(step) (docs/hash-chain-v1.md) from one raw COPY text line
  * in STEP_COLUMNS order, exactly as store/step_line_decoder.py's fast path does, or returns
@@ -12,6 +12,10 @@
  * `start` while each one is fast, carries the expected step_index and prev_hash, and its
  * step_hash is SHA-256(prev || C(step)); it stops after the step that reaches index `stop`
  * (the sealed length), so the caller knows the head there.  Returns (consumed, prev).
+ *
+ * canonical_line_v2 / walk_v2 do the same for format v2 (docs/hash-chain-v2.md): C2(step)
+ * of a STEP_V2_COLUMNS line, as store/step_rows_v2.py's StepV2Decoder builds it, and a walk
+ * that also checks each row's chain position (see "format v2" below).
  *
  * SHA-256 is OpenSSL's libcrypto (the interpreter's _hashlib uses the same library).
  */
@@ -124,8 +128,21 @@ static int put_json_string(Buf *b, const unsigned char *s, Py_ssize_t n) {
 /* A decimal number without exponent, [-]digits[.digits], not zero with a minus sign, as
  * ES6 prints its double (es6_number of integrity/canonical.py): an integer of at most 15
  * digits as it is (within 2^53); a fraction of at most 17 significant digits as repr() of
- * its nearest double without the `.0`, refused when repr() takes an exponent. */
+ * its nearest double without the `.0`, refused when repr() takes an exponent.
+ *
+ * v2 (a format-v2 jsonb number, docs/hash-chain-v2.md "exact numbers"): only numbers whose
+ * exact value is the value of ES6(nearest double) are taken, written ES6(d) (plain RFC
+ * 8785); every other one is refused, so the pure path writes its exact form.  Taken: zero of
+ * either sign ("0": -0 has the value 0), an integer within 2^53, a fraction of at most 15
+ * significant digits in ES6's plain range, and one of 16-17 significant digits whose text,
+ * trailing zeros dropped, is repr() of its double (then the double's value is the text's). */
+static int put_decimal_mode(Buf *b, const char *s, Py_ssize_t n, int allow_fraction, int v2);
+
 static int put_decimal(Buf *b, const char *s, Py_ssize_t n, int allow_fraction) {
+    return put_decimal_mode(b, s, n, allow_fraction, 0);
+}
+
+static int put_decimal_mode(Buf *b, const char *s, Py_ssize_t n, int allow_fraction, int v2) {
     char tmp[400];
     if (n <= 0 || n >= (Py_ssize_t)sizeof(tmp)) return NOT_FAST;
     Py_ssize_t i = 0;
@@ -156,12 +173,15 @@ static int put_decimal(Buf *b, const char *s, Py_ssize_t n, int allow_fraction) 
         pos++;
     }
     if (first < 0) { /* zero */
-        if (negative) return NOT_FAST;
+        if (negative && !v2) return NOT_FAST;
         return buf_put(b, "0", 1);
     }
     if (frac_len == 0) {
-        /* an integer of at most 15 digits: its own digits (within 2^53) */
-        if (int_len > 15) return NOT_FAST;
+        /* an integer of at most 15 digits: its own digits (within 2^53); v2 also takes the
+         * 16-digit ones up to 2^53 (exact doubles, ES6 writes their digits) */
+        if (int_len > 15 &&
+            !(v2 && int_len == 16 && memcmp(s + int_start, "9007199254740992", 16) <= 0))
+            return NOT_FAST;
         return buf_put(b, s, n);
     }
     Py_ssize_t significant = last - first + 1;
@@ -178,6 +198,9 @@ static int put_decimal(Buf *b, const char *s, Py_ssize_t n, int allow_fraction) 
     /* at most 17: the stored-number rule (docs/stored-numbers.md) accepts the text, and it
      * denotes its nearest double, printed the shortest way */
     if (significant > 17) return NOT_FAST;
+    Py_ssize_t kept = n; /* v2: the text without trailing fraction zeros (and point) */
+    while (s[kept - 1] == '0') kept--;
+    if (s[kept - 1] == '.') kept--;
     memcpy(tmp, s, (size_t)n);
     tmp[n] = '\0';
     char *endp = NULL;
@@ -192,7 +215,10 @@ static int put_decimal(Buf *b, const char *s, Py_ssize_t n, int allow_fraction) 
         rc = NOT_FAST;
     } else {
         if (rl >= 2 && r[rl - 2] == '.' && r[rl - 1] == '0') rl -= 2;
-        rc = buf_put(b, r, (Py_ssize_t)rl);
+        if (v2 && ((Py_ssize_t)rl != kept || memcmp(r, s, rl) != 0))
+            rc = NOT_FAST; /* another value than its double's: the exact form, pure path */
+        else
+            rc = buf_put(b, r, (Py_ssize_t)rl);
     }
     PyMem_Free(r);
     return rc;
@@ -203,6 +229,7 @@ static int put_decimal(Buf *b, const char *s, Py_ssize_t n, int allow_fraction) 
 typedef struct {
     const unsigned char *p;
     const unsigned char *end;
+    int v2; /* format v2's number rule (put_decimal_mode) */
 } Src;
 
 typedef struct {
@@ -405,14 +432,14 @@ static int json_value(Src *src, Buf *out, int depth) {
                ((*src->p >= '0' && *src->p <= '9') || *src->p == '-' || *src->p == '.' ||
                 *src->p == 'e' || *src->p == 'E' || *src->p == '+'))
             src->p++;
-        return put_decimal(out, (const char *)s, src->p - s, 1);
+        return put_decimal_mode(out, (const char *)s, src->p - s, 1, src->v2);
     }
     return NOT_FAST;
 }
 
-/* One jsonb column's text as JCS into out. */
-static int put_json(Buf *out, const char *s, Py_ssize_t n) {
-    Src src = {(const unsigned char *)s, (const unsigned char *)s + n};
+/* One jsonb column's text as JCS (v2: C2) into out. */
+static int put_json_mode(Buf *out, const char *s, Py_ssize_t n, int v2) {
+    Src src = {(const unsigned char *)s, (const unsigned char *)s + n, v2};
     int rc = json_value(&src, out, 0);
     if (rc != 0) return rc;
     return src.p == src.end ? 0 : NOT_FAST;
@@ -524,9 +551,9 @@ static int build_canonical(const Line *l, Buf *b) {
     TRY(PUT_LIT(b, ",\"outcome_code\":"));
     TRY(put_json_string(b, (const unsigned char *)l->s[F_OCODE], l->n[F_OCODE]));
     TRY(PUT_LIT(b, ",\"outcome_data\":"));
-    TRY(put_json(b, l->s[F_ODATA], l->n[F_ODATA]));
+    TRY(put_json_mode(b, l->s[F_ODATA], l->n[F_ODATA], 0));
     TRY(PUT_LIT(b, ",\"params\":"));
-    TRY(put_json(b, l->s[F_PARAMS], l->n[F_PARAMS]));
+    TRY(put_json_mode(b, l->s[F_PARAMS], l->n[F_PARAMS], 0));
     TRY(PUT_LIT(b, ",\"retry_count\":"));
     TRY(put_int_column(b, l->s[F_RETRY], l->n[F_RETRY]));
     TRY(PUT_LIT(b, ",\"run_id\":"));
@@ -646,17 +673,269 @@ static PyObject *walk(PyObject *self, PyObject *args) {
     return Py_BuildValue("(ny#)", consumed, (const char *)prev, (Py_ssize_t)32);
 }
 
+/* ---- format v2 (docs/hash-chain-v2.md) -------------------------------------------------
+ *
+ * A v2 line is STEP_V2_COLUMNS (store/step_columns.py): the step's hashed columns, then
+ * chain_position, prev_hash, step_hash.  Unlike v1, NULL is common in AOS's rows (an
+ * outcome_data, an idempotency_key...) and hashes as null, so a field that is exactly `\N`
+ * is taken as NULL; any other backslash (a COPY escape) sends the line to the pure path.
+ * The trace's tenant_id, run_id and trace_id go into every record (a step row does not carry
+ * them): the caller passes each as its C2 text, made once per trace by the pure encoder. */
+
+#define FIELDS_V2 24
+
+enum {
+    G_INDEX, G_SKILL_ID, G_SKILL_NAME, G_PARAMS, G_STATUS, G_OCAT, G_OCODE, G_ODATA, G_COST,
+    G_DURATION, G_RETRY, G_TIMESTAMP, G_INPUT, G_OUTPUT, G_RNG, G_IDEM, G_REPLAY, G_SOURCE,
+    G_LEVEL, G_SYNTHETIC, G_SCENARIO, G_POSITION, G_PREV, G_HASH
+};
+
+typedef struct {
+    const char *s[FIELDS_V2];
+    Py_ssize_t n[FIELDS_V2]; /* -1: NULL */
+    long long index;
+    long long position;
+} LineV2;
+
+typedef struct {
+    const char *tenant, *run, *trace; /* C2 text of the trace's ids */
+    Py_ssize_t tenant_n, run_n, trace_n;
+} Ids;
+
+static int plain_count(const char *s, Py_ssize_t n, long long *out) {
+    /* [0-9]{1,15}: a step_index or chain_position the pure path reads as this int */
+    if (n <= 0 || n > 15 || !all_digits(s, n)) return NOT_FAST;
+    long long v = 0;
+    for (Py_ssize_t i = 0; i < n; i++) v = v * 10 + (s[i] - '0');
+    *out = v;
+    return 0;
+}
+
+static int split_line_v2(const char *data, Py_ssize_t len, LineV2 *line) {
+    if (len > 0 && data[len - 1] == '\n') len--;
+    if (memchr(data, '\n', (size_t)len) != NULL || memchr(data, '\r', (size_t)len) != NULL)
+        return NOT_FAST;
+    int escapes = memchr(data, '\\', (size_t)len) != NULL;
+    const char *p = data, *end = data + len;
+    for (int f = 0; f < FIELDS_V2; f++) {
+        const char *tab = memchr(p, '\t', (size_t)(end - p));
+        if ((f < FIELDS_V2 - 1) != (tab != NULL)) return NOT_FAST; /* too few / many fields */
+        const char *stop = tab ? tab : end;
+        Py_ssize_t n = stop - p;
+        line->s[f] = p;
+        line->n[f] = n;
+        if (escapes && memchr(p, '\\', (size_t)n) != NULL) {
+            if (n != 2 || p[1] != 'N') return NOT_FAST; /* an escape: the pure path's */
+            line->n[f] = -1;
+        }
+        p = stop + 1;
+    }
+    /* NULL where the chain needs a value: the pure path words the failure */
+    if (plain_count(line->s[G_INDEX], line->n[G_INDEX], &line->index) != 0 ||
+        plain_count(line->s[G_POSITION], line->n[G_POSITION], &line->position) != 0 ||
+        line->n[G_PREV] < 0 || line->n[G_HASH] < 0)
+        return NOT_FAST;
+    return 0;
+}
+
+static int put_text_v2(Buf *b, const LineV2 *l, int f) {
+    if (l->n[f] < 0) return PUT_LIT(b, "null");
+    return put_json_string(b, (const unsigned char *)l->s[f], l->n[f]);
+}
+
+static int put_json_v2(Buf *b, const LineV2 *l, int f) {
+    if (l->n[f] < 0) return PUT_LIT(b, "null"); /* SQL NULL and JSON null hash alike */
+    return put_json_mode(b, l->s[f], l->n[f], 1);
+}
+
+static int put_double_v2(Buf *b, const LineV2 *l, int f) {
+    if (l->n[f] < 0) return PUT_LIT(b, "null");
+    return put_double_column(b, l->s[f], l->n[f]);
+}
+
+static int put_int_v2(Buf *b, const LineV2 *l, int f) {
+    if (l->n[f] < 0) return PUT_LIT(b, "null");
+    return put_int_column(b, l->s[f], l->n[f]);
+}
+
+static int put_timestamp_v2(Buf *b, const LineV2 *l, int f) {
+    if (l->n[f] < 0) return PUT_LIT(b, "null");
+    return put_timestamp(b, l->s[f], l->n[f]);
+}
+
+static int put_boolean_v2(Buf *b, const LineV2 *l, int f) {
+    if (l->n[f] < 0) return PUT_LIT(b, "null");
+    if (l->n[f] == 1 && l->s[f][0] == 't') return PUT_LIT(b, "true");
+    if (l->n[f] == 1 && l->s[f][0] == 'f') return PUT_LIT(b, "false");
+    return NOT_FAST;
+}
+
+/* C2(step record), its keys in the record's sorted order (ASCII: UTF-16 order). */
+static int build_canonical_v2(const LineV2 *l, const Ids *ids, Buf *b) {
+    TRY(PUT_LIT(b, "{\"cost_cents\":"));
+    TRY(put_double_v2(b, l, G_COST));
+    TRY(PUT_LIT(b, ",\"duration_ms\":"));
+    TRY(put_double_v2(b, l, G_DURATION));
+    TRY(PUT_LIT(b, ",\"idempotency_key\":"));
+    TRY(put_text_v2(b, l, G_IDEM));
+    TRY(PUT_LIT(b, ",\"input_hash\":"));
+    TRY(put_text_v2(b, l, G_INPUT));
+    TRY(PUT_LIT(b, ",\"is_synthetic\":"));
+    TRY(put_boolean_v2(b, l, G_SYNTHETIC));
+    TRY(PUT_LIT(b, ",\"kind\":\"step\",\"level\":"));
+    TRY(put_text_v2(b, l, G_LEVEL));
+    TRY(PUT_LIT(b, ",\"outcome_category\":"));
+    TRY(put_text_v2(b, l, G_OCAT));
+    TRY(PUT_LIT(b, ",\"outcome_code\":"));
+    TRY(put_text_v2(b, l, G_OCODE));
+    TRY(PUT_LIT(b, ",\"outcome_data\":"));
+    TRY(put_json_v2(b, l, G_ODATA));
+    TRY(PUT_LIT(b, ",\"output_hash\":"));
+    TRY(put_text_v2(b, l, G_OUTPUT));
+    TRY(PUT_LIT(b, ",\"params\":"));
+    TRY(put_json_v2(b, l, G_PARAMS));
+    TRY(PUT_LIT(b, ",\"replay_behavior\":"));
+    TRY(put_text_v2(b, l, G_REPLAY));
+    TRY(PUT_LIT(b, ",\"retry_count\":"));
+    TRY(put_int_v2(b, l, G_RETRY));
+    TRY(PUT_LIT(b, ",\"rng_state_before\":"));
+    TRY(put_text_v2(b, l, G_RNG));
+    TRY(PUT_LIT(b, ",\"run_id\":"));
+    TRY(buf_put(b, ids->run, ids->run_n));
+    TRY(PUT_LIT(b, ",\"skill_id\":"));
+    TRY(put_text_v2(b, l, G_SKILL_ID));
+    TRY(PUT_LIT(b, ",\"skill_name\":"));
+    TRY(put_text_v2(b, l, G_SKILL_NAME));
+    TRY(PUT_LIT(b, ",\"source\":"));
+    TRY(put_text_v2(b, l, G_SOURCE));
+    TRY(PUT_LIT(b, ",\"status\":"));
+    TRY(put_text_v2(b, l, G_STATUS));
+    TRY(PUT_LIT(b, ",\"step_index\":"));
+    char idx[24];
+    int k = snprintf(idx, sizeof(idx), "%lld", l->index);
+    TRY(buf_put(b, idx, k));
+    TRY(PUT_LIT(b, ",\"synthetic_scenario_id\":"));
+    TRY(put_text_v2(b, l, G_SCENARIO));
+    TRY(PUT_LIT(b, ",\"tenant_id\":"));
+    TRY(buf_put(b, ids->tenant, ids->tenant_n));
+    TRY(PUT_LIT(b, ",\"timestamp\":"));
+    TRY(put_timestamp_v2(b, l, G_TIMESTAMP));
+    TRY(PUT_LIT(b, ",\"trace_id\":"));
+    TRY(buf_put(b, ids->trace, ids->trace_n));
+    TRY(PUT_LIT(b, ",\"v\":2}"));
+    return 0;
+}
+
+static PyObject *canonical_line_v2(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *data;
+    Py_ssize_t len;
+    Ids ids;
+    if (!PyArg_ParseTuple(args, "y#y#y#y#", &data, &len, &ids.tenant, &ids.tenant_n, &ids.run,
+                          &ids.run_n, &ids.trace, &ids.trace_n))
+        return NULL;
+    LineV2 line;
+    if (split_line_v2(data, len, &line) != 0 ||
+        !ascii_field(line.s[G_PREV], line.n[G_PREV]) ||
+        !ascii_field(line.s[G_HASH], line.n[G_HASH]))
+        Py_RETURN_NONE;
+    Buf b = {NULL, 0, 0};
+    if (buf_reserve(&b, 4096) < 0) return PyErr_NoMemory();
+    int rc = build_canonical_v2(&line, &ids, &b);
+    if (rc != 0) {
+        PyMem_Free(b.data);
+        if (rc < 0) {
+            if (!PyErr_Occurred()) PyErr_NoMemory();
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *result = Py_BuildValue("(Ly#Ls#s#)", line.index, b.data, b.len, line.position,
+                                     line.s[G_PREV], line.n[G_PREV], line.s[G_HASH],
+                                     line.n[G_HASH]);
+    PyMem_Free(b.data);
+    return result;
+}
+
+/* Rules 2-3 of format v2 over the lines from `start` while each is fast and verifies: in
+ * the order the pure chain checks them (integrity/verdicts.py _walk_canonical), the
+ * step_index is the next one, the chain position is that index, prev_hash is the previous
+ * hash's text and step_hash = SHA-256(prev || C2(step)).  The first line that is not fast
+ * or fails any check ends the run (the pure path decodes it and words the failure). */
+static PyObject *walk_v2(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *lines;
+    Py_ssize_t start;
+    const char *prev_in, *prev_hex_in;
+    Py_ssize_t prev_len, prev_hex_len;
+    long long next_index, stop;
+    Ids ids;
+    if (!PyArg_ParseTuple(args, "O!ny#s#LLy#y#y#", &PyList_Type, &lines, &start, &prev_in,
+                          &prev_len, &prev_hex_in, &prev_hex_len, &next_index, &stop,
+                          &ids.tenant, &ids.tenant_n, &ids.run, &ids.run_n, &ids.trace,
+                          &ids.trace_n))
+        return NULL;
+    if (prev_len != 32) {
+        PyErr_SetString(PyExc_ValueError, "prev must be a 32-byte digest");
+        return NULL;
+    }
+    unsigned char prev[32];
+    memcpy(prev, prev_in, 32);
+    char prev_hex[64];
+    int hex_given = prev_hex_len == 64;
+    if (hex_given) memcpy(prev_hex, prev_hex_in, 64);
+    Buf b = {NULL, 0, 0};
+    if (buf_reserve(&b, 8192) < 0) return PyErr_NoMemory();
+    Py_ssize_t n = PyList_GET_SIZE(lines), i = start < 0 ? 0 : start, consumed = 0;
+    for (; i < n && hex_given; i++) {
+        PyObject *item = PyList_GET_ITEM(lines, i);
+        if (!PyBytes_Check(item)) break;
+        LineV2 line;
+        if (split_line_v2(PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item), &line) != 0) break;
+        if (line.index != next_index || line.position != line.index) break;
+        if (line.n[G_PREV] != 64 || memcmp(line.s[G_PREV], prev_hex, 64) != 0) break;
+        if (line.n[G_HASH] != 64) break;
+        b.len = 32;
+        memcpy(b.data, prev, 32);
+        int rc = build_canonical_v2(&line, &ids, &b);
+        if (rc < 0) {
+            PyMem_Free(b.data);
+            if (!PyErr_Occurred()) PyErr_NoMemory();
+            return NULL;
+        }
+        if (rc != 0) break;
+        unsigned char digest[32];
+        SHA256((const unsigned char *)b.data, (size_t)b.len, digest);
+        char digest_hex[64];
+        to_hex(digest, digest_hex);
+        if (memcmp(line.s[G_HASH], digest_hex, 64) != 0) break;
+        memcpy(prev, digest, 32);
+        memcpy(prev_hex, digest_hex, 64);
+        next_index++;
+        consumed++;
+        if (next_index == stop) break;
+    }
+    PyMem_Free(b.data);
+    return Py_BuildValue("(ny#)", consumed, (const char *)prev, (Py_ssize_t)32);
+}
+
 static PyMethodDef methods[] = {
     {"canonical_line", canonical_line, METH_O,
      "canonical_line(line) -> (step_index, C(step), prev_hash, step_hash) or None"},
     {"walk", walk, METH_VARARGS,
      "walk(lines, start, prev, prev_hex, next_index, stop) -> (consumed, prev)"},
+    {"canonical_line_v2", canonical_line_v2, METH_VARARGS,
+     "canonical_line_v2(line, tenant, run, trace) -> (step_index, C2(step), chain_position,"
+     " prev_hash, step_hash) or None"},
+    {"walk_v2", walk_v2, METH_VARARGS,
+     "walk_v2(lines, start, prev, prev_hex, next_index, stop, tenant, run, trace)"
+     " -> (consumed, prev)"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_native_line",
-    "The compiled fast path of a format-v1 proof (store/native_line.py).", -1, methods,
+    "The compiled fast path of a proof, v1 and v2 (store/native_line.py).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

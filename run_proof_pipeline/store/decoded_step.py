@@ -119,7 +119,7 @@ class DecodedStepV2(DecodedStep):
         chain_position: int | None,
         prev_hash: str | None,
         step_hash: str | None,
-        raw: tuple[str | None, ...],
+        raw: tuple[str | bytes | None, ...],
         error: str | None,
     ) -> DecodedStepV2:
         step = cls.__new__(cls)
@@ -129,14 +129,15 @@ class DecodedStepV2(DecodedStep):
         step.step_hash = step_hash
         step.error = error
         step.chain_position = chain_position
-        # The summary fields (SUMMARY_FIELDS order) as stored text, decoded when shown.
+        # The summary fields (SUMMARY_FIELDS order) as stored text (bytes from the compiled
+        # path), decoded when shown.
         step._raw = raw
         return step
 
     def summary_fields(self) -> list[Any]:
         raw = self._raw
         if raw is not None:  # the stored text, not decoded yet
-            return list(raw)
+            return [v.decode() if isinstance(v, bytes) else v for v in raw]
         return super().summary_fields()
 
     def feed_to(self, chain: ChainVerifier | ChainSegment) -> bool:

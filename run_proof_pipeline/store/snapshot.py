@@ -213,9 +213,11 @@ def _step_copy(conn: AsyncConnection, trace_id: str) -> Any:
     return _copy_out(conn, _STEP_COPY, (trace_id,))
 
 
-def step_lines_statement(trace_id: str) -> sql.Composed:
-    """stream_step_lines()'s COPY, for a SnapshotCopyReader (the id as a quoted literal)."""
-    return sql.SQL(_STEP_COPY.replace("%s", "{}")).format(sql.Literal(trace_id))
+def step_lines_statement(trace: TraceRow) -> sql.Composed:
+    """stream_step_lines()'s COPY (stream_step_lines_v2()'s for a format-v2 trace), for a
+    SnapshotCopyReader: the id as a quoted literal."""
+    text_ = _step_copy_v2_text(trace) if trace.chain_format == 2 else _STEP_COPY
+    return sql.SQL(text_.replace("%s", "{}")).format(sql.Literal(trace.trace_id))
 
 
 async def stream_step_rows(
@@ -237,15 +239,17 @@ async def stream_step_lines(conn: AsyncConnection, trace_id: str) -> AsyncGenera
             yield bytes(data)
 
 
-def _step_copy_v2(conn: AsyncConnection, trace: TraceRow) -> Any:
+def _step_copy_v2_text(trace: TraceRow) -> str:
     adopted = trace.adopted
-    return _copy_out(
-        conn,
+    return (
         f"COPY (SELECT {step_v2_select(adopted=adopted)}"  # noqa: S608 - constant text
         f" FROM {step_v2_from(adopted=adopted)}"
-        " WHERE s.trace_id = %s ORDER BY s.step_index) TO STDOUT",
-        (trace.trace_id,),
+        " WHERE s.trace_id = %s ORDER BY s.step_index) TO STDOUT"
     )
+
+
+def _step_copy_v2(conn: AsyncConnection, trace: TraceRow) -> Any:
+    return _copy_out(conn, _step_copy_v2_text(trace), (trace.trace_id,))
 
 
 async def stream_step_lines_v2(

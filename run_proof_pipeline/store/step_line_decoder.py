@@ -26,7 +26,7 @@ from run_proof_pipeline.store.canonical_text import (
 )
 from run_proof_pipeline.store.copy_text import as_text, unescape_copy_field
 from run_proof_pipeline.store.decoded_step import DecodedStep
-from run_proof_pipeline.store.native_line import canonical_line, native_enabled
+from run_proof_pipeline.store.native_line import NativeWalk, canonical_line, native_enabled, walk
 from run_proof_pipeline.store.step_columns import STEP_COLUMNS
 from run_proof_pipeline.store.step_row_decoder import StepRowDecoder
 from run_proof_pipeline.store.step_summary import SUMMARY_FIELDS
@@ -92,6 +92,14 @@ class StepLineDecoder:
     def native(self) -> bool:
         """Whether lines the compiled path takes get their C(step) from it."""
         return self._native is not None
+
+    @property
+    def line_walk(self) -> NativeWalk | None:
+        """The compiled walk (store/line_walk.py) when this decoder uses the compiled path."""
+        return walk if self._native is not None else None
+
+    # Format v1 has no chain positions (ChainVerifier.walk_state).
+    checks_positions = False
 
     def decode(self, line: bytes) -> DecodedStep:
         stored = line.rstrip(b"\n").split(b"\t")

@@ -10,6 +10,12 @@ either a raw line (UTF-8 connection) or a row of text values; both give a Decode
 The trace's `tenant_id` and `run_id` go into every record (the spec: a step row does not
 carry them when AOS writes it), so a row moved in from another run hashes differently.
 
+Where the compiled path is built (store/native_line.py; RUN_PROOF_NATIVE=0 forces the pure
+one), a raw line it takes whole gets its C2(step) from there, byte for byte this module's
+(run_proof_pipeline_tests/test_native_line_v2.py), and `line_walk` walks runs of lines in C
+(store/line_walk.py).  Every line it refuses (an escape, a number written in its exact form,
+an odd value) is decoded here, which words every failure.
+
 Imports stay light (psycopg-free, the integrity core): segment workers import this module.
 """
 
@@ -31,6 +37,13 @@ from run_proof_pipeline.store.column_text import (
 )
 from run_proof_pipeline.store.copy_text import unescape_copy_text
 from run_proof_pipeline.store.decoded_step import DecodedStepV2
+from run_proof_pipeline.store.native_line import (
+    NativeWalk,
+    canonical_line_v2,
+    id_texts,
+    native_enabled,
+    walk_v2,
+)
 from run_proof_pipeline.store.step_columns import STEP_V2_COLUMNS, step_v2_from, step_v2_select
 from run_proof_pipeline.store.step_summary import SUMMARY_FIELDS
 
@@ -53,13 +66,59 @@ _summary_of = itemgetter(*(STEP_V2_COLUMNS.index(name) for name in SUMMARY_FIELD
 class StepV2Decoder:
     """Decodes v2 step rows (STEP_V2_COLUMNS order) of one trace."""
 
-    def __init__(self, tenant_id: Any, run_id: Any, trace_id: Any) -> None:
+    def __init__(
+        self, tenant_id: Any, run_id: Any, trace_id: Any, *, native: bool | None = None
+    ) -> None:
         self._tenant_id = tenant_id
         self._run_id = run_id
         self._trace_id = trace_id
+        # native=False: the pure path only (the compiled one's reference, in the tests);
+        # None: the compiled path where it is built, unless RUN_PROOF_NATIVE=0.  Ids that
+        # are not plain text (id_texts) leave every line to the pure path.
+        use = native_enabled(2) if native is None else native
+        ids = id_texts(tenant_id, run_id, trace_id) if use else None
+        self._ids = ids if canonical_line_v2 is not None else None
+
+    @property
+    def native(self) -> bool:
+        """Whether lines the compiled path takes get their C2(step) from it."""
+        return self._ids is not None
+
+    @property
+    def line_walk(self) -> NativeWalk | None:
+        """The compiled v2 walk over this trace's lines (store/line_walk.py), or None."""
+        ids, native_walk = self._ids, walk_v2
+        if ids is None or native_walk is None:
+            return None
+        tenant, run, trace = ids
+
+        def run_walk(
+            lines: list[bytes], start: int, prev: bytes, prev_hex: str, index: int, stop: int
+        ) -> tuple[int, bytes]:
+            return native_walk(lines, start, prev, prev_hex, index, stop, tenant, run, trace)
+
+        return run_walk
+
+    # The v2 walk checks chain positions (ChainVerifier.walk_state).
+    checks_positions = True
 
     def decode_line(self, line: bytes) -> DecodedStepV2:
         """One raw COPY text line (UTF-8: the caller checks the connection's encoding)."""
+        ids = self._ids
+        if ids is not None and canonical_line_v2 is not None:
+            fast = canonical_line_v2(line, ids[0], ids[1], ids[2])
+            if fast is not None:
+                # The line holds no escape but whole-field NULLs: its fields are the text.
+                summary = _summary_of(line.rstrip(b"\n").split(b"\t"))
+                return DecodedStepV2.from_row(
+                    fast[0],
+                    fast[1],
+                    fast[2],
+                    fast[3],
+                    fast[4],
+                    tuple(None if f == b"\\N" else f for f in summary),
+                    None,
+                )
         fields = line.decode("utf-8").rstrip("\n").split("\t")
         return self.decode_row(
             tuple(
@@ -67,6 +126,8 @@ class StepV2Decoder:
                 for f in fields
             )
         )
+
+    decode = decode_line  # the name store/line_walk.py calls
 
     def decode_row(self, row: tuple[str | None, ...]) -> DecodedStepV2:
         """One row of text values (None for NULL)."""
