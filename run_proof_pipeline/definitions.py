@@ -19,12 +19,19 @@ from run_proof_pipeline.defs.retention.retirement import (
     aos_retention_retirement_job,
 )
 from run_proof_pipeline.defs.sweep.assets import aos_traces_sweep, aos_traces_sweep_job
+from run_proof_pipeline.defs.sweep.celery import aos_traces_sweep_celery_job
 from run_proof_pipeline.defs.sweep.schedules import nightly_sweep, weekly_full_sweep
 
 defs = Definitions(
     assets=[trace_store_spec, aos_traces_sweep],
     asset_checks=[trace_store_checks],
-    jobs=[run_proof_plan, run_proof_checkpoint, aos_traces_sweep_job, aos_retention_retirement_job],
+    jobs=[
+        run_proof_plan,
+        run_proof_checkpoint,
+        aos_traces_sweep_job,
+        aos_traces_sweep_celery_job,
+        aos_retention_retirement_job,
+    ],
     schedules=[
         nightly_run_proof,
         nightly_sweep,
