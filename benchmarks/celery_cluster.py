@@ -100,12 +100,19 @@ class Started:
             return "(no log)"
         return redact("\n".join(text.splitlines()[-lines:]))
 
-    def stop(self, grace: float = 20.0) -> None:
-        """SIGTERM to the PID (a Celery worker's warm shutdown, Redis' clean exit), SIGKILL
-        after `grace` seconds; then SIGKILL to each descendant listed before that is left."""
-        below = descendants(self.pid) if self.running() else []
+    def terminate(self) -> list[int]:
+        """SIGTERM to the PID (a Celery worker's warm shutdown, Redis' clean exit); returns
+        its descendants as they were just before, for `finish`."""
+        if not self.running():
+            return []
+        below = descendants(self.pid)
+        self.process.send_signal(signal.SIGTERM)
+        return below
+
+    def finish(self, below: list[int], grace: float = 20.0) -> None:
+        """Wait for the exit, SIGKILL to the PID after `grace` seconds; then SIGKILL to each
+        of `below` that is still there."""
         if self.running():
-            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
@@ -117,6 +124,9 @@ class Started:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+    def stop(self, grace: float = 20.0) -> None:
+        self.finish(self.terminate(), grace)
 
 
 def _start(name: str, argv: list[str], env: dict[str, str], logs: Path, cwd: Path) -> Started:
@@ -135,6 +145,25 @@ def _start(name: str, argv: list[str], env: dict[str, str], logs: Path, cwd: Pat
 
 class ClusterError(RuntimeError):
     """Redis or a worker did not come up; the message names which, with its log's tail."""
+
+
+def _wait_for_redis(server: Started, port: int, timeout: float) -> None:
+    import redis  # the client kombu's Redis transport uses
+
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not server.running():
+                raise ClusterError(f"redis-server exited:\n{server.log_tail()}")
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+    finally:
+        client.close()
+    raise ClusterError(f"redis-server did not answer PING in {timeout:.0f} s")
 
 
 @dataclass
@@ -183,25 +212,7 @@ class CeleryCluster:
         ]
         server = _start("redis", argv, dict(os.environ), self.directory, data)
         self.processes.append(server)
-        self._wait_for_redis(server, timeout)
-
-    def _wait_for_redis(self, server: Started, timeout: float) -> None:
-        import redis  # the client kombu's Redis transport uses
-
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                if not server.running():
-                    raise ClusterError(f"redis-server exited:\n{server.log_tail()}")
-                try:
-                    if client.ping():
-                        return
-                except redis.ConnectionError:
-                    time.sleep(0.05)
-        finally:
-            client.close()
-        raise ClusterError(f"redis-server did not answer PING in {timeout:.0f} s")
+        _wait_for_redis(server, self.port, timeout)
 
     def start_workers(
         self, count: int, env: dict[str, str], cwd: Path, timeout: float = 90.0
@@ -263,6 +274,12 @@ class CeleryCluster:
         return pids
 
     def stop(self) -> None:
-        """Workers first (their warm shutdown still reaches the broker), Redis last."""
-        for started in reversed(self.processes):
-            started.stop()
+        """The workers together (their warm shutdowns run side by side and still reach the
+        broker), Redis last."""
+        workers = [p for p in self.processes if p.name != "redis"]
+        pending = [(worker, worker.terminate()) for worker in workers]
+        for worker, below in pending:
+            worker.finish(below)
+        for started in self.processes:
+            if started.name == "redis":
+                started.stop()

@@ -38,10 +38,18 @@ CELERY_JOB = "aos_traces_sweep_celery_job"
 IN_PROCESS_JOB = "aos_traces_sweep_job"
 TENANT_OK, TENANT_BAD = "tenant-a", "tenant-b"
 RUNS, STEPS = 3, 4
-# Full sweeps: both jobs sweep the same store one after the other, and an incremental sweep
-# would skip what the first one verified. workers 2: the asset's own shard processes start
-# inside the Celery worker's pool process as they do in a run's process.
-RUN_CONFIG = {"ops": {"aos_traces_sweep": {"config": {"full": True, "workers": 2}}}}
+
+
+def _run_config(workers: int) -> dict[str, Any]:
+    # Full sweeps: both jobs sweep the same store one after the other, and an incremental
+    # sweep would skip what the first one verified.
+    return {"ops": {"aos_traces_sweep": {"config": {"full": True, "workers": workers}}}}
+
+
+# On Celery with 2 shard processes (started inside the worker's pool process as they are in a
+# run's process), in process with 1: the verdicts must not depend on either.
+RUN_CONFIG = _run_config(2)
+IN_PROCESS_CONFIG = _run_config(1)
 # What must be equal between the two jobs; the timings differ by nature.
 COMPARED = ("mode", "runs", "steps", "failures", "failed_runs", "trace_kinds")
 
@@ -158,9 +166,35 @@ def test_celery_sweep_runs_in_workers_and_matches_in_process(
     assert in_process_job.executor_def.name != CELERY_EXECUTOR_NAME
     for tenant in (TENANT_OK, TENANT_BAD):
         local = in_process_job.execute_in_process(
-            run_config=RUN_CONFIG, instance=instance, partition_key=tenant
+            run_config=IN_PROCESS_CONFIG, instance=instance, partition_key=tenant
         )
         assert local.success
         [evaluation] = local.get_asset_check_evaluations()
         assert _comparable(evaluation) == on_celery[tenant], tenant
     assert instance.get_materialized_partitions(SWEEP_ASSET) == {TENANT_OK, TENANT_BAD}
+    # The asset stores no output, so the workers need no shared file system (docs/sweep.md):
+    # the I/O manager wrote nothing under the instance's storage.
+    storage = Path(instance.root_directory) / "storage"
+    assert not list(storage.rglob("aos_traces_sweep*")), sorted(storage.rglob("*"))
+
+
+def test_celery_job_without_its_broker_setting_fails_at_launch_naming_it(
+    fresh_dagster_instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No fallback to dagster-celery's default broker (RabbitMQ on localhost): a run of the
+    Celery job without RUN_PROOF_CELERY_BROKER fails before any step, naming the variable."""
+    monkeypatch.delenv(BROKER_ENV, raising=False)
+    monkeypatch.setenv(BACKEND_ENV, "redis://127.0.0.1:1/1")  # never reached
+    fresh_dagster_instance.add_dynamic_partitions(TENANTS, [TENANT_OK])
+    job = ReconstructableRepository.for_module(
+        "run_proof_pipeline.definitions", "defs", working_directory=str(project_root())
+    ).get_reconstructable_job(CELERY_JOB)
+    with pytest.raises(Exception, match=BROKER_ENV) as raised:
+        execute_job(
+            job,
+            instance=fresh_dagster_instance,
+            run_config=RUN_CONFIG,
+            tags={"dagster/partition": TENANT_OK},
+            raise_on_error=True,
+        )
+    assert "not set" in str(raised.value)
