@@ -20,6 +20,7 @@ from run_proof_pipeline.defs.retention.retirement import (
     aos_retention_retirement_job,
 )
 from run_proof_pipeline.defs.sweep.assets import aos_traces_sweep, aos_traces_sweep_job
+from run_proof_pipeline.defs.sweep.celery import aos_traces_sweep_celery_job
 from run_proof_pipeline.defs.sweep.schedules import nightly_sweep, weekly_full_sweep
 
 defs = Definitions(
@@ -30,6 +31,7 @@ defs = Definitions(
         run_proof_long_run,
         run_proof_checkpoint,
         aos_traces_sweep_job,
+        aos_traces_sweep_celery_job,
         aos_retention_retirement_job,
     ],
     schedules=[

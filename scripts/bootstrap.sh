@@ -25,3 +25,16 @@ if [ "${RUN_PROOF_SKIP_BROWSER_INSTALL:-}" != "1" ] && ! command -v chromium >/d
     echo "bootstrap: chromium not found; install it (apt-get install chromium) for the browser tests" >&2
   fi
 fi
+
+# The sweep's Celery test and benchmark start a throwaway Redis broker (docs/sweep.md, "Using
+# the cores, and a cluster"): Debian's redis-server. They start their own server on a free
+# loopback port, never the package's system service.
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing Debian's redis-server for the Celery sweep test" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+      || echo "bootstrap: could not install redis-server; the Celery sweep test will say so and skip" >&2
+  else
+    echo "bootstrap: redis-server not found; install it (apt-get install redis-server) for the Celery sweep test" >&2
+  fi
+fi
