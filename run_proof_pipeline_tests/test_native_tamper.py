@@ -11,12 +11,16 @@ prove_traces).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from run_proof_pipeline.coordinator import RunProofCoordinator
+from run_proof_pipeline.embedded.server import LocalPostgres
+from run_proof_pipeline.plan.coordinator_checks.fixtures import migrated_copy
 from run_proof_pipeline.proof.stream import prove_trace, prove_traces
 from run_proof_pipeline.settings import DatabaseUrl
 from run_proof_pipeline.store import step_rows_v2
@@ -133,6 +137,22 @@ def _v2_run_tampered(store: DatabaseUrl, case: v2m.Case, run_id: str) -> tuple[s
     return case.tenant_id, case.run_id or run_id
 
 
+@contextmanager
+def _store_for(case: v2m.Case, shared: DatabaseUrl, server: LocalPostgres) -> Iterator[DatabaseUrl]:
+    """The shared store, or one of the test's own for a case that renames the run to a fixed
+    id (header-run_id: a second run renamed so in the same store would break run_id's
+    uniqueness before the proof)."""
+    if case.run_id is None:
+        yield shared
+        return
+    name = f"native_v2_{uuid.uuid4().hex[:12]}"
+    url = migrated_copy(server, name)
+    try:
+        yield url
+    finally:
+        server.drop_database(name)
+
+
 def _both_ways(
     store: DatabaseUrl,
     ids: tuple[str, str],
@@ -163,10 +183,15 @@ def _both_ways(
 @pytest.mark.parametrize("path", slow_after(["stream", "stream-joined"]))
 @pytest.mark.parametrize("case", v2m.CASES, ids=[c.name for c in v2m.CASES])
 def test_both_paths_give_the_same_verdict_on_every_v2_tamper_case(
-    matrix_store: DatabaseUrl, case: v2m.Case, path: str, monkeypatch: pytest.MonkeyPatch
+    matrix_store: DatabaseUrl,
+    pg_server: LocalPostgres,
+    case: v2m.Case,
+    path: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ids = _v2_run_tampered(matrix_store, case, f"native-{case.name}-{path}")
-    pure = _both_ways(matrix_store, ids, NATIVE_PATHS[path], monkeypatch)
+    with _store_for(case, matrix_store, pg_server) as store:
+        ids = _v2_run_tampered(store, case, f"native-{case.name}-{path}")
+        pure = _both_ways(store, ids, NATIVE_PATHS[path], monkeypatch)
     assert pure["integrity"]["verification_status"] == "FAILED"
     assert pure["integrity"]["failure"]["location"] == case.location
 
@@ -175,10 +200,14 @@ def test_both_paths_give_the_same_verdict_on_every_v2_tamper_case(
 @pytest.mark.skipif(walk_v2 is None, reason="the compiled path is not built here")
 @pytest.mark.parametrize("case", v2m.CASES, ids=[c.name for c in v2m.CASES])
 def test_both_paths_give_the_same_verdict_on_every_v2_tamper_case_in_segments(
-    matrix_store: DatabaseUrl, case: v2m.Case, monkeypatch: pytest.MonkeyPatch
+    matrix_store: DatabaseUrl,
+    pg_server: LocalPostgres,
+    case: v2m.Case,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ids = _v2_run_tampered(matrix_store, case, f"native-seg-{case.name}")
-    pure = _both_ways(matrix_store, ids, NATIVE_PATHS["segments"], monkeypatch)
+    with _store_for(case, matrix_store, pg_server) as store:
+        ids = _v2_run_tampered(store, case, f"native-seg-{case.name}")
+        pure = _both_ways(store, ids, NATIVE_PATHS["segments"], monkeypatch)
     assert pure["integrity"]["verification_status"] == "FAILED"
 
 

@@ -287,7 +287,7 @@ def test_tamper_is_detected_at_the_first_bad_place(
     monkeypatch.setattr(
         stream_module,
         "_read_joined",
-        lambda *args: joined.append(args[2]) or read_joined(*args),
+        lambda *args: joined.append(args[2].trace_id) or read_joined(*args),
     )
     run_id = f"run-{case.name}-{path}"
     record_run(shared_store, TENANT, run_id, steps=STEPS, chain_format=1)
